@@ -1,0 +1,205 @@
+//! The validated, fully resolved form of a scenario: what the runner executes.
+//!
+//! A scenario file is parsed and checked by [`crate::scenario`]; the result is a [`Plan`].
+//! Everything here is plain data with defaults already applied, so the runner, the fleet
+//! and the results writer never re-check input. Command-line overrides (`--agents`,
+//! `--server`) are applied to a `Plan`, not to the file.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// A scenario ready to run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Scenario name (from the file's `name`, or its file stem).
+    pub name: String,
+    /// Free text from the file's `description`.
+    pub description: String,
+    /// Seed for every random choice a run makes (jitter, write targets).
+    pub seed: u64,
+    pub broker: BrokerPlan,
+    pub fleet: FleetPlan,
+    /// The profile the fleet runs, resolved from `fleet.profile`.
+    pub profile: Profile,
+    pub steps: Vec<Step>,
+}
+
+/// Where the broker comes from and the limits an embedded broker runs with.
+#[derive(Debug, Clone, Serialize)]
+pub struct BrokerPlan {
+    /// `None`: fleetsim starts and owns its own nats-server (the embedded broker).
+    pub url: Option<String>,
+    /// Monitoring base URL (`http://host:8222`) of an external broker, if known.
+    pub monitor_url: Option<String>,
+    /// Embedded broker's `max_connections`.
+    pub max_connections: u64,
+    /// Embedded broker's `jetstream.request_queue_limit` (JetStream API queue length).
+    pub request_queue_limit: u64,
+    /// Embedded broker's `jetstream.limits.default_max_consumers` (-1 = unlimited;
+    /// nats-server 2.15 itself defaults to 1000 per stream).
+    pub default_max_consumers: i64,
+    /// Delete and recreate the buckets and the EXEC stream before seeding.
+    pub reset: bool,
+}
+
+/// The simulated fleet: how many agents, how they are grouped, how they connect.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetPlan {
+    pub agents: usize,
+    /// Number of groups; agent `i` belongs to group `i % groups`.
+    pub groups: usize,
+    /// Name of the profile (built-in `kanade`/`legacy`, or one from `[profiles.*]`).
+    pub profile: String,
+    /// Entries seeded into each shared catalog (`schedules`, `jobs`).
+    pub catalog_entries: usize,
+    /// async-nats `connection_timeout`.
+    #[serde(with = "duration_str")]
+    pub connect_timeout: Duration,
+    /// async-nats `request_timeout`: how long a JetStream API call waits for its reply.
+    #[serde(with = "duration_str")]
+    pub request_timeout: Duration,
+    /// How many times an agent retries a failed setup call (consumer create, get)
+    /// before it gives up and ends `failed`. Waits follow the real agent's `nats_retry`:
+    /// 1 s doubling, ±25 % jitter.
+    pub setup_retries: u32,
+}
+
+/// What one agent opens and reads: the consumers and the sync after (re)connect.
+///
+/// Profiles are data, not code: the built-ins are TOML in `src/profiles/` parsed by the
+/// same code as a scenario's `[profiles.<name>]` tables.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Profile {
+    pub name: String,
+    pub consumers: Vec<ConsumerSpec>,
+    pub sync: Vec<SyncOp>,
+}
+
+/// One long-lived consumer an agent holds.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ConsumerSpec {
+    /// Label used in metrics (`consumer_create.<name>`), unique within a profile.
+    pub name: String,
+    pub kind: ConsumerKind,
+}
+
+/// Bucket names the fleet provisions. Consumer and sync specs may only name these.
+pub const BUCKETS: [&str; 5] = [
+    "agent_config",
+    "agent_groups",
+    "schedules",
+    "jobs",
+    "fleet_config",
+];
+
+/// The async-nats call that opens a consumer.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ConsumerKind {
+    /// `kv.watch(key)`: one ordered push consumer on one key (template).
+    Watch { bucket: String, key: KeyTemplate },
+    /// `kv.watch_many(keys)`: one ordered push consumer with several filter subjects.
+    WatchMany {
+        bucket: String,
+        keys: Vec<KeyTemplate>,
+    },
+    /// `kv.watch_all()`: one ordered push consumer on the whole bucket.
+    WatchAll { bucket: String },
+    /// The durable pull consumer `agent_replay_<pc>` on stream `EXEC`, filter subjects
+    /// `commands.all`, `commands.pc.<pc>`, `commands.group.<g>`; explicit ack,
+    /// deliver last-per-subject; created with create-or-update.
+    ExecReplay,
+}
+
+/// One read of the sync an agent does after it connects.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SyncOp {
+    /// Direct `get` of each key (template).
+    Get {
+        bucket: String,
+        keys: Vec<KeyTemplate>,
+    },
+    /// `keys()` then a `get` per key: a walk of the whole bucket. `keys()` opens a
+    /// short-lived ordered consumer that the server reaps ~30 s after it is dropped.
+    Walk { bucket: String },
+}
+
+/// A key with placeholders: `{pc}` (the agent's id) and `{group}` (its group's id).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct KeyTemplate(pub String);
+
+impl KeyTemplate {
+    /// The key for one agent.
+    pub fn render(&self, pc: &str, group: &str) -> String {
+        self.0.replace("{pc}", pc).replace("{group}", group)
+    }
+}
+
+/// One step of a scenario's timeline.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Step {
+    /// 1-based position in the file, used in results (`phase` column) and logs.
+    pub index: usize,
+    pub action: StepAction,
+}
+
+impl Step {
+    /// Short label for results: `"<index>:<kind>"`, e.g. `"1:start"`.
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.index, self.action.kind())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StepAction {
+    /// Bring the fleet's agents up.
+    Start { pacing: StartPacing },
+    /// Wait until every started agent is ready or failed; past the timeout the run fails.
+    WaitReady {
+        #[serde(with = "duration_str")]
+        timeout: Duration,
+    },
+    /// Keep the fleet up (consumers polled) for a while.
+    Hold {
+        #[serde(with = "duration_str")]
+        duration: Duration,
+    },
+}
+
+impl StepAction {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StepAction::Start { .. } => "start",
+            StepAction::WaitReady { .. } => "wait_ready",
+            StepAction::Hold { .. } => "hold",
+        }
+    }
+}
+
+/// How a `start` step releases agents.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum StartPacing {
+    /// Every agent at the same instant: the morning power-on wave.
+    AllAtOnce,
+    /// A fixed number of agents per second (governor rate limiter).
+    Rate { per_second: u32 },
+    /// Evenly over a duration.
+    Spread {
+        #[serde(with = "duration_str")]
+        over: Duration,
+    },
+}
+
+/// Durations in results and manifests are written the way scenarios write them ("1.5s").
+pub mod duration_str {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{d:?}"))
+    }
+}

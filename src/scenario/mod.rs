@@ -1,0 +1,412 @@
+//! Scenario files: TOML text in, a validated [`Plan`] out, or every problem in the file.
+//!
+//! This module owns the scenario format: which keys exist, their types, defaults and
+//! rules (see the README's "Scenario files"), and the built-in profiles in
+//! `src/profiles/`, which are TOML parsed by the same code as a scenario's
+//! `[profiles.<name>]` tables. Nothing after it re-checks input: a [`Plan`] is correct by
+//! construction.
+//!
+//! # Why the table is walked by hand
+//!
+//! Deriving `Deserialize` would stop at the first problem and say little about where it
+//! is. A scenario is written by hand and run from a terminal, so `fleetsim validate`
+//! should list every problem at once, each with the line it is on:
+//!
+//! ```text
+//! quick.toml:4: fleet.agents: must be a positive whole number, got -5
+//! quick.toml:7: fleet.agnets: unknown key; allowed: agents, groups, profile, ...
+//! quick.toml:9: steps[2].duration: bad duration "5 parsecs"; use a number with a unit: 500ms, 10s, 2m, 1h
+//! ```
+//!
+//! So the text is parsed into toml's spanned document ([`toml::de::DeTable`]), and the
+//! readers in `walk` take each value they need, record a [`Problem`] (with the line of
+//! its span) for anything wrong, and fall back to the default so reading goes on. The
+//! plan is returned only if no problem was recorded. A TOML syntax error stops reading:
+//! it is reported as the one problem of the file.
+//!
+//! Problems point at the offending key (unknown keys) or value (wrong type or value); a
+//! missing key points at what requires it (the table's header, or the `kind`/`mode` that
+//! needs it), and a missing table at line 1.
+
+mod profile;
+mod steps;
+mod walk;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use toml::de::DeTable;
+
+use crate::plan::{BrokerPlan, FleetPlan, Plan, Profile};
+use walk::{Ctx, Node};
+
+/// Why a scenario could not be turned into a [`Plan`].
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// Every problem in the file, one per line when displayed.
+    #[error("{}", render(.0))]
+    Invalid(Vec<Problem>),
+}
+
+/// One thing wrong in a scenario file. Displays as `<file>:<line>: <key>: <message>`
+/// (without `<key>: ` for a TOML syntax error, which belongs to no key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The scenario's origin, or `src/profiles/<name>.toml` for a built-in profile.
+    pub file: String,
+    /// 1-based line of the offending key or value.
+    pub line: usize,
+    /// Dotted path of the key: `fleet.agents`, `steps[2].duration` (indexes are 1-based).
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}: {}: {}",
+                self.file, self.line, self.key, self.message
+            )
+        }
+    }
+}
+
+/// Problems one per line.
+fn render(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(Problem::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Reads and checks a scenario file; messages name the file as `path` is written.
+pub fn parse_file(path: &Path) -> Result<Plan, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse_str(&text, &path.display().to_string())
+}
+
+/// Checks scenario text; `origin` is the file name used in messages, and its stem is the
+/// scenario's default name.
+pub fn parse_str(text: &str, origin: &str) -> Result<Plan, ScenarioError> {
+    let doc = match DeTable::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            return Err(ScenarioError::Invalid(vec![syntax_problem(
+                origin, text, &e,
+            )]));
+        }
+    };
+    let mut ctx = Ctx::new(origin, text);
+    let root = Node::new(String::new(), doc.get_ref(), doc.span());
+    let plan = read_plan(&mut ctx, &root, origin);
+    let problems = ctx.into_problems();
+    if problems.is_empty() {
+        Ok(plan)
+    } else {
+        Err(ScenarioError::Invalid(problems))
+    }
+}
+
+/// Parses `"500ms"`, `"10s"`, `"1.5s"`, `"2m"`, `"1h"`, `"0s"`: a non-negative decimal
+/// number and one of the units `ms`, `s`, `m`, `h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("bad duration {s:?}; use a number with a unit: 500ms, 10s, 2m, 1h");
+    let text = s.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let unit_nanos: u128 = match unit {
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        _ => return Err(bad()),
+    };
+    let (whole, fraction) = match number.split_once('.') {
+        Some((w, f)) if !f.is_empty() && !f.contains('.') => (w, f),
+        Some(_) => return Err(bad()),
+        None => (number, ""),
+    };
+    if whole.is_empty() {
+        return Err(bad());
+    }
+    let too_long = || format!("duration {s:?} is too long");
+    let whole: u128 = whole.parse().map_err(|_| too_long())?;
+    let mut nanos = whole.checked_mul(unit_nanos).ok_or_else(too_long)?;
+    // Digits past the 18th are below a nanosecond for every unit.
+    let fraction = &fraction[..fraction.len().min(18)];
+    if !fraction.is_empty() {
+        let digits: u128 = fraction.parse().map_err(|_| bad())?;
+        nanos += digits * unit_nanos / 10u128.pow(fraction.len() as u32);
+    }
+    let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| too_long())?;
+    Ok(Duration::new(secs, (nanos % 1_000_000_000) as u32))
+}
+
+/// A TOML syntax error as the one problem of `file`.
+fn syntax_problem(file: &str, text: &str, error: &toml::de::Error) -> Problem {
+    let offset = error.span().map_or(0, |s| s.start);
+    Problem {
+        file: file.to_string(),
+        line: Ctx::new(file, text).line_of(offset),
+        key: String::new(),
+        message: format!("invalid TOML: {}", error.message()),
+    }
+}
+
+const ROOT_KEYS: [&str; 7] = [
+    "name",
+    "description",
+    "seed",
+    "broker",
+    "fleet",
+    "profiles",
+    "steps",
+];
+const BROKER_KEYS: [&str; 6] = [
+    "url",
+    "monitor",
+    "max_connections",
+    "request_queue_limit",
+    "default_max_consumers",
+    "reset",
+];
+/// Broker keys that configure the embedded broker only.
+const EMBEDDED_ONLY: [&str; 3] = [
+    "max_connections",
+    "request_queue_limit",
+    "default_max_consumers",
+];
+const FLEET_KEYS: [&str; 7] = [
+    "agents",
+    "groups",
+    "profile",
+    "catalog_entries",
+    "connect_timeout",
+    "request_timeout",
+    "setup_retries",
+];
+
+const POSITIVE: &str = "a positive whole number";
+const NON_NEGATIVE: &str = "zero or a positive whole number";
+
+fn read_plan(ctx: &mut Ctx<'_>, root: &Node<'_, '_>, origin: &str) -> Plan {
+    root.check_keys(ctx, &ROOT_KEYS);
+    let name = match root.string(ctx, "name") {
+        Some(("", span)) => {
+            ctx.report(&span, "name", "must not be empty");
+            None
+        }
+        Some((name, _)) => Some(name.to_string()),
+        None => None,
+    };
+    let name = name.unwrap_or_else(|| default_name(origin));
+    let description = root
+        .string(ctx, "description")
+        .map_or_else(String::new, |(d, _)| d.to_string());
+    let seed = root.whole(ctx, "seed", NON_NEGATIVE, 0, u64::MAX.into());
+    let seed = seed.map_or(1, |(n, _)| n as u64);
+
+    let broker = read_broker(ctx, root);
+    let (fleet, profile_ref) = read_fleet(ctx, root);
+    let profiles = profile::read_profiles(ctx, root);
+    let profile = resolve_profile(ctx, &fleet.profile, profile_ref, &profiles);
+    let steps = steps::read_steps(ctx, root);
+    Plan {
+        name,
+        description,
+        seed,
+        broker,
+        fleet,
+        profile,
+        steps,
+    }
+}
+
+/// The file stem of `origin` (`scenarios/quick.toml` -> `quick`).
+fn default_name(origin: &str) -> String {
+    Path::new(origin)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "scenario".to_string())
+}
+
+fn read_broker(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> BrokerPlan {
+    let mut broker = BrokerPlan {
+        url: None,
+        monitor_url: None,
+        max_connections: 65_536,
+        request_queue_limit: 10_000,
+        default_max_consumers: -1,
+        reset: true,
+    };
+    let Some(node) = root.table(ctx, "broker", "a table ([broker])") else {
+        return broker;
+    };
+    node.check_keys(ctx, &BROKER_KEYS);
+    if let Some((url, span)) = node.string(ctx, "url") {
+        if has_scheme(url, &["nats://", "tls://"]) {
+            broker.url = Some(url.to_string());
+        } else {
+            ctx.report(
+                &span,
+                node.key("url"),
+                format!("must start with nats:// or tls://, got {url:?}"),
+            );
+        }
+    }
+    if let Some((monitor, span)) = node.string(ctx, "monitor") {
+        if !has_scheme(monitor, &["http://", "https://"]) {
+            let message = format!("must start with http:// or https://, got {monitor:?}");
+            ctx.report(&span, node.key("monitor"), message);
+        } else if node.get("url").is_none() {
+            let message = "monitor only applies with url (an external broker); the embedded broker's is known";
+            ctx.report(&span, node.key("monitor"), message);
+        } else {
+            broker.monitor_url = Some(monitor.to_string());
+        }
+    }
+    if node.get("url").is_some() {
+        for key in EMBEDDED_ONLY {
+            if node.get(key).is_some() {
+                let message = format!("{key} only applies to the embedded broker (no url)");
+                node.report_at(ctx, key, message);
+            }
+        }
+    }
+    if let Some((n, _)) = node.whole(ctx, "max_connections", POSITIVE, 1, u64::MAX.into()) {
+        broker.max_connections = n as u64;
+    }
+    if let Some((n, _)) = node.whole(ctx, "request_queue_limit", POSITIVE, 1, u64::MAX.into()) {
+        broker.request_queue_limit = n as u64;
+    }
+    let what = "-1 (unlimited) or a positive whole number";
+    if let Some((n, span)) = node.whole(ctx, "default_max_consumers", what, -1, i64::MAX.into()) {
+        if n == 0 {
+            ctx.report(
+                &span,
+                node.key("default_max_consumers"),
+                format!("must be {what}, got 0"),
+            );
+        } else {
+            broker.default_max_consumers = n as i64;
+        }
+    }
+    if let Some(reset) = node.boolean(ctx, "reset") {
+        broker.reset = reset;
+    }
+    broker
+}
+
+/// `url` starts with one of `schemes` and has something after it.
+fn has_scheme(url: &str, schemes: &[&str]) -> bool {
+    schemes
+        .iter()
+        .any(|s| url.len() > s.len() && url.starts_with(s))
+}
+
+/// Reads `[fleet]`; also returns the span of `fleet.profile` for resolving it later.
+fn read_fleet(
+    ctx: &mut Ctx<'_>,
+    root: &Node<'_, '_>,
+) -> (FleetPlan, Option<std::ops::Range<usize>>) {
+    let mut fleet = FleetPlan {
+        agents: 0,
+        groups: 4,
+        profile: "kanade".to_string(),
+        catalog_entries: 20,
+        connect_timeout: Duration::from_secs(10),
+        request_timeout: Duration::from_secs(10),
+        setup_retries: 3,
+    };
+    let required = "required: the number of agents, a positive whole number";
+    let Some(node) = root.table(ctx, "fleet", "a table ([fleet])") else {
+        if root.get("fleet").is_none() {
+            ctx.report(&root.span, "fleet.agents", required);
+        }
+        return (fleet, None);
+    };
+    node.check_keys(ctx, &FLEET_KEYS);
+    let usize_max = usize::MAX as i128;
+    match node.whole(ctx, "agents", POSITIVE, 1, usize_max) {
+        Some((n, _)) => fleet.agents = n as usize,
+        None if node.get("agents").is_none() => node.missing(ctx, "agents", None, required),
+        None => {}
+    }
+    if let Some((n, _)) = node.whole(ctx, "groups", POSITIVE, 1, usize_max) {
+        fleet.groups = n as usize;
+    }
+    let mut profile_span = None;
+    if let Some((name, span)) = node.string(ctx, "profile") {
+        fleet.profile = name.to_string();
+        profile_span = Some(span);
+    }
+    if let Some((n, _)) = node.whole(ctx, "catalog_entries", NON_NEGATIVE, 0, usize_max) {
+        fleet.catalog_entries = n as usize;
+    }
+    if let Some(d) = node.positive_duration(ctx, "connect_timeout", "") {
+        fleet.connect_timeout = d;
+    }
+    if let Some(d) = node.positive_duration(ctx, "request_timeout", "") {
+        fleet.request_timeout = d;
+    }
+    if let Some((n, _)) = node.whole(ctx, "setup_retries", NON_NEGATIVE, 0, u32::MAX.into()) {
+        fleet.setup_retries = n as u32;
+    }
+    (fleet, profile_span)
+}
+
+/// The profile `fleet.profile` names: a built-in or one of the file's `[profiles]`.
+fn resolve_profile(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    span: Option<std::ops::Range<usize>>,
+    custom: &std::collections::BTreeMap<String, Profile>,
+) -> Profile {
+    let empty = Profile {
+        name: name.to_string(),
+        consumers: Vec::new(),
+        sync: Vec::new(),
+    };
+    if let Some(builtin) = profile::builtin(name) {
+        return builtin.unwrap_or_else(|problems| {
+            ctx.extend(problems);
+            empty
+        });
+    }
+    if let Some(profile) = custom.get(name) {
+        return profile.clone();
+    }
+    // Only a name written in the file can be unknown: the default is a built-in.
+    let span = span.unwrap_or(0..0);
+    let message = if custom.is_empty() {
+        format!("unknown profile {name:?}; use kanade or legacy, or define [profiles.{name}]")
+    } else {
+        let names: Vec<&str> = custom.keys().map(String::as_str).collect();
+        format!(
+            "unknown profile {name:?}; use kanade, legacy, or one of this file's [profiles]: {}",
+            names.join(", ")
+        )
+    };
+    ctx.report(&span, "fleet.profile", message);
+    empty
+}

@@ -1,0 +1,833 @@
+use std::time::Duration;
+
+use super::*;
+use crate::plan::{ConsumerKind, KeyTemplate, StartPacing, Step, StepAction, SyncOp};
+
+/// The problems of `text` as displayed, one string each.
+fn problems(text: &str) -> Vec<String> {
+    match parse_str(text, "quick.toml") {
+        Ok(plan) => panic!("expected problems, got a plan: {plan:?}"),
+        Err(ScenarioError::Invalid(problems)) => problems.iter().map(Problem::to_string).collect(),
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+fn plan(text: &str) -> Plan {
+    parse_str(text, "quick.toml").unwrap_or_else(|e| panic!("expected a plan, got:\n{e}"))
+}
+
+fn key(k: &str) -> KeyTemplate {
+    KeyTemplate(k.to_string())
+}
+
+const MINIMAL: &str = "[fleet]\nagents = 5\n\n[[steps]]\nkind = \"start\"\n";
+
+#[test]
+fn unknown_key_lists_the_allowed_keys() {
+    let text = r#"name = "quick"
+
+[fleet]
+agents = 5
+
+[[steps]]
+kind = "start"
+agnets = 3
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            "quick.toml:8: steps[1].agnets: unknown key; allowed: kind, mode, rate, over, timeout, duration"
+        ]
+    );
+    let text = "[fleet]\nagents = 5\nagnets = 5\n\n[[steps]]\nkind = \"start\"\n";
+    assert_eq!(
+        problems(text),
+        [
+            "quick.toml:3: fleet.agnets: unknown key; allowed: agents, groups, profile, catalog_entries, connect_timeout, request_timeout, setup_retries"
+        ]
+    );
+}
+
+#[test]
+fn bad_duration_says_the_allowed_form() {
+    let text = r#"[fleet]
+agents = 5
+
+[[steps]]
+kind = "start"
+
+[[steps]]
+kind = "hold"
+duration = "5 parsecs"
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            r#"quick.toml:9: steps[2].duration: bad duration "5 parsecs"; use a number with a unit: 500ms, 10s, 2m, 1h"#
+        ]
+    );
+}
+
+#[test]
+fn negative_agent_count() {
+    let text = "name = \"q\"\n\n[fleet]\nagents = -5\n\n[[steps]]\nkind = \"start\"\n";
+    assert_eq!(
+        problems(text),
+        ["quick.toml:4: fleet.agents: must be a positive whole number, got -5"]
+    );
+    let text = "[fleet]\nagents = 0\n\n[[steps]]\nkind = \"start\"\n";
+    assert_eq!(
+        problems(text),
+        ["quick.toml:2: fleet.agents: must be a positive whole number, got 0"]
+    );
+    let text = "[fleet]\nagents = \"50\"\n\n[[steps]]\nkind = \"start\"\n";
+    assert_eq!(
+        problems(text),
+        [r#"quick.toml:2: fleet.agents: must be a positive whole number, got string "50""#]
+    );
+}
+
+#[test]
+fn missing_agents_points_at_the_fleet_table() {
+    let text = "name = \"q\"\n\n[fleet]\ngroups = 2\n\n[[steps]]\nkind = \"start\"\n";
+    assert_eq!(
+        problems(text),
+        ["quick.toml:3: fleet.agents: required: the number of agents, a positive whole number"]
+    );
+    // No [fleet] at all: a file-level problem, at line 1.
+    let text = "name = \"q\"\n\n[[steps]]\nkind = \"start\"\n";
+    assert_eq!(
+        problems(text),
+        ["quick.toml:1: fleet.agents: required: the number of agents, a positive whole number"]
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = r#"name = "quick"
+
+[fleet]
+agents = -5
+groups = 2
+
+[[steps]]
+kind = "start"
+agnets = 3
+
+[[steps]]
+kind = "hold"
+duration = "5 parsecs"
+"#;
+    let err = parse_str(text, "quick.toml").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "quick.toml:4: fleet.agents: must be a positive whole number, got -5\n\
+         quick.toml:9: steps[1].agnets: unknown key; allowed: kind, mode, rate, over, timeout, duration\n\
+         quick.toml:13: steps[2].duration: bad duration \"5 parsecs\"; use a number with a unit: 500ms, 10s, 2m, 1h"
+    );
+    let ScenarioError::Invalid(list) = err else {
+        panic!("not Invalid")
+    };
+    assert_eq!(list.len(), 3);
+    assert_eq!(
+        list[0],
+        Problem {
+            file: "quick.toml".into(),
+            line: 4,
+            key: "fleet.agents".into(),
+            message: "must be a positive whole number, got -5".into(),
+        }
+    );
+}
+
+#[test]
+fn syntax_error_is_one_problem_with_its_line() {
+    let text = "name = \"q\"\n\n[fleet\nagents = 5\n";
+    let found = problems(text);
+    assert_eq!(found.len(), 1);
+    assert!(
+        found[0].starts_with("quick.toml:3: invalid TOML: "),
+        "{found:?}"
+    );
+    let text = "[fleet]\nagents = 5\nagents = 6\n";
+    assert_eq!(
+        problems(text),
+        ["quick.toml:3: invalid TOML: duplicate key"]
+    );
+}
+
+#[test]
+fn builtin_kanade_profile() {
+    let kanade = profile::builtin("kanade")
+        .unwrap()
+        .expect("kanade.toml has no problems");
+    assert_eq!(kanade.name, "kanade");
+    let kinds: Vec<(&str, &ConsumerKind)> = kanade
+        .consumers
+        .iter()
+        .map(|c| (c.name.as_str(), &c.kind))
+        .collect();
+    let own_keys = vec![key("global"), key("pcs.{pc}"), key("groups.{group}")];
+    assert_eq!(
+        kinds,
+        [
+            (
+                "agent_config",
+                &ConsumerKind::WatchMany {
+                    bucket: "agent_config".into(),
+                    keys: own_keys.clone(),
+                }
+            ),
+            (
+                "groups_config",
+                &ConsumerKind::Watch {
+                    bucket: "agent_groups".into(),
+                    key: key("{pc}"),
+                }
+            ),
+            (
+                "groups_subs",
+                &ConsumerKind::Watch {
+                    bucket: "agent_groups".into(),
+                    key: key("{pc}"),
+                }
+            ),
+            (
+                "schedules",
+                &ConsumerKind::WatchAll {
+                    bucket: "schedules".into()
+                }
+            ),
+            (
+                "jobs",
+                &ConsumerKind::WatchAll {
+                    bucket: "jobs".into()
+                }
+            ),
+            (
+                "freeze",
+                &ConsumerKind::Watch {
+                    bucket: "fleet_config".into(),
+                    key: key("freeze"),
+                }
+            ),
+            ("exec_replay", &ConsumerKind::ExecReplay),
+        ]
+    );
+    assert_eq!(
+        kanade.sync,
+        [
+            SyncOp::Get {
+                bucket: "agent_config".into(),
+                keys: own_keys,
+            },
+            SyncOp::Get {
+                bucket: "agent_groups".into(),
+                keys: vec![key("{pc}")],
+            },
+            SyncOp::Get {
+                bucket: "fleet_config".into(),
+                keys: vec![key("freeze")],
+            },
+            SyncOp::Walk {
+                bucket: "schedules".into()
+            },
+            SyncOp::Walk {
+                bucket: "jobs".into()
+            },
+        ]
+    );
+}
+
+#[test]
+fn builtin_legacy_profile_differs_only_in_agent_config() {
+    let kanade = profile::builtin("kanade").unwrap().unwrap();
+    let legacy = profile::builtin("legacy")
+        .unwrap()
+        .expect("legacy.toml has no problems");
+    assert_eq!(legacy.name, "legacy");
+    assert_eq!(legacy.consumers.len(), 7);
+    assert_eq!(legacy.consumers[0].name, "agent_config");
+    assert_eq!(
+        legacy.consumers[0].kind,
+        ConsumerKind::WatchAll {
+            bucket: "agent_config".into()
+        }
+    );
+    assert_eq!(legacy.consumers[1..], kanade.consumers[1..]);
+    assert_eq!(
+        legacy.sync[0],
+        SyncOp::Walk {
+            bucket: "agent_config".into()
+        }
+    );
+    assert_eq!(legacy.sync[1..], kanade.sync[1..]);
+    assert!(profile::builtin("other").is_none());
+}
+
+#[test]
+fn defaults() {
+    let plan = plan(MINIMAL);
+    assert_eq!(plan.name, "quick");
+    assert_eq!(plan.description, "");
+    assert_eq!(plan.seed, 1);
+    assert_eq!(plan.broker.url, None);
+    assert_eq!(plan.broker.monitor_url, None);
+    assert_eq!(plan.broker.max_connections, 65_536);
+    assert_eq!(plan.broker.request_queue_limit, 10_000);
+    assert_eq!(plan.broker.default_max_consumers, -1);
+    assert!(plan.broker.reset);
+    assert_eq!(plan.fleet.agents, 5);
+    assert_eq!(plan.fleet.groups, 4);
+    assert_eq!(plan.fleet.profile, "kanade");
+    assert_eq!(plan.fleet.catalog_entries, 20);
+    assert_eq!(plan.fleet.connect_timeout, Duration::from_secs(10));
+    assert_eq!(plan.fleet.request_timeout, Duration::from_secs(10));
+    assert_eq!(plan.fleet.setup_retries, 3);
+    assert_eq!(plan.profile, profile::builtin("kanade").unwrap().unwrap());
+    assert_eq!(
+        plan.steps,
+        [Step {
+            index: 1,
+            action: StepAction::Start {
+                pacing: StartPacing::AllAtOnce
+            }
+        }]
+    );
+    // The default name is the file stem of the origin.
+    let plan = parse_str(MINIMAL, "scenarios/power-on.toml").unwrap();
+    assert_eq!(plan.name, "power-on");
+}
+
+#[test]
+fn full_scenario_round_trip() {
+    let text = r#"name = "full"
+description = "every key set"
+seed = 42
+
+[broker]
+url = "nats://127.0.0.1:4222"
+monitor = "http://127.0.0.1:8222"
+reset = false
+
+[fleet]
+agents = 50
+groups = 3
+profile = "mine"
+catalog_entries = 0
+connect_timeout = "2.5s"
+request_timeout = "500ms"
+setup_retries = 0
+
+[profiles.mine]
+consumers = [
+  { name = "agent_config", watch_many = { bucket = "agent_config", keys = ["global", "pcs.{pc}", "groups.{group}"] } },
+  { name = "membership", watch = { bucket = "agent_groups", key = "{pc}" } },
+  { name = "jobs", watch_all = { bucket = "jobs" } },
+  { name = "exec_replay", exec_replay = {} },
+]
+sync = [
+  { get = { bucket = "agent_config", keys = ["global", "pcs.{pc}", "groups.{group}"] } },
+  { walk = { bucket = "schedules" } },
+]
+
+[[steps]]
+kind = "start"
+mode = "spread"
+over = "10s"
+
+[[steps]]
+kind = "wait_ready"
+
+[[steps]]
+kind = "hold"
+duration = "1m"
+
+[[steps]]
+kind = "wait_ready"
+timeout = "1h"
+"#;
+    let plan = plan(text);
+    assert_eq!(plan.name, "full");
+    assert_eq!(plan.description, "every key set");
+    assert_eq!(plan.seed, 42);
+    assert_eq!(plan.broker.url.as_deref(), Some("nats://127.0.0.1:4222"));
+    assert_eq!(
+        plan.broker.monitor_url.as_deref(),
+        Some("http://127.0.0.1:8222")
+    );
+    assert!(!plan.broker.reset);
+    assert_eq!(plan.fleet.agents, 50);
+    assert_eq!(plan.fleet.groups, 3);
+    assert_eq!(plan.fleet.profile, "mine");
+    assert_eq!(plan.fleet.catalog_entries, 0);
+    assert_eq!(plan.fleet.connect_timeout, Duration::from_millis(2500));
+    assert_eq!(plan.fleet.request_timeout, Duration::from_millis(500));
+    assert_eq!(plan.fleet.setup_retries, 0);
+
+    let own_keys = vec![key("global"), key("pcs.{pc}"), key("groups.{group}")];
+    assert_eq!(plan.profile.name, "mine");
+    let consumers: Vec<(&str, &ConsumerKind)> = plan
+        .profile
+        .consumers
+        .iter()
+        .map(|c| (c.name.as_str(), &c.kind))
+        .collect();
+    assert_eq!(
+        consumers,
+        [
+            (
+                "agent_config",
+                &ConsumerKind::WatchMany {
+                    bucket: "agent_config".into(),
+                    keys: own_keys.clone(),
+                }
+            ),
+            (
+                "membership",
+                &ConsumerKind::Watch {
+                    bucket: "agent_groups".into(),
+                    key: key("{pc}"),
+                }
+            ),
+            (
+                "jobs",
+                &ConsumerKind::WatchAll {
+                    bucket: "jobs".into()
+                }
+            ),
+            ("exec_replay", &ConsumerKind::ExecReplay),
+        ]
+    );
+    assert_eq!(
+        plan.profile.sync,
+        [
+            SyncOp::Get {
+                bucket: "agent_config".into(),
+                keys: own_keys,
+            },
+            SyncOp::Walk {
+                bucket: "schedules".into()
+            },
+        ]
+    );
+
+    let actions: Vec<(usize, StepAction)> = plan
+        .steps
+        .iter()
+        .map(|s| (s.index, s.action.clone()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            (
+                1,
+                StepAction::Start {
+                    pacing: StartPacing::Spread {
+                        over: Duration::from_secs(10)
+                    }
+                }
+            ),
+            (
+                2,
+                StepAction::WaitReady {
+                    timeout: Duration::from_secs(120)
+                }
+            ),
+            (
+                3,
+                StepAction::Hold {
+                    duration: Duration::from_secs(60)
+                }
+            ),
+            (
+                4,
+                StepAction::WaitReady {
+                    timeout: Duration::from_secs(3600)
+                }
+            ),
+        ]
+    );
+    assert_eq!(plan.steps[2].label(), "3:hold");
+}
+
+#[test]
+fn embedded_broker_limits() {
+    let text = "[broker]\nmax_connections = 20000\nrequest_queue_limit = 500\ndefault_max_consumers = 1000\n\n\
+                [fleet]\nagents = 5\n\n[[steps]]\nkind = \"start\"\n";
+    let plan = plan(text);
+    assert_eq!(plan.broker.max_connections, 20_000);
+    assert_eq!(plan.broker.request_queue_limit, 500);
+    assert_eq!(plan.broker.default_max_consumers, 1000);
+}
+
+#[test]
+fn broker_problems() {
+    let text = r#"[broker]
+url = "http://127.0.0.1:4222"
+monitor = "127.0.0.1:8222"
+max_connections = 0
+default_max_consumers = 0
+reset = "yes"
+
+[fleet]
+agents = 5
+
+[[steps]]
+kind = "start"
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            r#"quick.toml:2: broker.url: must start with nats:// or tls://, got "http://127.0.0.1:4222""#,
+            r#"quick.toml:3: broker.monitor: must start with http:// or https://, got "127.0.0.1:8222""#,
+            "quick.toml:4: broker.max_connections: max_connections only applies to the embedded broker (no url)",
+            "quick.toml:4: broker.max_connections: must be a positive whole number, got 0",
+            "quick.toml:5: broker.default_max_consumers: default_max_consumers only applies to the embedded broker (no url)",
+            "quick.toml:5: broker.default_max_consumers: must be -1 (unlimited) or a positive whole number, got 0",
+            r#"quick.toml:6: broker.reset: expected true or false, got string "yes""#,
+        ]
+    );
+    let text = "[broker]\nmonitor = \"http://h:8222\"\n\n[fleet]\nagents = 5\n\n[[steps]]\nkind = \"start\"\n";
+    assert_eq!(
+        problems(text),
+        [
+            "quick.toml:2: broker.monitor: monitor only applies with url (an external broker); the embedded broker's is known"
+        ]
+    );
+}
+
+#[test]
+fn fleet_problems() {
+    let text = r#"[fleet]
+agents = 2.5
+groups = 0
+catalog_entries = -1
+connect_timeout = 10
+request_timeout = "0s"
+setup_retries = true
+
+[[steps]]
+kind = "start"
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            "quick.toml:2: fleet.agents: must be a positive whole number, got float 2.5",
+            "quick.toml:3: fleet.groups: must be a positive whole number, got 0",
+            "quick.toml:4: fleet.catalog_entries: must be zero or a positive whole number, got -1",
+            r#"quick.toml:5: fleet.connect_timeout: expected a duration such as "10s", got 10"#,
+            "quick.toml:6: fleet.request_timeout: must be longer than 0s",
+            "quick.toml:7: fleet.setup_retries: must be zero or a positive whole number, got boolean true",
+        ]
+    );
+}
+
+#[test]
+fn top_level_problems() {
+    let text = "name = \"\"\nseed = -1\nfleets = 3\n\n[fleet]\nagents = 5\n\n[[steps]]\nkind = \"start\"\n";
+    assert_eq!(
+        problems(text),
+        [
+            "quick.toml:1: name: must not be empty",
+            "quick.toml:2: seed: must be zero or a positive whole number, got -1",
+            "quick.toml:3: fleets: unknown key; allowed: name, description, seed, broker, fleet, profiles, steps",
+        ]
+    );
+    let text = "fleet = 5\n\n[[steps]]\nkind = \"start\"\n";
+    assert_eq!(
+        problems(text),
+        ["quick.toml:1: fleet: expected a table ([fleet]), got 5"]
+    );
+}
+
+#[test]
+fn rate_mode_requires_rate() {
+    let text = "[fleet]\nagents = 5\n\n[[steps]]\nkind = \"start\"\nmode = \"rate\"\n";
+    assert_eq!(
+        problems(text),
+        [
+            "quick.toml:6: steps[1].rate: required with mode = \"rate\": agents per second, a positive whole number"
+        ]
+    );
+    let text = "[fleet]\nagents = 5\n\n[[steps]]\nkind = \"start\"\nmode = \"rate\"\nrate = 0\n";
+    assert_eq!(
+        problems(text),
+        ["quick.toml:7: steps[1].rate: must be a positive whole number (agents per second), got 0"]
+    );
+    let text = "[fleet]\nagents = 5\n\n[[steps]]\nkind = \"start\"\nmode = \"rate\"\nrate = 200\n";
+    assert_eq!(
+        plan(text).steps[0].action,
+        StepAction::Start {
+            pacing: StartPacing::Rate { per_second: 200 }
+        }
+    );
+}
+
+#[test]
+fn keys_that_do_not_apply() {
+    let text = r#"[fleet]
+agents = 5
+
+[[steps]]
+kind = "start"
+rate = 200
+over = "5s"
+timeout = "5s"
+
+[[steps]]
+kind = "hold"
+duration = "1s"
+mode = "rate"
+
+[[steps]]
+kind = "start"
+mode = "spread"
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            "quick.toml:6: steps[1].rate: rate only applies to mode = \"rate\"",
+            "quick.toml:7: steps[1].over: over only applies to mode = \"spread\"",
+            "quick.toml:8: steps[1].timeout: timeout only applies to kind = \"wait_ready\"",
+            "quick.toml:13: steps[2].mode: mode only applies to kind = \"start\"",
+            "quick.toml:16: steps[3].kind: only one start step: steps[1] already starts every agent",
+            "quick.toml:17: steps[3].over: required with mode = \"spread\": a duration such as \"10s\"",
+        ]
+    );
+}
+
+#[test]
+fn step_order_and_kinds() {
+    let text = r#"[fleet]
+agents = 5
+
+[[steps]]
+kind = "wait_ready"
+
+[[steps]]
+mode = "rate"
+
+[[steps]]
+kind = "sleep"
+
+[[steps]]
+kind = "hold"
+
+[[steps]]
+kind = "start"
+mode = "fast"
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            "quick.toml:5: steps[1].kind: wait_ready before any start step; put a step with kind = \"start\" first",
+            "quick.toml:7: steps[2].kind: required; one of start, wait_ready, hold",
+            "quick.toml:11: steps[3].kind: unknown step kind \"sleep\"; use one of start, wait_ready, hold",
+            "quick.toml:14: steps[4].duration: required for kind = \"hold\": a duration such as \"5s\"",
+            "quick.toml:18: steps[5].mode: unknown mode \"fast\"; use one of all_at_once, rate, spread",
+        ]
+    );
+}
+
+#[test]
+fn at_least_one_step() {
+    let required =
+        "steps: at least one step is required; add a [[steps]] table with kind = \"start\"";
+    assert_eq!(
+        problems("[fleet]\nagents = 5\n"),
+        [format!("quick.toml:1: {required}")]
+    );
+    assert_eq!(
+        problems("steps = []\n\n[fleet]\nagents = 5\n"),
+        [format!("quick.toml:1: {required}")]
+    );
+    assert_eq!(
+        problems("[fleet]\nagents = 5\n\n[steps]\nkind = \"start\"\n"),
+        ["quick.toml:4: steps: expected an array of tables ([[steps]]), got a table"]
+    );
+}
+
+#[test]
+fn custom_profile() {
+    let text = r#"[fleet]
+agents = 5
+profile = "slim"
+
+[profiles.slim]
+consumers = [{ name = "cfg", watch = { bucket = "agent_config", key = "pcs.{pc}" } }]
+sync = [{ get = { bucket = "agent_config", keys = ["pcs.{pc}"] } }]
+
+[profiles.unused]
+consumers = [{ name = "all", watch_all = { bucket = "jobs" } }]
+
+[[steps]]
+kind = "start"
+"#;
+    let plan = plan(text);
+    assert_eq!(plan.fleet.profile, "slim");
+    assert_eq!(
+        plan.profile,
+        Profile {
+            name: "slim".into(),
+            consumers: vec![crate::plan::ConsumerSpec {
+                name: "cfg".into(),
+                kind: ConsumerKind::Watch {
+                    bucket: "agent_config".into(),
+                    key: key("pcs.{pc}"),
+                },
+            }],
+            sync: vec![SyncOp::Get {
+                bucket: "agent_config".into(),
+                keys: vec![key("pcs.{pc}")],
+            }],
+        }
+    );
+    // A built-in is still chosen by name when the file defines others.
+    let text = text.replace("profile = \"slim\"", "profile = \"legacy\"");
+    assert_eq!(parse_str(&text, "q.toml").unwrap().profile.name, "legacy");
+}
+
+#[test]
+fn profile_problems() {
+    let text = r#"[fleet]
+agents = 5
+profile = "mine"
+
+[profiles.kanade]
+consumers = []
+
+[profiles.mine]
+consumers = [
+  { name = "a", watch = { bucket = "agent_cfg", key = "{host}" } },
+  { name = "a", watch_all = { bucket = "jobs" }, watch = { bucket = "jobs", key = "x" } },
+  { name = "b" },
+  { name = "c", exec_replay = { durable = "x" } },
+  { name = "d", watch_many = { bucket = "jobs", keys = ["x", "x", "a b"] } },
+  { name = "e", exec_replay = {} },
+  { name = "f", exec_replay = {} },
+]
+sync = [
+  { get = { bucket = "jobs", keys = [] }, walk = { bucket = "jobs" } },
+  { walk = { bucket = "jobs", keys = ["x"] } },
+  { get = { bucket = "jobs", keys = ["pcs.*"] } },
+  { fetch = {} },
+]
+colour = "red"
+
+[[steps]]
+kind = "start"
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            "quick.toml:5: profiles.kanade: built-in profile name; choose another name",
+            r#"quick.toml:10: profiles.mine.consumers[1].watch.bucket: unknown bucket "agent_cfg"; allowed: agent_config, agent_groups, schedules, jobs, fleet_config"#,
+            r#"quick.toml:10: profiles.mine.consumers[1].watch.key: key "{host}": unknown placeholder {host}; only {pc} and {group} are allowed"#,
+            r#"quick.toml:11: profiles.mine.consumers[2].name: duplicate consumer name "a"; consumers[1] already uses it"#,
+            "quick.toml:11: profiles.mine.consumers[2]: has watch and watch_all; use exactly one of watch, watch_many, watch_all, exec_replay",
+            "quick.toml:12: profiles.mine.consumers[3]: needs one of watch, watch_many, watch_all, exec_replay",
+            "quick.toml:13: profiles.mine.consumers[4].exec_replay.durable: unknown key; this table takes no keys",
+            r#"quick.toml:14: profiles.mine.consumers[5].watch_many.keys[2]: duplicate key "x""#,
+            r#"quick.toml:14: profiles.mine.consumers[5].watch_many.keys[3]: key "a b": character ' ' is not allowed; use letters, digits, - / _ = . and the placeholders {pc} and {group}, or the wildcards * and >"#,
+            "quick.toml:15: profiles.mine.consumers[6].exec_replay: consumers[4] is already exec_replay; a profile has at most one (both would be the durable agent_replay_<pc>)",
+            "quick.toml:16: profiles.mine.consumers[7].exec_replay: consumers[4] is already exec_replay; a profile has at most one (both would be the durable agent_replay_<pc>)",
+            "quick.toml:19: profiles.mine.sync[1].get.keys: needs at least one key",
+            "quick.toml:19: profiles.mine.sync[1]: has get and walk; use exactly one of get, walk",
+            "quick.toml:20: profiles.mine.sync[2].walk.keys: unknown key; allowed: bucket",
+            r#"quick.toml:21: profiles.mine.sync[3].get.keys[1]: key "pcs.*": character '*' is not allowed; use letters, digits, - / _ = . and the placeholders {pc} and {group}"#,
+            "quick.toml:22: profiles.mine.sync[4].fetch: unknown key; allowed: get, walk",
+            "quick.toml:22: profiles.mine.sync[4]: needs one of get, walk",
+            "quick.toml:24: profiles.mine.colour: unknown key; allowed: consumers, sync",
+        ]
+    );
+}
+
+#[test]
+fn unknown_profile() {
+    let text = "[fleet]\nagents = 5\nprofile = \"kanda\"\n\n[[steps]]\nkind = \"start\"\n";
+    assert_eq!(
+        problems(text),
+        [
+            r#"quick.toml:3: fleet.profile: unknown profile "kanda"; use kanade or legacy, or define [profiles.kanda]"#
+        ]
+    );
+    let text = "[fleet]\nagents = 5\nprofile = \"x\"\n\n[profiles.a]\n[profiles.b]\n\n[[steps]]\nkind = \"start\"\n";
+    assert_eq!(
+        problems(text),
+        [
+            r#"quick.toml:3: fleet.profile: unknown profile "x"; use kanade, legacy, or one of this file's [profiles]: a, b"#
+        ]
+    );
+}
+
+#[test]
+fn durations() {
+    let ok = [
+        ("10s", Duration::from_secs(10)),
+        ("1.5s", Duration::from_millis(1500)),
+        ("500ms", Duration::from_millis(500)),
+        ("2m", Duration::from_secs(120)),
+        ("1h", Duration::from_secs(3600)),
+        ("0s", Duration::ZERO),
+        ("0.1s", Duration::from_millis(100)),
+        ("1.25ms", Duration::from_micros(1250)),
+        ("0.5h", Duration::from_secs(1800)),
+    ];
+    for (text, expected) in ok {
+        assert_eq!(parse_duration(text), Ok(expected), "{text}");
+    }
+    for bad in [
+        "",
+        "10",
+        "s",
+        ".5s",
+        "1.s",
+        "1.2.3s",
+        "-1s",
+        "5 parsecs",
+        "10 s",
+        "1e3s",
+        "10sec",
+        "1m30s",
+    ] {
+        assert_eq!(
+            parse_duration(bad),
+            Err(format!(
+                "bad duration {bad:?}; use a number with a unit: 500ms, 10s, 2m, 1h"
+            )),
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        parse_duration("99999999999999999999999h"),
+        Err("duration \"99999999999999999999999h\" is too long".to_string())
+    );
+}
+
+#[test]
+fn read_error_names_the_path() {
+    let err = parse_file(Path::new("/nonexistent/quick.toml")).unwrap_err();
+    assert!(matches!(err, ScenarioError::Read { .. }));
+    assert!(
+        err.to_string()
+            .starts_with("cannot read scenario /nonexistent/quick.toml: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn shipped_scenarios_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            if let Err(e) = parse_file(&path) {
+                panic!("{e}");
+            }
+        }
+    }
+}
