@@ -1,0 +1,255 @@
+//! The embedded broker: a `nats-server` process fleetsim starts, configures and stops.
+//!
+//! It listens on loopback only, on free ports, with JetStream storing into a temp dir that
+//! lives as long as the [`EmbeddedBroker`] (so a restart can come back on the same store).
+//! The limits that matter for herds (`max_connections`, the JetStream API queue length and
+//! the per-stream consumer cap) are written into a config file, because nats-server has no
+//! command-line flags for them. The process is killed when the handle is dropped, so a
+//! panic or an early return never leaves a server behind.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+use super::{BrokerError, BrokerInfo, BrokerLimits, monitor};
+
+/// How long a started server gets to report `/healthz` ok.
+const HEALTHY_WITHIN: Duration = Duration::from_secs(30);
+/// How long a stopping server gets after SIGTERM before it is killed.
+const STOP_WITHIN: Duration = Duration::from_secs(60);
+
+/// Limits the embedded broker is configured with.
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    pub max_connections: u64,
+    pub request_queue_limit: u64,
+    pub default_max_consumers: i64,
+}
+
+pub struct EmbeddedBroker {
+    child: Option<Child>,
+    binary: PathBuf,
+    /// Holds the config, log and store; removed when the broker is dropped.
+    dir: tempfile::TempDir,
+    port: u16,
+    http_port: u16,
+    options: EmbeddedOptions,
+    version: Option<String>,
+}
+
+impl EmbeddedBroker {
+    /// Finds the binary, writes the config, starts the server and waits until it is healthy.
+    pub async fn start(options: EmbeddedOptions) -> Result<Self, BrokerError> {
+        let binary = find_binary().ok_or(BrokerError::BinaryNotFound)?;
+        let dir = tempfile::Builder::new()
+            .prefix("fleetsim-broker-")
+            .tempdir()
+            .map_err(BrokerError::Files)?;
+        let port = free_port().map_err(BrokerError::Files)?;
+        let http_port = free_port().map_err(BrokerError::Files)?;
+        let version = server_version(&binary).await;
+        let mut broker = EmbeddedBroker {
+            child: None,
+            binary,
+            dir,
+            port,
+            http_port,
+            options,
+            version,
+        };
+        std::fs::write(broker.config_path(), broker.config_text()).map_err(BrokerError::Files)?;
+        broker.spawn_and_wait().await?;
+        Ok(broker)
+    }
+
+    /// The client URL agents connect to.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn monitor_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
+    }
+
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("nats-server.log")
+    }
+
+    pub fn info(&self) -> BrokerInfo {
+        BrokerInfo {
+            kind: "embedded",
+            url: self.url(),
+            monitor_url: Some(self.monitor_url()),
+            version: self.version.clone(),
+            limits: BrokerLimits {
+                max_connections: Some(self.options.max_connections),
+                request_queue_limit: Some(self.options.request_queue_limit),
+                default_max_consumers: Some(self.options.default_max_consumers),
+            },
+        }
+    }
+
+    /// Stops the server: SIGTERM (or SIGKILL when `kill`), then waits for the process to
+    /// exit; a server that ignores SIGTERM for a minute is killed.
+    pub async fn stop(&mut self, kill: bool) -> Result<(), BrokerError> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        if let Some(pid) = child.id() {
+            let signal = if kill { libc::SIGKILL } else { libc::SIGTERM };
+            // SAFETY: plain kill(2) on the pid of a child we spawned and have not reaped.
+            unsafe { libc::kill(pid as libc::pid_t, signal) };
+        }
+        match tokio::time::timeout(STOP_WITHIN, child.wait()).await {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                Ok(())
+            }
+        }
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("nats-server.conf")
+    }
+
+    fn config_text(&self) -> String {
+        let o = &self.options;
+        format!(
+            "# written by fleetsim: the embedded broker under test\n\
+             server_name: fleetsim\n\
+             listen: 127.0.0.1:{port}\n\
+             http: 127.0.0.1:{http}\n\
+             max_connections: {maxc}\n\
+             jetstream {{\n  store_dir: {store:?}\n  request_queue_limit: {rql}\n  \
+             limits {{ default_max_consumers: {dmc} }}\n}}\n",
+            port = self.port,
+            http = self.http_port,
+            maxc = o.max_connections,
+            store = self.store_dir().display().to_string(),
+            rql = o.request_queue_limit,
+            dmc = o.default_max_consumers,
+        )
+    }
+
+    async fn spawn_and_wait(&mut self) -> Result<(), BrokerError> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .map_err(BrokerError::Files)?;
+        let log_err = log.try_clone().map_err(BrokerError::Files)?;
+        let child = Command::new(&self.binary)
+            .arg("-c")
+            .arg(self.config_path())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| BrokerError::Spawn {
+                path: self.binary.display().to_string(),
+                source,
+            })?;
+        self.child = Some(child);
+        self.wait_healthy().await
+    }
+
+    /// Polls `/healthz` until the server says ok. Polling is the only way to learn when
+    /// another process is ready; the process exiting meanwhile ends the wait at once.
+    async fn wait_healthy(&mut self) -> Result<(), BrokerError> {
+        let started = Instant::now();
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return Err(BrokerError::ExitedEarly {
+                    status: status.to_string(),
+                    log_tail: log_tail(&self.log_path()),
+                });
+            }
+            if let Ok(body) =
+                monitor::get_json(&self.monitor_url(), "/healthz", Duration::from_secs(2)).await
+                && body.get("status").and_then(|s| s.as_str()) == Some("ok")
+            {
+                return Ok(());
+            }
+            if started.elapsed() > HEALTHY_WITHIN {
+                return Err(BrokerError::NotHealthy {
+                    secs: HEALTHY_WITHIN.as_secs(),
+                    log_tail: log_tail(&self.log_path()),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for EmbeddedBroker {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+/// `$NATS_SERVER_BIN`, then `.tools/bin/nats-server` (in the working directory, beside
+/// the fleetsim binary's project, or in the source tree it was built from), then `$PATH`.
+pub fn find_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("NATS_SERVER_BIN") {
+        let path = PathBuf::from(path);
+        return path.is_file().then_some(path);
+    }
+    let mut roots: Vec<PathBuf> = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        roots.push(cwd);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        roots.extend(exe.ancestors().skip(1).take(4).map(Path::to_path_buf));
+    }
+    roots.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    for root in roots {
+        let candidate = root.join(".tools/bin/nats-server");
+        if candidate.is_file() {
+            return Some(candidate);
+        }
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("nats-server"))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Asks the OS for a free loopback port. Another process could take it before the server
+/// binds it; the server then fails to start and says so in its log.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn server_version(binary: &Path) -> Option<String> {
+    let out = Command::new(binary).arg("--version").output().await.ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .find(|w| w.starts_with('v'))
+        .map(|v| v.trim_start_matches('v').to_string())
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
