@@ -1,0 +1,288 @@
+//! Measurements: latency histograms and error counters, kept off the hot path.
+//!
+//! Thousands of agents record into a handful of shards (agent index modulo the shard
+//! count), each a mutex over plain maps. A record is an uncontended lock, a hash lookup
+//! and a counter bump; nothing is sent over a channel per sample and no agent owns a
+//! histogram of its own (a 3-significant-digit HdrHistogram is tens of KiB, more than an
+//! agent's whole memory budget). Shards are merged once, when results are written.
+//!
+//! Every sample is tagged with the *phase*: the index of the step that caused it (the
+//! `start` step for a cold start, later the herd trigger), so `summary.csv` has one row
+//! per metric and phase. Phase 0 is setup (provisioning), before any step runs.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use crate::errors::ErrorKind;
+
+/// Number of shards; a few per core is plenty.
+const SHARDS: usize = 8;
+/// Significant digits kept by every histogram (HdrHistogram's customary 3).
+const SIGFIGS: u8 = 3;
+
+/// A registered metric name. Cheap to copy into agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MetricId(u32);
+
+#[derive(Default)]
+struct Shard {
+    histograms: HashMap<(MetricId, usize), Histogram<u64>>,
+    errors: HashMap<ErrorKey, ErrorCount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct ErrorKey {
+    phase: usize,
+    operation: String,
+    kind: ErrorKind,
+}
+
+#[derive(Debug, Clone)]
+struct ErrorCount {
+    count: u64,
+    example: String,
+}
+
+/// The fleet-wide recorder every agent shares.
+pub struct Metrics {
+    names: Mutex<Vec<String>>,
+    shards: Vec<Mutex<Shard>>,
+    phase: AtomicUsize,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Metrics {
+            names: Mutex::new(Vec::new()),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            phase: AtomicUsize::new(0),
+        }
+    }
+
+    /// Returns the id for `name`, registering it on first use. Call at setup, not per sample.
+    pub fn metric(&self, name: &str) -> MetricId {
+        let mut names = self.names.lock().expect("metrics names lock");
+        if let Some(i) = names.iter().position(|n| n == name) {
+            return MetricId(i as u32);
+        }
+        names.push(name.to_string());
+        MetricId(names.len() as u32 - 1)
+    }
+
+    /// Sets the phase later samples are tagged with (the current action step's index).
+    pub fn set_phase(&self, phase: usize) {
+        self.phase.store(phase, Ordering::Relaxed);
+    }
+
+    pub fn phase(&self) -> usize {
+        self.phase.load(Ordering::Relaxed)
+    }
+
+    /// Records a duration (as µs) for agent `agent` (which picks the shard).
+    pub fn record(&self, agent: usize, metric: MetricId, value: Duration) {
+        self.record_micros(
+            agent,
+            metric,
+            value.as_micros().min(u64::MAX as u128) as u64,
+        );
+    }
+
+    pub fn record_micros(&self, agent: usize, metric: MetricId, micros: u64) {
+        let phase = self.phase();
+        let mut shard = self.shards[agent % SHARDS]
+            .lock()
+            .expect("metrics shard lock");
+        let hist = shard
+            .histograms
+            .entry((metric, phase))
+            .or_insert_with(new_histogram);
+        // `record` grows an auto-resizing histogram to fit the value; `saturating_record`
+        // would clamp it to the current top bucket instead (2 ms for a fresh histogram).
+        if hist.record(micros.max(1)).is_err() {
+            hist.saturating_record(micros);
+        }
+    }
+
+    /// Counts one failure of `operation` (e.g. `consumer_create.jobs`) for agent `agent`.
+    pub fn error(&self, agent: usize, operation: &str, kind: ErrorKind, message: &str) {
+        let key = ErrorKey {
+            phase: self.phase(),
+            operation: operation.to_string(),
+            kind,
+        };
+        let mut shard = self.shards[agent % SHARDS]
+            .lock()
+            .expect("metrics shard lock");
+        shard
+            .errors
+            .entry(key)
+            .or_insert_with(|| ErrorCount {
+                count: 0,
+                example: message.to_string(),
+            })
+            .count += 1;
+    }
+
+    /// Total failures counted so far, all kinds and phases.
+    pub fn error_total(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .expect("metrics shard lock")
+                    .errors
+                    .values()
+                    .map(|e| e.count)
+                    .sum::<u64>()
+            })
+            .sum()
+    }
+
+    /// Merges the shards into one sorted snapshot.
+    pub fn snapshot(&self) -> Snapshot {
+        let names = self.names.lock().expect("metrics names lock").clone();
+        let mut histograms: HashMap<(MetricId, usize), Histogram<u64>> = HashMap::new();
+        let mut errors: HashMap<ErrorKey, ErrorCount> = HashMap::new();
+        for shard in &self.shards {
+            let shard = shard.lock().expect("metrics shard lock");
+            for (key, h) in &shard.histograms {
+                histograms
+                    .entry(*key)
+                    .or_insert_with(new_histogram)
+                    .add(h)
+                    .expect("auto-resizing histograms always merge");
+            }
+            for (key, e) in &shard.errors {
+                errors
+                    .entry(key.clone())
+                    .and_modify(|acc| acc.count += e.count)
+                    .or_insert_with(|| e.clone());
+            }
+        }
+        let mut histograms: Vec<HistogramSnapshot> = histograms
+            .into_iter()
+            .map(|((id, phase), histogram)| HistogramSnapshot {
+                metric: names[id.0 as usize].clone(),
+                phase,
+                histogram,
+            })
+            .collect();
+        histograms.sort_by(|a, b| (a.phase, &a.metric).cmp(&(b.phase, &b.metric)));
+        let mut errors: Vec<ErrorSnapshot> = errors
+            .into_iter()
+            .map(|(k, e)| ErrorSnapshot {
+                phase: k.phase,
+                operation: k.operation,
+                kind: k.kind,
+                count: e.count,
+                example: e.example,
+            })
+            .collect();
+        errors
+            .sort_by(|a, b| (a.phase, &a.operation, a.kind).cmp(&(b.phase, &b.operation, b.kind)));
+        Snapshot { histograms, errors }
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new(SIGFIGS).expect("3 significant digits is a valid histogram")
+}
+
+/// Everything measured, merged: input to the results writer.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub histograms: Vec<HistogramSnapshot>,
+    pub errors: Vec<ErrorSnapshot>,
+}
+
+impl Snapshot {
+    pub fn histogram(&self, metric: &str, phase: usize) -> Option<&Histogram<u64>> {
+        self.histograms
+            .iter()
+            .find(|h| h.metric == metric && h.phase == phase)
+            .map(|h| &h.histogram)
+    }
+
+    pub fn error_total(&self) -> u64 {
+        self.errors.iter().map(|e| e.count).sum()
+    }
+}
+
+/// One metric in one phase; values are microseconds.
+#[derive(Debug, Clone)]
+pub struct HistogramSnapshot {
+    pub metric: String,
+    pub phase: usize,
+    pub histogram: Histogram<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ErrorSnapshot {
+    pub phase: usize,
+    pub operation: String,
+    pub kind: ErrorKind,
+    pub count: u64,
+    /// The first message seen for this (phase, operation, kind).
+    pub example: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_from_many_agents_merge_into_one_histogram_per_phase() {
+        let m = Metrics::new();
+        let ready = m.metric("ready");
+        assert_eq!(
+            m.metric("ready"),
+            ready,
+            "registering twice returns the same id"
+        );
+        m.set_phase(1);
+        for agent in 0..100 {
+            m.record(agent, ready, Duration::from_millis(agent as u64 + 1));
+        }
+        m.set_phase(2);
+        m.record(0, ready, Duration::from_secs(3));
+        let snap = m.snapshot();
+        let p1 = snap.histogram("ready", 1).expect("phase 1 recorded");
+        assert_eq!(p1.len(), 100);
+        assert_eq!(p1.max(), p1.highest_equivalent(100_000));
+        assert_eq!(snap.histogram("ready", 2).expect("phase 2").len(), 1);
+    }
+
+    #[test]
+    fn errors_are_counted_by_phase_operation_and_kind() {
+        let m = Metrics::new();
+        m.set_phase(1);
+        for agent in 0..10 {
+            m.error(
+                agent,
+                "consumer_create.jobs",
+                ErrorKind::JetStream(10026),
+                "limit",
+            );
+        }
+        m.error(3, "connect", ErrorKind::Timeout, "timed out");
+        let snap = m.snapshot();
+        assert_eq!(snap.error_total(), 11);
+        assert_eq!(m.error_total(), 11);
+        let js = snap
+            .errors
+            .iter()
+            .find(|e| e.kind == ErrorKind::JetStream(10026))
+            .expect("jetstream row");
+        assert_eq!((js.phase, js.count, js.example.as_str()), (1, 10, "limit"));
+    }
+}
