@@ -1,0 +1,32 @@
+//! fleetsim: one process, N simulated NATS JetStream agents, real connections, real numbers.
+//!
+//! # Layout
+//!
+//! The modules follow the data flow of a run:
+//!
+//! - [`scenario`]: reads a TOML scenario file, reports every problem with file:line.
+//! - [`plan`]: the validated, resolved scenario the rest of the crate executes.
+//! - [`broker`]: the nats-server under test: an embedded one fleetsim starts and owns, or an
+//!   external one it is pointed at; plus its monitoring endpoints.
+//! - [`provision`]: creates the kanade buckets and the EXEC stream and seeds their keys.
+//! - [`agent`]: one simulated agent: its own connection, its consumers, its sync.
+//! - [`fleet`]: spawns and paces agents, tracks every agent's state.
+//! - [`metrics`]: HdrHistograms and error counters, sharded so agents never contend.
+//! - [`fault_proxy`]: a TCP proxy between agents and broker that cuts every connection at once.
+//! - [`errors`]: classifies async-nats failures into the kinds the results count.
+//! - [`host`]: open-file limits and this process's own CPU and memory use.
+//! - [`run`]: executes a plan's steps against a broker and a fleet.
+//! - [`results`]: writes a run directory (summary.csv, .hgrm, errors.csv, manifest.json).
+
+pub mod agent;
+pub mod broker;
+pub mod errors;
+pub mod fault_proxy;
+pub mod fleet;
+pub mod host;
+pub mod metrics;
+pub mod plan;
+pub mod provision;
+pub mod results;
+pub mod run;
+pub mod scenario;

@@ -1,0 +1,166 @@
+//! The `fleetsim` command line: a thin shell over the library.
+//!
+//! Exit codes: 0 the run passed; 1 the run failed (agents not ready, agents failed, run
+//! interrupted); 2 bad input (scenario or arguments); 3 broker or environment error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use fleetsim::results::RunStatus;
+use fleetsim::run::{RunError, RunOptions};
+use fleetsim::scenario;
+
+#[derive(Parser)]
+#[command(
+    name = "fleetsim",
+    version,
+    about = "Simulate fleets of NATS JetStream agents and measure the broker under herds"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario and write its results under results/ (or --out).
+    Run {
+        /// Scenario file (TOML).
+        file: PathBuf,
+        /// Override the scenario's fleet.agents.
+        #[arg(long)]
+        agents: Option<usize>,
+        /// Drive an external broker at this URL instead of starting an embedded one.
+        #[arg(long)]
+        server: Option<String>,
+        /// Monitoring URL (http://host:8222) of the external broker.
+        #[arg(long, requires = "server")]
+        monitor: Option<String>,
+        /// Directory the run directory is created in (default: results).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check a scenario file without running it; reports every problem with its line.
+    Validate {
+        /// Scenario files (TOML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FLEETSIM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { files } => validate(&files),
+        Command::Run {
+            file,
+            agents,
+            server,
+            monitor,
+            out,
+        } => run(file, agents, server, monitor, out),
+    }
+}
+
+fn validate(files: &[PathBuf]) -> ExitCode {
+    let mut bad = false;
+    for file in files {
+        match scenario::parse_file(file) {
+            Ok(plan) => println!(
+                "{}: ok ({} agents, profile {}, {} steps)",
+                file.display(),
+                plan.fleet.agents,
+                plan.profile.name,
+                plan.steps.len()
+            ),
+            Err(e) => {
+                eprintln!("{e}");
+                bad = true;
+            }
+        }
+    }
+    if bad {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn run(
+    file: PathBuf,
+    agents: Option<usize>,
+    server: Option<String>,
+    monitor: Option<String>,
+    out: Option<PathBuf>,
+) -> ExitCode {
+    let mut plan = match scenario::parse_file(&file) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(n) = agents {
+        if n == 0 {
+            eprintln!("--agents must be a positive whole number, got 0");
+            return ExitCode::from(2);
+        }
+        plan.fleet.agents = n;
+    }
+    if let Some(url) = server {
+        plan.broker.url = Some(url);
+        plan.broker.monitor_url = monitor;
+    }
+    let scenario_text = std::fs::read_to_string(&file).unwrap_or_default();
+    let options = RunOptions {
+        scenario_path: Some(file),
+        scenario_text,
+        results_base: out.unwrap_or_else(fleetsim::run::default_results_base),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    match runtime.block_on(fleetsim::run::run(plan, options, ctrl_c)) {
+        Ok(report) => {
+            println!("{}", report.summary);
+            println!("results: {}", report.dir.display());
+            match report.status {
+                RunStatus::Ok => ExitCode::SUCCESS,
+                RunStatus::Failed | RunStatus::Partial => {
+                    for reason in &report.reasons {
+                        eprintln!("run failed: {reason}");
+                    }
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Err(e @ RunError::Broker(_)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(3)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
