@@ -1,0 +1,44 @@
+//! Shared helpers for integration tests: run a scenario text against a real embedded
+//! nats-server (fleetsim starts it on loopback with free ports and a temp store dir, and
+//! stops it) and read the run directory back.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use fleetsim::run::{RunOptions, RunReport};
+
+/// Runs `scenario` (TOML text) to completion; results go under `out`.
+pub async fn run_scenario(scenario: &str, out: &Path) -> RunReport {
+    let plan =
+        fleetsim::scenario::parse_str(scenario, "test.toml").expect("test scenario is valid");
+    let options = RunOptions {
+        scenario_path: None,
+        scenario_text: scenario.to_string(),
+        results_base: out.to_path_buf(),
+    };
+    fleetsim::run::run(plan, options, std::future::pending())
+        .await
+        .expect("run reaches its results")
+}
+
+/// Reads a CSV file of a run into rows of (header -> value).
+pub fn read_csv(dir: &Path, name: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let mut reader =
+        csv::Reader::from_path(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let headers = reader.headers().expect("csv header").clone();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.expect("csv row");
+            headers
+                .iter()
+                .map(String::from)
+                .zip(r.iter().map(String::from))
+                .collect()
+        })
+        .collect()
+}
+
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
