@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use fleetsim::results::RunStatus;
-use fleetsim::run::{RunError, RunOptions};
+use fleetsim::run::RunOptions;
 use fleetsim::scenario;
 
 #[derive(Parser)]
@@ -154,10 +154,7 @@ fn run(
                 }
             }
         }
-        Err(e @ RunError::Broker(_)) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(3)
-        }
+        // Broker, provisioning, host limits, results directory: the environment, not the run.
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(3)

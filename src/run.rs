@@ -18,6 +18,7 @@ use crate::agent::AgentContext;
 use crate::broker::monitor;
 use crate::broker::{BrokerError, BrokerInfo, EmbeddedBroker, EmbeddedOptions, redact_url};
 use crate::fleet::Fleet;
+use crate::host;
 use crate::metrics::Metrics;
 use crate::plan::{Plan, StepAction};
 use crate::provision::{self, group_id, pc_id};
@@ -26,6 +27,8 @@ use crate::results::{self, AgentFinal, FleetFigures, Outcome, RunRecord, RunStat
 /// How often a long wait logs where the fleet is.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// How long stopping the fleet may take before its tasks are aborted.
+/// One socket per agent (the fault proxy, when in-process, adds two more per agent).
+const FDS_PER_AGENT: u64 = 1;
 const FLEET_STOP_WITHIN: Duration = Duration::from_secs(30);
 
 /// Where a run reads its scenario from and writes its results to.
@@ -51,6 +54,9 @@ pub enum RunError {
     Broker(#[from] BrokerError),
     #[error("provisioning the broker failed: {0}")]
     Provision(#[from] provision::ProvisionError),
+    /// The host cannot hold the fleet (open files, ports): nothing was connected.
+    #[error("{0}")]
+    Environment(String),
     #[error("writing results failed: {0}")]
     Results(#[from] results::ResultsError),
 }
@@ -175,6 +181,7 @@ async fn drive(
         "provisioned"
     );
 
+    check_host(plan)?;
     let metrics = Arc::new(Metrics::new());
     let ctx = Arc::new(AgentContext::new(
         url,
@@ -268,6 +275,7 @@ async fn drive(
             unfinished,
         },
         steps: steps_done,
+        process: crate::host::process_usage(),
     };
     results::write_run(&dir, &record)?;
     let summary = results::render_summary(&record);
@@ -277,6 +285,20 @@ async fn drive(
         reasons,
         summary,
     })
+}
+
+/// Raises the open-files limit and refuses, before any agent connects, a fleet that
+/// cannot fit in it.
+fn check_host(plan: &Plan) -> Result<(), RunError> {
+    let (soft, hard) = host::raise_nofile_limit()
+        .map_err(|e| RunError::Environment(format!("reading the open-files limit failed: {e}")))?;
+    if soft < hard {
+        warn!(
+            soft,
+            hard, "could not raise the open-files soft limit to the hard limit"
+        );
+    }
+    host::check_fd_budget(plan.fleet.agents, FDS_PER_AGENT, soft).map_err(RunError::Environment)
 }
 
 /// Runs the steps in order, recording each one's timing and the broker's counts after it.

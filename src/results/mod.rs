@@ -44,6 +44,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::broker::BrokerInfo;
 use crate::broker::monitor::BrokerCounts;
+use crate::host::ProcessUsage;
 use crate::metrics::Snapshot;
 use crate::plan::Plan;
 
@@ -110,6 +111,8 @@ pub struct RunRecord<'a> {
     pub fleet: FleetFigures,
     /// Steps that ran, in order, with the broker's counts after each (`steps.csv`).
     pub steps: Vec<StepRecord>,
+    /// fleetsim's own CPU time and peak memory at the end of the run (the broker excluded).
+    pub process: ProcessUsage,
 }
 
 /// How many agents got where, the four numbers a reader checks first.
@@ -255,6 +258,8 @@ pub struct Manifest {
     pub status: RunStatus,
     pub reasons: Vec<String>,
     pub fleet: FleetFigures,
+    /// fleetsim's own CPU seconds and peak RSS: the cost of the simulator, per run.
+    pub process: ProcessUsage,
     /// Phase index → label, as used in the `phase` columns and `.hgrm` file names.
     pub phases: Vec<String>,
     /// Every file of the run directory, this manifest included.
@@ -687,6 +692,7 @@ fn build_manifest(
             .map(|r| redact_urls(r))
             .collect(),
         fleet: record.fleet,
+        process: record.process,
         phases: record.phases.clone(),
         files,
     })
@@ -971,6 +977,11 @@ token = "tok-123"
                     broker_sampled: true,
                 },
             ],
+            process: ProcessUsage {
+                cpu_user_secs: 1.5,
+                cpu_system_secs: 0.5,
+                max_rss_kib: 20_480,
+            },
         }
     }
 
@@ -1138,6 +1149,7 @@ token = "tok-123"
             "status",
             "reasons",
             "fleet",
+            "process",
             "phases",
             "files",
         ]

@@ -1,0 +1,124 @@
+//! The `fleetsim` binary as an operator (or a CI job) runs it: exit codes, what goes to
+//! stderr, and that every shipped scenario validates.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{project_root, read_csv};
+
+fn fleetsim(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args(args)
+        .current_dir(cwd)
+        .env("FLEETSIM_LOG", "warn")
+        .output()
+        .expect("fleetsim binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn every_shipped_scenario_passes_validate() {
+    let root = project_root();
+    let mut files: Vec<String> = std::fs::read_dir(root.join("scenarios"))
+        .expect("scenarios/ exists")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .map(|p| p.display().to_string())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "scenarios/ holds the examples: {files:?}");
+    let mut args = vec!["validate"];
+    args.extend(files.iter().map(String::as_str));
+    let out = fleetsim(&args, &root);
+    assert!(
+        out.status.success(),
+        "validate failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    for f in &files {
+        assert!(
+            text(&out.stdout).contains(&format!("{f}: ok")),
+            "{f} not reported ok"
+        );
+    }
+}
+
+#[test]
+fn a_bad_scenario_exits_2_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "[fleet]\nagents = 10\nagnets = 3\n\n[[steps]]\nkind = \"start\"\n",
+    )
+    .expect("write scenario");
+    let out = fleetsim(&["validate", "bad.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("bad.toml:3"), "names file and line: {err}");
+    assert!(err.contains("agnets"), "names the key: {err}");
+
+    // `run` refuses the same file before starting anything.
+    let out = fleetsim(&["run", "bad.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_missing_scenario_file_exits_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = fleetsim(&["validate", "nope.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("nope.toml"));
+}
+
+#[test]
+fn a_run_whose_agents_fail_exits_1_and_still_writes_results() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A cap of 2 consumers per stream: agent_groups holds 2 per agent, so at most one
+    // of the four agents can become ready.
+    std::fs::write(
+        dir.path().join("capped.toml"),
+        r#"name = "capped"
+[broker]
+default_max_consumers = 2
+[fleet]
+agents = 4
+setup_retries = 0
+[[steps]]
+kind = "start"
+[[steps]]
+kind = "wait_ready"
+timeout = "30s"
+"#,
+    )
+    .expect("write scenario");
+    let out = fleetsim(&["run", "capped.toml", "--out", "out"], dir.path());
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stderr).contains("agents failed"));
+    let runs: Vec<_> = std::fs::read_dir(dir.path().join("out"))
+        .expect("results base created")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(runs.len(), 1, "one run directory: {runs:?}");
+    let agents = read_csv(&runs[0], "agents.csv");
+    assert_eq!(agents.len(), 4, "every agent has a row");
+    assert!(agents.iter().any(|a| a["state"] == "failed"));
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(runs[0].join("manifest.json")).expect("manifest"),
+    )
+    .expect("json");
+    assert_eq!(manifest["status"], "failed");
+    assert!(manifest["process"]["max_rss_kib"].as_u64().unwrap_or(0) > 0);
+}
