@@ -41,6 +41,14 @@ pub struct BrokerPlan {
     pub default_max_consumers: i64,
     /// Delete and recreate the buckets and the EXEC stream before seeding.
     pub reset: bool,
+    /// Embedded broker's `lame_duck_duration`: how long a `lame_duck` step's server takes
+    /// to close its clients (nats-server's own default is 2 m; ours is shorter so a
+    /// scenario's herd fits in a test).
+    #[serde(with = "duration_str")]
+    pub lame_duck_duration: Duration,
+    /// Embedded broker's `lame_duck_grace_period`: the wait before it starts closing.
+    #[serde(with = "duration_str")]
+    pub lame_duck_grace_period: Duration,
 }
 
 /// The simulated fleet: how many agents, how they are grouped, how they connect.
@@ -63,6 +71,66 @@ pub struct FleetPlan {
     /// before it gives up and ends `failed`. Waits follow the real agent's `nats_retry`:
     /// 1 s doubling, ±25 % jitter.
     pub setup_retries: u32,
+    /// The delay before each reconnect attempt.
+    pub reconnect: Backoff,
+    /// The startup splay; `None` (the default) is no splay, as the real agent ships.
+    pub splay: Option<Splay>,
+    /// Agents connect through fleetsim's in-process fault proxy (needed by `network_cut`).
+    pub proxy: bool,
+}
+
+/// Delay before a reconnect attempt.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Backoff {
+    /// async-nats' own default: attempt 1 at 0 ms, then 2, 4, 8 … ms capped at 4 s, no
+    /// jitter. What the real agent ships.
+    AsyncNatsDefault,
+    /// Attempt n waits `min(base * 2^(n-1), cap)`, times a uniform factor in
+    /// `[1 - jitter, 1 + jitter]` (the real agent's `nats_retry` uses 0.25).
+    Exponential {
+        #[serde(with = "duration_str")]
+        base: Duration,
+        #[serde(with = "duration_str")]
+        cap: Duration,
+        jitter: f64,
+    },
+}
+
+/// The startup splay: a per-agent delay `fnv1a64(pc_id) mod window` before the first
+/// sync after a Disconnected → Connected transition (see [`crate::splay`]).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Splay {
+    #[serde(with = "duration_str")]
+    pub window: Duration,
+    pub placement: SplayPlacement,
+    /// Also delay the cold start's first sync (off by default: the splay is for reconnects).
+    pub on_start: bool,
+}
+
+/// Where the splay delay sits; this decides whether it smears the consumer-create burst.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SplayPlacement {
+    /// Before the re-sync `get`s only. The watches stay polled, so async-nats recreates
+    /// their consumers at once: the create burst is not moved (nats-facts §1a).
+    BeforeGets,
+    /// Close the watches on Disconnected and reopen them (new consumers) after the delay,
+    /// then sync: the honest form of "before the watches are polled again".
+    ReopenWatches,
+    /// Added to the first reconnect attempt's delay (`reconnect_delay_callback`): the
+    /// connection itself comes back later.
+    ReconnectDelay,
+}
+
+impl SplayPlacement {
+    pub fn name(self) -> &'static str {
+        match self {
+            SplayPlacement::BeforeGets => "before_gets",
+            SplayPlacement::ReopenWatches => "reopen_watches",
+            SplayPlacement::ReconnectDelay => "reconnect_delay",
+        }
+    }
 }
 
 /// What one agent opens and reads: the consumers and the sync after (re)connect.
@@ -168,6 +236,64 @@ pub enum StepAction {
         #[serde(with = "duration_str")]
         duration: Duration,
     },
+    /// A herd trigger, then probes until every agent's consumers deliver again (or
+    /// `recover_timeout` passes: the agents not recovered are counted and listed).
+    Herd {
+        trigger: Trigger,
+        #[serde(with = "duration_str")]
+        recover_timeout: Duration,
+    },
+}
+
+/// What makes the whole fleet reconnect at once.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "trigger", rename_all = "snake_case")]
+pub enum Trigger {
+    /// Stop the embedded broker and start it again on the same ports and store dir.
+    BrokerRestart {
+        signal: StopSignal,
+        #[serde(with = "duration_str")]
+        downtime: Duration,
+    },
+    /// The fault proxy drops every agent connection at one instant and refuses new ones
+    /// for `refuse_for`.
+    NetworkCut {
+        #[serde(with = "duration_str")]
+        refuse_for: Duration,
+    },
+    /// `nats-server --signal ldm=<pid>` to the embedded broker; once it has exited it is
+    /// started again on the same ports and store dir.
+    LameDuck,
+    /// Every agent calls `force_reconnect()` at the same instant.
+    ClientReconnect,
+    /// An external command (`docker restart nats`) for a broker fleetsim does not own.
+    Command {
+        command: String,
+        #[serde(with = "duration_str")]
+        timeout: Duration,
+    },
+}
+
+impl Trigger {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Trigger::BrokerRestart { .. } => "broker_restart",
+            Trigger::NetworkCut { .. } => "network_cut",
+            Trigger::LameDuck => "lame_duck",
+            Trigger::ClientReconnect => "client_reconnect",
+            Trigger::Command { .. } => "command",
+        }
+    }
+}
+
+/// How `broker_restart` stops the server.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StopSignal {
+    /// SIGTERM: a graceful shutdown (JetStream stops first while clients stay connected).
+    Term,
+    /// SIGKILL: a crash.
+    Kill,
 }
 
 impl StepAction {
@@ -176,6 +302,7 @@ impl StepAction {
             StepAction::Start { .. } => "start",
             StepAction::WaitReady { .. } => "wait_ready",
             StepAction::Hold { .. } => "hold",
+            StepAction::Herd { trigger, .. } => trigger.kind(),
         }
     }
 }

@@ -338,6 +338,7 @@ async fn run_steps(
                     metrics.record(0, all_ready, t0.elapsed());
                 }
             }
+            StepAction::Herd { .. } => todo!("herd steps"),
             StepAction::Hold { duration } => {
                 let until = began + *duration;
                 while Instant::now() < until {

@@ -837,6 +837,8 @@ token = "tok-123"
                 request_queue_limit: 10_000,
                 default_max_consumers: -1,
                 reset: false,
+                lame_duck_duration: Duration::from_secs(5),
+                lame_duck_grace_period: Duration::from_secs(1),
             },
             fleet: FleetPlan {
                 agents: 2,
@@ -846,6 +848,9 @@ token = "tok-123"
                 connect_timeout: Duration::from_secs(5),
                 request_timeout: Duration::from_secs(5),
                 setup_retries: 3,
+                reconnect: crate::plan::Backoff::AsyncNatsDefault,
+                splay: None,
+                proxy: false,
             },
             profile: Profile {
                 name: "kanade".to_string(),

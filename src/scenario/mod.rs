@@ -258,6 +258,8 @@ fn read_broker(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> BrokerPlan {
         request_queue_limit: 10_000,
         default_max_consumers: -1,
         reset: true,
+        lame_duck_duration: Duration::from_secs(5),
+        lame_duck_grace_period: Duration::from_secs(1),
     };
     let Some(node) = root.table(ctx, "broker", "a table ([broker])") else {
         return broker;
@@ -337,6 +339,9 @@ fn read_fleet(
         connect_timeout: Duration::from_secs(10),
         request_timeout: Duration::from_secs(10),
         setup_retries: 3,
+        reconnect: crate::plan::Backoff::AsyncNatsDefault,
+        splay: None,
+        proxy: false,
     };
     let required = "required: the number of agents, a positive whole number";
     let Some(node) = root.table(ctx, "fleet", "a table ([fleet])") else {
