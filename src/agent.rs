@@ -24,9 +24,11 @@ use tokio::sync::{mpsc, watch};
 
 use crate::errors::ErrorKind;
 use crate::fleet::{AgentState, Roster};
+use crate::herd::{Herd, parse_probe};
 use crate::metrics::{MetricId, Metrics};
-use crate::plan::{ConsumerKind, FleetPlan, Profile, SyncOp};
+use crate::plan::{Backoff, ConsumerKind, FleetPlan, Profile, SplayPlacement, SyncOp};
 use crate::provision::{group_id, pc_id};
+use crate::splay;
 
 /// What every agent shares: where to connect, what to open, where to record.
 pub struct AgentContext {
@@ -39,6 +41,20 @@ pub struct AgentContext {
     pub ids: MetricIds,
     /// Deliveries seen, per consumer of the profile (same order).
     pub deliveries: Vec<AtomicU64>,
+    /// Recovery of the current herd, measured with probes.
+    pub herd: Herd,
+    /// Bumped by a `client_reconnect` step: every agent calls `force_reconnect()`.
+    pub reconnect_all: watch::Sender<u64>,
+    /// Consumer creates the agents themselves issue (not async-nats' hidden recreations).
+    pub creates: CreateCounters,
+}
+
+/// Consumer creates issued by agents: started and completed (ok or not), for the
+/// time series' in-flight and per-interval counts.
+#[derive(Default)]
+pub struct CreateCounters {
+    pub started: AtomicU64,
+    pub completed: AtomicU64,
 }
 
 /// Metric ids agents record into, registered once per run.
@@ -48,6 +64,14 @@ pub struct MetricIds {
     pub consumer_create: Vec<MetricId>,
     pub sync: MetricId,
     pub ready: MetricId,
+    /// Disconnected → Connected.
+    pub reconnect: MetricId,
+    /// Connected → re-synced, splay included.
+    pub resync: MetricId,
+    /// End of the splay → re-synced.
+    pub resync_after_splay: MetricId,
+    /// Herd trigger → every consumer delivered the probe.
+    pub recovery: MetricId,
 }
 
 impl AgentContext {
@@ -68,12 +92,17 @@ impl AgentContext {
                 .collect(),
             sync: metrics.metric("sync"),
             ready: metrics.metric("ready"),
+            reconnect: metrics.metric("reconnect"),
+            resync: metrics.metric("resync"),
+            resync_after_splay: metrics.metric("resync_after_splay"),
+            recovery: metrics.metric("recovery"),
         };
         let deliveries = profile
             .consumers
             .iter()
             .map(|_| AtomicU64::new(0))
             .collect();
+        let fleet_agents = fleet.agents;
         AgentContext {
             roster: Arc::new(Roster::new(fleet.agents)),
             url,
@@ -83,6 +112,9 @@ impl AgentContext {
             metrics,
             ids,
             deliveries,
+            herd: Herd::new(fleet_agents),
+            reconnect_all: watch::channel(0).0,
+            creates: CreateCounters::default(),
         }
     }
 
@@ -94,38 +126,128 @@ impl AgentContext {
     }
 }
 
-/// What a polled consumer yields: which consumer, and a failure if the item was one.
-type Delivery = (usize, Result<(), String>);
+/// What a polled consumer yields: which consumer (its slot in the profile), and either
+/// the probe generation the delivered value carries (`None`: not a probe) or a failure.
+type Delivery = (usize, Result<Option<u64>, String>);
+type DeliveryStream = BoxStream<'static, Delivery>;
+
+/// A consumer stream handed from a setup or re-sync to the agent's polling loop.
+struct Opened {
+    stream: DeliveryStream,
+    /// Ordered watches are closed and reopened by the `reopen_watches` splay; the durable
+    /// EXEC consumer survives reconnects on its own.
+    is_watch: bool,
+}
+
+/// Connection events the agent's loop acts on (the roster counts them separately).
+#[derive(Debug, Clone, Copy)]
+enum ConnEvent {
+    Connected,
+    Disconnected,
+}
+
+/// What a finished setup leaves the agent: the connection and its handles.
+struct Session {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    stores: HashMap<String, kv::Store>,
+}
 
 /// Runs agent `index` until `stop` turns true.
+///
+/// One `select!` loop polls everything the agent has: the cold-start setup or a re-sync
+/// (at most one at a time), the consumers opened so far, connection events, the fleet's
+/// `client_reconnect` signal and the stop signal.
 pub async fn run(ctx: Arc<AgentContext>, index: usize, mut stop: watch::Receiver<bool>) {
     let agent = Agent::new(&ctx, index);
-    let (opened_tx, mut opened_rx) = mpsc::unbounded_channel();
-    let setup = agent.setup(opened_tx);
-    tokio::pin!(setup);
-    let mut setup_done = false;
-    let mut consumers: SelectAll<BoxStream<'static, Delivery>> = SelectAll::new();
-    // Keeps the client alive for as long as the agent polls.
-    let mut _client = None;
+    let (opened_tx, mut opened_rx) = mpsc::unbounded_channel::<Opened>();
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<ConnEvent>();
+    let mut reconnect_rx = ctx.reconnect_all.subscribe();
+    let mut watches: SelectAll<DeliveryStream> = SelectAll::new();
+    let mut durables: SelectAll<DeliveryStream> = SelectAll::new();
+    let mut probes = ProbeProgress::default();
+
+    let mut setup = Some(Box::pin(agent.setup(opened_tx.clone(), events_tx)));
+    let mut resync: Option<futures::future::BoxFuture<'_, Result<(), String>>> = None;
+    let mut session: Option<Session> = None;
+    let mut disconnected_at: Option<Instant> = None;
     loop {
         tokio::select! {
-            result = &mut setup, if !setup_done => {
-                setup_done = true;
+            result = async { setup.as_mut().expect("guarded").await }, if setup.is_some() => {
+                setup = None;
                 match result {
-                    Ok(client) => {
-                        _client = Some(client);
-                        ctx.roster.set(index, AgentState::Ready, None);
+                    Ok(s) => {
+                        session = Some(s);
+                        // A disconnect during the setup left the agent in the loop below.
+                        if ctx.roster.cell(index).state() != AgentState::Failed {
+                            ctx.roster.set(index, AgentState::Ready, None);
+                        }
                     }
                     Err(reason) => ctx.roster.set(index, AgentState::Failed, Some(reason)),
                 }
             }
-            Some(stream) = opened_rx.recv() => consumers.push(stream),
-            Some((consumer, outcome)) = consumers.next(), if !consumers.is_empty() => {
-                agent.on_delivery(consumer, outcome);
+            result = async { resync.as_mut().expect("guarded").await }, if resync.is_some() => {
+                resync = None;
+                match result {
+                    Ok(()) => ctx.roster.set(index, AgentState::Ready, None),
+                    Err(reason) => ctx.roster.set(index, AgentState::Failed, Some(reason)),
+                }
+            }
+            Some(event) = events_rx.recv() => {
+                let Some(s) = session.as_ref() else { continue };
+                match event {
+                    ConnEvent::Disconnected => {
+                        disconnected_at.get_or_insert_with(Instant::now);
+                        resync = None;
+                        if ctx.roster.cell(index).state() == AgentState::Ready {
+                            ctx.roster.set(index, AgentState::Recovering, None);
+                        }
+                        if agent.placement() == Some(SplayPlacement::ReopenWatches) {
+                            watches = SelectAll::new();
+                        }
+                    }
+                    ConnEvent::Connected => {
+                        let Some(lost) = disconnected_at.take() else { continue };
+                        let metrics = &ctx.metrics;
+                        metrics.record(index, ctx.ids.reconnect, lost.elapsed());
+                        if ctx.roster.cell(index).state() == AgentState::Failed {
+                            continue;
+                        }
+                        let reopen = agent.placement() == Some(SplayPlacement::ReopenWatches);
+                        resync = Some(Box::pin(agent.resync(
+                            s.js.clone(),
+                            s.stores.clone(),
+                            reopen.then(|| opened_tx.clone()),
+                        )));
+                    }
+                }
+            }
+            Some(opened) = opened_rx.recv() => {
+                if opened.is_watch { watches.push(opened.stream) } else { durables.push(opened.stream) }
+            }
+            Some((slot, outcome)) = watches.next(), if !watches.is_empty() => {
+                agent.on_delivery(&mut probes, slot, outcome);
+            }
+            Some((slot, outcome)) = durables.next(), if !durables.is_empty() => {
+                agent.on_delivery(&mut probes, slot, outcome);
+            }
+            Ok(()) = reconnect_rx.changed() => {
+                if let Some(s) = session.as_ref() {
+                    let client = s.client.clone();
+                    // force_reconnect waits for the connection handler; the loop must not.
+                    tokio::spawn(async move { let _ = client.force_reconnect().await; });
+                }
             }
             _ = stop.changed() => break,
         }
     }
+}
+
+/// Which consumers have delivered the current herd's probe.
+#[derive(Default)]
+struct ProbeProgress {
+    generation: u64,
+    seen: u64,
 }
 
 struct Agent<'a> {
@@ -145,13 +267,48 @@ impl<'a> Agent<'a> {
         }
     }
 
-    fn on_delivery(&self, consumer: usize, outcome: Result<(), String>) {
+    fn placement(&self) -> Option<SplayPlacement> {
+        self.ctx.fleet.splay.map(|s| s.placement)
+    }
+
+    /// This agent's splay delay (zero without a splay).
+    fn splay(&self) -> Duration {
+        self.ctx
+            .fleet
+            .splay
+            .map_or(Duration::ZERO, |s| splay::delay(&self.pc, s.window))
+    }
+
+    fn on_delivery(
+        &self,
+        probes: &mut ProbeProgress,
+        slot: usize,
+        outcome: Result<Option<u64>, String>,
+    ) {
         match outcome {
-            Ok(()) => {
-                self.ctx.deliveries[consumer].fetch_add(1, Ordering::Relaxed);
+            Ok(probe) => {
+                self.ctx.deliveries[slot].fetch_add(1, Ordering::Relaxed);
+                let Some(generation) = probe else { return };
+                if generation > probes.generation {
+                    *probes = ProbeProgress {
+                        generation,
+                        seen: 0,
+                    };
+                }
+                if generation == probes.generation {
+                    probes.seen |= 1 << slot;
+                    let all = (1u64 << self.ctx.profile.consumers.len()) - 1;
+                    if probes.seen == all
+                        && let Some(t) = self.ctx.herd.agent_recovered(self.index, generation)
+                    {
+                        self.ctx
+                            .metrics
+                            .record(self.index, self.ctx.ids.recovery, t);
+                    }
+                }
             }
             Err(message) => {
-                let op = format!("watch.{}", self.ctx.profile.consumers[consumer].name);
+                let op = format!("watch.{}", self.ctx.profile.consumers[slot].name);
                 self.ctx.metrics.error(
                     self.index,
                     &op,
@@ -162,28 +319,38 @@ impl<'a> Agent<'a> {
         }
     }
 
-    /// Connect, open every consumer, sync. Returns the client (to keep the connection),
-    /// or the reason the agent failed.
+    /// Connect, open every consumer, sync. Returns the session, or the reason the agent
+    /// failed.
     async fn setup(
         &self,
-        opened: mpsc::UnboundedSender<BoxStream<'static, Delivery>>,
-    ) -> Result<async_nats::Client, String> {
+        opened: mpsc::UnboundedSender<Opened>,
+        events: mpsc::UnboundedSender<ConnEvent>,
+    ) -> Result<Session, String> {
         let started = Instant::now();
         let metrics = &self.ctx.metrics;
-        let client = self.connect().await;
+        let cold_splay = self
+            .ctx
+            .fleet
+            .splay
+            .filter(|s| s.on_start)
+            .map(|s| (s.placement, self.splay()));
+        if let Some((SplayPlacement::ReconnectDelay, delay)) = cold_splay {
+            tokio::time::sleep(delay).await;
+        }
+        let client = self.connect(events).await;
         metrics.record(self.index, self.ctx.ids.connect, started.elapsed());
+        if let Some((SplayPlacement::ReopenWatches, delay)) = cold_splay {
+            tokio::time::sleep(delay).await;
+        }
 
         self.ctx.roster.set(self.index, AgentState::Opening, None);
         let js = jetstream::new(client.clone());
         let mut stores: HashMap<String, kv::Store> = HashMap::new();
-        for (i, spec) in self.ctx.profile.consumers.iter().enumerate() {
-            let t = Instant::now();
-            let stream = self.open(&js, &mut stores, &spec.kind, i).await?;
-            metrics.record(self.index, self.ctx.ids.consumer_create[i], t.elapsed());
-            // The receiver lives as long as the agent's loop; a send error means it is stopping.
-            let _ = opened.send(stream);
-        }
+        self.open_all(&js, &mut stores, &opened, true).await?;
 
+        if let Some((SplayPlacement::BeforeGets, delay)) = cold_splay {
+            tokio::time::sleep(delay).await;
+        }
         self.ctx.roster.set(self.index, AgentState::Syncing, None);
         let t = Instant::now();
         for op in &self.ctx.profile.sync {
@@ -191,15 +358,85 @@ impl<'a> Agent<'a> {
         }
         metrics.record(self.index, self.ctx.ids.sync, t.elapsed());
         metrics.record(self.index, self.ctx.ids.ready, started.elapsed());
-        Ok(client)
+        Ok(Session { client, js, stores })
     }
 
-    /// Connects, retrying like async-nats' default reconnect policy (0 ms, then 2, 4, 8 …
-    /// ms capped at 4 s, no jitter) until it succeeds or the run stops the agent.
-    async fn connect(&self) -> async_nats::Client {
-        let mut attempt: u32 = 0;
+    /// Opens the profile's consumers (only the watches when `durables` is false) and
+    /// hands each to the polling loop, recording each create's latency.
+    async fn open_all(
+        &self,
+        js: &jetstream::Context,
+        stores: &mut HashMap<String, kv::Store>,
+        opened: &mpsc::UnboundedSender<Opened>,
+        durables: bool,
+    ) -> Result<(), String> {
+        for (i, spec) in self.ctx.profile.consumers.iter().enumerate() {
+            let is_watch = !matches!(spec.kind, ConsumerKind::ExecReplay);
+            if !is_watch && !durables {
+                continue;
+            }
+            let t = Instant::now();
+            self.ctx.creates.started.fetch_add(1, Ordering::Relaxed);
+            let result = self.open(js, stores, &spec.kind, i).await;
+            self.ctx.creates.completed.fetch_add(1, Ordering::Relaxed);
+            let stream = result?;
+            self.ctx
+                .metrics
+                .record(self.index, self.ctx.ids.consumer_create[i], t.elapsed());
+            // The receiver lives as long as the agent's loop; a send error means it is stopping.
+            let _ = opened.send(Opened { stream, is_watch });
+        }
+        Ok(())
+    }
+
+    /// The first sync after a Disconnected → Connected transition: the splay (where the
+    /// scenario puts it), reopening the watches (`reopen_watches`), then the sync reads.
+    async fn resync(
+        &self,
+        js: jetstream::Context,
+        mut stores: HashMap<String, kv::Store>,
+        reopen: Option<mpsc::UnboundedSender<Opened>>,
+    ) -> Result<(), String> {
+        let connected = Instant::now();
+        let splay = match self.placement() {
+            Some(SplayPlacement::BeforeGets | SplayPlacement::ReopenWatches) => self.splay(),
+            _ => Duration::ZERO,
+        };
+        tokio::time::sleep(splay).await;
+        self.ctx
+            .roster
+            .cell(self.index)
+            .set_last_resync(splay, connected.elapsed());
+        let after_splay = Instant::now();
+        if let Some(opened) = reopen {
+            self.open_all(&js, &mut stores, &opened, false).await?;
+        }
+        for op in &self.ctx.profile.sync {
+            self.sync(&js, &mut stores, op).await?;
+        }
+        let metrics = &self.ctx.metrics;
+        metrics.record(self.index, self.ctx.ids.resync, connected.elapsed());
+        metrics.record(
+            self.index,
+            self.ctx.ids.resync_after_splay,
+            after_splay.elapsed(),
+        );
+        Ok(())
+    }
+
+    /// Connects, retrying with the fleet's reconnect backoff until it succeeds or the run
+    /// stops the agent (the real agent uses `retry_on_initial_connect`).
+    async fn connect(&self, events: mpsc::UnboundedSender<ConnEvent>) -> async_nats::Client {
+        let mut attempts: usize = 0;
+        let delays = ReconnectDelays::new(self.ctx, self.index, Duration::ZERO);
         loop {
-            match self.connect_options().connect(self.ctx.url.as_str()).await {
+            attempts += 1;
+            tokio::time::sleep(delays.delay(attempts)).await;
+            match self
+                .connect_options(events.clone())
+                .connect(self.ctx.url.as_str())
+                .await
+            {
                 Ok(client) => return client,
                 Err(e) => {
                     let message = e.to_string();
@@ -209,27 +446,41 @@ impl<'a> Agent<'a> {
                         ErrorKind::classify(&e),
                         &message,
                     );
-                    tokio::time::sleep(default_reconnect_delay(attempt)).await;
-                    attempt += 1;
                 }
             }
         }
     }
 
-    fn connect_options(&self) -> async_nats::ConnectOptions {
+    fn connect_options(
+        &self,
+        events: mpsc::UnboundedSender<ConnEvent>,
+    ) -> async_nats::ConnectOptions {
         let roster = self.ctx.roster.clone();
         let index = self.index;
+        let splay = match self.placement() {
+            Some(SplayPlacement::ReconnectDelay) => self.splay(),
+            _ => Duration::ZERO,
+        };
+        let delays = ReconnectDelays::new(self.ctx, index, splay);
         async_nats::ConnectOptions::new()
             .name(&self.pc)
             .connection_timeout(self.ctx.fleet.connect_timeout)
             .request_timeout(Some(self.ctx.fleet.request_timeout))
+            .reconnect_delay_callback(move |attempts| delays.delay(attempts))
             .event_callback(move |event| {
                 let roster = roster.clone();
+                let events = events.clone();
                 async move {
                     // Trivial on purpose: async-nats drops events when a callback is slow.
                     match event {
-                        async_nats::Event::Connected => roster.on_connected(index),
-                        async_nats::Event::Disconnected => roster.on_disconnected(index),
+                        async_nats::Event::Connected => {
+                            roster.on_connected(index);
+                            let _ = events.send(ConnEvent::Connected);
+                        }
+                        async_nats::Event::Disconnected => {
+                            roster.on_disconnected(index);
+                            let _ = events.send(ConnEvent::Disconnected);
+                        }
                         _ => {}
                     }
                 }
@@ -285,7 +536,10 @@ impl<'a> Agent<'a> {
             ConsumerKind::ExecReplay => return self.open_exec_replay(js, &op, slot).await,
         };
         Ok(watch
-            .map(move |item| (slot, item.map(|_| ()).map_err(|e| e.to_string())))
+            .map(move |item| match item {
+                Ok(entry) => (slot, Ok(parse_probe(&entry.value))),
+                Err(e) => (slot, Err(e.to_string())),
+            })
             .boxed())
     }
 
@@ -315,7 +569,17 @@ impl<'a> Agent<'a> {
         Ok(messages
             .then(move |item| async move {
                 match item {
-                    Ok(message) => (slot, message.ack().await.map_err(|e| e.to_string())),
+                    Ok(message) => {
+                        let probe = parse_probe(&message.payload);
+                        (
+                            slot,
+                            message
+                                .ack()
+                                .await
+                                .map(|_| probe)
+                                .map_err(|e| e.to_string()),
+                        )
+                    }
                     Err(e) => (slot, Err(e.to_string())),
                 }
             })
@@ -417,26 +681,94 @@ impl std::error::Error for BoxedError {
     }
 }
 
-/// async-nats' default reconnect delay: 0 ms for the first retry, then 2^n ms capped at 4 s.
-pub fn default_reconnect_delay(attempt: u32) -> Duration {
-    if attempt == 0 {
-        Duration::ZERO
-    } else {
-        Duration::from_millis(2u64.saturating_pow(attempt.min(12))).min(Duration::from_secs(4))
+/// The delay before reconnect attempt `attempts` (1-based, as async-nats counts: the
+/// counter goes up before each try and resets on success), for `backoff`; `unit` is a
+/// uniform random number in [0, 1) for the jitter.
+pub fn reconnect_delay(backoff: &Backoff, attempts: usize, unit: f64) -> Duration {
+    let exp = |base: Duration, n: usize| base.saturating_mul(1u32 << n.min(30) as u32);
+    match *backoff {
+        // async-nats' reconnect_delay_callback_default.
+        Backoff::AsyncNatsDefault => {
+            if attempts <= 1 {
+                Duration::ZERO
+            } else {
+                exp(Duration::from_millis(1), attempts - 1).min(Duration::from_secs(4))
+            }
+        }
+        Backoff::Exponential { base, cap, jitter } => {
+            let d = exp(base, attempts.max(1) - 1).min(cap);
+            d.mul_f64((1.0 + jitter * (2.0 * unit - 1.0)).max(0.0))
+        }
+    }
+}
+
+/// One agent's reconnect delays: the fleet's backoff plus, with the `reconnect_delay`
+/// splay, the splay counted from the first attempt after a disconnect. Attempts that
+/// fail inside the splay (the broker still down) do not end it early: every attempt
+/// waits at least until the splay is over, so agents stay spread however long the
+/// outage.
+struct ReconnectDelays {
+    backoff: Backoff,
+    splay: Duration,
+    splay_until: std::sync::Mutex<Option<Instant>>,
+    /// Seeds the jitter: deterministic per run and agent.
+    rng: std::sync::Mutex<rand::rngs::SmallRng>,
+}
+
+impl ReconnectDelays {
+    fn new(ctx: &AgentContext, index: usize, splay: Duration) -> Self {
+        ReconnectDelays {
+            backoff: ctx.fleet.reconnect,
+            splay,
+            splay_until: std::sync::Mutex::new(None),
+            rng: std::sync::Mutex::new(rand::rngs::SmallRng::seed_from_u64(
+                ctx.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ index as u64,
+            )),
+        }
+    }
+
+    fn delay(&self, attempts: usize) -> Duration {
+        let unit = self.rng.lock().expect("rng lock").random::<f64>();
+        let backoff = reconnect_delay(&self.backoff, attempts, unit);
+        if self.splay.is_zero() {
+            return backoff;
+        }
+        let mut until = self.splay_until.lock().expect("splay lock");
+        if attempts <= 1 || until.is_none() {
+            *until = Some(Instant::now() + self.splay);
+        }
+        let left = until.map_or(Duration::ZERO, |u| {
+            u.saturating_duration_since(Instant::now())
+        });
+        backoff.max(left)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::default_reconnect_delay;
-    use std::time::Duration;
+    use super::*;
 
     #[test]
     fn default_reconnect_delay_matches_async_nats() {
-        let ms: Vec<u128> = (0..15)
-            .map(|a| default_reconnect_delay(a).as_millis())
+        let ms: Vec<u128> = (1..16)
+            .map(|a| reconnect_delay(&Backoff::AsyncNatsDefault, a, 0.5).as_millis())
             .collect();
         assert_eq!(&ms[..6], &[0, 2, 4, 8, 16, 32]);
-        assert_eq!(default_reconnect_delay(14), Duration::from_secs(4));
+        assert_eq!(ms[14], 4000);
+    }
+
+    #[test]
+    fn exponential_backoff_doubles_to_the_cap_within_the_jitter() {
+        let b = Backoff::Exponential {
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+            jitter: 0.25,
+        };
+        let at = |attempts, unit| reconnect_delay(&b, attempts, unit).as_millis();
+        assert_eq!(at(1, 0.5), 100);
+        assert_eq!(at(3, 0.5), 400);
+        assert_eq!(at(10, 0.5), 1000, "capped");
+        assert_eq!(at(1, 0.0), 75, "-25 %");
+        assert_eq!(at(1, 1.0), 125, "+25 %");
     }
 }

@@ -33,16 +33,19 @@ pub enum AgentState {
     Ready = 4,
     /// Gave up; the cell holds the reason.
     Failed = 5,
+    /// Was ready, lost its connection: reconnecting, then re-syncing.
+    Recovering = 6,
 }
 
 impl AgentState {
-    pub const ALL: [AgentState; 6] = [
+    pub const ALL: [AgentState; 7] = [
         AgentState::Pending,
         AgentState::Connecting,
         AgentState::Opening,
         AgentState::Syncing,
         AgentState::Ready,
         AgentState::Failed,
+        AgentState::Recovering,
     ];
 
     fn from_u8(v: u8) -> AgentState {
@@ -57,6 +60,7 @@ impl AgentState {
             AgentState::Syncing => "syncing",
             AgentState::Ready => "ready",
             AgentState::Failed => "failed",
+            AgentState::Recovering => "recovering",
         }
     }
 
@@ -67,7 +71,6 @@ impl AgentState {
 }
 
 /// One agent's slot in the roster.
-#[derive(Default)]
 pub struct AgentCell {
     state: AtomicU8,
     /// Set from async-nats' event callback: it must stay an atomic store (the callback
@@ -75,6 +78,23 @@ pub struct AgentCell {
     connected: AtomicBool,
     connects: AtomicU64,
     reason: Mutex<Option<String>>,
+    /// The last reconnect's splay delay and the time from Connected to the start of the
+    /// re-sync (µs; `u64::MAX` until the first reconnect), for checking the splay.
+    last_splay_us: AtomicU64,
+    last_resync_wait_us: AtomicU64,
+}
+
+impl Default for AgentCell {
+    fn default() -> Self {
+        AgentCell {
+            state: AtomicU8::new(0),
+            connected: AtomicBool::new(false),
+            connects: AtomicU64::new(0),
+            reason: Mutex::new(None),
+            last_splay_us: AtomicU64::new(u64::MAX),
+            last_resync_wait_us: AtomicU64::new(u64::MAX),
+        }
+    }
 }
 
 impl AgentCell {
@@ -93,12 +113,28 @@ impl AgentCell {
     pub fn reason(&self) -> Option<String> {
         self.reason.lock().expect("agent reason lock").clone()
     }
+
+    /// Records when the last re-sync started: `splay` was its delay, `waited` the time
+    /// from Connected to the start of the re-sync's reads.
+    pub fn set_last_resync(&self, splay: Duration, waited: Duration) {
+        let us = |d: Duration| d.as_micros().min(u128::from(u64::MAX - 1)) as u64;
+        self.last_splay_us.store(us(splay), Ordering::Relaxed);
+        self.last_resync_wait_us
+            .store(us(waited), Ordering::Relaxed);
+    }
+
+    /// (splay, wait from Connected to the re-sync) of the last reconnect, if any.
+    pub fn last_resync(&self) -> Option<(Duration, Duration)> {
+        let splay = self.last_splay_us.load(Ordering::Relaxed);
+        let waited = self.last_resync_wait_us.load(Ordering::Relaxed);
+        (splay != u64::MAX).then(|| (Duration::from_micros(splay), Duration::from_micros(waited)))
+    }
 }
 
 /// Every agent's cell plus fleet-wide counts by state.
 pub struct Roster {
     cells: Vec<AgentCell>,
-    counts: [AtomicUsize; 6],
+    counts: [AtomicUsize; 7],
     connected: AtomicUsize,
     changed: Notify,
 }
@@ -112,11 +148,12 @@ pub struct Counts {
     pub syncing: usize,
     pub ready: usize,
     pub failed: usize,
+    pub recovering: usize,
 }
 
 impl Counts {
     pub fn started(&self) -> usize {
-        self.connecting + self.opening + self.syncing + self.ready + self.failed
+        self.connecting + self.opening + self.syncing + self.ready + self.failed + self.recovering
     }
 
     pub fn settled(&self) -> usize {
@@ -191,6 +228,7 @@ impl Roster {
             syncing: c(AgentState::Syncing),
             ready: c(AgentState::Ready),
             failed: c(AgentState::Failed),
+            recovering: c(AgentState::Recovering),
         }
     }
 

@@ -148,6 +148,18 @@ impl Metrics {
             .sum()
     }
 
+    /// Failures counted so far by kind, in the order of
+    /// [`crate::timeseries::error_column`]: timeout, no responders, JetStream, refused, other.
+    pub fn errors_by_kind(&self) -> [u64; 5] {
+        let mut out = [0; 5];
+        for shard in &self.shards {
+            for (key, e) in &shard.lock().expect("metrics shard lock").errors {
+                out[crate::timeseries::error_column(key.kind)] += e.count;
+            }
+        }
+        out
+    }
+
     /// Merges the shards into one sorted snapshot.
     pub fn snapshot(&self) -> Snapshot {
         let names = self.names.lock().expect("metrics names lock").clone();

@@ -42,8 +42,8 @@ pub struct BrokerPlan {
     /// Delete and recreate the buckets and the EXEC stream before seeding.
     pub reset: bool,
     /// Embedded broker's `lame_duck_duration`: how long a `lame_duck` step's server takes
-    /// to close its clients (nats-server's own default is 2 m; ours is shorter so a
-    /// scenario's herd fits in a test).
+    /// to close its clients (nats-server's default is 2 m and its minimum 30 s; ours is
+    /// the minimum so a scenario's herd fits in a test).
     #[serde(with = "duration_str")]
     pub lame_duck_duration: Duration,
     /// Embedded broker's `lame_duck_grace_period`: the wait before it starts closing.

@@ -12,23 +12,32 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::agent::AgentContext;
 use crate::broker::monitor;
 use crate::broker::{BrokerError, BrokerInfo, EmbeddedBroker, EmbeddedOptions, redact_url};
-use crate::fleet::Fleet;
+use crate::fault_proxy::FaultProxy;
+use crate::fleet::{AgentState, Fleet};
+use crate::herd::ProbePlan;
 use crate::host;
 use crate::metrics::Metrics;
-use crate::plan::{Plan, StepAction};
+use crate::plan::{Plan, StepAction, StopSignal, Trigger};
 use crate::provision::{self, group_id, pc_id};
-use crate::results::{self, AgentFinal, FleetFigures, Outcome, RunRecord, RunStatus, StepRecord};
+use crate::results::{
+    self, AgentFinal, FleetFigures, HerdRecord, Outcome, RunRecord, RunStatus, StepRecord,
+    Unrecovered,
+};
+use crate::timeseries::{ApiTap, Sampler};
 
 /// How often a long wait logs where the fleet is.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// How long stopping the fleet may take before its tasks are aborted.
-/// One socket per agent (the fault proxy, when in-process, adds two more per agent).
+/// One socket per agent.
 const FDS_PER_AGENT: u64 = 1;
+/// A proxied agent: its own socket plus the proxy's two (agent side, broker side).
+const FDS_PER_AGENT_PROXIED: u64 = 3;
 const FLEET_STOP_WITHIN: Duration = Duration::from_secs(30);
 
 /// Where a run reads its scenario from and writes its results to.
@@ -82,6 +91,8 @@ impl Broker {
                     max_connections: plan.broker.max_connections,
                     request_queue_limit: plan.broker.request_queue_limit,
                     default_max_consumers: plan.broker.default_max_consumers,
+                    lame_duck_duration: plan.broker.lame_duck_duration,
+                    lame_duck_grace_period: plan.broker.lame_duck_grace_period,
                 })
                 .await?,
             ))),
@@ -115,6 +126,13 @@ impl Broker {
                     None => Default::default(),
                 },
             },
+        }
+    }
+
+    fn embedded(&mut self) -> Option<&mut EmbeddedBroker> {
+        match self {
+            Broker::Embedded(b) => Some(b),
+            Broker::External { .. } => None,
         }
     }
 
@@ -166,6 +184,8 @@ async fn drive(
     let control = async_nats::ConnectOptions::new()
         .name("fleetsim-control")
         .request_timeout(Some(Duration::from_secs(30)))
+        // The advisory tap gets one message per API request of the whole fleet.
+        .subscription_capacity(1 << 20)
         .connect(url.as_str())
         .await
         .map_err(|e| BrokerError::Connect {
@@ -180,30 +200,60 @@ async fn drive(
         secs = format!("{:.2}", provisioned.seconds),
         "provisioned"
     );
-
     check_host(plan)?;
+    let tap = match ApiTap::start(&control).await {
+        Ok(tap) => Some(tap),
+        Err(e) => {
+            warn!(error = %e, "cannot subscribe to JetStream advisories: API columns of timeseries.csv stay 0");
+            None
+        }
+    };
+    let proxy = if plan.fleet.proxy {
+        let upstream = url
+            .trim_start_matches("nats://")
+            .trim_start_matches("tls://")
+            .rsplit('@')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let proxy = FaultProxy::start("127.0.0.1:0".parse().expect("literal address"), &upstream)
+            .await
+            .map_err(|e| RunError::Environment(format!("cannot start the fault proxy: {e}")))?;
+        info!(listen = %proxy.addr(), "agents connect through the fault proxy");
+        Some(proxy)
+    } else {
+        None
+    };
+    let agent_url = proxy.as_ref().map_or_else(|| url.clone(), FaultProxy::url);
+
     let metrics = Arc::new(Metrics::new());
     let ctx = Arc::new(AgentContext::new(
-        url,
+        agent_url,
         plan.fleet.clone(),
         plan.profile.clone(),
         plan.seed,
         metrics.clone(),
     ));
     let mut fleet = Fleet::new(ctx.clone());
-    let mut steps_done = Vec::new();
-    let mut reasons = Vec::new();
-    let monitor_url = broker.monitor_url();
+    let run_start = Instant::now();
+    let (step_tx, step_rx) = watch::channel("0:setup".to_string());
+    let sampler = Sampler::start(ctx.clone(), tap, step_rx, run_start);
+    let mut runner = StepRunner {
+        plan,
+        fleet: &mut fleet,
+        metrics: &metrics,
+        broker,
+        js: &js,
+        proxy: proxy.as_ref(),
+        step_tx,
+        run_start,
+        done: Vec::new(),
+        reasons: Vec::new(),
+        herds: Vec::new(),
+    };
 
     let interrupted = {
-        let steps = run_steps(
-            plan,
-            &mut fleet,
-            &metrics,
-            monitor_url.as_deref(),
-            &mut steps_done,
-            &mut reasons,
-        );
+        let steps = runner.run_all();
         tokio::pin!(steps);
         tokio::pin!(shutdown);
         tokio::select! {
@@ -211,6 +261,12 @@ async fn drive(
             _ = &mut shutdown => true,
         }
     };
+    let StepRunner {
+        done: steps_done,
+        mut reasons,
+        herds,
+        ..
+    } = runner;
     if interrupted {
         warn!("run interrupted: stopping the fleet and writing what was measured");
         reasons.push("interrupted before the last step finished".to_string());
@@ -233,9 +289,11 @@ async fn drive(
                 state: cell.state().name().to_string(),
                 reason: cell.reason(),
                 connects: cell.connects(),
+                last_resync: cell.last_resync(),
             }
         })
         .collect();
+    let timeseries = sampler.finish().await;
     fleet.shutdown(FLEET_STOP_WITHIN).await;
     if counts.failed > 0 && !interrupted {
         reasons.push(format!(
@@ -276,6 +334,8 @@ async fn drive(
         },
         steps: steps_done,
         process: crate::host::process_usage(),
+        timeseries,
+        herds,
     };
     results::write_run(&dir, &record)?;
     let summary = results::render_summary(&record);
@@ -298,77 +358,276 @@ fn check_host(plan: &Plan) -> Result<(), RunError> {
             hard, "could not raise the open-files soft limit to the hard limit"
         );
     }
-    host::check_fd_budget(plan.fleet.agents, FDS_PER_AGENT, soft).map_err(RunError::Environment)
+    let per_agent = if plan.fleet.proxy {
+        FDS_PER_AGENT_PROXIED
+    } else {
+        FDS_PER_AGENT
+    };
+    host::check_fd_budget(plan.fleet.agents, per_agent, soft).map_err(RunError::Environment)
 }
 
-/// Runs the steps in order, recording each one's timing and the broker's counts after it.
-async fn run_steps(
-    plan: &Plan,
-    fleet: &mut Fleet,
-    metrics: &Metrics,
-    monitor_url: Option<&str>,
-    done: &mut Vec<StepRecord>,
-    reasons: &mut Vec<String>,
-) {
-    let run_start = Instant::now();
-    let mut start_began: Option<Instant> = None;
-    for step in &plan.steps {
-        let label = step.label();
-        let began = Instant::now();
-        info!(step = %label, "step begins");
-        match &step.action {
-            StepAction::Start { pacing } => {
-                metrics.set_phase(step.index);
-                start_began = Some(began);
-                fleet.start(pacing).await;
-            }
-            StepAction::WaitReady { timeout } => {
-                let deadline = began + *timeout;
-                let settled = wait_with_progress(fleet, &label, deadline).await;
-                let counts = fleet.roster().counts();
-                if !settled {
-                    let stuck = counts.started() - counts.settled();
-                    reasons.push(format!(
-                        "step {label}: {stuck} agents not ready within {timeout:?}"
-                    ));
-                } else if counts.failed == 0
-                    && let Some(t0) = start_began
-                {
-                    let all_ready = metrics.metric("fleet.all_ready");
-                    metrics.record(0, all_ready, t0.elapsed());
+/// The steps of one run and what they recorded.
+struct StepRunner<'a> {
+    plan: &'a Plan,
+    fleet: &'a mut Fleet,
+    metrics: &'a Metrics,
+    broker: &'a mut Broker,
+    js: &'a async_nats::jetstream::Context,
+    proxy: Option<&'a FaultProxy>,
+    /// The running step's label, for the time series.
+    step_tx: watch::Sender<String>,
+    run_start: Instant,
+    done: Vec<StepRecord>,
+    reasons: Vec<String>,
+    herds: Vec<HerdRecord>,
+}
+
+impl StepRunner<'_> {
+    /// Runs the steps in order, recording each one's timing and the broker's counts after it.
+    async fn run_all(&mut self) {
+        let mut start_began: Option<Instant> = None;
+        for step in &self.plan.steps {
+            let label = step.label();
+            let began = Instant::now();
+            let _ = self.step_tx.send(label.clone());
+            info!(step = %label, "step begins");
+            match &step.action {
+                StepAction::Start { pacing } => {
+                    self.metrics.set_phase(step.index);
+                    start_began = Some(began);
+                    self.fleet.start(pacing).await;
+                }
+                StepAction::WaitReady { timeout } => {
+                    let deadline = began + *timeout;
+                    let settled = wait_with_progress(self.fleet, &label, deadline).await;
+                    let counts = self.fleet.roster().counts();
+                    if !settled {
+                        let stuck = counts.started() - counts.settled();
+                        self.reasons.push(format!(
+                            "step {label}: {stuck} agents not ready within {timeout:?}"
+                        ));
+                    } else if counts.failed == 0
+                        && let Some(t0) = start_began.take()
+                    {
+                        let all_ready = self.metrics.metric("fleet.all_ready");
+                        self.metrics.record(0, all_ready, t0.elapsed());
+                    }
+                }
+                StepAction::Hold { duration } => {
+                    let until = began + *duration;
+                    while Instant::now() < until {
+                        let next = (Instant::now() + PROGRESS_EVERY).min(until);
+                        tokio::time::sleep_until(next.into()).await;
+                        log_progress(self.fleet, &label, began);
+                    }
+                }
+                StepAction::Herd {
+                    trigger,
+                    recover_timeout,
+                } => {
+                    self.metrics.set_phase(step.index);
+                    let record = self.herd(&label, trigger, *recover_timeout).await;
+                    self.herds.push(record);
                 }
             }
-            StepAction::Herd { .. } => todo!("herd steps"),
-            StepAction::Hold { duration } => {
-                let until = began + *duration;
-                while Instant::now() < until {
-                    let next = (Instant::now() + PROGRESS_EVERY).min(until);
-                    tokio::time::sleep_until(next.into()).await;
-                    log_progress(fleet, &label, began);
-                }
-            }
+            let broker = match self.broker.monitor_url() {
+                Some(m) => match monitor::broker_counts(&m).await {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        warn!(error = %e, "broker sample after step failed");
+                        None
+                    }
+                },
+                None => None,
+            };
+            let counts = self.fleet.roster().counts();
+            self.done.push(StepRecord {
+                label: label.clone(),
+                began_secs: (began - self.run_start).as_secs_f64(),
+                ended_secs: self.run_start.elapsed().as_secs_f64(),
+                agents_ready: counts.ready,
+                agents_failed: counts.failed,
+                broker: broker.unwrap_or_default(),
+                broker_sampled: broker.is_some(),
+            });
+            info!(step = %label, ready = counts.ready, failed = counts.failed, secs = format!("{:.2}", began.elapsed().as_secs_f64()), "step ends");
         }
-        let broker = match monitor_url {
-            Some(m) => match monitor::broker_counts(m).await {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    warn!(error = %e, "broker sample after step failed");
-                    None
+        let _ = self.step_tx.send("end".to_string());
+    }
+
+    /// Fires `trigger`, writes the probes as soon as the broker takes writes, and waits
+    /// until every agent that was not failed has recovered (or `recover_timeout`).
+    async fn herd(
+        &mut self,
+        label: &str,
+        trigger: &Trigger,
+        recover_timeout: Duration,
+    ) -> HerdRecord {
+        let ctx = self.fleet.context().clone();
+        let roster = self.fleet.roster();
+        let expected: Vec<usize> = (0..roster.len())
+            .filter(|&a| {
+                let s = roster.cell(a).state();
+                s != AgentState::Failed && s != AgentState::Pending
+            })
+            .collect();
+        let connects_before: Vec<u64> = expected
+            .iter()
+            .map(|&a| roster.cell(a).connects())
+            .collect();
+        let probes = ProbePlan::for_profile(
+            &self.plan.profile,
+            self.plan.fleet.agents,
+            self.plan.fleet.groups,
+        );
+        let generation = ctx.herd.begin();
+        let fired = Instant::now();
+        let deadline = fired + recover_timeout;
+        info!(step = %label, agents = expected.len(), probe_writes = probes.writes.len(), "herd trigger fires");
+
+        let mut trigger_error = None;
+        let outcome = match trigger {
+            Trigger::NetworkCut { refuse_for } => {
+                // The control connection does not go through the proxy: the broker takes
+                // the probes while the agents are cut off.
+                let proxy = self
+                    .proxy
+                    .expect("the scenario parser requires proxy = true");
+                let (cut, outcome) = tokio::join!(
+                    proxy.cut(*refuse_for),
+                    probes.write(self.js, generation, deadline)
+                );
+                if let Err(e) = cut {
+                    trigger_error = Some(format!("fault proxy: {e}"));
                 }
-            },
-            None => None,
+                outcome
+            }
+            other => {
+                if let Err(e) = self.fire(other).await {
+                    warn!(step = %label, error = %e, "herd trigger failed");
+                    trigger_error = Some(e);
+                }
+                if matches!(other, Trigger::ClientReconnect) {
+                    // The old connections would deliver the probes before they close:
+                    // write them only once every agent has reconnected.
+                    let roster = self.fleet.roster();
+                    while Instant::now() < deadline
+                        && expected.iter().zip(&connects_before).any(|(&a, &before)| {
+                            roster.cell(a).connects() <= before
+                                && roster.cell(a).state() != AgentState::Failed
+                        })
+                    {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+                probes.write(self.js, generation, deadline).await
+            }
         };
-        let counts = fleet.roster().counts();
-        done.push(StepRecord {
-            label: label.clone(),
-            began_secs: (began - run_start).as_secs_f64(),
-            ended_secs: run_start.elapsed().as_secs_f64(),
-            agents_ready: counts.ready,
-            agents_failed: counts.failed,
-            broker: broker.unwrap_or_default(),
-            broker_sampled: broker.is_some(),
-        });
-        info!(step = %label, ready = counts.ready, failed = counts.failed, secs = format!("{:.2}", began.elapsed().as_secs_f64()), "step ends");
+        let first_probe_ack = outcome.first_ack.map(|t| t - fired);
+        let recovered = ctx.herd.wait_recovered(expected.len(), deadline).await;
+        let roster = self.fleet.roster();
+        let unrecovered: Vec<Unrecovered> = expected
+            .iter()
+            .filter(|&&a| !ctx.herd.is_recovered(a))
+            .map(|&a| Unrecovered {
+                pc: pc_id(a),
+                state: roster.cell(a).state().name().to_string(),
+                connected: roster.cell(a).is_connected(),
+            })
+            .collect();
+        if !recovered {
+            self.reasons.push(format!(
+                "step {label}: {} of {} agents not recovered within {recover_timeout:?}",
+                unrecovered.len(),
+                expected.len()
+            ));
+        }
+        if let Some(e) = &trigger_error {
+            self.reasons
+                .push(format!("step {label}: trigger failed: {e}"));
+        }
+        let record = HerdRecord {
+            label: label.to_string(),
+            trigger: trigger.kind().to_string(),
+            trigger_secs: (fired - self.run_start).as_secs_f64(),
+            agents: expected.len(),
+            recovery_times: ctx.herd.recovery_times(),
+            probe_writes: probes.writes.len(),
+            probe_writes_acked: outcome.acked,
+            first_probe_ack,
+            unrecovered,
+            trigger_error,
+        };
+        info!(
+            step = %label,
+            recovered = record.recovery_times.len(),
+            of = record.agents,
+            p50 = ?record.time_to(0.5),
+            p100 = ?record.time_to(1.0),
+            "herd recovery"
+        );
+        record
+    }
+
+    /// Fires a trigger other than `network_cut`; returns why it failed, if it did.
+    async fn fire(&mut self, trigger: &Trigger) -> Result<(), String> {
+        match trigger {
+            Trigger::BrokerRestart { signal, downtime } => {
+                let broker = self
+                    .broker
+                    .embedded()
+                    .ok_or("broker_restart needs the embedded broker")?;
+                broker
+                    .stop(*signal == StopSignal::Kill)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::time::sleep(*downtime).await;
+                broker.start_again().await.map_err(|e| e.to_string())
+            }
+            Trigger::LameDuck => {
+                let broker = self
+                    .broker
+                    .embedded()
+                    .ok_or("lame_duck needs the embedded broker")?;
+                broker.lame_duck().await.map_err(|e| e.to_string())?;
+                broker.start_again().await.map_err(|e| e.to_string())
+            }
+            Trigger::ClientReconnect => {
+                self.fleet
+                    .context()
+                    .reconnect_all
+                    .send_modify(|generation| *generation += 1);
+                Ok(())
+            }
+            Trigger::Command { command, timeout } => run_command(command, *timeout).await,
+            Trigger::NetworkCut { .. } => unreachable!("network_cut is fired with its probes"),
+        }
+    }
+}
+
+/// Runs `command` with `sh -c`, logging its output; fails on a non-zero exit or timeout.
+async fn run_command(command: &str, timeout: Duration) -> Result<(), String> {
+    let child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = match tokio::time::timeout(timeout, child).await {
+        Err(_) => return Err(format!("command did not finish within {timeout:?}")),
+        Ok(Err(e)) => return Err(format!("command could not be started: {e}")),
+        Ok(Ok(output)) => output,
+    };
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        info!(target: "fleetsim::command", "{line}");
+    }
+    for line in String::from_utf8_lossy(&output.stderr).lines() {
+        warn!(target: "fleetsim::command", "{line}");
+    }
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!("command exited with {}", output.status))
     }
 }
 

@@ -26,6 +26,8 @@ pub struct EmbeddedOptions {
     pub max_connections: u64,
     pub request_queue_limit: u64,
     pub default_max_consumers: i64,
+    pub lame_duck_duration: Duration,
+    pub lame_duck_grace_period: Duration,
 }
 
 pub struct EmbeddedBroker {
@@ -120,6 +122,62 @@ impl EmbeddedBroker {
         }
     }
 
+    /// Starts the server again on the same ports, config and store dir, once the old
+    /// process is gone and both its ports are free (a dying server's threads can hold
+    /// the monitoring port for a while after the client port is closed).
+    pub async fn start_again(&mut self) -> Result<(), BrokerError> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        while !(port_is_free(self.port) && port_is_free(self.http_port)) {
+            if started.elapsed() > HEALTHY_WITHIN {
+                return Err(BrokerError::NotHealthy {
+                    secs: HEALTHY_WITHIN.as_secs(),
+                    log_tail: format!(
+                        "ports {} and {} still in use after the old server exited",
+                        self.port, self.http_port
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.spawn_and_wait().await
+    }
+
+    /// Puts the server in lame-duck mode (`nats-server --signal ldm=<pid>`) and waits for
+    /// it to close its clients and exit (`lame_duck_grace_period` + `lame_duck_duration`,
+    /// plus the JetStream shutdown).
+    pub async fn lame_duck(&mut self) -> Result<(), BrokerError> {
+        let Some(pid) = self.pid() else {
+            return Ok(());
+        };
+        let output = Command::new(&self.binary)
+            .arg("--signal")
+            .arg(format!("ldm={pid}"))
+            .output()
+            .await
+            .map_err(|source| BrokerError::Spawn {
+                path: self.binary.display().to_string(),
+                source,
+            })?;
+        if !output.status.success() {
+            return Err(BrokerError::Signal(format!(
+                "nats-server --signal ldm={pid} failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        let within =
+            self.options.lame_duck_grace_period + self.options.lame_duck_duration + STOP_WITHIN;
+        if let Some(mut child) = self.child.take()
+            && tokio::time::timeout(within, child.wait()).await.is_err()
+        {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+        Ok(())
+    }
+
     fn config_path(&self) -> PathBuf {
         self.dir.path().join("nats-server.conf")
     }
@@ -132,6 +190,8 @@ impl EmbeddedBroker {
              listen: 127.0.0.1:{port}\n\
              http: 127.0.0.1:{http}\n\
              max_connections: {maxc}\n\
+             lame_duck_duration: \"{ldd}ms\"\n\
+             lame_duck_grace_period: \"{ldg}ms\"\n\
              jetstream {{\n  store_dir: {store:?}\n  request_queue_limit: {rql}\n  \
              limits {{ default_max_consumers: {dmc} }}\n}}\n",
             port = self.port,
@@ -140,6 +200,8 @@ impl EmbeddedBroker {
             store = self.store_dir().display().to_string(),
             rql = o.request_queue_limit,
             dmc = o.default_max_consumers,
+            ldd = o.lame_duck_duration.as_millis(),
+            ldg = o.lame_duck_grace_period.as_millis(),
         )
     }
 
@@ -230,6 +292,10 @@ pub fn find_binary() -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join("nats-server"))
         .find(|candidate| candidate.is_file())
+}
+
+fn port_is_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
 /// Asks the OS for a free loopback port. Another process could take it before the server

@@ -35,6 +35,8 @@ pub enum BrokerError {
     Files(#[source] std::io::Error),
     #[error("monitoring endpoint {url}: {message}")]
     Monitor { url: String, message: String },
+    #[error("signalling nats-server: {0}")]
+    Signal(String),
     #[error("cannot connect to the broker at {url}: {message}")]
     Connect { url: String, message: String },
 }

@@ -29,6 +29,7 @@
 //! the serialized settings also lose the values of secret-named keys (`token`,
 //! `password`, `user`, `creds`, `nkey`: [`redact_scenario_text`], [`redact_json`]).
 
+mod herd;
 mod hgrm;
 mod redact;
 mod time;
@@ -38,7 +39,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +48,8 @@ use crate::broker::monitor::BrokerCounts;
 use crate::host::ProcessUsage;
 use crate::metrics::Snapshot;
 use crate::plan::Plan;
+use crate::timeseries::Sample;
+pub use herd::{HerdRecord, Unrecovered};
 
 pub use hgrm::{TICKS_PER_HALF_DISTANCE, write_percentile_distribution};
 pub use redact::{is_secret_key, redact_json, redact_scenario_text, redact_urls};
@@ -64,6 +67,9 @@ pub const ERRORS_FILE: &str = "errors.csv";
 pub const AGENTS_FILE: &str = "agents.csv";
 pub const STEPS_FILE: &str = "steps.csv";
 pub const MANIFEST_FILE: &str = "manifest.json";
+pub const TIMESERIES_FILE: &str = "timeseries.csv";
+pub const RECOVERY_FILE: &str = "recovery.csv";
+pub const UNRECOVERED_FILE: &str = "unrecovered.csv";
 
 /// Column order of `summary.csv`; scripts and committed baselines depend on it.
 pub const SUMMARY_COLUMNS: [&str; 11] = [
@@ -72,7 +78,15 @@ pub const SUMMARY_COLUMNS: [&str; 11] = [
 /// Column order of `errors.csv`.
 pub const ERRORS_COLUMNS: [&str; 6] = ["phase", "operation", "kind", "code", "count", "example"];
 /// Column order of `agents.csv`.
-pub const AGENTS_COLUMNS: [&str; 5] = ["pc", "group", "state", "reason", "connects"];
+pub const AGENTS_COLUMNS: [&str; 7] = [
+    "pc",
+    "group",
+    "state",
+    "reason",
+    "connects",
+    "last_splay_ms",
+    "last_resync_wait_ms",
+];
 /// Column order of `steps.csv`.
 pub const STEPS_COLUMNS: [&str; 10] = [
     "step",
@@ -113,6 +127,10 @@ pub struct RunRecord<'a> {
     pub steps: Vec<StepRecord>,
     /// fleetsim's own CPU time and peak memory at the end of the run (the broker excluded).
     pub process: ProcessUsage,
+    /// The 100 ms timeline (`timeseries.csv`).
+    pub timeseries: Vec<Sample>,
+    /// One per herd step (`recovery.csv`, `unrecovered.csv`).
+    pub herds: Vec<HerdRecord>,
 }
 
 /// How many agents got where, the four numbers a reader checks first.
@@ -173,6 +191,9 @@ pub struct AgentFinal {
     pub reason: Option<String>,
     /// Connections made, reconnects included: more than 1 means it lived through a cut.
     pub connects: u64,
+    /// The last reconnect's splay delay and the time from Connected to the start of its
+    /// re-sync; `None` for an agent that never reconnected.
+    pub last_resync: Option<(Duration, Duration)>,
 }
 
 /// One step as it ran: the row of `steps.csv` that ties latencies to the broker's own
@@ -416,6 +437,24 @@ pub fn write_run(dir: &Path, record: &RunRecord) -> Result<(), ResultsError> {
     finish(write_steps(&record.steps, create(&path)?), &path)?;
     files.push(STEPS_FILE.to_string());
 
+    let path = dir.join(TIMESERIES_FILE);
+    finish(
+        herd::write_timeseries(&record.timeseries, create(&path)?),
+        &path,
+    )?;
+    files.push(TIMESERIES_FILE.to_string());
+
+    let path = dir.join(RECOVERY_FILE);
+    finish(herd::write_recovery(&record.herds, create(&path)?), &path)?;
+    files.push(RECOVERY_FILE.to_string());
+
+    let path = dir.join(UNRECOVERED_FILE);
+    finish(
+        herd::write_unrecovered(&record.herds, create(&path)?),
+        &path,
+    )?;
+    files.push(UNRECOVERED_FILE.to_string());
+
     files.push(MANIFEST_FILE.to_string());
     let path = dir.join(MANIFEST_FILE);
     let manifest = build_manifest(record, files, ManifestHost::current()).map_err(|source| {
@@ -495,6 +534,8 @@ struct AgentRow<'a> {
     state: &'a str,
     reason: String,
     connects: u64,
+    last_splay_ms: Option<String>,
+    last_resync_wait_ms: Option<String>,
 }
 
 /// One row of `steps.csv`; field order is [`STEPS_COLUMNS`].
@@ -577,6 +618,12 @@ pub fn write_agents<W: Write>(agents: &[AgentFinal], out: W) -> csv::Result<W> {
         state: &a.state,
         reason: a.reason.as_deref().map(redact_urls).unwrap_or_default(),
         connects: a.connects,
+        last_splay_ms: a
+            .last_resync
+            .map(|(s, _)| format!("{:.3}", s.as_secs_f64() * 1e3)),
+        last_resync_wait_ms: a
+            .last_resync
+            .map(|(_, w)| format!("{:.3}", w.as_secs_f64() * 1e3)),
     });
     write_csv(out, &AGENTS_COLUMNS, rows)
 }
@@ -837,7 +884,7 @@ token = "tok-123"
                 request_queue_limit: 10_000,
                 default_max_consumers: -1,
                 reset: false,
-                lame_duck_duration: Duration::from_secs(5),
+                lame_duck_duration: Duration::from_secs(30),
                 lame_duck_grace_period: Duration::from_secs(1),
             },
             fleet: FleetPlan {
@@ -940,6 +987,7 @@ token = "tok-123"
                     state: "ready".to_string(),
                     reason: None,
                     connects: 1,
+                    last_resync: None,
                 },
                 AgentFinal {
                     pc: "pc-00001".to_string(),
@@ -947,6 +995,7 @@ token = "tok-123"
                     state: "failed".to_string(),
                     reason: Some("consumer_create.jobs: error code 10026".to_string()),
                     connects: 2,
+                    last_resync: Some((Duration::from_millis(1234), Duration::from_millis(1240))),
                 },
             ],
             snapshot: snapshot(),
@@ -987,6 +1036,8 @@ token = "tok-123"
                 cpu_system_secs: 0.5,
                 max_rss_kib: 20_480,
             },
+            timeseries: Vec::new(),
+            herds: Vec::new(),
         }
     }
 
@@ -1087,6 +1138,8 @@ token = "tok-123"
             state: "",
             reason: String::new(),
             connects: 0,
+            last_splay_ms: None,
+            last_resync_wait_ms: None,
         };
         assert_eq!(header_of(agent), AGENTS_COLUMNS.join(","));
         let step = StepRow {
@@ -1230,9 +1283,13 @@ token = "tok-123"
         );
         let agents = std::fs::read_to_string(dir.join(AGENTS_FILE)).expect("agents.csv");
         assert!(
-            agents.starts_with("pc,group,state,reason,connects\npc-00000,g-000,ready,,1\n"),
+            agents.starts_with(
+                "pc,group,state,reason,connects,last_splay_ms,last_resync_wait_ms\n\
+                 pc-00000,g-000,ready,,1,,\n"
+            ),
             "{agents}"
         );
+        assert!(agents.contains(",2,1234.000,1240.000\n"), "{agents}");
     }
 
     #[test]

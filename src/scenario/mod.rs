@@ -258,7 +258,7 @@ fn read_broker(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> BrokerPlan {
         request_queue_limit: 10_000,
         default_max_consumers: -1,
         reset: true,
-        lame_duck_duration: Duration::from_secs(5),
+        lame_duck_duration: Duration::from_secs(30),
         lame_duck_grace_period: Duration::from_secs(1),
     };
     let Some(node) = root.table(ctx, "broker", "a table ([broker])") else {

@@ -1,0 +1,346 @@
+//! Recovery after a herd trigger, measured end to end with probes.
+//!
+//! async-nats recreates an agent's ordered consumers inside its `Watch`es with no event
+//! (nats-facts §1), so no returned call proves a consumer is live again. After a trigger
+//! fleetsim writes a *probe* value (`probe:<generation>`) that reaches every consumer of
+//! every agent, and an agent counts as recovered when each of its consumers has delivered
+//! the current generation's probe.
+//!
+//! The probe load is kept small and honest: one write per shared key (one `global` write
+//! reaches every agent's agent_config watch, one `commands.all` command every EXEC
+//! consumer), and per-agent (or per-group) writes only for consumers that no shared key
+//! reaches. [`ProbePlan::for_profile`] derives the writes from the profile's consumers,
+//! so a custom profile is probed the same way.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::plan::{ConsumerKind, KeyTemplate, Profile};
+use crate::provision::{group_id, pc_id};
+
+/// Key written into a bucket that an agent watches whole (`watch_all`).
+pub const WATCH_ALL_PROBE_KEY: &str = "fleetsim.probe";
+/// Subject of the EXEC probe: one command every agent's durable consumer receives.
+pub const EXEC_PROBE_SUBJECT: &str = "commands.all";
+/// Probe puts in flight at once.
+const PROBE_IN_FLIGHT: usize = 1024;
+
+/// The value of a probe of `generation`.
+pub fn probe_value(generation: u64) -> Bytes {
+    Bytes::from(format!("probe:{generation}"))
+}
+
+/// The probe generation a delivered value carries, if it is a probe.
+pub fn parse_probe(value: &[u8]) -> Option<u64> {
+    std::str::from_utf8(value.strip_prefix(b"probe:")?)
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Fleet-wide recovery state of the current herd, shared by the agents and the runner.
+pub struct Herd {
+    /// Generation of the current herd's probe; 0 before the first herd.
+    generation: AtomicU64,
+    trigger_at: Mutex<Option<Instant>>,
+    recovered: AtomicUsize,
+    /// Per agent, the last generation it recovered from, and after how long (µs).
+    recovered_gen: Vec<AtomicU64>,
+    recovered_after_us: Vec<AtomicU64>,
+    changed: Notify,
+}
+
+impl Herd {
+    pub fn new(agents: usize) -> Self {
+        Herd {
+            generation: AtomicU64::new(0),
+            trigger_at: Mutex::new(None),
+            recovered: AtomicUsize::new(0),
+            recovered_gen: (0..agents).map(|_| AtomicU64::new(0)).collect(),
+            recovered_after_us: (0..agents).map(|_| AtomicU64::new(0)).collect(),
+            changed: Notify::new(),
+        }
+    }
+
+    /// Starts a new herd: the trigger fires now. Returns its probe generation.
+    pub fn begin(&self) -> u64 {
+        let mut trigger_at = self.trigger_at.lock().expect("herd lock");
+        *trigger_at = Some(Instant::now());
+        self.recovered.store(0, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn trigger_at(&self) -> Option<Instant> {
+        *self.trigger_at.lock().expect("herd lock")
+    }
+
+    /// Agent `agent` has seen the probe of `generation` on every consumer. Returns the time
+    /// since the trigger the first time it is called for this agent and generation.
+    pub fn agent_recovered(&self, agent: usize, generation: u64) -> Option<Duration> {
+        // Held across the check so a concurrent `begin` cannot slip between it and the
+        // count (this runs once per agent per herd: no contention worth avoiding).
+        let trigger_at = self.trigger_at.lock().expect("herd lock");
+        if generation != self.generation()
+            || self.recovered_gen[agent].load(Ordering::Acquire) == generation
+        {
+            return None;
+        }
+        // The time is stored before the generation: a reader that sees one sees both.
+        let after = trigger_at.map(|t| t.elapsed())?;
+        self.recovered_after_us[agent].store(after.as_micros() as u64, Ordering::Release);
+        self.recovered_gen[agent].store(generation, Ordering::Release);
+        self.recovered.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_waiters();
+        Some(after)
+    }
+
+    /// Recovery times of the agents recovered from the current herd, sorted.
+    pub fn recovery_times(&self) -> Vec<Duration> {
+        let g = self.generation();
+        let mut times: Vec<Duration> = (0..self.recovered_gen.len())
+            .filter(|&a| g > 0 && self.recovered_gen[a].load(Ordering::Acquire) == g)
+            .map(|a| Duration::from_micros(self.recovered_after_us[a].load(Ordering::Acquire)))
+            .collect();
+        times.sort();
+        times
+    }
+
+    pub fn recovered(&self) -> usize {
+        self.recovered.load(Ordering::Acquire)
+    }
+
+    pub fn is_recovered(&self, agent: usize) -> bool {
+        let g = self.generation();
+        g > 0 && self.recovered_gen[agent].load(Ordering::Acquire) == g
+    }
+
+    /// Waits until `target` agents have recovered or `deadline` passes.
+    pub async fn wait_recovered(&self, target: usize, deadline: Instant) -> bool {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.recovered() >= target {
+                return true;
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline.into()) => return self.recovered() >= target,
+            }
+        }
+    }
+}
+
+/// One probe write.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum ProbeWrite {
+    /// A KV put of `key` into `bucket`.
+    Kv { bucket: String, key: String },
+    /// A publish into the EXEC stream.
+    Exec { subject: String },
+}
+
+/// Every write a herd's probe makes for a fleet and profile.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbePlan {
+    pub writes: Vec<ProbeWrite>,
+}
+
+impl ProbePlan {
+    /// The fewest writes that reach every consumer of every agent: per consumer, a key
+    /// without placeholders if it has one (shared by the fleet), else a `{group}` key
+    /// (one per group), else a `{pc}` key (one per agent). Duplicates are written once.
+    pub fn for_profile(profile: &Profile, agents: usize, groups: usize) -> ProbePlan {
+        let mut writes = BTreeSet::new();
+        let expand = |bucket: &str, key: &KeyTemplate, writes: &mut BTreeSet<ProbeWrite>| {
+            let per_group = (0..groups.min(agents)).map(|i| (pc_id(i), group_id(i, groups)));
+            let targets: Vec<(String, String)> = if key.0.contains("{pc}") {
+                (0..agents)
+                    .map(|i| (pc_id(i), group_id(i, groups)))
+                    .collect()
+            } else if key.0.contains("{group}") {
+                per_group.collect()
+            } else {
+                vec![(String::new(), String::new())]
+            };
+            for (pc, group) in targets {
+                writes.insert(ProbeWrite::Kv {
+                    bucket: bucket.to_string(),
+                    key: key.render(&pc, &group),
+                });
+            }
+        };
+        for consumer in &profile.consumers {
+            match &consumer.kind {
+                ConsumerKind::Watch { bucket, key } => expand(bucket, key, &mut writes),
+                ConsumerKind::WatchMany { bucket, keys } => {
+                    let rank = |k: &KeyTemplate| {
+                        if k.0.contains("{pc}") {
+                            2
+                        } else if k.0.contains("{group}") {
+                            1
+                        } else {
+                            0
+                        }
+                    };
+                    if let Some(key) = keys.iter().min_by_key(|k| rank(k)) {
+                        expand(bucket, key, &mut writes);
+                    }
+                }
+                ConsumerKind::WatchAll { bucket } => {
+                    writes.insert(ProbeWrite::Kv {
+                        bucket: bucket.clone(),
+                        key: WATCH_ALL_PROBE_KEY.to_string(),
+                    });
+                }
+                ConsumerKind::ExecReplay => {
+                    writes.insert(ProbeWrite::Exec {
+                        subject: EXEC_PROBE_SUBJECT.to_string(),
+                    });
+                }
+            }
+        }
+        ProbePlan {
+            writes: writes.into_iter().collect(),
+        }
+    }
+
+    /// Writes every probe of `generation`, retrying each write until it is acknowledged
+    /// or `deadline` passes (the broker may still be coming back). Returns the writes
+    /// acknowledged and the time the first one was.
+    pub async fn write(
+        &self,
+        js: &jetstream::Context,
+        generation: u64,
+        deadline: Instant,
+    ) -> ProbeOutcome {
+        let value = probe_value(generation);
+        let first_ack: Mutex<Option<Instant>> = Mutex::new(None);
+        let acked = futures::stream::iter(self.writes.iter())
+            .map(|write| {
+                let value = value.clone();
+                let first_ack = &first_ack;
+                async move {
+                    let ok = write_one(js, write, value, deadline).await;
+                    if ok {
+                        first_ack
+                            .lock()
+                            .expect("probe lock")
+                            .get_or_insert_with(Instant::now);
+                    }
+                    ok
+                }
+            })
+            .buffer_unordered(PROBE_IN_FLIGHT)
+            .filter(|ok| std::future::ready(*ok))
+            .count()
+            .await;
+        ProbeOutcome {
+            acked,
+            first_ack: first_ack.into_inner().expect("probe lock"),
+        }
+    }
+}
+
+/// What [`ProbePlan::write`] achieved.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeOutcome {
+    pub acked: usize,
+    pub first_ack: Option<Instant>,
+}
+
+/// One probe write, retried every 100 ms until acknowledged or `deadline`.
+async fn write_one(
+    js: &jetstream::Context,
+    write: &ProbeWrite,
+    value: Bytes,
+    deadline: Instant,
+) -> bool {
+    let (subject, payload) = match write {
+        ProbeWrite::Kv { bucket, key } => (format!("$KV.{bucket}.{key}"), value),
+        ProbeWrite::Exec { subject } => (subject.clone(), value),
+    };
+    loop {
+        let attempt = async {
+            let ack = js.publish(subject.clone(), payload.clone()).await.ok()?;
+            ack.await.ok()
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if let Ok(Some(_)) = tokio::time::timeout(left.min(Duration::from_secs(5)), attempt).await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(name: &str) -> Profile {
+        crate::scenario::parse_str(
+            &format!("[fleet]\nagents = 1\nprofile = \"{name}\"\n[[steps]]\nkind = \"start\"\n"),
+            "t.toml",
+        )
+        .expect("valid")
+        .profile
+    }
+
+    #[test]
+    fn kanade_probes_write_shared_keys_once_and_membership_per_agent() {
+        let plan = ProbePlan::for_profile(&profile("kanade"), 10, 3);
+        let kv = |b: &str, k: &str| ProbeWrite::Kv {
+            bucket: b.to_string(),
+            key: k.to_string(),
+        };
+        assert!(plan.writes.contains(&kv("agent_config", "global")));
+        assert!(plan.writes.contains(&kv("fleet_config", "freeze")));
+        assert!(plan.writes.contains(&kv("jobs", WATCH_ALL_PROBE_KEY)));
+        assert!(plan.writes.contains(&kv("schedules", WATCH_ALL_PROBE_KEY)));
+        assert!(plan.writes.contains(&kv("agent_groups", "pc-00009")));
+        // global, freeze, jobs, schedules, one EXEC command, and 10 membership keys
+        // (groups_config and groups_subs watch the same key).
+        assert_eq!(plan.writes.len(), 5 + 10);
+    }
+
+    #[test]
+    fn probe_values_round_trip() {
+        assert_eq!(parse_probe(&probe_value(7)), Some(7));
+        assert_eq!(parse_probe(b"{\"seed\":0}"), None);
+        assert_eq!(parse_probe(b"probe:x"), None);
+    }
+
+    #[test]
+    fn an_agent_recovers_once_per_generation() {
+        let herd = Herd::new(2);
+        assert_eq!(herd.agent_recovered(0, 1), None, "no herd yet");
+        let g = herd.begin();
+        assert!(herd.agent_recovered(0, g).is_some());
+        assert!(herd.agent_recovered(0, g).is_none(), "counted once");
+        assert_eq!(herd.recovered(), 1);
+        assert!(herd.is_recovered(0) && !herd.is_recovered(1));
+        let g2 = herd.begin();
+        assert_eq!(herd.recovered(), 0);
+        assert!(!herd.is_recovered(0));
+        assert!(
+            herd.agent_recovered(1, g).is_none(),
+            "a stale probe does not count"
+        );
+        assert!(herd.agent_recovered(1, g2).is_some());
+    }
+}

@@ -1,0 +1,295 @@
+//! The herd timeline: fleet and broker activity sampled every 100 ms on the run's clock.
+//!
+//! Two sources feed it. The agents' side: the roster's counts by state, the consumer
+//! creates agents issue themselves, and error counts by kind. The broker's side: the
+//! JetStream advisories the server publishes on `$JS.EVENT.ADVISORY.>` (one API audit per
+//! JetStream API request, one CREATED/DELETED per consumer), counted by a subscription
+//! on the control connection. The advisories are the one place async-nats' hidden
+//! consumer recreations show up, so they are what "consumer creates per interval" is
+//! measured from.
+//!
+//! Why advisories and not a subscription to `$JS.API.>`: a subscriber on the API subjects
+//! is a responder, so a request made while JetStream is down would time out instead of
+//! failing with "no responders", and the herd under test would change. Advisories are
+//! events, published only while someone listens; listening costs the broker one small
+//! message per API request, which is stated in the README.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::agent::AgentContext;
+use crate::errors::ErrorKind;
+
+/// Sampling interval of `timeseries.csv`.
+pub const INTERVAL: Duration = Duration::from_millis(100);
+
+/// Advisory subjects the tap listens to.
+pub const ADVISORY_SUBJECTS: &str = "$JS.EVENT.ADVISORY.>";
+
+/// What the broker's advisories say happened, counted by kind.
+#[derive(Default)]
+pub struct ApiTap {
+    pub consumer_create_requests: AtomicU64,
+    pub consumer_delete_requests: AtomicU64,
+    pub stream_info_requests: AtomicU64,
+    pub other_requests: AtomicU64,
+    pub consumers_created: AtomicU64,
+    pub consumers_deleted: AtomicU64,
+    /// `$JS.EVENT.ADVISORY.API.LIMIT_REACHED`: the API queue overflowed and dropped requests.
+    pub api_limit_reached: AtomicU64,
+}
+
+impl ApiTap {
+    /// Subscribes `client` to the advisories and counts them until the client closes.
+    pub async fn start(
+        client: &async_nats::Client,
+    ) -> Result<Arc<ApiTap>, async_nats::SubscribeError> {
+        let mut sub = client.subscribe(ADVISORY_SUBJECTS).await?;
+        let tap = Arc::new(ApiTap::default());
+        let counts = tap.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = sub.next().await {
+                counts.count(msg.subject.as_str(), &msg.payload);
+            }
+        });
+        Ok(tap)
+    }
+
+    fn count(&self, subject: &str, payload: &[u8]) {
+        let rest = subject
+            .strip_prefix("$JS.EVENT.ADVISORY.")
+            .unwrap_or(subject);
+        let counter = if rest == "API" {
+            // An audit of one API request; its JSON names the request subject.
+            let request = api_request_subject(payload).unwrap_or("");
+            let api = request.strip_prefix("$JS.API.").unwrap_or(request);
+            if api.starts_with("CONSUMER.CREATE.") || api.starts_with("CONSUMER.DURABLE.CREATE.") {
+                &self.consumer_create_requests
+            } else if api.starts_with("CONSUMER.DELETE.") {
+                &self.consumer_delete_requests
+            } else if api.starts_with("STREAM.INFO.") {
+                &self.stream_info_requests
+            } else {
+                &self.other_requests
+            }
+        } else if rest.starts_with("CONSUMER.CREATED.") {
+            &self.consumers_created
+        } else if rest.starts_with("CONSUMER.DELETED.") {
+            &self.consumers_deleted
+        } else if rest.starts_with("API.LIMIT_REACHED") {
+            &self.api_limit_reached
+        } else {
+            return;
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn read(&self) -> [u64; 7] {
+        [
+            &self.consumer_create_requests,
+            &self.consumer_delete_requests,
+            &self.stream_info_requests,
+            &self.other_requests,
+            &self.consumers_created,
+            &self.consumers_deleted,
+            &self.api_limit_reached,
+        ]
+        .map(|c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// The `"subject"` field of an API audit advisory, found without parsing the whole JSON
+/// (this runs once per API request of the fleet).
+fn api_request_subject(payload: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let start = text.find("\"subject\":\"")? + "\"subject\":\"".len();
+    let end = text[start..].find('"')? + start;
+    Some(&text[start..end])
+}
+
+/// One row of `timeseries.csv`: a state snapshot plus what happened during the interval
+/// that ended at `t_secs`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Sample {
+    /// Seconds since the first step began (the clock of `steps.csv`).
+    pub t_secs: f64,
+    /// The step running at that instant.
+    pub step: String,
+    pub connected: usize,
+    pub ready: usize,
+    pub recovering: usize,
+    pub starting: usize,
+    pub failed: usize,
+    /// Agents recovered from the current herd (probes delivered on every consumer).
+    pub herd_recovered: usize,
+    pub creates_started: u64,
+    pub creates_completed: u64,
+    pub creates_in_flight: u64,
+    pub api_consumer_create: u64,
+    pub api_consumer_delete: u64,
+    pub api_stream_info: u64,
+    pub api_other: u64,
+    pub consumers_created: u64,
+    pub consumers_deleted: u64,
+    pub api_limit_reached: u64,
+    pub errors_timeout: u64,
+    pub errors_no_responders: u64,
+    pub errors_jetstream: u64,
+    pub errors_connection_refused: u64,
+    pub errors_other: u64,
+    /// `begin` on the first sample of a step (set when written).
+    pub step_marker: &'static str,
+}
+
+/// A sampler running in the background; [`Sampler::finish`] stops it and returns the rows.
+pub struct Sampler {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Vec<Sample>>,
+}
+
+impl Sampler {
+    /// Samples every [`INTERVAL`] from `run_start` until finished. `step` names the step
+    /// running (updated by the runner).
+    pub fn start(
+        ctx: Arc<AgentContext>,
+        tap: Option<Arc<ApiTap>>,
+        step: watch::Receiver<String>,
+        run_start: Instant,
+    ) -> Sampler {
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let mut rows = Vec::new();
+            let mut ticker = tokio::time::interval_at(run_start.into(), INTERVAL);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut last = Totals::default();
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = stopped.changed() => break,
+                }
+                let now = Totals::read(&ctx, tap.as_deref());
+                rows.push(sample(&ctx, &step, run_start, &now, &last));
+                last = now;
+            }
+            let now = Totals::read(&ctx, tap.as_deref());
+            rows.push(sample(&ctx, &step, run_start, &now, &last));
+            rows
+        });
+        Sampler { stop, task }
+    }
+
+    pub async fn finish(self) -> Vec<Sample> {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap_or_default()
+    }
+}
+
+/// Cumulative counters at one instant.
+#[derive(Default)]
+struct Totals {
+    creates_started: u64,
+    creates_completed: u64,
+    api: [u64; 7],
+    errors: [u64; 5],
+}
+
+impl Totals {
+    fn read(ctx: &AgentContext, tap: Option<&ApiTap>) -> Totals {
+        Totals {
+            creates_started: ctx.creates.started.load(Ordering::Relaxed),
+            creates_completed: ctx.creates.completed.load(Ordering::Relaxed),
+            api: tap.map(ApiTap::read).unwrap_or_default(),
+            errors: ctx.metrics.errors_by_kind(),
+        }
+    }
+}
+
+fn sample(
+    ctx: &AgentContext,
+    step: &watch::Receiver<String>,
+    run_start: Instant,
+    now: &Totals,
+    last: &Totals,
+) -> Sample {
+    let c = ctx.roster.counts();
+    let d = |a: u64, b: u64| a.saturating_sub(b);
+    let api = |i: usize| d(now.api[i], last.api[i]);
+    let err = |i: usize| d(now.errors[i], last.errors[i]);
+    Sample {
+        t_secs: (run_start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        step: step.borrow().clone(),
+        connected: ctx.roster.connected(),
+        ready: c.ready,
+        recovering: c.recovering,
+        starting: c.connecting + c.opening + c.syncing,
+        failed: c.failed,
+        herd_recovered: ctx.herd.recovered(),
+        creates_started: d(now.creates_started, last.creates_started),
+        creates_completed: d(now.creates_completed, last.creates_completed),
+        creates_in_flight: d(now.creates_started, now.creates_completed),
+        api_consumer_create: api(0),
+        api_consumer_delete: api(1),
+        api_stream_info: api(2),
+        api_other: api(3),
+        consumers_created: api(4),
+        consumers_deleted: api(5),
+        api_limit_reached: api(6),
+        errors_timeout: err(0),
+        errors_no_responders: err(1),
+        errors_jetstream: err(2),
+        errors_connection_refused: err(3),
+        errors_other: err(4),
+        step_marker: "",
+    }
+}
+
+/// The column an error kind is counted in, by index into `Metrics::errors_by_kind`.
+pub fn error_column(kind: ErrorKind) -> usize {
+    match kind {
+        ErrorKind::Timeout => 0,
+        ErrorKind::NoResponders => 1,
+        ErrorKind::JetStream(_) => 2,
+        ErrorKind::ConnectionRefused => 3,
+        ErrorKind::Other => 4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audits_are_counted_by_the_request_they_audit() {
+        let tap = ApiTap::default();
+        let audit = |s: &str| {
+            format!(
+                "{{\"type\":\"io.nats.jetstream.advisory.v1.api_audit\",\"subject\":\"{s}\",\"request\":\"{{}}\"}}"
+            )
+        };
+        tap.count(
+            "$JS.EVENT.ADVISORY.API",
+            audit("$JS.API.CONSUMER.CREATE.KV_jobs.abc.$KV.jobs.>").as_bytes(),
+        );
+        tap.count(
+            "$JS.EVENT.ADVISORY.API",
+            audit("$JS.API.CONSUMER.DURABLE.CREATE.EXEC.agent_replay_pc-00001").as_bytes(),
+        );
+        tap.count(
+            "$JS.EVENT.ADVISORY.API",
+            audit("$JS.API.CONSUMER.DELETE.KV_jobs.abc").as_bytes(),
+        );
+        tap.count(
+            "$JS.EVENT.ADVISORY.API",
+            audit("$JS.API.STREAM.INFO.KV_jobs").as_bytes(),
+        );
+        tap.count("$JS.EVENT.ADVISORY.API", audit("$JS.API.INFO").as_bytes());
+        tap.count("$JS.EVENT.ADVISORY.CONSUMER.CREATED.KV_jobs.abc", b"{}");
+        tap.count("$JS.EVENT.ADVISORY.API.LIMIT_REACHED", b"{}");
+        assert_eq!(tap.read(), [2, 1, 1, 1, 1, 0, 1]);
+    }
+}
