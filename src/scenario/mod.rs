@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use toml::de::DeTable;
 
-use crate::plan::{BrokerPlan, FleetPlan, Plan, Profile};
+use crate::plan::{Backoff, BrokerPlan, FleetPlan, Plan, Profile, Splay, SplayPlacement};
 use walk::{Ctx, Node};
 
 /// Why a scenario could not be turned into a [`Plan`].
@@ -181,21 +181,25 @@ const ROOT_KEYS: [&str; 7] = [
     "profiles",
     "steps",
 ];
-const BROKER_KEYS: [&str; 6] = [
+const BROKER_KEYS: [&str; 8] = [
     "url",
     "monitor",
     "max_connections",
     "request_queue_limit",
     "default_max_consumers",
     "reset",
+    "lame_duck_duration",
+    "lame_duck_grace_period",
 ];
 /// Broker keys that configure the embedded broker only.
-const EMBEDDED_ONLY: [&str; 3] = [
+const EMBEDDED_ONLY: [&str; 5] = [
     "max_connections",
     "request_queue_limit",
     "default_max_consumers",
+    "lame_duck_duration",
+    "lame_duck_grace_period",
 ];
-const FLEET_KEYS: [&str; 7] = [
+const FLEET_KEYS: [&str; 14] = [
     "agents",
     "groups",
     "profile",
@@ -203,7 +207,23 @@ const FLEET_KEYS: [&str; 7] = [
     "connect_timeout",
     "request_timeout",
     "setup_retries",
+    "reconnect_base",
+    "reconnect_cap",
+    "reconnect_jitter",
+    "splay",
+    "splay_placement",
+    "splay_on_start",
+    "proxy",
 ];
+
+/// nats-server refuses a config file with a shorter `lame_duck_duration` ("minimum is
+/// 30 seconds"), so this is both the floor and the default.
+const MIN_LAME_DUCK_DURATION: Duration = Duration::from_secs(30);
+const DEFAULT_RECONNECT_BASE: Duration = Duration::from_millis(100);
+const DEFAULT_RECONNECT_CAP: Duration = Duration::from_secs(4);
+/// The longest splay window: the splay spreads a fleet's re-sync over a few seconds.
+const MAX_SPLAY: Duration = Duration::from_secs(300);
+const SPLAY_PLACEMENTS: &str = "before_gets, reopen_watches, reconnect_delay";
 
 const POSITIVE: &str = "a positive whole number";
 const NON_NEGATIVE: &str = "zero or a positive whole number";
@@ -229,7 +249,11 @@ fn read_plan(ctx: &mut Ctx<'_>, root: &Node<'_, '_>, origin: &str) -> Plan {
     let (fleet, profile_ref) = read_fleet(ctx, root);
     let profiles = profile::read_profiles(ctx, root);
     let profile = resolve_profile(ctx, &fleet.profile, profile_ref, &profiles);
-    let steps = steps::read_steps(ctx, root);
+    let setup = steps::Setup {
+        external_broker: broker.url.is_some() || writes_url(root),
+        proxy: fleet.proxy,
+    };
+    let steps = steps::read_steps(ctx, root, &setup);
     Plan {
         name,
         description,
@@ -238,6 +262,15 @@ fn read_plan(ctx: &mut Ctx<'_>, root: &Node<'_, '_>, origin: &str) -> Plan {
         fleet,
         profile,
         steps,
+    }
+}
+
+/// `[broker] url` is written, valid or not (an invalid one is already a problem, and the
+/// steps that need the embedded broker are checked against what the file asks for).
+fn writes_url(root: &Node<'_, '_>) -> bool {
+    match root.get("broker").map(|b| b.get_ref()) {
+        Some(toml::de::DeValue::Table(broker)) => broker.get("url").is_some(),
+        _ => false,
     }
 }
 
@@ -316,6 +349,19 @@ fn read_broker(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> BrokerPlan {
     if let Some(reset) = node.boolean(ctx, "reset") {
         broker.reset = reset;
     }
+    if let Some((d, span)) = node.duration(ctx, "lame_duck_duration") {
+        if d < MIN_LAME_DUCK_DURATION {
+            let message = format!(
+                "must be at least 30s (nats-server refuses a shorter lame_duck_duration), got {d:?}"
+            );
+            ctx.report(&span, node.key("lame_duck_duration"), message);
+        } else {
+            broker.lame_duck_duration = d;
+        }
+    }
+    if let Some((d, _)) = node.duration(ctx, "lame_duck_grace_period") {
+        broker.lame_duck_grace_period = d;
+    }
     broker
 }
 
@@ -339,7 +385,7 @@ fn read_fleet(
         connect_timeout: Duration::from_secs(10),
         request_timeout: Duration::from_secs(10),
         setup_retries: 3,
-        reconnect: crate::plan::Backoff::AsyncNatsDefault,
+        reconnect: Backoff::AsyncNatsDefault,
         splay: None,
         proxy: false,
     };
@@ -377,7 +423,104 @@ fn read_fleet(
     if let Some((n, _)) = node.whole(ctx, "setup_retries", NON_NEGATIVE, 0, u32::MAX.into()) {
         fleet.setup_retries = n as u32;
     }
+    fleet.reconnect = read_backoff(ctx, &node);
+    fleet.splay = read_splay(ctx, &node);
+    if let Some(proxy) = node.boolean(ctx, "proxy") {
+        fleet.proxy = proxy;
+    }
     (fleet, profile_span)
+}
+
+/// `reconnect_base`, `reconnect_cap`, `reconnect_jitter`: none written is async-nats'
+/// own backoff; any written is an exponential one with defaults for the others.
+fn read_backoff(ctx: &mut Ctx<'_>, node: &Node<'_, '_>) -> Backoff {
+    let keys = ["reconnect_base", "reconnect_cap", "reconnect_jitter"];
+    if keys.iter().all(|k| node.get(k).is_none()) {
+        return Backoff::AsyncNatsDefault;
+    }
+    // `None` when the written base is wrong: the cap is then not compared with it.
+    let base = match node.get("reconnect_base") {
+        None => Some(DEFAULT_RECONNECT_BASE),
+        Some(_) => node.positive_duration(ctx, "reconnect_base", ""),
+    };
+    let mut cap = DEFAULT_RECONNECT_CAP.max(base.unwrap_or(DEFAULT_RECONNECT_BASE));
+    if let Some((d, span)) = node.duration(ctx, "reconnect_cap") {
+        match base {
+            Some(base) if d < base => {
+                let message = format!(
+                    "must be at least reconnect_base ({base:?}): the cap is the longest wait, got {d:?}"
+                );
+                ctx.report(&span, node.key("reconnect_cap"), message);
+            }
+            _ => cap = d,
+        }
+    }
+    let what = "a fraction in [0, 1), e.g. 0.25 for ±25 %";
+    let jitter = node
+        .number(ctx, "reconnect_jitter", what)
+        .and_then(|(j, span)| {
+            if (0.0..1.0).contains(&j) {
+                Some(j.abs())
+            } else {
+                let message = format!("must be {what}, got {j}");
+                ctx.report(&span, node.key("reconnect_jitter"), message);
+                None
+            }
+        })
+        .unwrap_or(0.0);
+    Backoff::Exponential {
+        base: base.unwrap_or(DEFAULT_RECONNECT_BASE),
+        cap,
+        jitter,
+    }
+}
+
+/// `splay` and the keys that only apply with it: `splay_placement`, `splay_on_start`.
+fn read_splay(ctx: &mut Ctx<'_>, node: &Node<'_, '_>) -> Option<Splay> {
+    // `off`: no splay written, or "0s". A wrong value is neither (and already a problem).
+    let (window, off) = match node.duration(ctx, "splay") {
+        Some((d, span)) if d > MAX_SPLAY => {
+            let message = format!(
+                "must be at most 5m, got {d:?}; the splay spreads a fleet's re-sync over a few seconds (\"0s\" is off)"
+            );
+            ctx.report(&span, node.key("splay"), message);
+            (None, false)
+        }
+        Some((d, _)) if d.is_zero() => (None, true),
+        Some((d, _)) => (Some(d), false),
+        None => (None, node.get("splay").is_none()),
+    };
+    let placement = match node.string(ctx, "splay_placement") {
+        None => Some(SplayPlacement::BeforeGets),
+        Some((name, span)) => {
+            let placement = match name {
+                "before_gets" => Some(SplayPlacement::BeforeGets),
+                "reopen_watches" => Some(SplayPlacement::ReopenWatches),
+                "reconnect_delay" => Some(SplayPlacement::ReconnectDelay),
+                _ => None,
+            };
+            if placement.is_none() {
+                let message =
+                    format!("unknown splay_placement {name:?}; use one of {SPLAY_PLACEMENTS}");
+                ctx.report(&span, node.key("splay_placement"), message);
+            }
+            placement
+        }
+    };
+    let on_start = node.boolean(ctx, "splay_on_start");
+    if off {
+        for key in ["splay_placement", "splay_on_start"] {
+            if node.get(key).is_some() {
+                let message = format!("{key} only applies with splay > 0 (e.g. splay = \"5s\")");
+                node.report_at(ctx, key, message);
+            }
+        }
+    }
+    Some(Splay {
+        window: window?,
+        placement: placement?,
+        on_start: on_start.unwrap_or(false),
+    })
 }
 
 /// The profile `fleet.profile` names: a built-in or one of the file's `[profiles]`.

@@ -2,15 +2,64 @@
 
 use std::time::Duration;
 
-use super::walk::{Ctx, Node};
-use crate::plan::{StartPacing, Step, StepAction};
+use std::ops::Range;
 
-const STEP_KEYS: [&str; 6] = ["kind", "mode", "rate", "over", "timeout", "duration"];
-const KINDS: &str = "start, wait_ready, hold";
+use super::walk::{Ctx, Node};
+use crate::plan::{StartPacing, Step, StepAction, StopSignal, Trigger};
+
+const STEP_KEYS: [&str; 12] = [
+    "kind",
+    "mode",
+    "rate",
+    "over",
+    "timeout",
+    "duration",
+    "recover_timeout",
+    "signal",
+    "downtime",
+    "refuse_for",
+    "command",
+    "command_timeout",
+];
+const KINDS: &str =
+    "start, wait_ready, hold, broker_restart, network_cut, lame_duck, client_reconnect, command";
+/// The kinds that trigger a reconnect herd and wait for the fleet to recover.
+const HERD_KINDS: [&str; 5] = [
+    "broker_restart",
+    "network_cut",
+    "lame_duck",
+    "client_reconnect",
+    "command",
+];
+/// Keys that belong to some kinds only, and the kinds they belong to.
+const OWNERS: [(&str, &[&str]); 11] = [
+    ("mode", &["start"]),
+    ("rate", &["start"]),
+    ("over", &["start"]),
+    ("timeout", &["wait_ready"]),
+    ("duration", &["hold"]),
+    ("recover_timeout", &HERD_KINDS),
+    ("signal", &["broker_restart"]),
+    ("downtime", &["broker_restart"]),
+    ("refuse_for", &["network_cut"]),
+    ("command", &["command"]),
+    ("command_timeout", &["command"]),
+];
 const DEFAULT_WAIT_READY: Duration = Duration::from_secs(120);
+const DEFAULT_RECOVER_TIMEOUT: Duration = Duration::from_secs(120);
+const DEFAULT_DOWNTIME: Duration = Duration::from_secs(1);
+const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the rest of the file decides about which steps can run.
+pub(super) struct Setup {
+    /// `[broker] url` is written: fleetsim does not own the broker.
+    pub(super) external_broker: bool,
+    /// `[fleet] proxy = true`: agents connect through the fault proxy.
+    pub(super) proxy: bool,
+}
 
 /// Reads every step; a step with problems is left out (its problems are recorded).
-pub(super) fn read_steps(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> Vec<Step> {
+pub(super) fn read_steps(ctx: &mut Ctx<'_>, root: &Node<'_, '_>, setup: &Setup) -> Vec<Step> {
     let required = "at least one step is required; add a [[steps]] table with kind = \"start\"";
     let Some(value) = root.get("steps") else {
         ctx.report(&root.span, "steps", required);
@@ -31,7 +80,7 @@ pub(super) fn read_steps(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> Vec<Step> {
         else {
             continue;
         };
-        if let Some(action) = read_step(ctx, &node, index, &mut first_start) {
+        if let Some(action) = read_step(ctx, &node, index, &mut first_start, setup) {
             steps.push(Step { index, action });
         }
     }
@@ -43,6 +92,7 @@ fn read_step(
     node: &Node<'_, '_>,
     index: usize,
     first_start: &mut Option<usize>,
+    setup: &Setup,
 ) -> Option<StepAction> {
     node.check_keys(ctx, &STEP_KEYS);
     let Some((kind, kind_span)) = node.string(ctx, "kind") else {
@@ -51,26 +101,26 @@ fn read_step(
         }
         return None;
     };
-    if !matches!(kind, "start" | "wait_ready" | "hold") {
+    if !matches!(kind, "start" | "wait_ready" | "hold") && !HERD_KINDS.contains(&kind) {
         let message = format!("unknown step kind {kind:?}; use one of {KINDS}");
         ctx.report(&kind_span, node.key("kind"), message);
         return None;
     }
     // Keys that belong to another kind.
-    for (key, owner) in [
-        ("mode", "start"),
-        ("rate", "start"),
-        ("over", "start"),
-        ("timeout", "wait_ready"),
-        ("duration", "hold"),
-    ] {
-        if owner != kind && node.get(key).is_some() {
-            node.report_at(
-                ctx,
-                key,
-                format!("{key} only applies to kind = \"{owner}\""),
-            );
+    for (key, owners) in OWNERS {
+        if !owners.contains(&kind) && node.get(key).is_some() {
+            let message = match owners {
+                [owner] => format!("{key} only applies to kind = \"{owner}\""),
+                _ => format!(
+                    "{key} only applies to the herd kinds: {}",
+                    owners.join(", ")
+                ),
+            };
+            node.report_at(ctx, key, message);
         }
+    }
+    if HERD_KINDS.contains(&kind) {
+        return read_herd(ctx, node, kind, kind_span, first_start.is_some(), setup);
     }
     match kind {
         "start" => {
@@ -112,6 +162,116 @@ fn read_step(
             Some(StepAction::Hold { duration })
         }
     }
+}
+
+/// A herd step: its trigger, `recover_timeout`, and whether it can run in this file.
+fn read_herd(
+    ctx: &mut Ctx<'_>,
+    node: &Node<'_, '_>,
+    kind: &str,
+    kind_span: Range<usize>,
+    started: bool,
+    setup: &Setup,
+) -> Option<StepAction> {
+    let recover_timeout = match node.get("recover_timeout") {
+        None => Some(DEFAULT_RECOVER_TIMEOUT),
+        Some(_) => node.positive_duration(ctx, "recover_timeout", ""),
+    };
+    let trigger = match kind {
+        "broker_restart" => read_broker_restart(ctx, node),
+        "network_cut" => {
+            let refuse_for = match node.get("refuse_for") {
+                None => Some(Duration::ZERO),
+                Some(_) => node.duration(ctx, "refuse_for").map(|(d, _)| d),
+            };
+            refuse_for.map(|refuse_for| Trigger::NetworkCut { refuse_for })
+        }
+        "lame_duck" => Some(Trigger::LameDuck),
+        "client_reconnect" => Some(Trigger::ClientReconnect),
+        _ => read_command(ctx, node, &kind_span),
+    };
+    // What the rest of the file must provide, reported at the kind.
+    let needs = if !started {
+        Some(format!(
+            "{kind} before any start step; put a step with kind = \"start\" first"
+        ))
+    } else if setup.external_broker && matches!(kind, "broker_restart" | "lame_duck") {
+        Some(format!(
+            "{kind} needs the embedded broker, but [broker] url is set: fleetsim can only \
+             restart a broker it owns; for an external broker use kind = \"command\" \
+             (e.g. docker restart nats)"
+        ))
+    } else if !setup.proxy && kind == "network_cut" {
+        Some(
+            "network_cut needs the fault proxy between agents and broker; set proxy = true in [fleet]"
+                .to_string(),
+        )
+    } else {
+        None
+    };
+    if let Some(message) = needs {
+        ctx.report(&kind_span, node.key("kind"), message);
+        return None;
+    }
+    Some(StepAction::Herd {
+        trigger: trigger?,
+        recover_timeout: recover_timeout?,
+    })
+}
+
+/// `signal` ("kill" or "term") and `downtime`.
+fn read_broker_restart(ctx: &mut Ctx<'_>, node: &Node<'_, '_>) -> Option<Trigger> {
+    let signal = match node.string(ctx, "signal") {
+        None if node.get("signal").is_some() => None,
+        None => Some(StopSignal::Kill),
+        Some(("kill", _)) => Some(StopSignal::Kill),
+        Some(("term", _)) => Some(StopSignal::Term),
+        Some((other, span)) => {
+            let message = format!(
+                "unknown signal {other:?}; use kill (SIGKILL: a crash) or term (SIGTERM: a graceful shutdown)"
+            );
+            ctx.report(&span, node.key("signal"), message);
+            None
+        }
+    };
+    let downtime = match node.get("downtime") {
+        None => Some(DEFAULT_DOWNTIME),
+        Some(_) => node.duration(ctx, "downtime").map(|(d, _)| d),
+    };
+    Some(Trigger::BrokerRestart {
+        signal: signal?,
+        downtime: downtime?,
+    })
+}
+
+/// `command` (required) and `command_timeout`.
+fn read_command(
+    ctx: &mut Ctx<'_>,
+    node: &Node<'_, '_>,
+    kind_span: &Range<usize>,
+) -> Option<Trigger> {
+    let command = match node.string(ctx, "command") {
+        None if node.get("command").is_some() => None,
+        None => {
+            let message = "required for kind = \"command\": the command line to run with sh -c, such as \"docker restart nats\"";
+            node.missing(ctx, "command", Some(kind_span.clone()), message);
+            None
+        }
+        Some((command, span)) if command.trim().is_empty() => {
+            let message = "must not be empty; the command line to run with sh -c, such as \"docker restart nats\"";
+            ctx.report(&span, node.key("command"), message);
+            None
+        }
+        Some((command, _)) => Some(command.to_string()),
+    };
+    let timeout = match node.get("command_timeout") {
+        None => Some(DEFAULT_COMMAND_TIMEOUT),
+        Some(_) => node.positive_duration(ctx, "command_timeout", ""),
+    };
+    Some(Trigger::Command {
+        command: command?,
+        timeout: timeout?,
+    })
 }
 
 /// `mode` and the setting it needs: `rate` for `rate`, `over` for `spread`.

@@ -1,7 +1,10 @@
 use std::time::Duration;
 
 use super::*;
-use crate::plan::{ConsumerKind, KeyTemplate, StartPacing, Step, StepAction, SyncOp};
+use crate::plan::{
+    Backoff, ConsumerKind, KeyTemplate, Splay, SplayPlacement, StartPacing, Step, StepAction,
+    StopSignal, SyncOp, Trigger,
+};
 
 /// The problems of `text` as displayed, one string each.
 fn problems(text: &str) -> Vec<String> {
@@ -36,14 +39,14 @@ agnets = 3
     assert_eq!(
         problems(text),
         [
-            "quick.toml:8: steps[1].agnets: unknown key; allowed: kind, mode, rate, over, timeout, duration"
+            "quick.toml:8: steps[1].agnets: unknown key; allowed: kind, mode, rate, over, timeout, duration, recover_timeout, signal, downtime, refuse_for, command, command_timeout"
         ]
     );
     let text = "[fleet]\nagents = 5\nagnets = 5\n\n[[steps]]\nkind = \"start\"\n";
     assert_eq!(
         problems(text),
         [
-            "quick.toml:3: fleet.agnets: unknown key; allowed: agents, groups, profile, catalog_entries, connect_timeout, request_timeout, setup_retries"
+            "quick.toml:3: fleet.agnets: unknown key; allowed: agents, groups, profile, catalog_entries, connect_timeout, request_timeout, setup_retries, reconnect_base, reconnect_cap, reconnect_jitter, splay, splay_placement, splay_on_start, proxy"
         ]
     );
 }
@@ -122,7 +125,7 @@ duration = "5 parsecs"
     assert_eq!(
         err.to_string(),
         "quick.toml:4: fleet.agents: must be a positive whole number, got -5\n\
-         quick.toml:9: steps[1].agnets: unknown key; allowed: kind, mode, rate, over, timeout, duration\n\
+         quick.toml:9: steps[1].agnets: unknown key; allowed: kind, mode, rate, over, timeout, duration, recover_timeout, signal, downtime, refuse_for, command, command_timeout\n\
          quick.toml:13: steps[2].duration: bad duration \"5 parsecs\"; use a number with a unit: 500ms, 10s, 2m, 1h"
     );
     let ScenarioError::Invalid(list) = err else {
@@ -284,6 +287,11 @@ fn defaults() {
     assert_eq!(plan.fleet.connect_timeout, Duration::from_secs(10));
     assert_eq!(plan.fleet.request_timeout, Duration::from_secs(10));
     assert_eq!(plan.fleet.setup_retries, 3);
+    assert_eq!(plan.broker.lame_duck_duration, Duration::from_secs(30));
+    assert_eq!(plan.broker.lame_duck_grace_period, Duration::from_secs(1));
+    assert_eq!(plan.fleet.reconnect, Backoff::AsyncNatsDefault);
+    assert_eq!(plan.fleet.splay, None);
+    assert!(!plan.fleet.proxy);
     assert_eq!(plan.profile, profile::builtin("kanade").unwrap().unwrap());
     assert_eq!(
         plan.steps,
@@ -622,8 +630,8 @@ mode = "fast"
         problems(text),
         [
             "quick.toml:5: steps[1].kind: wait_ready before any start step; put a step with kind = \"start\" first",
-            "quick.toml:7: steps[2].kind: required; one of start, wait_ready, hold",
-            "quick.toml:11: steps[3].kind: unknown step kind \"sleep\"; use one of start, wait_ready, hold",
+            "quick.toml:7: steps[2].kind: required; one of start, wait_ready, hold, broker_restart, network_cut, lame_duck, client_reconnect, command",
+            "quick.toml:11: steps[3].kind: unknown step kind \"sleep\"; use one of start, wait_ready, hold, broker_restart, network_cut, lame_duck, client_reconnect, command",
             "quick.toml:14: steps[4].duration: required for kind = \"hold\": a duration such as \"5s\"",
             "quick.toml:18: steps[5].mode: unknown mode \"fast\"; use one of all_at_once, rate, spread",
         ]
@@ -757,6 +765,505 @@ fn unknown_profile() {
         problems(text),
         [
             r#"quick.toml:3: fleet.profile: unknown profile "x"; use kanade, legacy, or one of this file's [profiles]: a, b"#
+        ]
+    );
+}
+
+/// The actions of `plan`'s steps after its first (the start).
+fn herd_actions(plan: &Plan) -> Vec<StepAction> {
+    plan.steps[1..].iter().map(|s| s.action.clone()).collect()
+}
+
+fn herd(trigger: Trigger, recover_secs: u64) -> StepAction {
+    StepAction::Herd {
+        trigger,
+        recover_timeout: Duration::from_secs(recover_secs),
+    }
+}
+
+#[test]
+fn herd_steps_with_their_defaults() {
+    let text = r#"[fleet]
+agents = 5
+proxy = true
+
+[[steps]]
+kind = "start"
+
+[[steps]]
+kind = "broker_restart"
+
+[[steps]]
+kind = "network_cut"
+
+[[steps]]
+kind = "lame_duck"
+
+[[steps]]
+kind = "client_reconnect"
+
+[[steps]]
+kind = "command"
+command = "docker restart nats"
+"#;
+    let plan = plan(text);
+    assert!(plan.fleet.proxy);
+    assert_eq!(
+        herd_actions(&plan),
+        [
+            herd(
+                Trigger::BrokerRestart {
+                    signal: StopSignal::Kill,
+                    downtime: Duration::from_secs(1),
+                },
+                120
+            ),
+            herd(
+                Trigger::NetworkCut {
+                    refuse_for: Duration::ZERO
+                },
+                120
+            ),
+            herd(Trigger::LameDuck, 120),
+            herd(Trigger::ClientReconnect, 120),
+            herd(
+                Trigger::Command {
+                    command: "docker restart nats".into(),
+                    timeout: Duration::from_secs(60),
+                },
+                120
+            ),
+        ]
+    );
+    let labels: Vec<String> = plan.steps.iter().map(Step::label).collect();
+    assert_eq!(
+        labels,
+        [
+            "1:start",
+            "2:broker_restart",
+            "3:network_cut",
+            "4:lame_duck",
+            "5:client_reconnect",
+            "6:command"
+        ]
+    );
+}
+
+#[test]
+fn herd_steps_with_every_key_set() {
+    let text = r#"[broker]
+lame_duck_duration = "45s"
+lame_duck_grace_period = "0s"
+
+[fleet]
+agents = 5
+proxy = true
+
+[[steps]]
+kind = "start"
+
+[[steps]]
+kind = "broker_restart"
+signal = "term"
+downtime = "0s"
+recover_timeout = "3m"
+
+[[steps]]
+kind = "network_cut"
+refuse_for = "5s"
+recover_timeout = "30s"
+
+[[steps]]
+kind = "lame_duck"
+recover_timeout = "200s"
+
+[[steps]]
+kind = "client_reconnect"
+recover_timeout = "10s"
+
+[[steps]]
+kind = "command"
+command = "docker restart nats"
+command_timeout = "2m"
+recover_timeout = "1h"
+"#;
+    let plan = plan(text);
+    assert_eq!(plan.broker.lame_duck_duration, Duration::from_secs(45));
+    assert_eq!(plan.broker.lame_duck_grace_period, Duration::ZERO);
+    assert_eq!(
+        herd_actions(&plan),
+        [
+            herd(
+                Trigger::BrokerRestart {
+                    signal: StopSignal::Term,
+                    downtime: Duration::ZERO,
+                },
+                180
+            ),
+            herd(
+                Trigger::NetworkCut {
+                    refuse_for: Duration::from_secs(5)
+                },
+                30
+            ),
+            herd(Trigger::LameDuck, 200),
+            herd(Trigger::ClientReconnect, 10),
+            herd(
+                Trigger::Command {
+                    command: "docker restart nats".into(),
+                    timeout: Duration::from_secs(120),
+                },
+                3600
+            ),
+        ]
+    );
+}
+
+#[test]
+fn command_and_client_reconnect_run_against_an_external_broker() {
+    let text = r#"[broker]
+url = "nats://10.0.0.5:4222"
+
+[fleet]
+agents = 5
+
+[[steps]]
+kind = "start"
+
+[[steps]]
+kind = "command"
+command = "ssh nats1 systemctl restart nats-server"
+
+[[steps]]
+kind = "client_reconnect"
+"#;
+    let plan = plan(text);
+    assert_eq!(plan.steps.len(), 3);
+}
+
+#[test]
+fn reconnect_backoff() {
+    let fleet = |keys: &str| {
+        plan(&format!(
+            "[fleet]\nagents = 5\n{keys}\n\n[[steps]]\nkind = \"start\"\n"
+        ))
+        .fleet
+        .reconnect
+    };
+    let exponential = |base: u64, cap: u64, jitter: f64| Backoff::Exponential {
+        base: Duration::from_millis(base),
+        cap: Duration::from_millis(cap),
+        jitter,
+    };
+    assert_eq!(fleet(""), Backoff::AsyncNatsDefault);
+    // Any one key set: the others take their defaults (100ms, 4s, 0).
+    assert_eq!(
+        fleet("reconnect_jitter = 0.25"),
+        exponential(100, 4000, 0.25)
+    );
+    assert_eq!(fleet("reconnect_jitter = 0"), exponential(100, 4000, 0.0));
+    assert_eq!(
+        fleet("reconnect_base = \"1s\"\nreconnect_cap = \"30s\"\nreconnect_jitter = 0.5"),
+        exponential(1000, 30_000, 0.5)
+    );
+    assert_eq!(
+        fleet("reconnect_base = \"250ms\"\nreconnect_cap = \"250ms\""),
+        exponential(250, 250, 0.0)
+    );
+    // A base past the default cap raises the cap to it.
+    assert_eq!(
+        fleet("reconnect_base = \"10s\""),
+        exponential(10_000, 10_000, 0.0)
+    );
+}
+
+#[test]
+fn reconnect_problems() {
+    let text = r#"[fleet]
+agents = 5
+reconnect_base = "2s"
+reconnect_cap = "500ms"
+reconnect_jitter = 1
+
+[[steps]]
+kind = "start"
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            "quick.toml:4: fleet.reconnect_cap: must be at least reconnect_base (2s): the cap is the longest wait, got 500ms",
+            "quick.toml:5: fleet.reconnect_jitter: must be a fraction in [0, 1), e.g. 0.25 for ±25 %, got 1",
+        ]
+    );
+    // The default base counts too; a wrong base is not compared with.
+    let text = "[fleet]\nagents = 5\nreconnect_cap = \"50ms\"\nreconnect_jitter = -0.1\n\n[[steps]]\nkind = \"start\"\n";
+    assert_eq!(
+        problems(text),
+        [
+            "quick.toml:3: fleet.reconnect_cap: must be at least reconnect_base (100ms): the cap is the longest wait, got 50ms",
+            "quick.toml:4: fleet.reconnect_jitter: must be a fraction in [0, 1), e.g. 0.25 for ±25 %, got -0.1",
+        ]
+    );
+    let text = "[fleet]\nagents = 5\nreconnect_base = \"0s\"\nreconnect_cap = \"50ms\"\nreconnect_jitter = \"0.25\"\n\n[[steps]]\nkind = \"start\"\n";
+    assert_eq!(
+        problems(text),
+        [
+            "quick.toml:3: fleet.reconnect_base: must be longer than 0s",
+            r#"quick.toml:5: fleet.reconnect_jitter: must be a fraction in [0, 1), e.g. 0.25 for ±25 %, got string "0.25""#,
+        ]
+    );
+}
+
+#[test]
+fn splay() {
+    let fleet = |keys: &str| {
+        plan(&format!(
+            "[fleet]\nagents = 5\n{keys}\n\n[[steps]]\nkind = \"start\"\n"
+        ))
+        .fleet
+        .splay
+    };
+    assert_eq!(fleet(""), None);
+    assert_eq!(fleet("splay = \"0s\""), None);
+    assert_eq!(
+        fleet("splay = \"5s\""),
+        Some(Splay {
+            window: Duration::from_secs(5),
+            placement: SplayPlacement::BeforeGets,
+            on_start: false,
+        })
+    );
+    assert_eq!(
+        fleet("splay = \"5m\"\nsplay_placement = \"reopen_watches\"\nsplay_on_start = true"),
+        Some(Splay {
+            window: Duration::from_secs(300),
+            placement: SplayPlacement::ReopenWatches,
+            on_start: true,
+        })
+    );
+    assert_eq!(
+        fleet("splay = \"1500ms\"\nsplay_placement = \"reconnect_delay\""),
+        Some(Splay {
+            window: Duration::from_millis(1500),
+            placement: SplayPlacement::ReconnectDelay,
+            on_start: false,
+        })
+    );
+    assert_eq!(
+        fleet("splay = \"2s\"\nsplay_placement = \"before_gets\"")
+            .unwrap()
+            .placement,
+        SplayPlacement::BeforeGets
+    );
+}
+
+#[test]
+fn splay_problems() {
+    let text = r#"[fleet]
+agents = 5
+splay_placement = "reopen_watches"
+splay_on_start = true
+
+[[steps]]
+kind = "start"
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            r#"quick.toml:3: fleet.splay_placement: splay_placement only applies with splay > 0 (e.g. splay = "5s")"#,
+            r#"quick.toml:4: fleet.splay_on_start: splay_on_start only applies with splay > 0 (e.g. splay = "5s")"#,
+        ]
+    );
+    let text = "[fleet]\nagents = 5\nsplay = \"0s\"\nsplay_on_start = false\n\n[[steps]]\nkind = \"start\"\n";
+    assert_eq!(
+        problems(text),
+        [
+            r#"quick.toml:4: fleet.splay_on_start: splay_on_start only applies with splay > 0 (e.g. splay = "5s")"#
+        ]
+    );
+    let text = r#"[fleet]
+agents = 5
+splay = "10m"
+splay_placement = "after_gets"
+splay_on_start = "yes"
+
+[[steps]]
+kind = "start"
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            r#"quick.toml:3: fleet.splay: must be at most 5m, got 600s; the splay spreads a fleet's re-sync over a few seconds ("0s" is off)"#,
+            r#"quick.toml:4: fleet.splay_placement: unknown splay_placement "after_gets"; use one of before_gets, reopen_watches, reconnect_delay"#,
+            r#"quick.toml:5: fleet.splay_on_start: expected true or false, got string "yes""#,
+        ]
+    );
+}
+
+#[test]
+fn lame_duck_settings() {
+    let text = r#"[broker]
+url = "nats://127.0.0.1:4222"
+lame_duck_duration = "30s"
+lame_duck_grace_period = "1s"
+
+[fleet]
+agents = 5
+proxy = "yes"
+
+[[steps]]
+kind = "start"
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            "quick.toml:3: broker.lame_duck_duration: lame_duck_duration only applies to the embedded broker (no url)",
+            "quick.toml:4: broker.lame_duck_grace_period: lame_duck_grace_period only applies to the embedded broker (no url)",
+            r#"quick.toml:8: fleet.proxy: expected true or false, got string "yes""#,
+        ]
+    );
+    let text = "[broker]\nlame_duck_duration = \"5s\"\nlame_duck_grace_period = \"-1s\"\n\n[fleet]\nagents = 5\n\n[[steps]]\nkind = \"start\"\n";
+    assert_eq!(
+        problems(text),
+        [
+            "quick.toml:2: broker.lame_duck_duration: must be at least 30s (nats-server refuses a shorter lame_duck_duration), got 5s",
+            r#"quick.toml:3: broker.lame_duck_grace_period: bad duration "-1s"; use a number with a unit: 500ms, 10s, 2m, 1h"#,
+        ]
+    );
+}
+
+#[test]
+fn network_cut_needs_the_proxy() {
+    let text = r#"[fleet]
+agents = 5
+
+[[steps]]
+kind = "start"
+
+[[steps]]
+kind = "network_cut"
+refuse_for = "5s"
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            "quick.toml:8: steps[2].kind: network_cut needs the fault proxy between agents and broker; set proxy = true in [fleet]"
+        ]
+    );
+    let text = text.replace("agents = 5", "agents = 5\nproxy = false");
+    assert_eq!(
+        problems(&text),
+        [
+            "quick.toml:9: steps[2].kind: network_cut needs the fault proxy between agents and broker; set proxy = true in [fleet]"
+        ]
+    );
+}
+
+#[test]
+fn broker_restart_and_lame_duck_need_the_embedded_broker() {
+    let text = r#"[broker]
+url = "nats://127.0.0.1:4222"
+
+[fleet]
+agents = 5
+
+[[steps]]
+kind = "start"
+
+[[steps]]
+kind = "broker_restart"
+
+[[steps]]
+kind = "lame_duck"
+"#;
+    let external = "needs the embedded broker, but [broker] url is set: fleetsim can only restart a broker it owns; for an external broker use kind = \"command\" (e.g. docker restart nats)";
+    assert_eq!(
+        problems(text),
+        [
+            format!("quick.toml:11: steps[2].kind: broker_restart {external}"),
+            format!("quick.toml:14: steps[3].kind: lame_duck {external}"),
+        ]
+    );
+    // An invalid url still asks for an external broker.
+    let text = text.replace("nats://", "http://");
+    assert_eq!(problems(&text).len(), 3);
+}
+
+#[test]
+fn herd_step_before_start() {
+    let text = r#"[fleet]
+agents = 5
+proxy = true
+
+[[steps]]
+kind = "client_reconnect"
+
+[[steps]]
+kind = "network_cut"
+
+[[steps]]
+kind = "start"
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            "quick.toml:6: steps[1].kind: client_reconnect before any start step; put a step with kind = \"start\" first",
+            "quick.toml:9: steps[2].kind: network_cut before any start step; put a step with kind = \"start\" first",
+        ]
+    );
+}
+
+#[test]
+fn herd_step_problems() {
+    let text = r#"[fleet]
+agents = 5
+proxy = true
+
+[[steps]]
+kind = "start"
+
+[[steps]]
+kind = "broker_restart"
+signal = "hup"
+refuse_for = "5s"
+downtime = "-1s"
+
+[[steps]]
+kind = "command"
+timeout = "5s"
+recover_timeout = "0s"
+
+[[steps]]
+kind = "command"
+command = "  "
+command_timeout = "0s"
+
+[[steps]]
+kind = "hold"
+duration = "1s"
+recover_timeout = "10s"
+signal = "kill"
+
+[[steps]]
+kind = "network_cut"
+downtime = "1s"
+command = "true"
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            r#"quick.toml:10: steps[2].signal: unknown signal "hup"; use kill (SIGKILL: a crash) or term (SIGTERM: a graceful shutdown)"#,
+            r#"quick.toml:11: steps[2].refuse_for: refuse_for only applies to kind = "network_cut""#,
+            r#"quick.toml:12: steps[2].downtime: bad duration "-1s"; use a number with a unit: 500ms, 10s, 2m, 1h"#,
+            r#"quick.toml:15: steps[3].command: required for kind = "command": the command line to run with sh -c, such as "docker restart nats""#,
+            r#"quick.toml:16: steps[3].timeout: timeout only applies to kind = "wait_ready""#,
+            "quick.toml:17: steps[3].recover_timeout: must be longer than 0s",
+            r#"quick.toml:21: steps[4].command: must not be empty; the command line to run with sh -c, such as "docker restart nats""#,
+            "quick.toml:22: steps[4].command_timeout: must be longer than 0s",
+            "quick.toml:27: steps[5].recover_timeout: recover_timeout only applies to the herd kinds: broker_restart, network_cut, lame_duck, client_reconnect, command",
+            r#"quick.toml:28: steps[5].signal: signal only applies to kind = "broker_restart""#,
+            r#"quick.toml:32: steps[6].downtime: downtime only applies to kind = "broker_restart""#,
+            r#"quick.toml:33: steps[6].command: command only applies to kind = "command""#,
         ]
     );
 }

@@ -235,6 +235,32 @@ impl<'t, 'i> Node<'t, 'i> {
         None
     }
 
+    /// A number, float or integer; otherwise "must be `what`, got ...". The caller checks
+    /// its range.
+    pub(super) fn number(
+        &self,
+        ctx: &mut Ctx<'_>,
+        key: &str,
+        what: &str,
+    ) -> Option<(f64, Range<usize>)> {
+        let value = self.get(key)?;
+        let parsed = match value.get_ref() {
+            DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
+            DeValue::Integer(i) => i128::from_str_radix(i.as_str(), i.radix())
+                .ok()
+                .map(|n| n as f64),
+            _ => None,
+        };
+        match parsed {
+            Some(n) => Some((n, value.span())),
+            None => {
+                let message = format!("must be {what}, got {}", describe(value.get_ref()));
+                ctx.report(&value.span(), self.key(key), message);
+                None
+            }
+        }
+    }
+
     /// A duration string (`"10s"`), see [`parse_duration`].
     pub(super) fn duration(
         &self,
