@@ -410,6 +410,8 @@ impl<'a> Agent<'a> {
         let after_splay = Instant::now();
         if let Some(opened) = reopen {
             self.open_all(&js, &mut stores, &opened, false).await?;
+            // A new watch() delivers only later writes: ask for the probe again.
+            self.ctx.herd.request_reprobe(self.index);
         }
         for op in &self.ctx.profile.sync {
             self.sync(&js, &mut stores, op).await?;

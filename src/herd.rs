@@ -21,7 +21,7 @@ use async_nats::jetstream;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
 use crate::plan::{ConsumerKind, KeyTemplate, Profile};
 use crate::provision::{group_id, pc_id};
@@ -56,6 +56,9 @@ pub struct Herd {
     recovered_gen: Vec<AtomicU64>,
     recovered_after_us: Vec<AtomicU64>,
     changed: Notify,
+    /// Agents that opened new watches after the probe was written ask for it again: a
+    /// `watch()` delivers only writes made after it opened.
+    reprobe: Mutex<Option<mpsc::UnboundedSender<usize>>>,
 }
 
 impl Herd {
@@ -67,15 +70,26 @@ impl Herd {
             recovered_gen: (0..agents).map(|_| AtomicU64::new(0)).collect(),
             recovered_after_us: (0..agents).map(|_| AtomicU64::new(0)).collect(),
             changed: Notify::new(),
+            reprobe: Mutex::new(None),
         }
     }
 
     /// Starts a new herd: the trigger fires now. Returns its probe generation.
-    pub fn begin(&self) -> u64 {
+    /// Also returns the receiver of re-probe requests for this herd.
+    pub fn begin(&self) -> (u64, mpsc::UnboundedReceiver<usize>) {
         let mut trigger_at = self.trigger_at.lock().expect("herd lock");
         *trigger_at = Some(Instant::now());
         self.recovered.store(0, Ordering::Release);
-        self.generation.fetch_add(1, Ordering::AcqRel) + 1
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.reprobe.lock().expect("herd lock") = Some(tx);
+        (self.generation.fetch_add(1, Ordering::AcqRel) + 1, rx)
+    }
+
+    /// Agent `agent` has opened new watches: write its probes again.
+    pub fn request_reprobe(&self, agent: usize) {
+        if let Some(tx) = self.reprobe.lock().expect("herd lock").as_ref() {
+            let _ = tx.send(agent);
+        }
     }
 
     pub fn generation(&self) -> u64 {
@@ -155,7 +169,10 @@ pub enum ProbeWrite {
 /// Every write a herd's probe makes for a fleet and profile.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbePlan {
-    pub writes: Vec<ProbeWrite>,
+    /// Writes that reach every agent (`global`, `freeze`, a catalog key, `commands.all`).
+    pub shared: Vec<ProbeWrite>,
+    /// Per agent, the writes only it (or its group) needs (its `agent_groups` key).
+    pub per_agent: Vec<Vec<ProbeWrite>>,
 }
 
 impl ProbePlan {
@@ -163,28 +180,27 @@ impl ProbePlan {
     /// without placeholders if it has one (shared by the fleet), else a `{group}` key
     /// (one per group), else a `{pc}` key (one per agent). Duplicates are written once.
     pub fn for_profile(profile: &Profile, agents: usize, groups: usize) -> ProbePlan {
-        let mut writes = BTreeSet::new();
-        let expand = |bucket: &str, key: &KeyTemplate, writes: &mut BTreeSet<ProbeWrite>| {
-            let per_group = (0..groups.min(agents)).map(|i| (pc_id(i), group_id(i, groups)));
-            let targets: Vec<(String, String)> = if key.0.contains("{pc}") {
-                (0..agents)
-                    .map(|i| (pc_id(i), group_id(i, groups)))
-                    .collect()
-            } else if key.0.contains("{group}") {
-                per_group.collect()
+        let mut shared = BTreeSet::new();
+        let mut per_agent: Vec<BTreeSet<ProbeWrite>> = vec![BTreeSet::new(); agents];
+        let mut exec = false;
+        let mut add = |bucket: &str, key: &KeyTemplate| {
+            if key.0.contains("{pc}") || key.0.contains("{group}") {
+                for (agent, writes) in per_agent.iter_mut().enumerate() {
+                    writes.insert(ProbeWrite::Kv {
+                        bucket: bucket.to_string(),
+                        key: key.render(&pc_id(agent), &group_id(agent, groups)),
+                    });
+                }
             } else {
-                vec![(String::new(), String::new())]
-            };
-            for (pc, group) in targets {
-                writes.insert(ProbeWrite::Kv {
+                shared.insert(ProbeWrite::Kv {
                     bucket: bucket.to_string(),
-                    key: key.render(&pc, &group),
+                    key: key.0.clone(),
                 });
             }
         };
         for consumer in &profile.consumers {
             match &consumer.kind {
-                ConsumerKind::Watch { bucket, key } => expand(bucket, key, &mut writes),
+                ConsumerKind::Watch { bucket, key } => add(bucket, key),
                 ConsumerKind::WatchMany { bucket, keys } => {
                     let rank = |k: &KeyTemplate| {
                         if k.0.contains("{pc}") {
@@ -196,67 +212,113 @@ impl ProbePlan {
                         }
                     };
                     if let Some(key) = keys.iter().min_by_key(|k| rank(k)) {
-                        expand(bucket, key, &mut writes);
+                        add(bucket, key);
                     }
                 }
                 ConsumerKind::WatchAll { bucket } => {
-                    writes.insert(ProbeWrite::Kv {
-                        bucket: bucket.clone(),
-                        key: WATCH_ALL_PROBE_KEY.to_string(),
-                    });
+                    add(bucket, &KeyTemplate(WATCH_ALL_PROBE_KEY.to_string()));
                 }
-                ConsumerKind::ExecReplay => {
-                    writes.insert(ProbeWrite::Exec {
-                        subject: EXEC_PROBE_SUBJECT.to_string(),
-                    });
-                }
+                ConsumerKind::ExecReplay => exec = true,
             }
         }
+        if exec {
+            shared.insert(ProbeWrite::Exec {
+                subject: EXEC_PROBE_SUBJECT.to_string(),
+            });
+        }
         ProbePlan {
-            writes: writes.into_iter().collect(),
+            shared: shared.into_iter().collect(),
+            per_agent: per_agent
+                .into_iter()
+                .map(|w| w.into_iter().collect())
+                .collect(),
         }
     }
 
-    /// Writes every probe of `generation`, retrying each write until it is acknowledged
-    /// or `deadline` passes (the broker may still be coming back). Returns the writes
-    /// acknowledged and the time the first one was.
-    pub async fn write(
+    /// The distinct writes that reach `agents` (all of them: the whole fleet).
+    pub fn writes_for(&self, agents: &[usize]) -> Vec<ProbeWrite> {
+        let mut writes: BTreeSet<ProbeWrite> = self.shared.iter().cloned().collect();
+        for &a in agents {
+            writes.extend(self.per_agent[a].iter().cloned());
+        }
+        writes.into_iter().collect()
+    }
+
+    /// Writes the probes of `generation` for the whole fleet, then, until `done` or
+    /// `deadline`, again for agents that ask (they opened new watches after the first
+    /// write), batched every 100 ms. Each write is retried until acknowledged or
+    /// `deadline` (the broker may still be coming back).
+    pub async fn run(
         &self,
         js: &jetstream::Context,
         generation: u64,
+        mut reprobes: mpsc::UnboundedReceiver<usize>,
         deadline: Instant,
+        done: impl std::future::Future,
     ) -> ProbeOutcome {
-        let value = probe_value(generation);
-        let first_ack: Mutex<Option<Instant>> = Mutex::new(None);
-        let acked = futures::stream::iter(self.writes.iter())
-            .map(|write| {
-                let value = value.clone();
-                let first_ack = &first_ack;
-                async move {
-                    let ok = write_one(js, write, value, deadline).await;
-                    if ok {
-                        first_ack
-                            .lock()
-                            .expect("probe lock")
-                            .get_or_insert_with(Instant::now);
-                    }
-                    ok
+        let all: Vec<usize> = (0..self.per_agent.len()).collect();
+        let mut outcome = write_batch(js, &self.writes_for(&all), generation, deadline).await;
+        tokio::pin!(done);
+        let mut pending: BTreeSet<usize> = BTreeSet::new();
+        loop {
+            tokio::select! {
+                _ = &mut done => break,
+                _ = tokio::time::sleep_until(deadline.into()) => break,
+                agent = reprobes.recv() => match agent {
+                    Some(a) => { pending.insert(a); }
+                    None => break,
+                },
+                _ = tokio::time::sleep(Duration::from_millis(100)), if !pending.is_empty() => {
+                    let agents: Vec<usize> = std::mem::take(&mut pending).into_iter().collect();
+                    let more = write_batch(js, &self.writes_for(&agents), generation, deadline).await;
+                    outcome.writes += more.writes;
+                    outcome.acked += more.acked;
                 }
-            })
-            .buffer_unordered(PROBE_IN_FLIGHT)
-            .filter(|ok| std::future::ready(*ok))
-            .count()
-            .await;
-        ProbeOutcome {
-            acked,
-            first_ack: first_ack.into_inner().expect("probe lock"),
+            }
         }
+        outcome
     }
 }
 
-/// What [`ProbePlan::write`] achieved.
+async fn write_batch(
+    js: &jetstream::Context,
+    writes: &[ProbeWrite],
+    generation: u64,
+    deadline: Instant,
+) -> ProbeOutcome {
+    let value = probe_value(generation);
+    let first_ack: Mutex<Option<Instant>> = Mutex::new(None);
+    let acked = futures::stream::iter(writes.iter())
+        .map(|write| {
+            let value = value.clone();
+            let first_ack = &first_ack;
+            async move {
+                let ok = write_one(js, write, value, deadline).await;
+                if ok {
+                    first_ack
+                        .lock()
+                        .expect("probe lock")
+                        .get_or_insert_with(Instant::now);
+                }
+                ok
+            }
+        })
+        .buffer_unordered(PROBE_IN_FLIGHT)
+        .filter(|ok| std::future::ready(*ok))
+        .count()
+        .await;
+    ProbeOutcome {
+        writes: writes.len(),
+        acked,
+        first_ack: first_ack.into_inner().expect("probe lock"),
+    }
+}
+
+/// What [`ProbePlan::run`] wrote.
 #[derive(Debug, Clone, Copy)]
 pub struct ProbeOutcome {
+    /// Writes made (the first round, then re-probes).
+    pub writes: usize,
     pub acked: usize,
     pub first_ack: Option<Instant>,
 }
@@ -308,14 +370,21 @@ mod tests {
             bucket: b.to_string(),
             key: k.to_string(),
         };
-        assert!(plan.writes.contains(&kv("agent_config", "global")));
-        assert!(plan.writes.contains(&kv("fleet_config", "freeze")));
-        assert!(plan.writes.contains(&kv("jobs", WATCH_ALL_PROBE_KEY)));
-        assert!(plan.writes.contains(&kv("schedules", WATCH_ALL_PROBE_KEY)));
-        assert!(plan.writes.contains(&kv("agent_groups", "pc-00009")));
+        let all = plan.writes_for(&(0..10).collect::<Vec<_>>());
+        assert!(all.contains(&kv("agent_config", "global")));
+        assert!(all.contains(&kv("fleet_config", "freeze")));
+        assert!(all.contains(&kv("jobs", WATCH_ALL_PROBE_KEY)));
+        assert!(all.contains(&kv("schedules", WATCH_ALL_PROBE_KEY)));
+        assert!(all.contains(&kv("agent_groups", "pc-00009")));
         // global, freeze, jobs, schedules, one EXEC command, and 10 membership keys
         // (groups_config and groups_subs watch the same key).
-        assert_eq!(plan.writes.len(), 5 + 10);
+        assert_eq!(all.len(), 5 + 10);
+        // A re-probe for one agent: the shared writes and its own key only.
+        assert_eq!(plan.writes_for(&[3]).len(), 5 + 1);
+        assert!(
+            plan.writes_for(&[3])
+                .contains(&kv("agent_groups", "pc-00003"))
+        );
     }
 
     #[test]
@@ -329,12 +398,12 @@ mod tests {
     fn an_agent_recovers_once_per_generation() {
         let herd = Herd::new(2);
         assert_eq!(herd.agent_recovered(0, 1), None, "no herd yet");
-        let g = herd.begin();
+        let (g, _) = herd.begin();
         assert!(herd.agent_recovered(0, g).is_some());
         assert!(herd.agent_recovered(0, g).is_none(), "counted once");
         assert_eq!(herd.recovered(), 1);
         assert!(herd.is_recovered(0) && !herd.is_recovered(1));
-        let g2 = herd.begin();
+        let (g2, _) = herd.begin();
         assert_eq!(herd.recovered(), 0);
         assert!(!herd.is_recovered(0));
         assert!(

@@ -480,10 +480,12 @@ impl StepRunner<'_> {
             self.plan.fleet.agents,
             self.plan.fleet.groups,
         );
-        let generation = ctx.herd.begin();
+        let (generation, reprobes) = ctx.herd.begin();
         let fired = Instant::now();
         let deadline = fired + recover_timeout;
-        info!(step = %label, agents = expected.len(), probe_writes = probes.writes.len(), "herd trigger fires");
+        let all_recovered = ctx.herd.wait_recovered(expected.len(), deadline);
+        let probing = probes.run(self.js, generation, reprobes, deadline, all_recovered);
+        info!(step = %label, agents = expected.len(), "herd trigger fires");
 
         let mut trigger_error = None;
         let outcome = match trigger {
@@ -493,10 +495,7 @@ impl StepRunner<'_> {
                 let proxy = self
                     .proxy
                     .expect("the scenario parser requires proxy = true");
-                let (cut, outcome) = tokio::join!(
-                    proxy.cut(*refuse_for),
-                    probes.write(self.js, generation, deadline)
-                );
+                let (cut, outcome) = tokio::join!(proxy.cut(*refuse_for), probing);
                 if let Err(e) = cut {
                     trigger_error = Some(format!("fault proxy: {e}"));
                 }
@@ -520,11 +519,11 @@ impl StepRunner<'_> {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 }
-                probes.write(self.js, generation, deadline).await
+                probing.await
             }
         };
         let first_probe_ack = outcome.first_ack.map(|t| t - fired);
-        let recovered = ctx.herd.wait_recovered(expected.len(), deadline).await;
+        let recovered = ctx.herd.recovered() >= expected.len();
         let roster = self.fleet.roster();
         let unrecovered: Vec<Unrecovered> = expected
             .iter()
@@ -552,7 +551,7 @@ impl StepRunner<'_> {
             trigger_secs: (fired - self.run_start).as_secs_f64(),
             agents: expected.len(),
             recovery_times: ctx.herd.recovery_times(),
-            probe_writes: probes.writes.len(),
+            probe_writes: outcome.writes,
             probe_writes_acked: outcome.acked,
             first_probe_ack,
             unrecovered,

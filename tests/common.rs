@@ -42,3 +42,33 @@ pub fn read_csv(dir: &Path, name: &str) -> Vec<std::collections::HashMap<String,
 pub fn project_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+pub type Row = std::collections::HashMap<String, String>;
+
+/// The `steps.csv` row of step `label` (e.g. `"2:wait_ready"`).
+pub fn step_row<'a>(rows: &'a [Row], label: &str) -> &'a Row {
+    rows.iter()
+        .find(|r| r["step"] == label)
+        .unwrap_or_else(|| panic!("no row for step {label}"))
+}
+
+/// A numeric cell.
+pub fn num(row: &Row, col: &str) -> u64 {
+    row[col]
+        .parse()
+        .unwrap_or_else(|_| panic!("{col} = {:?} is not a number", row[col]))
+}
+
+/// A decimal cell.
+pub fn float(row: &Row, col: &str) -> f64 {
+    row[col]
+        .parse()
+        .unwrap_or_else(|_| panic!("{col} = {:?} is not a number", row[col]))
+}
+
+/// The `summary.csv` row of `metric` in `phase`.
+pub fn summary_row<'a>(rows: &'a [Row], metric: &str, phase: &str) -> &'a Row {
+    rows.iter()
+        .find(|r| r["metric"] == metric && r["phase"] == phase)
+        .unwrap_or_else(|| panic!("no summary row for {metric} in {phase}"))
+}

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{read_csv, run_scenario};
+use common::{num, read_csv, run_scenario, step_row};
 use fleetsim::results::RunStatus;
 
 fn fleet_scenario(agents: usize, profile: &str, extra_broker: &str) -> String {
@@ -26,21 +26,6 @@ kind = "wait_ready"
 timeout = "60s"
 "#
     )
-}
-
-fn step_row<'a>(
-    rows: &'a [std::collections::HashMap<String, String>],
-    label: &str,
-) -> &'a std::collections::HashMap<String, String> {
-    rows.iter()
-        .find(|r| r["step"] == label)
-        .unwrap_or_else(|| panic!("no steps.csv row for {label}"))
-}
-
-fn num(row: &std::collections::HashMap<String, String>, col: &str) -> u64 {
-    row[col]
-        .parse()
-        .unwrap_or_else(|_| panic!("{col} = {:?} is not a number", row[col]))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

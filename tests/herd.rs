@@ -1,0 +1,220 @@
+//! Reconnect herds end to end against a real nats-server: every trigger makes the whole
+//! fleet reconnect, every agent recovers (its consumers deliver the probe), and the
+//! broker ends with 7 consumers per agent again.
+
+mod common;
+
+use common::{Row, float, num, read_csv, run_scenario, step_row, summary_row};
+use fleetsim::results::RunStatus;
+
+const AGENTS: u64 = 30;
+
+/// A fleet of `AGENTS` kanade agents; `fleet_extra` goes in `[fleet]`, `herd` is the
+/// herd step's body (after `kind`). Steps: 1 start, 2 wait_ready, 3 the herd, 4 wait_ready.
+fn herd_scenario(fleet_extra: &str, herd: &str) -> String {
+    format!(
+        r#"
+name = "herd-test"
+[fleet]
+agents = {AGENTS}
+groups = 3
+catalog_entries = 5
+{fleet_extra}
+[[steps]]
+kind = "start"
+[[steps]]
+kind = "wait_ready"
+timeout = "60s"
+[[steps]]
+{herd}
+recover_timeout = "90s"
+[[steps]]
+kind = "wait_ready"
+timeout = "60s"
+"#
+    )
+}
+
+/// Checks what every herd must show, returns the recovery row.
+fn assert_recovered(dir: &std::path::Path, step: &str) -> Row {
+    let recovery = read_csv(dir, "recovery.csv");
+    assert_eq!(recovery.len(), 1, "{recovery:?}");
+    let row = recovery[0].clone();
+    assert_eq!(row["step"], step);
+    assert_eq!(num(&row, "agents"), AGENTS);
+    assert_eq!(num(&row, "recovered"), AGENTS, "{row:?}");
+    assert_eq!(num(&row, "not_recovered"), 0);
+    assert!(float(&row, "recovered_100_secs") >= float(&row, "recovered_50_secs"));
+    assert_eq!(num(&row, "probe_writes"), num(&row, "probe_writes_acked"));
+    assert!(read_csv(dir, "unrecovered.csv").is_empty());
+
+    let summary = read_csv(dir, "summary.csv");
+    assert_eq!(
+        num(summary_row(&summary, "recovery", step), "count"),
+        AGENTS
+    );
+    assert_eq!(
+        num(summary_row(&summary, "reconnect", step), "count"),
+        AGENTS
+    );
+    assert_eq!(num(summary_row(&summary, "resync", step), "count"), AGENTS);
+
+    let steps = read_csv(dir, "steps.csv");
+    assert_eq!(
+        num(
+            step_row(&steps, "4:wait_ready"),
+            "broker_consumers_long_lived"
+        ),
+        7 * AGENTS,
+        "the broker holds 7 consumers per agent again"
+    );
+    assert_eq!(
+        num(step_row(&steps, "4:wait_ready"), "agents_ready"),
+        AGENTS
+    );
+    let agents = read_csv(dir, "agents.csv");
+    assert!(
+        agents.iter().all(|a| num(a, "connects") >= 2),
+        "every agent reconnected"
+    );
+    row
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_every_agent_recovers() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let scenario = herd_scenario(
+        "",
+        "kind = \"broker_restart\"\nsignal = \"kill\"\ndowntime = \"500ms\"",
+    );
+    let report = run_scenario(&scenario, out.path()).await;
+    assert_eq!(report.status, RunStatus::Ok, "{:?}", report.reasons);
+    let row = assert_recovered(&report.dir, "3:broker_restart");
+    // Nobody recovers while the broker is down.
+    assert!(float(&row, "recovered_50_secs") >= 0.5, "{row:?}");
+
+    // The timeline saw the herd: agents disconnected, then consumers recreated.
+    let ts = read_csv(&report.dir, "timeseries.csv");
+    let herd: Vec<&Row> = ts
+        .iter()
+        .filter(|r| r["step"] == "3:broker_restart")
+        .collect();
+    assert!(
+        herd.iter().any(|r| num(r, "connected") < AGENTS),
+        "a dip in connections"
+    );
+    let created: u64 = herd.iter().map(|r| num(r, "consumers_created")).sum();
+    assert!(created >= 6 * AGENTS, "watches recreated: {created}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_cut_recovery_waits_for_the_outage_to_end() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let scenario = herd_scenario(
+        "proxy = true",
+        "kind = \"network_cut\"\nrefuse_for = \"2s\"",
+    );
+    let report = run_scenario(&scenario, out.path()).await;
+    assert_eq!(report.status, RunStatus::Ok, "{:?}", report.reasons);
+    assert_recovered(&report.dir, "3:network_cut");
+    // No agent recovers before the refusal ends: the fastest took at least 2 s.
+    let summary = read_csv(&report.dir, "summary.csv");
+    let fastest = float(summary_row(&summary, "recovery", "3:network_cut"), "min");
+    assert!(
+        fastest >= 2000.0,
+        "fastest recovery {fastest} ms is inside the outage"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_reconnect_every_agent_recovers() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let report = run_scenario(
+        &herd_scenario("", "kind = \"client_reconnect\""),
+        out.path(),
+    )
+    .await;
+    assert_eq!(report.status, RunStatus::Ok, "{:?}", report.reasons);
+    assert_recovered(&report.dir, "3:client_reconnect");
+}
+
+/// Peak consumers created per 100 ms interval during the herd step.
+fn peak_creates(dir: &std::path::Path, step: &str) -> u64 {
+    read_csv(dir, "timeseries.csv")
+        .iter()
+        .filter(|r| r["step"] == step)
+        .map(|r| num(r, "consumers_created"))
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn splay_reopening_watches_flattens_the_consumer_create_burst() {
+    let herd = "kind = \"broker_restart\"\ndowntime = \"200ms\"";
+    let out = tempfile::tempdir().expect("tempdir");
+    let off = run_scenario(&herd_scenario("", herd), out.path()).await;
+    let on = run_scenario(
+        &herd_scenario("splay = \"3s\"\nsplay_placement = \"reopen_watches\"", herd),
+        out.path(),
+    )
+    .await;
+    assert_eq!(off.status, RunStatus::Ok, "{:?}", off.reasons);
+    assert_eq!(on.status, RunStatus::Ok, "{:?}", on.reasons);
+    assert_recovered(&on.dir, "3:broker_restart");
+    let (peak_off, peak_on) = (
+        peak_creates(&off.dir, "3:broker_restart"),
+        peak_creates(&on.dir, "3:broker_restart"),
+    );
+    assert!(
+        peak_on < peak_off,
+        "peak creates per 100 ms: splay on {peak_on}, off {peak_off}"
+    );
+
+    // Each agent's re-sync waited out its own splay after it reconnected, and the
+    // splays spread over the window.
+    let agents = read_csv(&on.dir, "agents.csv");
+    let mut splays = Vec::new();
+    for a in &agents {
+        let splay = float(a, "last_splay_ms");
+        let waited = float(a, "last_resync_wait_ms");
+        assert!(
+            waited >= splay,
+            "{}: waited {waited} ms < splay {splay} ms",
+            a["pc"]
+        );
+        splays.push(splay);
+    }
+    let max = splays.iter().cloned().fold(0.0, f64::max);
+    let min = splays.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(
+        max - min > 1500.0,
+        "splays spread over the 3 s window: {min}..{max}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn splay_before_gets_delays_each_resync_by_the_agents_own_splay() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let report = run_scenario(
+        &herd_scenario("splay = \"2s\"", "kind = \"client_reconnect\""),
+        out.path(),
+    )
+    .await;
+    assert_eq!(report.status, RunStatus::Ok, "{:?}", report.reasons);
+    assert_recovered(&report.dir, "3:client_reconnect");
+    let agents = read_csv(&report.dir, "agents.csv");
+    for a in &agents {
+        let (splay, waited) = (float(a, "last_splay_ms"), float(a, "last_resync_wait_ms"));
+        let expected = fleetsim::splay::delay(&a["pc"], std::time::Duration::from_secs(2));
+        assert!(
+            (splay - expected.as_secs_f64() * 1e3).abs() < 0.01,
+            "{}: splay {splay} ms is fnv1a64(pc) mod 2000",
+            a["pc"]
+        );
+        assert!(
+            waited >= splay,
+            "{}: re-sync after {waited} ms, splay {splay} ms",
+            a["pc"]
+        );
+    }
+}
