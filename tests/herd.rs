@@ -218,3 +218,26 @@ async fn splay_before_gets_delays_each_resync_by_the_agents_own_splay() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_command_trigger_fails_the_run_and_says_why() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let report = run_scenario(
+        &herd_scenario(
+            "",
+            "kind = \"command\"\ncommand = \"echo restarting; exit 3\"\ncommand_timeout = \"10s\"",
+        ),
+        out.path(),
+    )
+    .await;
+    assert_eq!(report.status, RunStatus::Failed);
+    assert!(
+        report.reasons.iter().any(|r| r.contains("exit status: 3")),
+        "{:?}",
+        report.reasons
+    );
+    let recovery = read_csv(&report.dir, "recovery.csv");
+    assert!(recovery[0]["trigger_error"].contains("exit status: 3"));
+    // The command did not touch the broker: every agent's consumers still deliver.
+    assert_eq!(num(&recovery[0], "recovered"), AGENTS);
+}
