@@ -241,3 +241,19 @@ async fn a_failing_command_trigger_fails_the_run_and_says_why() {
     // The command did not touch the broker: every agent's consumers still deliver.
     assert_eq!(num(&recovery[0], "recovered"), AGENTS);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lame_duck_every_agent_recovers_after_the_server_comes_back() {
+    // nats-server's minimum lame_duck_duration is 30 s: the slowest herd test.
+    let out = tempfile::tempdir().expect("tempdir");
+    let scenario = herd_scenario("", "kind = \"lame_duck\"").replace(
+        "[fleet]",
+        "[broker]\nlame_duck_duration = \"30s\"\nlame_duck_grace_period = \"0s\"\n[fleet]",
+    );
+    let report = run_scenario(&scenario, out.path()).await;
+    assert_eq!(report.status, RunStatus::Ok, "{:?}", report.reasons);
+    let row = assert_recovered(&report.dir, "3:lame_duck");
+    // The server closes its clients over the lame-duck duration, exits, and only the
+    // restarted server takes the probes.
+    assert!(float(&row, "first_probe_ack_secs") > 0.0, "{row:?}");
+}
