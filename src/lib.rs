@@ -33,3 +33,4 @@ pub mod run;
 pub mod scenario;
 pub mod splay;
 pub mod timeseries;
+pub mod writes;

@@ -236,6 +236,17 @@ pub enum StepAction {
         #[serde(with = "duration_str")]
         duration: Duration,
     },
+    /// Writes into the KV buckets at a fixed rate; every agent that should see a write
+    /// records its delivery latency from the write's *intended* send time.
+    Write {
+        target: WriteTarget,
+        load: WriteLoad,
+    },
+    /// Publishes commands into the EXEC stream at a fixed rate.
+    Exec { target: ExecTarget, load: WriteLoad },
+    /// Fault injection: agent `agent` stops polling (drops) its consumer `consumer`, so
+    /// writes it should receive are missed and the reconciliation must say so.
+    DropConsumer { agent: usize, consumer: String },
     /// A herd trigger, then probes until every agent's consumers deliver again (or
     /// `recover_timeout` passes: the agents not recovered are counted and listed).
     Herd {
@@ -296,9 +307,85 @@ pub enum StopSignal {
     Kill,
 }
 
+/// Which key a `write` step writes.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "target", rename_all = "snake_case")]
+pub enum WriteTarget {
+    /// `agent_config/pcs.<pc>` of a random agent per write (intended for that one agent).
+    Pc,
+    /// `pcs.<pc>` of every agent in turn (agent i gets write i mod N).
+    PcEach,
+    /// `pcs.<pc>` of the listed agents (0-based indexes), in turn.
+    Pcs { agents: Vec<usize> },
+    /// `agent_config/groups.<g>` of a random group (intended for its members).
+    Group,
+    /// `agent_config/global` (every agent).
+    Global,
+    /// A random key of the `jobs` catalog (every agent).
+    Jobs,
+    /// A random key of the `schedules` catalog (every agent).
+    Schedules,
+    /// `fleet_config/freeze` (every agent).
+    Freeze,
+}
+
+impl WriteTarget {
+    pub fn name(&self) -> &'static str {
+        match self {
+            WriteTarget::Pc => "pc",
+            WriteTarget::PcEach => "pc_each",
+            WriteTarget::Pcs { .. } => "pcs",
+            WriteTarget::Group => "group",
+            WriteTarget::Global => "global",
+            WriteTarget::Jobs => "jobs",
+            WriteTarget::Schedules => "schedules",
+            WriteTarget::Freeze => "freeze",
+        }
+    }
+}
+
+/// Which subject an `exec` step publishes on.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecTarget {
+    /// `commands.pc.<pc>` of a random agent.
+    Pc,
+    /// `commands.group.<g>` of a random group.
+    Group,
+    /// `commands.all`.
+    All,
+}
+
+impl ExecTarget {
+    pub fn name(self) -> &'static str {
+        match self {
+            ExecTarget::Pc => "exec_pc",
+            ExecTarget::Group => "exec_group",
+            ExecTarget::All => "exec_all",
+        }
+    }
+}
+
+/// How much a `write` or `exec` step sends and how fast.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct WriteLoad {
+    /// Writes per second; write i is *intended* at `start + i / rate`.
+    pub rate: f64,
+    /// Number of writes (`count`, or `rate × duration` when the file gives a duration).
+    pub count: u64,
+    /// Bytes per value (at least what the write id and intended time need).
+    pub value_size: usize,
+    /// How long after the last write agents get to deliver before reconciling.
+    #[serde(with = "duration_str")]
+    pub drain_timeout: Duration,
+}
+
 impl StepAction {
     pub fn kind(&self) -> &'static str {
         match self {
+            StepAction::Write { .. } => "write",
+            StepAction::Exec { .. } => "exec",
+            StepAction::DropConsumer { .. } => "drop_consumer",
             StepAction::Start { .. } => "start",
             StepAction::WaitReady { .. } => "wait_ready",
             StepAction::Hold { .. } => "hold",

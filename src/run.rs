@@ -421,6 +421,12 @@ impl StepRunner<'_> {
                         log_progress(self.fleet, &label, began);
                     }
                 }
+                StepAction::Write { .. }
+                | StepAction::Exec { .. }
+                | StepAction::DropConsumer { .. } => {
+                    self.reasons
+                        .push(format!("step {label}: not implemented yet"));
+                }
                 StepAction::Herd {
                     trigger,
                     recover_timeout,
