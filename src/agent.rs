@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_nats::jetstream::{self, consumer, kv};
 use futures::StreamExt;
@@ -29,6 +29,7 @@ use crate::metrics::{MetricId, Metrics};
 use crate::plan::{Backoff, ConsumerKind, FleetPlan, Profile, SplayPlacement, SyncOp};
 use crate::provision::{group_id, pc_id};
 use crate::splay;
+use crate::writes::{KINDS, Ledger, Seen, classify_exec, classify_kv, parse_write};
 
 /// What every agent shares: where to connect, what to open, where to record.
 pub struct AgentContext {
@@ -47,6 +48,10 @@ pub struct AgentContext {
     pub reconnect_all: watch::Sender<u64>,
     /// Consumer creates the agents themselves issue (not async-nats' hidden recreations).
     pub creates: CreateCounters,
+    /// What agents received during the current write step.
+    pub ledger: Ledger,
+    /// Set by a `drop_consumer` step: (agent, consumer slot).
+    pub drop_consumer: watch::Sender<Option<(usize, usize)>>,
 }
 
 /// Consumer creates issued by agents: started and completed (ok or not), for the
@@ -72,6 +77,8 @@ pub struct MetricIds {
     pub resync_after_splay: MetricId,
     /// Herd trigger → every consumer delivered the probe.
     pub recovery: MetricId,
+    /// Intended send time → delivered, per kind of write ([`crate::writes::KINDS`]).
+    pub delivery: Vec<MetricId>,
 }
 
 impl AgentContext {
@@ -96,6 +103,10 @@ impl AgentContext {
             resync: metrics.metric("resync"),
             resync_after_splay: metrics.metric("resync_after_splay"),
             recovery: metrics.metric("recovery"),
+            delivery: KINDS
+                .iter()
+                .map(|k| metrics.metric(&format!("delivery.{k}")))
+                .collect(),
         };
         let deliveries = profile
             .consumers
@@ -115,6 +126,8 @@ impl AgentContext {
             herd: Herd::new(fleet_agents),
             reconnect_all: watch::channel(0).0,
             creates: CreateCounters::default(),
+            ledger: Ledger::new(fleet_agents),
+            drop_consumer: watch::channel(None).0,
         }
     }
 
@@ -127,8 +140,16 @@ impl AgentContext {
 }
 
 /// What a polled consumer yields: which consumer (its slot in the profile), and either
-/// the probe generation the delivered value carries (`None`: not a probe) or a failure.
-type Delivery = (usize, Result<Option<u64>, String>);
+/// what the delivered value was or a failure.
+type Delivery = (usize, Result<Item, String>);
+
+/// A delivered value, as far as the measurements care: a herd probe, a write of a
+/// `write`/`exec` step, or anything else (both `None`).
+#[derive(Default)]
+struct Item {
+    probe: Option<u64>,
+    write: Option<Seen>,
+}
 type DeliveryStream = BoxStream<'static, Delivery>;
 
 /// A consumer stream handed from a setup or re-sync to the agent's polling loop.
@@ -166,6 +187,10 @@ pub async fn run(ctx: Arc<AgentContext>, index: usize, mut stop: watch::Receiver
     let mut watches: SelectAll<DeliveryStream> = SelectAll::new();
     let mut durables: SelectAll<DeliveryStream> = SelectAll::new();
     let mut probes = ProbeProgress::default();
+    let mut drop_rx = ctx.drop_consumer.subscribe();
+    // Consumers a `drop_consumer` step told this agent to drop: their deliveries are
+    // discarded unseen, as if the consumer were gone.
+    let mut dropped: u64 = 0;
 
     let mut setup = Some(Box::pin(agent.setup(opened_tx.clone(), events_tx)));
     let mut resync: Option<futures::future::BoxFuture<'_, Result<(), String>>> = None;
@@ -226,10 +251,17 @@ pub async fn run(ctx: Arc<AgentContext>, index: usize, mut stop: watch::Receiver
                 if opened.is_watch { watches.push(opened.stream) } else { durables.push(opened.stream) }
             }
             Some((slot, outcome)) = watches.next(), if !watches.is_empty() => {
-                agent.on_delivery(&mut probes, slot, outcome);
+                if dropped & (1 << slot) == 0 { agent.on_delivery(&mut probes, slot, outcome); }
             }
             Some((slot, outcome)) = durables.next(), if !durables.is_empty() => {
-                agent.on_delivery(&mut probes, slot, outcome);
+                if dropped & (1 << slot) == 0 { agent.on_delivery(&mut probes, slot, outcome); }
+            }
+            Ok(()) = drop_rx.changed() => {
+                if let Some((a, slot)) = *drop_rx.borrow_and_update()
+                    && a == index
+                {
+                    dropped |= 1 << slot;
+                }
             }
             Ok(()) = reconnect_rx.changed() => {
                 if let Some(s) = session.as_ref() {
@@ -279,16 +311,21 @@ impl<'a> Agent<'a> {
             .map_or(Duration::ZERO, |s| splay::delay(&self.pc, s.window))
     }
 
-    fn on_delivery(
-        &self,
-        probes: &mut ProbeProgress,
-        slot: usize,
-        outcome: Result<Option<u64>, String>,
-    ) {
+    fn on_delivery(&self, probes: &mut ProbeProgress, slot: usize, outcome: Result<Item, String>) {
         match outcome {
-            Ok(probe) => {
+            Ok(item) => {
                 self.ctx.deliveries[slot].fetch_add(1, Ordering::Relaxed);
-                let Some(generation) = probe else { return };
+                if let Some(seen) = item.write
+                    && self.ctx.ledger.record(self.index, &seen)
+                {
+                    let latency = SystemTime::now()
+                        .duration_since(seen.intended)
+                        .unwrap_or_default();
+                    self.ctx
+                        .metrics
+                        .record(self.index, self.ctx.ids.delivery[seen.kind], latency);
+                }
+                let Some(generation) = item.probe else { return };
                 if generation > probes.generation {
                     *probes = ProbeProgress {
                         generation,
@@ -537,9 +574,30 @@ impl<'a> Agent<'a> {
             }
             ConsumerKind::ExecReplay => return self.open_exec_replay(js, &op, slot).await,
         };
+        let bucket = match kind {
+            ConsumerKind::Watch { bucket, .. }
+            | ConsumerKind::WatchMany { bucket, .. }
+            | ConsumerKind::WatchAll { bucket } => bucket.clone(),
+            ConsumerKind::ExecReplay => unreachable!("returned above"),
+        };
+        let (pc, group) = (self.pc.clone(), self.group.clone());
         Ok(watch
             .map(move |item| match item {
-                Ok(entry) => (slot, Ok(parse_probe(&entry.value))),
+                Ok(entry) => {
+                    let write = parse_write(&entry.value).map(|(id, intended)| {
+                        let (kind, for_me) = classify_kv(&bucket, &entry.key, &pc, &group);
+                        Seen {
+                            id,
+                            intended,
+                            kind,
+                            for_me,
+                            key: entry.key.clone(),
+                            redelivered: false,
+                        }
+                    });
+                    let probe = parse_probe(&entry.value);
+                    (slot, Ok(Item { probe, write }))
+                }
                 Err(e) => (slot, Err(e.to_string())),
             })
             .boxed())
@@ -568,21 +626,32 @@ impl<'a> Agent<'a> {
             .retry(op, || js.create_consumer_on_stream(config.clone(), "EXEC"))
             .await?;
         let messages = self.retry(op, || consumer.messages()).await?;
+        let (pc, group) = (self.pc.clone(), self.group.clone());
         Ok(messages
-            .then(move |item| async move {
-                match item {
-                    Ok(message) => {
-                        let probe = parse_probe(&message.payload);
-                        (
-                            slot,
-                            message
-                                .ack()
-                                .await
-                                .map(|_| probe)
-                                .map_err(|e| e.to_string()),
-                        )
+            .then(move |item| {
+                let (pc, group) = (pc.clone(), group.clone());
+                async move {
+                    match item {
+                        Ok(message) => {
+                            let write = parse_write(&message.payload).map(|(id, intended)| {
+                                let (kind, for_me) =
+                                    classify_exec(message.subject.as_str(), &pc, &group);
+                                Seen {
+                                    id,
+                                    intended,
+                                    kind,
+                                    for_me,
+                                    key: message.subject.to_string(),
+                                    redelivered: message.info().is_ok_and(|i| i.delivered > 1),
+                                }
+                            });
+                            let probe = parse_probe(&message.payload);
+                            let acked = message.ack().await;
+                            let item = acked.map(|_| Item { probe, write });
+                            (slot, item.map_err(|e| e.to_string()))
+                        }
+                        Err(e) => (slot, Err(e.to_string())),
                     }
-                    Err(e) => (slot, Err(e.to_string())),
                 }
             })
             .boxed())

@@ -378,6 +378,10 @@ pub struct WriteLoad {
     /// How long after the last write agents get to deliver before reconciling.
     #[serde(with = "duration_str")]
     pub drain_timeout: Duration,
+    /// Run the writes alongside the following steps (e.g. across a `network_cut`) instead
+    /// of waiting for them; they are reconciled before the run ends. TOML key
+    /// `background`, default false.
+    pub background: bool,
 }
 
 impl StepAction {

@@ -23,13 +23,14 @@ use crate::fleet::{AgentState, Fleet};
 use crate::herd::ProbePlan;
 use crate::host;
 use crate::metrics::Metrics;
-use crate::plan::{Plan, StepAction, StopSignal, Trigger};
+use crate::plan::{Plan, StepAction, StopSignal, Trigger, WriteLoad};
 use crate::provision::{self, group_id, pc_id};
 use crate::results::{
     self, AgentFinal, FleetFigures, HerdRecord, Outcome, RunRecord, RunStatus, StepRecord,
     Unrecovered,
 };
 use crate::timeseries::{ApiTap, Sampler};
+use crate::writes::{Target, WriteJob, WriteRecord};
 
 /// How often a long wait logs where the fleet is.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -250,6 +251,9 @@ async fn drive(
         done: Vec::new(),
         reasons: Vec::new(),
         herds: Vec::new(),
+        next_write_id: 1,
+        background: tokio::task::JoinSet::new(),
+        writes: Vec::new(),
     };
 
     let interrupted = {
@@ -265,6 +269,7 @@ async fn drive(
         done: steps_done,
         mut reasons,
         herds,
+        writes,
         ..
     } = runner;
     if interrupted {
@@ -336,6 +341,7 @@ async fn drive(
         process: crate::host::process_usage(),
         timeseries,
         herds,
+        writes,
     };
     results::write_run(&dir, &record)?;
     let summary = results::render_summary(&record);
@@ -380,6 +386,11 @@ struct StepRunner<'a> {
     done: Vec<StepRecord>,
     reasons: Vec<String>,
     herds: Vec<HerdRecord>,
+    /// Id of the next write a `write`/`exec` step sends (ids never repeat in a run).
+    next_write_id: u64,
+    /// Write steps running in the background (`background = true`).
+    background: tokio::task::JoinSet<WriteRecord>,
+    writes: Vec<WriteRecord>,
 }
 
 impl StepRunner<'_> {
@@ -421,11 +432,29 @@ impl StepRunner<'_> {
                         log_progress(self.fleet, &label, began);
                     }
                 }
-                StepAction::Write { .. }
-                | StepAction::Exec { .. }
-                | StepAction::DropConsumer { .. } => {
-                    self.reasons
-                        .push(format!("step {label}: not implemented yet"));
+                StepAction::Write { target, load } => {
+                    self.metrics.set_phase(step.index);
+                    self.write(&label, step.index, Target::Kv(target.clone()), *load)
+                        .await;
+                }
+                StepAction::Exec { target, load } => {
+                    self.metrics.set_phase(step.index);
+                    self.write(&label, step.index, Target::Exec(*target), *load)
+                        .await;
+                }
+                StepAction::DropConsumer { agent, consumer } => {
+                    let slot = self
+                        .plan
+                        .profile
+                        .consumers
+                        .iter()
+                        .position(|c| &c.name == consumer)
+                        .expect("the scenario parser checks consumer names");
+                    let _ = self
+                        .fleet
+                        .context()
+                        .drop_consumer
+                        .send(Some((*agent, slot)));
                 }
                 StepAction::Herd {
                     trigger,
@@ -458,7 +487,73 @@ impl StepRunner<'_> {
             });
             info!(step = %label, ready = counts.ready, failed = counts.failed, secs = format!("{:.2}", began.elapsed().as_secs_f64()), "step ends");
         }
+        while let Some(done) = self.background.join_next().await {
+            match done {
+                Ok(record) => self.finish_write(record),
+                Err(e) => self
+                    .reasons
+                    .push(format!("a background write step failed: {e}")),
+            }
+        }
         let _ = self.step_tx.send("end".to_string());
+    }
+
+    /// Runs a `write` or `exec` step, or starts it in the background.
+    async fn write(&mut self, label: &str, index: usize, target: Target, load: WriteLoad) {
+        let roster = self.fleet.roster();
+        let agents: Vec<usize> = (0..roster.len())
+            .filter(|&a| {
+                let s = roster.cell(a).state();
+                s != AgentState::Failed && s != AgentState::Pending
+            })
+            .collect();
+        let job = WriteJob {
+            label: label.to_string(),
+            js: self.js.clone(),
+            ctx: self.fleet.context().clone(),
+            target,
+            load,
+            first_id: self.next_write_id,
+            seed: self.plan.seed ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            agents,
+        };
+        self.next_write_id += load.count;
+        info!(step = %label, writes = load.count, rate = load.rate, background = load.background, "writes begin");
+        if load.background {
+            self.background.spawn(job.run());
+        } else {
+            let record = job.run().await;
+            self.finish_write(record);
+        }
+    }
+
+    fn finish_write(&mut self, record: WriteRecord) {
+        let r = &record.reconciliation;
+        let missed = r.missed();
+        info!(
+            step = %record.label,
+            target = %record.target,
+            writes = record.writes,
+            acked = record.acked,
+            missed,
+            "writes reconciled"
+        );
+        if record.acked < record.writes {
+            self.reasons.push(format!(
+                "step {}: {} of {} writes not acknowledged",
+                record.label,
+                record.writes - record.acked,
+                record.writes
+            ));
+        }
+        if missed > 0 {
+            let agents = r.per_agent.iter().filter(|a| a.missed > 0).count();
+            self.reasons.push(format!(
+                "step {}: {missed} deliveries missed by {agents} agents (see reconcile.csv)",
+                record.label
+            ));
+        }
+        self.writes.push(record);
     }
 
     /// Fires `trigger`, writes the probes as soon as the broker takes writes, and waits

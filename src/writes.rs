@@ -443,3 +443,186 @@ mod tests {
         assert!(latencies[1].expect("acked") < Duration::from_millis(10));
     }
 }
+
+/// What one `write` or `exec` step sends: owned, so the step can run in the background.
+pub struct WriteJob {
+    pub label: String,
+    pub js: async_nats::jetstream::Context,
+    pub ctx: std::sync::Arc<crate::agent::AgentContext>,
+    pub target: Target,
+    pub load: crate::plan::WriteLoad,
+    pub first_id: u64,
+    pub seed: u64,
+    /// Agents expected to receive (started and not failed when the step began).
+    pub agents: Vec<usize>,
+}
+
+/// A `write` step's KV target or an `exec` step's subject.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Kv(crate::plan::WriteTarget),
+    Exec(crate::plan::ExecTarget),
+}
+
+/// What a write step measured.
+#[derive(Debug, Clone)]
+pub struct WriteRecord {
+    pub label: String,
+    pub target: String,
+    pub writes: u64,
+    pub acked: u64,
+    /// Deliveries still outstanding when the drain timeout passed.
+    pub drained: bool,
+    pub reconciliation: Reconciliation,
+}
+
+impl WriteJob {
+    /// The subject, recipients and kind of write `i`.
+    fn plan_write(&self, i: u64, rng: &mut rand::rngs::SmallRng) -> (String, Recipients, usize) {
+        use crate::plan::{ExecTarget, WriteTarget};
+        use crate::provision::{group_id, pc_id};
+        use rand::RngExt;
+        let fleet = &self.ctx.fleet;
+        let (n, groups) = (fleet.agents, fleet.groups.max(1));
+        let catalog = fleet.catalog_entries.max(1);
+        let random_agent = |rng: &mut rand::rngs::SmallRng| rng.random_range(0..n);
+        let random_group = |rng: &mut rand::rngs::SmallRng| rng.random_range(0..groups.min(n));
+        let pc_write = |a: usize| {
+            (
+                format!("$KV.agent_config.pcs.{}", pc_id(a)),
+                Recipients::Agent(a),
+                kind_index("pc"),
+            )
+        };
+        match &self.target {
+            Target::Kv(WriteTarget::Pc) => pc_write(random_agent(rng)),
+            Target::Kv(WriteTarget::PcEach) => pc_write(i as usize % n),
+            Target::Kv(WriteTarget::Pcs { agents }) => pc_write(agents[i as usize % agents.len()]),
+            Target::Kv(WriteTarget::Group) => {
+                let g = random_group(rng);
+                (
+                    format!("$KV.agent_config.groups.{}", group_id(g, groups)),
+                    Recipients::Group(g),
+                    kind_index("group"),
+                )
+            }
+            Target::Kv(WriteTarget::Global) => (
+                "$KV.agent_config.global".to_string(),
+                Recipients::All,
+                kind_index("global"),
+            ),
+            Target::Kv(WriteTarget::Jobs) => (
+                format!("$KV.jobs.job-{:04}", rng.random_range(0..catalog)),
+                Recipients::All,
+                kind_index("jobs"),
+            ),
+            Target::Kv(WriteTarget::Schedules) => (
+                format!("$KV.schedules.sched-{:04}", rng.random_range(0..catalog)),
+                Recipients::All,
+                kind_index("schedules"),
+            ),
+            Target::Kv(WriteTarget::Freeze) => (
+                "$KV.fleet_config.freeze".to_string(),
+                Recipients::All,
+                kind_index("freeze"),
+            ),
+            Target::Exec(ExecTarget::Pc) => {
+                let a = random_agent(rng);
+                (
+                    format!("commands.pc.{}", pc_id(a)),
+                    Recipients::Agent(a),
+                    kind_index("exec_pc"),
+                )
+            }
+            Target::Exec(ExecTarget::Group) => {
+                let g = random_group(rng);
+                (
+                    format!("commands.group.{}", group_id(g, groups)),
+                    Recipients::Group(g),
+                    kind_index("exec_group"),
+                )
+            }
+            Target::Exec(ExecTarget::All) => (
+                "commands.all".to_string(),
+                Recipients::All,
+                kind_index("exec_all"),
+            ),
+        }
+    }
+
+    fn target_name(&self) -> &'static str {
+        match &self.target {
+            Target::Kv(t) => t.name(),
+            Target::Exec(t) => t.name(),
+        }
+    }
+
+    /// Sends the writes, waits for the deliveries (up to the drain timeout), reconciles.
+    pub async fn run(self) -> WriteRecord {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(self.seed);
+        let planned: Vec<(String, Recipients, usize)> = (0..self.load.count)
+            .map(|i| self.plan_write(i, &mut rng))
+            .collect();
+        let ledger = &self.ctx.ledger;
+        ledger.begin(self.first_id);
+        let metrics = &self.ctx.metrics;
+        let ack_metric = metrics.metric(&format!("write_ack.{}", self.target_name()));
+        let start = tokio::time::Instant::now();
+        let start_wall = SystemTime::now();
+        let size = self.load.value_size;
+        let latencies = paced(start, self.load.rate, self.load.count, |i, at| {
+            let (subject, _, _) = &planned[i as usize];
+            let value = write_value(self.first_id + i, start_wall + (at - start), size);
+            let js = self.js.clone();
+            let subject = subject.clone();
+            async move {
+                match js.publish(subject, value).await {
+                    Ok(ack) => ack.await.is_ok(),
+                    Err(_) => false,
+                }
+            }
+        })
+        .await;
+        let mut sent = Vec::with_capacity(planned.len());
+        for (i, ((_, recipients, kind), latency)) in planned.iter().zip(&latencies).enumerate() {
+            if let Some(l) = latency {
+                metrics.record(i, ack_metric, *l);
+            }
+            sent.push(SentWrite {
+                id: self.first_id + i as u64,
+                kind: *kind,
+                recipients: *recipients,
+                acked: latency.is_some(),
+            });
+        }
+        // Wait until every expected delivery arrived, or the drain timeout.
+        let groups = self.ctx.fleet.groups.max(1);
+        let expected: u64 = sent
+            .iter()
+            .filter(|w| w.acked)
+            .map(|w| match w.recipients {
+                Recipients::Agent(a) => u64::from(self.agents.contains(&a)),
+                Recipients::Group(g) => {
+                    self.agents.iter().filter(|&&a| a % groups == g).count() as u64
+                }
+                Recipients::All => self.agents.len() as u64,
+            })
+            .sum();
+        let deadline = tokio::time::Instant::now() + self.load.drain_timeout;
+        while ledger.delivered_total() < expected && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let drained = ledger.delivered_total() >= expected;
+        let reconciliation = ledger.reconcile(&sent, &self.agents, |a| a % groups);
+        let target = self.target_name().to_string();
+        WriteRecord {
+            label: self.label,
+            target,
+            writes: sent.len() as u64,
+            acked: sent.iter().filter(|w| w.acked).count() as u64,
+            drained,
+            reconciliation,
+        }
+    }
+}

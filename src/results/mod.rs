@@ -33,6 +33,7 @@ mod herd;
 mod hgrm;
 mod redact;
 mod time;
+mod writes;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -49,6 +50,7 @@ use crate::host::ProcessUsage;
 use crate::metrics::Snapshot;
 use crate::plan::Plan;
 use crate::timeseries::Sample;
+use crate::writes::WriteRecord;
 pub use herd::{HerdRecord, Unrecovered};
 
 pub use hgrm::{TICKS_PER_HALF_DISTANCE, write_percentile_distribution};
@@ -70,6 +72,8 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 pub const TIMESERIES_FILE: &str = "timeseries.csv";
 pub const RECOVERY_FILE: &str = "recovery.csv";
 pub const UNRECOVERED_FILE: &str = "unrecovered.csv";
+pub const WRITES_FILE: &str = "writes.csv";
+pub const RECONCILE_FILE: &str = "reconcile.csv";
 
 /// Column order of `summary.csv`; scripts and committed baselines depend on it.
 pub const SUMMARY_COLUMNS: [&str; 11] = [
@@ -131,6 +135,8 @@ pub struct RunRecord<'a> {
     pub timeseries: Vec<Sample>,
     /// One per herd step (`recovery.csv`, `unrecovered.csv`).
     pub herds: Vec<HerdRecord>,
+    /// One per `write`/`exec` step (`writes.csv`, `reconcile.csv`).
+    pub writes: Vec<WriteRecord>,
 }
 
 /// How many agents got where, the four numbers a reader checks first.
@@ -454,6 +460,17 @@ pub fn write_run(dir: &Path, record: &RunRecord) -> Result<(), ResultsError> {
         &path,
     )?;
     files.push(UNRECOVERED_FILE.to_string());
+
+    let path = dir.join(WRITES_FILE);
+    finish(writes::write_fanout(&record.writes, create(&path)?), &path)?;
+    files.push(WRITES_FILE.to_string());
+
+    let path = dir.join(RECONCILE_FILE);
+    finish(
+        writes::write_reconcile(&record.writes, create(&path)?),
+        &path,
+    )?;
+    files.push(RECONCILE_FILE.to_string());
 
     files.push(MANIFEST_FILE.to_string());
     let path = dir.join(MANIFEST_FILE);
@@ -1038,6 +1055,7 @@ token = "tok-123"
             },
             timeseries: Vec::new(),
             herds: Vec::new(),
+            writes: Vec::new(),
         }
     }
 

@@ -1,0 +1,122 @@
+//! Write fan-out results: deliveries per write by kind (`writes.csv`) and every agent's
+//! expected vs received writes (`reconcile.csv`).
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use super::write_csv;
+use crate::provision::pc_id;
+use crate::writes::WriteRecord;
+
+pub const WRITES_COLUMNS: [&str; 13] = [
+    "step",
+    "kind",
+    "writes",
+    "acked",
+    "delivered",
+    "unintended",
+    "fanout_intended",
+    "fanout_total",
+    "missed",
+    "duplicates",
+    "stale_replays",
+    "redelivered",
+    "drained",
+];
+
+pub const RECONCILE_COLUMNS: [&str; 9] = [
+    "step",
+    "pc",
+    "expected",
+    "received",
+    "missed",
+    "duplicates",
+    "stale_replays",
+    "redelivered",
+    "unintended",
+];
+
+#[derive(Serialize)]
+struct FanoutRow<'a> {
+    step: &'a str,
+    kind: &'a str,
+    writes: u64,
+    acked: u64,
+    delivered: u64,
+    unintended: u64,
+    fanout_intended: String,
+    fanout_total: String,
+    missed: u64,
+    duplicates: u64,
+    stale_replays: u64,
+    redelivered: u64,
+    drained: bool,
+}
+
+/// `writes.csv`: per write step and kind, deliveries per acknowledged write (intended
+/// only, and with the unintended ones), and the step's reconciliation totals.
+pub fn write_fanout<W: Write>(records: &[WriteRecord], out: W) -> csv::Result<W> {
+    let rows = records.iter().flat_map(|w| {
+        let r = &w.reconciliation;
+        let sum = |f: fn(&crate::writes::AgentReconciliation) -> u64| -> u64 {
+            r.per_agent.iter().map(f).sum()
+        };
+        let (missed, dups, stale, redelivered) = (
+            sum(|a| a.missed),
+            sum(|a| a.duplicates),
+            sum(|a| a.stale_replays),
+            sum(|a| a.redelivered),
+        );
+        r.by_kind.iter().map(move |k| FanoutRow {
+            step: &w.label,
+            kind: k.kind,
+            writes: k.writes,
+            acked: k.acked,
+            delivered: k.delivered,
+            unintended: k.unintended,
+            fanout_intended: format!("{:.3}", k.intended_ratio()),
+            fanout_total: format!("{:.3}", k.total_ratio()),
+            missed,
+            duplicates: dups,
+            stale_replays: stale,
+            redelivered,
+            drained: w.drained,
+        })
+    });
+    write_csv(out, &WRITES_COLUMNS, rows)
+}
+
+/// `reconcile.csv`: one row per write step and agent that expected a write or got one.
+pub fn write_reconcile<W: Write>(records: &[WriteRecord], out: W) -> csv::Result<W> {
+    #[derive(Serialize)]
+    struct Row<'a> {
+        step: &'a str,
+        pc: String,
+        expected: u64,
+        received: u64,
+        missed: u64,
+        duplicates: u64,
+        stale_replays: u64,
+        redelivered: u64,
+        unintended: u64,
+    }
+    let rows = records.iter().flat_map(|w| {
+        w.reconciliation
+            .per_agent
+            .iter()
+            .filter(|a| a.expected > 0 || a.unintended > 0 || a.duplicates > 0)
+            .map(|a| Row {
+                step: &w.label,
+                pc: pc_id(a.agent),
+                expected: a.expected,
+                received: a.received,
+                missed: a.missed,
+                duplicates: a.duplicates,
+                stale_replays: a.stale_replays,
+                redelivered: a.redelivered,
+                unintended: a.unintended,
+            })
+    });
+    write_csv(out, &RECONCILE_COLUMNS, rows)
+}
