@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use crate::agent::AgentContext;
 use crate::broker::monitor;
+use crate::broker::sampler::BrokerSampler;
 use crate::broker::{BrokerError, BrokerInfo, EmbeddedBroker, EmbeddedOptions, redact_url};
 use crate::fault_proxy::FaultProxy;
 use crate::fleet::{AgentState, Fleet};
@@ -238,6 +239,9 @@ async fn drive(
     let mut fleet = Fleet::new(ctx.clone());
     let run_start = Instant::now();
     let (step_tx, step_rx) = watch::channel("0:setup".to_string());
+    let broker_sampler = broker
+        .monitor_url()
+        .map(|m| BrokerSampler::start(m, step_rx.clone(), run_start));
     let sampler = Sampler::start(ctx.clone(), tap, step_rx, run_start);
     let mut runner = StepRunner {
         plan,
@@ -299,6 +303,10 @@ async fn drive(
         })
         .collect();
     let timeseries = sampler.finish().await;
+    let broker_samples = match broker_sampler {
+        Some(s) => s.finish().await,
+        None => Vec::new(),
+    };
     fleet.shutdown(FLEET_STOP_WITHIN).await;
     if counts.failed > 0 && !interrupted {
         reasons.push(format!(
@@ -342,6 +350,7 @@ async fn drive(
         timeseries,
         herds,
         writes,
+        broker_samples,
     };
     results::write_run(&dir, &record)?;
     let summary = results::render_summary(&record);

@@ -7,6 +7,7 @@
 
 pub mod embedded;
 pub mod monitor;
+pub mod sampler;
 
 use serde::Serialize;
 

@@ -46,6 +46,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::broker::BrokerInfo;
 use crate::broker::monitor::BrokerCounts;
+use crate::broker::sampler::BrokerSample;
 use crate::host::ProcessUsage;
 use crate::metrics::Snapshot;
 use crate::plan::Plan;
@@ -74,6 +75,25 @@ pub const RECOVERY_FILE: &str = "recovery.csv";
 pub const UNRECOVERED_FILE: &str = "unrecovered.csv";
 pub const WRITES_FILE: &str = "writes.csv";
 pub const RECONCILE_FILE: &str = "reconcile.csv";
+pub const BROKER_FILE: &str = "broker.csv";
+/// Column order of `broker.csv` (the fields of [`BrokerSample`]).
+pub const BROKER_COLUMNS: [&str; 15] = [
+    "t_secs",
+    "step",
+    "ok",
+    "error",
+    "healthz",
+    "connections",
+    "total_connections",
+    "slow_consumers",
+    "mem_bytes",
+    "cpu_percent",
+    "streams",
+    "consumers",
+    "api_total",
+    "api_errors",
+    "api_inflight",
+];
 
 /// Column order of `summary.csv`; scripts and committed baselines depend on it.
 pub const SUMMARY_COLUMNS: [&str; 11] = [
@@ -137,6 +157,8 @@ pub struct RunRecord<'a> {
     pub herds: Vec<HerdRecord>,
     /// One per `write`/`exec` step (`writes.csv`, `reconcile.csv`).
     pub writes: Vec<WriteRecord>,
+    /// The broker's monitoring endpoints over time (`broker.csv`).
+    pub broker_samples: Vec<BrokerSample>,
 }
 
 /// How many agents got where, the four numbers a reader checks first.
@@ -464,6 +486,13 @@ pub fn write_run(dir: &Path, record: &RunRecord) -> Result<(), ResultsError> {
     let path = dir.join(WRITES_FILE);
     finish(writes::write_fanout(&record.writes, create(&path)?), &path)?;
     files.push(WRITES_FILE.to_string());
+
+    let path = dir.join(BROKER_FILE);
+    finish(
+        write_csv(create(&path)?, &BROKER_COLUMNS, &record.broker_samples),
+        &path,
+    )?;
+    files.push(BROKER_FILE.to_string());
 
     let path = dir.join(RECONCILE_FILE);
     finish(
@@ -1056,6 +1085,7 @@ token = "tok-123"
             timeseries: Vec::new(),
             herds: Vec::new(),
             writes: Vec::new(),
+            broker_samples: Vec::new(),
         }
     }
 

@@ -1,0 +1,147 @@
+//! The broker's own view of a run: its monitoring endpoints sampled on the run's clock.
+//!
+//! Every second (every 250 ms while a herd step runs, when things move fast) the sampler
+//! reads `/healthz`, `/varz` and `/jsz` and keeps one row for `broker.csv`. A broker that
+//! does not answer (it is restarting, or too busy) is a recorded gap, a row with
+//! `ok = false` and the error, never a failed run: the gap is itself a finding.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::monitor::get_json;
+
+/// Sampling interval outside herd steps.
+pub const INTERVAL: Duration = Duration::from_secs(1);
+/// Sampling interval while a herd step runs.
+pub const HERD_INTERVAL: Duration = Duration::from_millis(250);
+/// How long one endpoint may take to answer before the sample is a gap.
+const ANSWER_WITHIN: Duration = Duration::from_secs(1);
+
+/// Step kinds sampled at [`HERD_INTERVAL`].
+const HERD_KINDS: [&str; 5] = [
+    "broker_restart",
+    "network_cut",
+    "lame_duck",
+    "client_reconnect",
+    "command",
+];
+
+/// One row of `broker.csv`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BrokerSample {
+    /// Seconds since the first step began (the clock of `timeseries.csv`).
+    pub t_secs: f64,
+    pub step: String,
+    /// All three endpoints answered.
+    pub ok: bool,
+    pub error: String,
+    /// `/healthz` status (`ok`, or the error it reports).
+    pub healthz: String,
+    pub connections: Option<u64>,
+    pub total_connections: Option<u64>,
+    pub slow_consumers: Option<u64>,
+    pub mem_bytes: Option<u64>,
+    pub cpu_percent: Option<f64>,
+    pub streams: Option<u64>,
+    pub consumers: Option<u64>,
+    pub api_total: Option<u64>,
+    pub api_errors: Option<u64>,
+    /// JetStream API requests being processed (nats-server leaves it out when 0).
+    pub api_inflight: Option<u64>,
+}
+
+/// A sampler running in the background; [`BrokerSampler::finish`] returns the rows.
+pub struct BrokerSampler {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Vec<BrokerSample>>,
+}
+
+impl BrokerSampler {
+    pub fn start(monitor: String, step: watch::Receiver<String>, run_start: Instant) -> Self {
+        let (stop, mut stopped) = watch::channel(false);
+        let mut step = step;
+        let task = tokio::spawn(async move {
+            let mut rows = Vec::new();
+            loop {
+                let label = step.borrow().clone();
+                rows.push(sample(&monitor, &label, run_start).await);
+                let fast = HERD_KINDS.iter().any(|k| label.ends_with(k));
+                let wait = if fast { HERD_INTERVAL } else { INTERVAL };
+                // A new step is sampled at once: a herd's first instants matter most.
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    changed = step.changed() => {
+                        // The runner is gone: no more step changes to wait for.
+                        if changed.is_err() {
+                            tokio::select! {
+                                _ = tokio::time::sleep(wait) => {}
+                                _ = stopped.changed() => break,
+                            }
+                        }
+                    }
+                    _ = stopped.changed() => break,
+                }
+            }
+            rows
+        });
+        BrokerSampler { stop, task }
+    }
+
+    pub async fn finish(self) -> Vec<BrokerSample> {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap_or_default()
+    }
+}
+
+async fn sample(monitor: &str, step: &str, run_start: Instant) -> BrokerSample {
+    let t_secs = (run_start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    let (healthz, varz, jsz) = tokio::join!(
+        get_json(monitor, "/healthz", ANSWER_WITHIN),
+        get_json(monitor, "/varz", ANSWER_WITHIN),
+        get_json(monitor, "/jsz", ANSWER_WITHIN),
+    );
+    let mut row = BrokerSample {
+        t_secs,
+        step: step.to_string(),
+        ..Default::default()
+    };
+    let mut errors = Vec::new();
+    match healthz {
+        Ok(h) => {
+            row.healthz = h
+                .get("error")
+                .or_else(|| h.get("status"))
+                .and_then(|s| s.as_str())
+                .unwrap_or_default()
+                .to_string();
+        }
+        Err(e) => errors.push(e.to_string()),
+    }
+    let u = |v: &serde_json::Value, ptr: &str| v.pointer(ptr).and_then(|x| x.as_u64());
+    match varz {
+        Ok(v) => {
+            row.connections = u(&v, "/connections");
+            row.total_connections = u(&v, "/total_connections");
+            row.slow_consumers = u(&v, "/slow_consumers");
+            row.mem_bytes = u(&v, "/mem");
+            row.cpu_percent = v.pointer("/cpu").and_then(|x| x.as_f64());
+        }
+        Err(e) => errors.push(e.to_string()),
+    }
+    match jsz {
+        Ok(j) => {
+            row.streams = u(&j, "/streams");
+            row.consumers = u(&j, "/consumers");
+            row.api_total = u(&j, "/api/total");
+            row.api_errors = u(&j, "/api/errors");
+            row.api_inflight = Some(u(&j, "/api/inflight").unwrap_or(0));
+        }
+        Err(e) => errors.push(e.to_string()),
+    }
+    row.ok = errors.is_empty();
+    row.error = errors.join("; ");
+    row
+}
