@@ -27,6 +27,7 @@ pub mod herd;
 pub mod host;
 pub mod metrics;
 pub mod plan;
+pub mod progress;
 pub mod provision;
 pub mod results;
 pub mod run;

@@ -25,6 +25,7 @@ use crate::herd::ProbePlan;
 use crate::host;
 use crate::metrics::Metrics;
 use crate::plan::{Plan, StepAction, StopSignal, Trigger, WriteLoad};
+use crate::progress::Progress;
 use crate::provision::{self, group_id, pc_id};
 use crate::results::{
     self, AgentFinal, FleetFigures, HerdRecord, Outcome, RunRecord, RunStatus, StepRecord,
@@ -33,8 +34,6 @@ use crate::results::{
 use crate::timeseries::{ApiTap, Sampler};
 use crate::writes::{Target, WriteJob, WriteRecord};
 
-/// How often a long wait logs where the fleet is.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// How long stopping the fleet may take before its tasks are aborted.
 /// One socket per agent.
 const FDS_PER_AGENT: u64 = 1;
@@ -242,6 +241,7 @@ async fn drive(
     let broker_sampler = broker
         .monitor_url()
         .map(|m| BrokerSampler::start(m, step_rx.clone(), run_start));
+    let progress = Progress::start(ctx.clone(), step_rx.clone());
     let sampler = Sampler::start(ctx.clone(), tap, step_rx, run_start);
     let mut runner = StepRunner {
         plan,
@@ -302,6 +302,7 @@ async fn drive(
             }
         })
         .collect();
+    progress.finish().await;
     let timeseries = sampler.finish().await;
     let broker_samples = match broker_sampler {
         Some(s) => s.finish().await,
@@ -419,7 +420,7 @@ impl StepRunner<'_> {
                 }
                 StepAction::WaitReady { timeout } => {
                     let deadline = began + *timeout;
-                    let settled = wait_with_progress(self.fleet, &label, deadline).await;
+                    let settled = self.fleet.roster().wait_settled(deadline).await.1;
                     let counts = self.fleet.roster().counts();
                     if !settled {
                         let stuck = counts.started() - counts.settled();
@@ -434,12 +435,7 @@ impl StepRunner<'_> {
                     }
                 }
                 StepAction::Hold { duration } => {
-                    let until = began + *duration;
-                    while Instant::now() < until {
-                        let next = (Instant::now() + PROGRESS_EVERY).min(until);
-                        tokio::time::sleep_until(next.into()).await;
-                        log_progress(self.fleet, &label, began);
-                    }
+                    tokio::time::sleep_until((began + *duration).into()).await;
                 }
                 StepAction::Write { target, load } => {
                     self.metrics.set_phase(step.index);
@@ -738,34 +734,6 @@ async fn run_command(command: &str, timeout: Duration) -> Result<(), String> {
     } else {
         Err(format!("command exited with {}", output.status))
     }
-}
-
-async fn wait_with_progress(fleet: &Fleet, label: &str, deadline: Instant) -> bool {
-    let began = Instant::now();
-    loop {
-        let slice = (Instant::now() + PROGRESS_EVERY).min(deadline);
-        let (_, settled) = fleet.roster().wait_settled(slice).await;
-        if settled {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        log_progress(fleet, label, began);
-    }
-}
-
-fn log_progress(fleet: &Fleet, label: &str, began: Instant) {
-    let c = fleet.roster().counts();
-    info!(
-        step = %label,
-        ready = c.ready,
-        failed = c.failed,
-        on_the_way = c.connecting + c.opening + c.syncing,
-        pending = c.pending,
-        elapsed = format!("{:.1}s", began.elapsed().as_secs_f64()),
-        "progress"
-    );
 }
 
 /// Default results directory: `results/` under the working directory.
