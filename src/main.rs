@@ -114,6 +114,15 @@ fn run(
             return ExitCode::from(2);
         }
         plan.fleet.agents = n;
+        if let Some((step, index)) = plan.agent_index_beyond(n) {
+            eprintln!(
+                "{}: step {step} names agent {index}, but --agents {n} makes a fleet of \
+                 agents 0 to {}; raise --agents or change the step",
+                file.display(),
+                n - 1
+            );
+            return ExitCode::from(2);
+        }
     }
     if let Some(url) = server {
         plan.broker.url = Some(url);

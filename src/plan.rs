@@ -25,6 +25,28 @@ pub struct Plan {
     pub steps: Vec<Step>,
 }
 
+impl Plan {
+    /// The first step that names an agent index outside a fleet of `agents`, as
+    /// `(step label, index)`. The parser checks indexes against the file's own
+    /// `fleet.agents`; this re-checks them after `--agents` changes the fleet size.
+    pub fn agent_index_beyond(&self, agents: usize) -> Option<(String, usize)> {
+        self.steps.iter().find_map(|step| {
+            let named: &[usize] = match &step.action {
+                StepAction::Write {
+                    target: WriteTarget::Pcs { agents },
+                    ..
+                } => agents,
+                StepAction::DropConsumer { agent, .. } => std::slice::from_ref(agent),
+                _ => &[],
+            };
+            named
+                .iter()
+                .find(|&&i| i >= agents)
+                .map(|&i| (step.label(), i))
+        })
+    }
+}
+
 /// Where the broker comes from and the limits an embedded broker runs with.
 #[derive(Debug, Clone, Serialize)]
 pub struct BrokerPlan {

@@ -70,6 +70,28 @@ fn a_bad_scenario_exits_2_naming_file_line_and_key() {
 }
 
 #[test]
+fn agents_override_below_a_named_agent_index_exits_2_before_running() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("pcs.toml"),
+        "[fleet]\nagents = 10\n\n[[steps]]\nkind = \"start\"\n\n\
+         [[steps]]\nkind = \"write\"\ntarget = \"pcs\"\nagents = [1, 8]\ncount = 1\n",
+    )
+    .expect("write scenario");
+    let out = fleetsim(&["validate", "pcs.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let out = fleetsim(&["run", "pcs.toml", "--agents", "5"], dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("2:write") && err.contains("agent 8"), "{err}");
+    assert!(
+        !dir.path().join("results").exists(),
+        "nothing ran, so no results were written"
+    );
+}
+
+#[test]
 fn a_missing_scenario_file_exits_2() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = fleetsim(&["validate", "nope.toml"], dir.path());

@@ -249,9 +249,17 @@ fn read_plan(ctx: &mut Ctx<'_>, root: &Node<'_, '_>, origin: &str) -> Plan {
     let (fleet, profile_ref) = read_fleet(ctx, root);
     let profiles = profile::read_profiles(ctx, root);
     let profile = resolve_profile(ctx, &fleet.profile, profile_ref, &profiles);
+    // Steps name agents by index and consumers by name, so they are read after the
+    // fleet and its profile; an unknown profile is already a problem, not a list to check.
+    let profile_known =
+        profile::is_builtin(&fleet.profile) || profiles.contains_key(&fleet.profile);
     let setup = steps::Setup {
         external_broker: broker.url.is_some() || writes_url(root),
         proxy: fleet.proxy,
+        agents: (fleet.agents > 0).then_some(fleet.agents),
+        profile: fleet.profile.clone(),
+        consumers: profile_known
+            .then(|| profile.consumers.iter().map(|c| c.name.clone()).collect()),
     };
     let steps = steps::read_steps(ctx, root, &setup);
     Plan {

@@ -5,6 +5,7 @@ use crate::plan::{
     Backoff, ConsumerKind, KeyTemplate, Splay, SplayPlacement, StartPacing, Step, StepAction,
     StopSignal, SyncOp, Trigger,
 };
+use crate::plan::{ExecTarget, WriteLoad, WriteTarget};
 
 /// The problems of `text` as displayed, one string each.
 fn problems(text: &str) -> Vec<String> {
@@ -39,7 +40,7 @@ agnets = 3
     assert_eq!(
         problems(text),
         [
-            "quick.toml:8: steps[1].agnets: unknown key; allowed: kind, mode, rate, over, timeout, duration, recover_timeout, signal, downtime, refuse_for, command, command_timeout"
+            "quick.toml:8: steps[1].agnets: unknown key; allowed: kind, mode, rate, over, timeout, duration, target, agents, count, value_size, drain_timeout, background, agent, consumer, recover_timeout, signal, downtime, refuse_for, command, command_timeout"
         ]
     );
     let text = "[fleet]\nagents = 5\nagnets = 5\n\n[[steps]]\nkind = \"start\"\n";
@@ -125,7 +126,7 @@ duration = "5 parsecs"
     assert_eq!(
         err.to_string(),
         "quick.toml:4: fleet.agents: must be a positive whole number, got -5\n\
-         quick.toml:9: steps[1].agnets: unknown key; allowed: kind, mode, rate, over, timeout, duration, recover_timeout, signal, downtime, refuse_for, command, command_timeout\n\
+         quick.toml:9: steps[1].agnets: unknown key; allowed: kind, mode, rate, over, timeout, duration, target, agents, count, value_size, drain_timeout, background, agent, consumer, recover_timeout, signal, downtime, refuse_for, command, command_timeout\n\
          quick.toml:13: steps[2].duration: bad duration \"5 parsecs\"; use a number with a unit: 500ms, 10s, 2m, 1h"
     );
     let ScenarioError::Invalid(list) = err else {
@@ -630,8 +631,8 @@ mode = "fast"
         problems(text),
         [
             "quick.toml:5: steps[1].kind: wait_ready before any start step; put a step with kind = \"start\" first",
-            "quick.toml:7: steps[2].kind: required; one of start, wait_ready, hold, broker_restart, network_cut, lame_duck, client_reconnect, command",
-            "quick.toml:11: steps[3].kind: unknown step kind \"sleep\"; use one of start, wait_ready, hold, broker_restart, network_cut, lame_duck, client_reconnect, command",
+            "quick.toml:7: steps[2].kind: required; one of start, wait_ready, hold, write, exec, drop_consumer, broker_restart, network_cut, lame_duck, client_reconnect, command",
+            "quick.toml:11: steps[3].kind: unknown step kind \"sleep\"; use one of start, wait_ready, hold, write, exec, drop_consumer, broker_restart, network_cut, lame_duck, client_reconnect, command",
             "quick.toml:14: steps[4].duration: required for kind = \"hold\": a duration such as \"5s\"",
             "quick.toml:18: steps[5].mode: unknown mode \"fast\"; use one of all_at_once, rate, spread",
         ]
@@ -1265,6 +1266,432 @@ command = "true"
             r#"quick.toml:32: steps[6].downtime: downtime only applies to kind = "broker_restart""#,
             r#"quick.toml:33: steps[6].command: command only applies to kind = "command""#,
         ]
+    );
+}
+
+/// The actions of every step after the first (the `start`).
+fn after_start(text: &str) -> Vec<StepAction> {
+    plan(text).steps[1..]
+        .iter()
+        .map(|s| s.action.clone())
+        .collect()
+}
+
+fn load(rate: f64, count: u64) -> WriteLoad {
+    WriteLoad {
+        rate,
+        count,
+        value_size: 64,
+        drain_timeout: Duration::from_secs(10),
+        background: false,
+    }
+}
+
+#[test]
+fn write_steps_with_their_defaults() {
+    let mut text = String::from("[fleet]\nagents = 5\n\n[[steps]]\nkind = \"start\"\n");
+    let targets = [
+        ("pc", WriteTarget::Pc),
+        ("pc_each", WriteTarget::PcEach),
+        ("group", WriteTarget::Group),
+        ("global", WriteTarget::Global),
+        ("jobs", WriteTarget::Jobs),
+        ("schedules", WriteTarget::Schedules),
+        ("freeze", WriteTarget::Freeze),
+    ];
+    for (name, _) in &targets {
+        text.push_str(&format!(
+            "\n[[steps]]\nkind = \"write\"\ntarget = \"{name}\"\n"
+        ));
+    }
+    let expected: Vec<StepAction> = targets
+        .into_iter()
+        .map(|(_, target)| StepAction::Write {
+            target,
+            load: load(10.0, 10),
+        })
+        .collect();
+    assert_eq!(after_start(&text), expected);
+}
+
+#[test]
+fn write_steps_with_every_key_set() {
+    let text = r#"[fleet]
+agents = 5
+
+[[steps]]
+kind = "start"
+
+[[steps]]
+kind = "write"
+target = "pcs"
+agents = [0, 4, 4]
+rate = 2.5
+count = 7
+value_size = 1024
+drain_timeout = "30s"
+background = true
+
+[[steps]]
+kind = "write"
+target = "jobs"
+rate = 50
+duration = "1.5s"
+value_size = 32
+
+[[steps]]
+kind = "write"
+target = "pc"
+rate = 0.1
+duration = "30s"
+
+[[steps]]
+kind = "write"
+target = "global"
+rate = 3
+duration = "500ms"
+value_size = 1048576
+"#;
+    assert_eq!(
+        after_start(text),
+        [
+            StepAction::Write {
+                target: WriteTarget::Pcs {
+                    agents: vec![0, 4, 4]
+                },
+                load: WriteLoad {
+                    rate: 2.5,
+                    count: 7,
+                    value_size: 1024,
+                    drain_timeout: Duration::from_secs(30),
+                    background: true,
+                },
+            },
+            // rate × duration
+            StepAction::Write {
+                target: WriteTarget::Jobs,
+                load: WriteLoad {
+                    value_size: 32,
+                    ..load(50.0, 75)
+                },
+            },
+            // 0.1 × 30 is 3.0000000000000004 in floating point: still 3 writes.
+            StepAction::Write {
+                target: WriteTarget::Pc,
+                load: load(0.1, 3),
+            },
+            // ceil(3 × 0.5) = 2
+            StepAction::Write {
+                target: WriteTarget::Global,
+                load: WriteLoad {
+                    value_size: 1_048_576,
+                    ..load(3.0, 2)
+                },
+            },
+        ]
+    );
+}
+
+#[test]
+fn exec_steps() {
+    let text = r#"[fleet]
+agents = 5
+
+[[steps]]
+kind = "start"
+
+[[steps]]
+kind = "exec"
+target = "all"
+
+[[steps]]
+kind = "exec"
+target = "pc"
+count = 3
+
+[[steps]]
+kind = "exec"
+target = "group"
+rate = 20
+duration = "2s"
+value_size = 128
+drain_timeout = "1s"
+background = true
+"#;
+    assert_eq!(
+        after_start(text),
+        [
+            StepAction::Exec {
+                target: ExecTarget::All,
+                load: load(10.0, 10),
+            },
+            StepAction::Exec {
+                target: ExecTarget::Pc,
+                load: load(10.0, 3),
+            },
+            StepAction::Exec {
+                target: ExecTarget::Group,
+                load: WriteLoad {
+                    rate: 20.0,
+                    count: 40,
+                    value_size: 128,
+                    drain_timeout: Duration::from_secs(1),
+                    background: true,
+                },
+            },
+        ]
+    );
+}
+
+#[test]
+fn drop_consumer_steps() {
+    let text = r#"[fleet]
+agents = 5
+
+[[steps]]
+kind = "start"
+
+[[steps]]
+kind = "drop_consumer"
+agent = 4
+consumer = "jobs"
+
+[[steps]]
+kind = "drop_consumer"
+agent = 0
+consumer = "exec_replay"
+"#;
+    assert_eq!(
+        after_start(text),
+        [
+            StepAction::DropConsumer {
+                agent: 4,
+                consumer: "jobs".to_string(),
+            },
+            StepAction::DropConsumer {
+                agent: 0,
+                consumer: "exec_replay".to_string(),
+            },
+        ]
+    );
+    // A consumer of a custom profile.
+    let text = r#"[fleet]
+agents = 2
+profile = "tiny"
+
+[profiles.tiny]
+consumers = [{ name = "cfg", watch_all = { bucket = "agent_config" } }]
+
+[[steps]]
+kind = "start"
+
+[[steps]]
+kind = "drop_consumer"
+agent = 1
+consumer = "cfg"
+"#;
+    assert_eq!(
+        after_start(text),
+        [StepAction::DropConsumer {
+            agent: 1,
+            consumer: "cfg".to_string(),
+        }]
+    );
+}
+
+#[test]
+fn write_step_problems() {
+    let text = r#"[fleet]
+agents = 5
+
+[[steps]]
+kind = "start"
+
+[[steps]]
+kind = "write"
+target = "pc"
+count = 10
+duration = "5s"
+
+[[steps]]
+kind = "write"
+target = "pcs"
+
+[[steps]]
+kind = "write"
+target = "pcs"
+agents = [1, 5, "2", -1]
+
+[[steps]]
+kind = "write"
+target = "everyone"
+
+[[steps]]
+kind = "write"
+target = "global"
+agents = [1]
+
+[[steps]]
+kind = "write"
+target = "pcs"
+agents = []
+rate = 0
+value_size = 16
+drain_timeout = "0s"
+
+[[steps]]
+kind = "write"
+count = 0
+value_size = 2000000
+background = "yes"
+
+[[steps]]
+kind = "exec"
+target = "pcs"
+agents = [1]
+rate = -2.5
+duration = "0s"
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            "quick.toml:11: steps[2].duration: count and duration are alternatives; give count (the number of writes) or duration (count = rate × duration), not both",
+            r#"quick.toml:15: steps[3].agents: required with target = "pcs": the 0-based indexes of the agents to write to, such as [0, 3]"#,
+            "quick.toml:20: steps[4].agents[2]: agent index 5 is out of range; fleet.agents is 5, so indexes run from 0 to 4",
+            r#"quick.toml:20: steps[4].agents[3]: must be a 0-based agent index (a whole number), got string "2""#,
+            "quick.toml:20: steps[4].agents[4]: must be a 0-based agent index (a whole number), got -1",
+            r#"quick.toml:24: steps[5].target: unknown write target "everyone"; use one of pc, pc_each, pcs, group, global, jobs, schedules, freeze"#,
+            r#"quick.toml:29: steps[6].agents: agents only applies to target = "pcs""#,
+            "quick.toml:34: steps[7].agents: must not be empty; list the 0-based indexes of the agents to write to, such as [0, 3]",
+            "quick.toml:35: steps[7].rate: must be a positive number (writes per second), got 0",
+            "quick.toml:36: steps[7].value_size: must be a whole number of bytes from 32 to 1048576, got 16",
+            "quick.toml:37: steps[7].drain_timeout: must be longer than 0s",
+            r#"quick.toml:40: steps[8].target: required for kind = "write": one of pc, pc_each, pcs, group, global, jobs, schedules, freeze"#,
+            "quick.toml:41: steps[8].count: must be a positive whole number (the number of writes), got 0",
+            "quick.toml:42: steps[8].value_size: must be at most 1048576, got 2000000",
+            r#"quick.toml:43: steps[8].background: expected true or false, got string "yes""#,
+            r#"quick.toml:47: steps[9].target: unknown exec target "pcs"; use one of pc, group, all"#,
+            r#"quick.toml:48: steps[9].agents: agents only applies to kind = "write""#,
+            "quick.toml:49: steps[9].rate: must be a positive number (commands per second), got -2.5",
+            "quick.toml:50: steps[9].duration: must be longer than 0s",
+        ]
+    );
+}
+
+#[test]
+fn drop_consumer_problems() {
+    let text = r#"[fleet]
+agents = 5
+
+[[steps]]
+kind = "start"
+
+[[steps]]
+kind = "drop_consumer"
+agent = 5
+consumer = "agent_cfg"
+
+[[steps]]
+kind = "drop_consumer"
+target = "pc"
+
+[[steps]]
+kind = "drop_consumer"
+agent = "first"
+consumer = 3
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            "quick.toml:9: steps[2].agent: agent index 5 is out of range; fleet.agents is 5, so indexes run from 0 to 4",
+            r#"quick.toml:10: steps[2].consumer: unknown consumer "agent_cfg"; profile kanade has: agent_config, groups_config, groups_subs, schedules, jobs, freeze, exec_replay"#,
+            r#"quick.toml:13: steps[3].agent: required for kind = "drop_consumer": the 0-based index of the agent whose consumer stops"#,
+            r#"quick.toml:13: steps[3].consumer: required for kind = "drop_consumer": the name of a consumer of the profile; profile kanade has: agent_config, groups_config, groups_subs, schedules, jobs, freeze, exec_replay"#,
+            r#"quick.toml:14: steps[3].target: target only applies to the kinds: write, exec"#,
+            r#"quick.toml:18: steps[4].agent: must be a 0-based agent index (a whole number), got string "first""#,
+            "quick.toml:19: steps[4].consumer: expected a string, got 3",
+        ]
+    );
+    // An unknown profile is its own problem; its consumers are not guessed at.
+    let text = r#"[fleet]
+agents = 5
+profile = "nope"
+
+[[steps]]
+kind = "start"
+
+[[steps]]
+kind = "drop_consumer"
+agent = 1
+consumer = "jobs"
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            r#"quick.toml:3: fleet.profile: unknown profile "nope"; use kanade or legacy, or define [profiles.nope]"#
+        ]
+    );
+}
+
+#[test]
+fn write_kinds_before_start_and_shared_keys() {
+    let text = r#"[fleet]
+agents = 5
+
+[[steps]]
+kind = "write"
+target = "jobs"
+
+[[steps]]
+kind = "exec"
+target = "all"
+
+[[steps]]
+kind = "drop_consumer"
+agent = 0
+consumer = "jobs"
+
+[[steps]]
+kind = "start"
+duration = "5s"
+
+[[steps]]
+kind = "wait_ready"
+rate = 5
+count = 3
+
+[[steps]]
+kind = "hold"
+duration = "1s"
+rate = 5
+"#;
+    assert_eq!(
+        problems(text),
+        [
+            r#"quick.toml:5: steps[1].kind: write before any start step; put a step with kind = "start" first"#,
+            r#"quick.toml:9: steps[2].kind: exec before any start step; put a step with kind = "start" first"#,
+            r#"quick.toml:13: steps[3].kind: drop_consumer before any start step; put a step with kind = "start" first"#,
+            "quick.toml:19: steps[4].duration: duration only applies to the kinds: hold, write, exec",
+            "quick.toml:23: steps[5].rate: rate only applies to the kinds: start, write, exec",
+            "quick.toml:24: steps[5].count: count only applies to the kinds: write, exec",
+            "quick.toml:29: steps[6].rate: rate only applies to the kinds: start, write, exec",
+        ]
+    );
+    // Agent indexes are not checked against a fleet size that is itself wrong.
+    let text = r#"[fleet]
+agents = 0
+
+[[steps]]
+kind = "start"
+
+[[steps]]
+kind = "write"
+target = "pcs"
+agents = [7]
+"#;
+    assert_eq!(
+        problems(text),
+        ["quick.toml:2: fleet.agents: must be a positive whole number, got 0"]
     );
 }
 

@@ -1,0 +1,180 @@
+//! Write fan-out end to end against a real nats-server: who receives a write, how many
+//! deliveries a write costs under each profile, and the reconciliation that counts what
+//! each agent missed.
+
+mod common;
+
+use common::{Row, float, num, read_csv, run_scenario};
+use fleetsim::results::RunStatus;
+
+fn scenario(agents: usize, fleet_extra: &str, steps: &str) -> String {
+    format!(
+        r#"
+name = "writes-test"
+[fleet]
+agents = {agents}
+groups = 3
+catalog_entries = 5
+{fleet_extra}
+[[steps]]
+kind = "start"
+[[steps]]
+kind = "wait_ready"
+timeout = "60s"
+{steps}
+"#
+    )
+}
+
+fn kind_row(dir: &std::path::Path, kind: &str) -> Row {
+    read_csv(dir, "writes.csv")
+        .into_iter()
+        .find(|r| r["kind"] == kind)
+        .unwrap_or_else(|| panic!("no writes.csv row for {kind}"))
+}
+
+const PC_AND_JOBS: &str = r#"
+[[steps]]
+kind = "write"
+target = "pc_each"
+rate = 50
+count = 20
+[[steps]]
+kind = "write"
+target = "jobs"
+rate = 10
+count = 5
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filtered_profile_delivers_a_pc_write_to_one_agent_and_a_jobs_write_to_all() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let report = run_scenario(&scenario(20, "", PC_AND_JOBS), out.path()).await;
+    assert_eq!(report.status, RunStatus::Ok, "{:?}", report.reasons);
+    let pc = kind_row(&report.dir, "pc");
+    assert_eq!(num(&pc, "acked"), 20);
+    assert_eq!(num(&pc, "delivered"), 20, "one delivery per pcs.<pc> write");
+    assert_eq!(num(&pc, "unintended"), 0);
+    assert_eq!(float(&pc, "fanout_total"), 1.0);
+    let jobs = kind_row(&report.dir, "jobs");
+    assert_eq!(
+        num(&jobs, "delivered"),
+        5 * 20,
+        "every agent gets every jobs write"
+    );
+    assert_eq!(float(&jobs, "fanout_intended"), 20.0);
+    for row in read_csv(&report.dir, "writes.csv") {
+        assert_eq!(num(&row, "missed"), 0, "{row:?}");
+    }
+    let summary = read_csv(&report.dir, "summary.csv");
+    let delivery = summary
+        .iter()
+        .find(|r| r["metric"] == "delivery.pc")
+        .expect("delivery latency recorded");
+    assert_eq!(num(delivery, "count"), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_profile_delivers_a_pc_write_to_every_agent() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let report = run_scenario(
+        &scenario(20, "profile = \"legacy\"", PC_AND_JOBS),
+        out.path(),
+    )
+    .await;
+    assert_eq!(report.status, RunStatus::Ok, "{:?}", report.reasons);
+    let pc = kind_row(&report.dir, "pc");
+    assert_eq!(num(&pc, "delivered"), 20);
+    assert_eq!(
+        num(&pc, "unintended"),
+        20 * 19,
+        "the other 19 agents classify and drop it"
+    );
+    assert_eq!(float(&pc, "fanout_total"), 20.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_during_a_network_cut_reach_every_agent_after_recovery() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let steps = r#"
+[[steps]]
+kind = "write"
+target = "pc_each"
+rate = 10
+count = 30
+drain_timeout = "60s"
+background = true
+[[steps]]
+kind = "network_cut"
+refuse_for = "2s"
+[[steps]]
+kind = "wait_ready"
+"#;
+    let report = run_scenario(&scenario(15, "proxy = true", steps), out.path()).await;
+    assert_eq!(report.status, RunStatus::Ok, "{:?}", report.reasons);
+    let pc = kind_row(&report.dir, "pc");
+    assert_eq!(num(&pc, "acked"), 30);
+    assert_eq!(num(&pc, "delivered"), 30);
+    assert_eq!(num(&pc, "missed"), 0);
+    let reconcile = read_csv(&report.dir, "reconcile.csv");
+    assert_eq!(reconcile.len(), 15, "every agent expected writes");
+    assert!(
+        reconcile.iter().all(|r| num(r, "missed") == 0),
+        "{reconcile:?}"
+    );
+    // The writes straddled the outage: agents reconnected meanwhile.
+    let agents = read_csv(&report.dir, "agents.csv");
+    assert!(agents.iter().all(|a| num(a, "connects") >= 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_consumer_shows_up_as_missed_deliveries_for_that_agent() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let steps = r#"
+[[steps]]
+kind = "drop_consumer"
+agent = 3
+consumer = "jobs"
+[[steps]]
+kind = "write"
+target = "jobs"
+rate = 20
+count = 5
+drain_timeout = "3s"
+"#;
+    let report = run_scenario(&scenario(10, "", steps), out.path()).await;
+    assert_eq!(report.status, RunStatus::Failed);
+    assert!(
+        report.reasons.iter().any(|r| r.contains("missed")),
+        "{:?}",
+        report.reasons
+    );
+    let reconcile = read_csv(&report.dir, "reconcile.csv");
+    for row in &reconcile {
+        let expected_missed = if row["pc"] == "pc-00003" { 5 } else { 0 };
+        assert_eq!(num(row, "missed"), expected_missed, "{row:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_commands_reach_their_durable_consumers() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let steps = r#"
+[[steps]]
+kind = "exec"
+target = "all"
+rate = 20
+count = 4
+[[steps]]
+kind = "exec"
+target = "pc"
+rate = 20
+count = 10
+"#;
+    let report = run_scenario(&scenario(10, "", steps), out.path()).await;
+    assert_eq!(report.status, RunStatus::Ok, "{:?}", report.reasons);
+    assert_eq!(num(&kind_row(&report.dir, "exec_all"), "delivered"), 4 * 10);
+    let pc = kind_row(&report.dir, "exec_pc");
+    assert_eq!(num(&pc, "delivered"), 10);
+    assert_eq!(float(&pc, "fanout_total"), 1.0);
+}
