@@ -777,10 +777,14 @@ pub fn reconnect_delay(backoff: &Backoff, attempts: usize, unit: f64) -> Duratio
 /// splay, the splay counted from the first attempt after a disconnect. Attempts that
 /// fail inside the splay (the broker still down) do not end it early: every attempt
 /// waits at least until the splay is over, so agents stay spread however long the
-/// outage.
+/// outage. The first connection is not splayed (async-nats consults the same callback
+/// for it): the splay belongs to reconnects, the cold start has `splay_on_start`.
 struct ReconnectDelays {
     backoff: Backoff,
     splay: Duration,
+    /// Whether the agent has been connected yet (its connect count in the roster).
+    roster: Arc<crate::fleet::Roster>,
+    index: usize,
     splay_until: std::sync::Mutex<Option<Instant>>,
     /// Seeds the jitter: deterministic per run and agent.
     rng: std::sync::Mutex<rand::rngs::SmallRng>,
@@ -791,6 +795,8 @@ impl ReconnectDelays {
         ReconnectDelays {
             backoff: ctx.fleet.reconnect,
             splay,
+            roster: ctx.roster.clone(),
+            index,
             splay_until: std::sync::Mutex::new(None),
             rng: std::sync::Mutex::new(rand::rngs::SmallRng::seed_from_u64(
                 ctx.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ index as u64,
@@ -801,7 +807,7 @@ impl ReconnectDelays {
     fn delay(&self, attempts: usize) -> Duration {
         let unit = self.rng.lock().expect("rng lock").random::<f64>();
         let backoff = reconnect_delay(&self.backoff, attempts, unit);
-        if self.splay.is_zero() {
+        if self.splay.is_zero() || self.roster.cell(self.index).connects() == 0 {
             return backoff;
         }
         let mut until = self.splay_until.lock().expect("splay lock");

@@ -17,9 +17,13 @@
 //! - [`host`]: open-file limits and this process's own CPU and memory use.
 //! - [`run`]: executes a plan's steps against a broker and a fleet.
 //! - [`results`]: writes a run directory (summary.csv, .hgrm, errors.csv, manifest.json).
+//! - [`ab`]: runs an A/B scenario's variants interleaved into one directory.
+//! - [`compare`]: per-variant percentiles, ratios and bootstrap intervals (`compare.csv`).
 
+pub mod ab;
 pub mod agent;
 pub mod broker;
+pub mod compare;
 pub mod errors;
 pub mod fault_proxy;
 pub mod fleet;

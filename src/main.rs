@@ -74,13 +74,26 @@ fn validate(files: &[PathBuf]) -> ExitCode {
     let mut bad = false;
     for file in files {
         match scenario::parse_file(file) {
-            Ok(plan) => println!(
-                "{}: ok ({} agents, profile {}, {} steps)",
-                file.display(),
-                plan.fleet.agents,
-                plan.profile.name,
-                plan.steps.len()
-            ),
+            Ok(plan) => {
+                let variants = if plan.variants.is_empty() {
+                    String::new()
+                } else {
+                    let names: Vec<&str> = plan.variants.iter().map(|v| v.name.as_str()).collect();
+                    format!(
+                        "; variants {} x repeat {} = {} runs",
+                        names.join(", "),
+                        plan.repeat,
+                        names.len() * plan.repeat
+                    )
+                };
+                println!(
+                    "{}: ok ({} agents, profile {}, {} steps{variants})",
+                    file.display(),
+                    plan.fleet.agents,
+                    plan.profile.name,
+                    plan.steps.len()
+                )
+            }
             Err(e) => {
                 eprintln!("{e}");
                 bad = true;
@@ -114,6 +127,9 @@ fn run(
             return ExitCode::from(2);
         }
         plan.fleet.agents = n;
+        for variant in &mut plan.variants {
+            variant.plan.fleet.agents = n;
+        }
         if let Some((step, index)) = plan.agent_index_beyond(n) {
             eprintln!(
                 "{}: step {step} names agent {index}, but --agents {n} makes a fleet of \
@@ -125,6 +141,10 @@ fn run(
         }
     }
     if let Some(url) = server {
+        for variant in &mut plan.variants {
+            variant.plan.broker.url = Some(url.clone());
+            variant.plan.broker.monitor_url = monitor.clone();
+        }
         plan.broker.url = Some(url);
         plan.broker.monitor_url = monitor;
     }
@@ -133,6 +153,7 @@ fn run(
         scenario_path: Some(file),
         scenario_text,
         results_base: out.unwrap_or_else(fleetsim::run::default_results_base),
+        run_dir: None,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -149,14 +170,23 @@ fn run(
             std::future::pending::<()>().await;
         }
     };
-    match runtime.block_on(fleetsim::run::run(plan, options, ctrl_c)) {
-        Ok(report) => {
-            println!("{}", report.summary);
-            println!("results: {}", report.dir.display());
-            match report.status {
+    let outcome = if plan.variants.is_empty() {
+        runtime
+            .block_on(fleetsim::run::run(plan, options, ctrl_c))
+            .map(|r| (r.summary, r.dir, r.status, r.reasons))
+    } else {
+        runtime
+            .block_on(fleetsim::ab::run_ab(plan, options, ctrl_c))
+            .map(|r| (r.summary, r.dir, r.status, r.reasons))
+    };
+    match outcome {
+        Ok((summary, dir, status, reasons)) => {
+            println!("{summary}");
+            println!("results: {}", dir.display());
+            match status {
                 RunStatus::Ok => ExitCode::SUCCESS,
                 RunStatus::Failed | RunStatus::Partial => {
-                    for reason in &report.reasons {
+                    for reason in &reasons {
                         eprintln!("run failed: {reason}");
                     }
                     ExitCode::from(1)

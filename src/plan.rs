@@ -23,6 +23,19 @@ pub struct Plan {
     /// The profile the fleet runs, resolved from `fleet.profile`.
     pub profile: Profile,
     pub steps: Vec<Step>,
+    /// A/B variants from `[[variants]]`, each a complete plan (the file with the
+    /// variant's overrides applied); empty for a plain run.
+    pub variants: Vec<Variant>,
+    /// How many times each variant runs (`repeat`), interleaved A B A B ...
+    pub repeat: usize,
+}
+
+/// One named side of an A/B run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Variant {
+    pub name: String,
+    /// The scenario with this variant's overrides; its own `variants` is empty.
+    pub plan: Plan,
 }
 
 impl Plan {

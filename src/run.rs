@@ -23,7 +23,7 @@ use crate::fault_proxy::FaultProxy;
 use crate::fleet::{AgentState, Fleet};
 use crate::herd::ProbePlan;
 use crate::host;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Snapshot};
 use crate::plan::{Plan, StepAction, StopSignal, Trigger, WriteLoad};
 use crate::progress::Progress;
 use crate::provision::{self, group_id, pc_id};
@@ -47,6 +47,9 @@ pub struct RunOptions {
     pub scenario_text: String,
     /// Parent of the run directory (`results/` by default).
     pub results_base: PathBuf,
+    /// Write into exactly this directory (created if missing) instead of a new
+    /// timestamped one under `results_base`: an A/B run places each of its runs.
+    pub run_dir: Option<PathBuf>,
 }
 
 /// What a finished run produced.
@@ -56,6 +59,13 @@ pub struct RunReport {
     pub status: RunStatus,
     pub reasons: Vec<String>,
     pub summary: String,
+    /// Everything measured, for pooling across the repeats of an A/B variant.
+    pub snapshot: Snapshot,
+    /// Phase labels of the snapshot (`0:setup`, then one per step).
+    pub phases: Vec<String>,
+    /// Consumers on the broker after provisioning, before any agent started: 0 when the
+    /// run began from a fresh broker state (`None`: no monitoring endpoint).
+    pub consumers_at_start: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +212,10 @@ async fn drive(
         "provisioned"
     );
     check_host(plan)?;
+    let consumers_at_start = match broker.monitor_url() {
+        Some(m) => monitor::broker_counts(&m).await.ok().map(|c| c.consumers),
+        None => None,
+    };
     let tap = match ApiTap::start(&control).await {
         Ok(tap) => Some(tap),
         Err(e) => {
@@ -325,7 +339,13 @@ async fn drive(
 
     let mut phases = vec!["0:setup".to_string()];
     phases.extend(plan.steps.iter().map(|s| s.label()));
-    let dir = results::create_run_dir(&options.results_base, &plan.name, started_at)?;
+    let dir = match &options.run_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(results::ResultsError::io(dir))?;
+            dir.clone()
+        }
+        None => results::create_run_dir(&options.results_base, &plan.name, started_at)?,
+    };
     let record = RunRecord {
         plan,
         scenario_path: options.scenario_path.as_deref(),
@@ -337,7 +357,7 @@ async fn drive(
             status,
             reasons: reasons.clone(),
         },
-        phases,
+        phases: phases.clone(),
         agents,
         snapshot: metrics.snapshot(),
         fleet: FleetFigures {
@@ -360,6 +380,9 @@ async fn drive(
         status,
         reasons,
         summary,
+        snapshot: record.snapshot,
+        phases,
+        consumers_at_start,
     })
 }
 

@@ -15,6 +15,7 @@ pub async fn run_scenario(scenario: &str, out: &Path) -> RunReport {
         scenario_path: None,
         scenario_text: scenario.to_string(),
         results_base: out.to_path_buf(),
+        run_dir: None,
     };
     fleetsim::run::run(plan, options, std::future::pending())
         .await

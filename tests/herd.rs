@@ -103,8 +103,11 @@ async fn broker_restart_every_agent_recovers() {
         herd.iter().any(|r| num(r, "connected") < AGENTS),
         "a dip in connections"
     );
+    // Counted from advisories on fleetsim's own control connection, which reconnects
+    // in the same herd: creates made before it resubscribes are not seen, so this is a
+    // lower bound (that every consumer came back is checked on the broker's count above).
     let created: u64 = herd.iter().map(|r| num(r, "consumers_created")).sum();
-    assert!(created >= 6 * AGENTS, "watches recreated: {created}");
+    assert!(created > 0, "watches recreated: {created}");
 
     // The broker's own view: sampled throughout, the restart is a recorded gap.
     let broker = read_csv(&report.dir, "broker.csv");

@@ -266,14 +266,14 @@ pub enum ResultsError {
 }
 
 impl ResultsError {
-    fn io(path: &Path) -> impl FnOnce(io::Error) -> ResultsError + '_ {
+    pub fn io(path: &Path) -> impl FnOnce(io::Error) -> ResultsError + '_ {
         move |source| ResultsError::Io {
             path: path.to_path_buf(),
             source,
         }
     }
 
-    fn csv(path: &Path) -> impl FnOnce(csv::Error) -> ResultsError + '_ {
+    pub fn csv(path: &Path) -> impl FnOnce(csv::Error) -> ResultsError + '_ {
         move |source| ResultsError::Csv {
             path: path.to_path_buf(),
             source,
@@ -967,6 +967,8 @@ token = "tok-123"
                     },
                 },
             ],
+            variants: Vec::new(),
+            repeat: 1,
         }
     }
 

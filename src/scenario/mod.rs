@@ -30,6 +30,7 @@
 
 mod profile;
 mod steps;
+mod variants;
 mod walk;
 
 #[cfg(test)]
@@ -59,7 +60,7 @@ pub enum ScenarioError {
 
 /// One thing wrong in a scenario file. Displays as `<file>:<line>: <key>: <message>`
 /// (without `<key>: ` for a TOML syntax error, which belongs to no key).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Problem {
     /// The scenario's origin, or `src/profiles/<name>.toml` for a built-in profile.
     pub file: String,
@@ -115,7 +116,10 @@ pub fn parse_str(text: &str, origin: &str) -> Result<Plan, ScenarioError> {
     };
     let mut ctx = Ctx::new(origin, text);
     let root = Node::new(String::new(), doc.get_ref(), doc.span());
-    let plan = read_plan(&mut ctx, &root, origin);
+    let mut plan = read_plan(&mut ctx, &root, origin);
+    let (variants, repeat) = variants::read_variants(&mut ctx, &root, origin, &plan);
+    plan.variants = variants;
+    plan.repeat = repeat;
     let problems = ctx.into_problems();
     if problems.is_empty() {
         Ok(plan)
@@ -172,7 +176,7 @@ fn syntax_problem(file: &str, text: &str, error: &toml::de::Error) -> Problem {
     }
 }
 
-const ROOT_KEYS: [&str; 7] = [
+const ROOT_KEYS: [&str; 9] = [
     "name",
     "description",
     "seed",
@@ -180,6 +184,8 @@ const ROOT_KEYS: [&str; 7] = [
     "fleet",
     "profiles",
     "steps",
+    "variants",
+    "repeat",
 ];
 const BROKER_KEYS: [&str; 8] = [
     "url",
@@ -270,6 +276,8 @@ fn read_plan(ctx: &mut Ctx<'_>, root: &Node<'_, '_>, origin: &str) -> Plan {
         fleet,
         profile,
         steps,
+        variants: Vec::new(),
+        repeat: 1,
     }
 }
 

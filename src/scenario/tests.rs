@@ -1765,3 +1765,92 @@ fn shipped_scenarios_are_valid() {
         }
     }
 }
+
+const AB: &str = r#"name = "ab"
+repeat = 3
+
+[fleet]
+agents = 5
+splay_placement_unused = 1
+
+[[variants]]
+name = "off"
+
+[[variants]]
+name = "on"
+[variants.fleet]
+splay = "5s"
+profile = "legacy"
+
+[[steps]]
+kind = "start"
+"#;
+
+#[test]
+fn variants_override_fleet_settings_and_keep_the_rest() {
+    let text = AB.replace("splay_placement_unused = 1\n", "groups = 2\n");
+    let ab = plan(&text);
+    assert_eq!(ab.repeat, 3);
+    let names: Vec<&str> = ab.variants.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(names, ["off", "on"]);
+    let (off, on) = (&ab.variants[0].plan, &ab.variants[1].plan);
+    assert_eq!(off.fleet.splay, None);
+    assert_eq!(off.profile.name, "kanade");
+    assert_eq!(
+        on.fleet.splay.as_ref().map(|s| s.window),
+        Some(Duration::from_secs(5))
+    );
+    assert_eq!(on.profile.name, "legacy");
+    // Not overridden: inherited from [fleet].
+    assert_eq!((off.fleet.agents, on.fleet.groups), (5, 2));
+    assert!(on.variants.is_empty() && on.steps.len() == 1);
+}
+
+#[test]
+fn a_bad_value_in_a_variant_is_reported_at_its_own_line_once() {
+    let text = AB
+        .replace("splay = \"5s\"", "splay = \"5 parsecs\"\nagnets = 3")
+        .replace("splay_placement_unused = 1\n", "");
+    assert_eq!(
+        problems(&text),
+        [
+            "quick.toml:13: variants[2].fleet.splay: bad duration \"5 parsecs\"; use a number with a unit: 500ms, 10s, 2m, 1h",
+            "quick.toml:14: variants[2].fleet.agnets: unknown key; allowed: agents, groups, profile, catalog_entries, connect_timeout, request_timeout, setup_retries, reconnect_base, reconnect_cap, reconnect_jitter, splay, splay_placement, splay_on_start, proxy",
+        ]
+    );
+    // A mistake in the file itself is reported once, not once per variant.
+    let text = AB.replace("splay_placement_unused", "agnets");
+    assert_eq!(problems(&text).len(), 1, "{:?}", problems(&text));
+}
+
+#[test]
+fn variant_names_must_be_present_distinct_and_plain_and_there_must_be_two() {
+    let text = AB
+        .replace("name = \"on\"", "name = \"off\"")
+        .replace("splay_placement_unused = 1\n", "");
+    assert_eq!(
+        problems(&text),
+        ["quick.toml:11: variants[2].name: variant name \"off\" is used twice; names must differ"]
+    );
+    let text = AB
+        .replace("name = \"on\"", "name = \"on air\"")
+        .replace("splay_placement_unused = 1\n", "");
+    assert!(problems(&text)[0].contains("bad variant name \"on air\""));
+    let one = "[fleet]\nagents = 5\n\n[[variants]]\nname = \"a\"\n\n[[steps]]\nkind = \"start\"\n";
+    assert!(problems(one)[0].contains("needs at least two variants, got 1"));
+    let huge = format!("repeat = 1000\n{MINIMAL}");
+    assert_eq!(
+        problems(&huge),
+        ["quick.toml:1: repeat: must be at most 100, got 1000"]
+    );
+}
+
+#[test]
+fn repeat_without_variants_repeats_the_file_as_one_variant() {
+    let text = format!("repeat = 3\n{MINIMAL}");
+    let repeated = plan(&text);
+    assert_eq!(repeated.repeat, 3);
+    assert_eq!(repeated.variants.len(), 1);
+    assert_eq!(repeated.variants[0].name, "default");
+    assert!(plan(MINIMAL).variants.is_empty());
+}

@@ -57,6 +57,17 @@ impl<'s> Ctx<'s> {
         });
     }
 
+    /// An empty problem list for the same file, to read a variation of it (an A/B
+    /// variant) whose problems are merged back with [`Ctx::extend`].
+    pub(super) fn fork(&self) -> Ctx<'s> {
+        Ctx::new(&self.file, self.text)
+    }
+
+    /// The problems recorded so far.
+    pub(super) fn problems(&self) -> &[Problem] {
+        &self.problems
+    }
+
     /// Adds problems found in another file (a built-in profile).
     pub(super) fn extend(&mut self, problems: Vec<Problem>) {
         self.problems.extend(problems);

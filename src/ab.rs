@@ -1,0 +1,368 @@
+//! A/B runs: a scenario's `[[variants]]`, each run `repeat` times, interleaved
+//! A B A B ... into one run directory, then compared.
+//!
+//! Each run is an ordinary [`run::run`] of the variant's plan, on a fresh broker state:
+//! the embedded broker is started anew (new store dir) for every run; an external
+//! broker has its buckets and stream recreated (`reset`) before every run after the
+//! first, which also deletes the durable consumers the previous run left. Whether that
+//! held is recorded: `runs.csv` has the broker's consumer count before each run's first
+//! agent started.
+//!
+//! # The directory
+//!
+//! ```text
+//! <results>/<stamp>-<scenario>/
+//!   runs/01-off-r1/ ...      one complete single-run directory per run, in run order
+//!   runs.csv                 order,variant,repeat,status,dir,consumers_at_start
+//!   summary.csv, ...         every CSV of the runs, concatenated, with leading
+//!                            `variant,repeat` columns
+//!   compare.csv              see [`crate::compare`]
+//!   manifest.json            the A/B run: variants, repeat, order, status
+//! ```
+//!
+//! Interleaving matters on a shared machine: drift (another job, thermal throttling)
+//! lands on both variants instead of on whichever ran second.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use futures::FutureExt;
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::compare::{COMPARE_COLUMNS, CompareRow, VariantMeasurements, compare};
+use crate::metrics::Snapshot;
+use crate::plan::Plan;
+use crate::results::{self, ResultsError, RunStatus, redact_json, redact_scenario_text, rfc3339};
+use crate::run::{self, RunError, RunOptions};
+
+/// One run of an A/B run, in the order it ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunEntry {
+    pub order: usize,
+    pub variant: String,
+    pub repeat: usize,
+    pub status: String,
+    /// The run's directory, relative to the A/B directory.
+    pub dir: String,
+    pub consumers_at_start: Option<u64>,
+    /// Why the run failed (empty when ok); `;`-separated.
+    pub reasons: String,
+}
+
+/// Column order of `runs.csv`.
+const RUNS_COLUMNS: [&str; 7] = [
+    "order",
+    "variant",
+    "repeat",
+    "status",
+    "dir",
+    "consumers_at_start",
+    "reasons",
+];
+
+/// What an A/B run produced.
+#[derive(Debug)]
+pub struct AbReport {
+    pub dir: PathBuf,
+    pub status: RunStatus,
+    pub reasons: Vec<String>,
+    pub runs: Vec<RunEntry>,
+    pub compare: Vec<CompareRow>,
+    pub summary: String,
+}
+
+/// `manifest.json` of an A/B directory.
+#[derive(Debug, Serialize)]
+struct AbManifest {
+    kind: &'static str,
+    fleetsim_version: &'static str,
+    scenario: String,
+    scenario_file: Option<String>,
+    scenario_text: String,
+    repeat: usize,
+    variants: Vec<serde_json::Value>,
+    runs: Vec<RunEntry>,
+    started_at: String,
+    ended_at: String,
+    status: String,
+    reasons: Vec<String>,
+}
+
+/// Runs every variant of `plan` `plan.repeat` times, interleaved, and writes the A/B
+/// directory. `shutdown` (Ctrl-C) stops the current run, which is written as partial,
+/// and no further run starts; what was measured is merged and compared all the same.
+pub async fn run_ab(
+    plan: Plan,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<AbReport, RunError> {
+    let started_at = SystemTime::now();
+    let dir = match &options.run_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(ResultsError::io(dir))?;
+            dir.clone()
+        }
+        None => results::create_run_dir(&options.results_base, &plan.name, started_at)?,
+    };
+    let shutdown = shutdown.boxed_local().shared();
+    let total = plan.variants.len() * plan.repeat;
+    let mut entries: Vec<RunEntry> = Vec::new();
+    let mut pooled: BTreeMap<usize, (usize, Snapshot)> = BTreeMap::new();
+    let mut phases: Vec<String> = Vec::new();
+    let mut reasons = Vec::new();
+    let mut interrupted = false;
+    'runs: for repeat in 1..=plan.repeat {
+        for (index, variant) in plan.variants.iter().enumerate() {
+            let order = entries.len() + 1;
+            let rel = format!("runs/{order:02}-{}-r{repeat}", variant.name);
+            let mut sub_plan = variant.plan.clone();
+            if order > 1 && sub_plan.broker.url.is_some() {
+                sub_plan.broker.reset = true;
+            }
+            info!(
+                variant = %variant.name,
+                repeat,
+                "A/B run {order} of {total}"
+            );
+            let sub_options = RunOptions {
+                scenario_path: options.scenario_path.clone(),
+                scenario_text: options.scenario_text.clone(),
+                results_base: dir.join("runs"),
+                run_dir: Some(dir.join(&rel)),
+            };
+            let mut entry = RunEntry {
+                order,
+                variant: variant.name.clone(),
+                repeat,
+                status: String::new(),
+                dir: rel,
+                consumers_at_start: None,
+                reasons: String::new(),
+            };
+            match run::run(sub_plan, sub_options, shutdown.clone()).await {
+                Ok(report) => {
+                    entry.status = report.status.to_string();
+                    entry.reasons = report.reasons.join("; ");
+                    entry.consumers_at_start = report.consumers_at_start;
+                    if report.status != RunStatus::Ok {
+                        reasons.push(format!(
+                            "run {order} ({} r{repeat}) {}: {}",
+                            variant.name, report.status, entry.reasons
+                        ));
+                    }
+                    let (runs, snapshot) = pooled.entry(index).or_default();
+                    *runs += 1;
+                    snapshot.merge(&report.snapshot);
+                    if phases.is_empty() {
+                        phases = report.phases;
+                    }
+                    interrupted = report.status == RunStatus::Partial;
+                }
+                Err(e) => {
+                    warn!(error = %e, variant = %variant.name, repeat, "A/B run failed before measuring");
+                    entry.status = "error".to_string();
+                    entry.reasons = e.to_string();
+                    reasons.push(format!("run {order} ({} r{repeat}): {e}", variant.name));
+                    entries.push(entry);
+                    if entries.len() == 1 {
+                        // Nothing measured at all: the broker or host is the problem.
+                        return Err(e);
+                    }
+                    interrupted = true;
+                    break 'runs;
+                }
+            }
+            entries.push(entry);
+            if interrupted {
+                break 'runs;
+            }
+        }
+    }
+    if interrupted {
+        reasons.push(format!("stopped after {} of {total} runs", entries.len()));
+    }
+    let status = if interrupted {
+        RunStatus::Partial
+    } else if reasons.is_empty() {
+        RunStatus::Ok
+    } else {
+        RunStatus::Failed
+    };
+
+    merge_csvs(&dir, &entries)?;
+    let measurements: Vec<VariantMeasurements> = plan
+        .variants
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| {
+            pooled
+                .remove(&i)
+                .map(|(runs, snapshot)| VariantMeasurements {
+                    name: v.name.clone(),
+                    runs,
+                    snapshot,
+                })
+        })
+        .collect();
+    let rows = compare(&measurements, &phases, plan.seed);
+    write_rows(&dir.join("compare.csv"), &COMPARE_COLUMNS, &rows)?;
+    write_rows(&dir.join("runs.csv"), &RUNS_COLUMNS, &entries)?;
+
+    let manifest = AbManifest {
+        kind: "ab",
+        fleetsim_version: env!("CARGO_PKG_VERSION"),
+        scenario: plan.name.clone(),
+        scenario_file: options
+            .scenario_path
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        scenario_text: redact_scenario_text(&options.scenario_text),
+        repeat: plan.repeat,
+        variants: plan
+            .variants
+            .iter()
+            .map(|v| {
+                let mut value = serde_json::json!({
+                    "name": v.name,
+                    "fleet": v.plan.fleet,
+                    "broker": v.plan.broker,
+                    "profile": v.plan.profile.name,
+                });
+                redact_json(&mut value);
+                value
+            })
+            .collect(),
+        runs: entries.clone(),
+        started_at: rfc3339(started_at),
+        ended_at: rfc3339(SystemTime::now()),
+        status: status.to_string(),
+        reasons: reasons.clone(),
+    };
+    let path = dir.join("manifest.json");
+    let text = serde_json::to_string_pretty(&manifest).map_err(|source| ResultsError::Json {
+        path: path.clone(),
+        source,
+    })?;
+    std::fs::write(&path, text + "\n").map_err(ResultsError::io(&path))?;
+
+    let summary = render_summary(&dir, status, &entries, &rows);
+    Ok(AbReport {
+        dir,
+        status,
+        reasons,
+        runs: entries,
+        compare: rows,
+        summary,
+    })
+}
+
+/// Concatenates every CSV of the runs into one file of the same name in `dir`, with
+/// `variant,repeat` in front. Runs are taken in order; a file a run lacks is skipped
+/// for that run.
+fn merge_csvs(dir: &Path, entries: &[RunEntry]) -> Result<(), ResultsError> {
+    let mut names: Vec<String> = Vec::new();
+    for entry in entries {
+        let Ok(read) = std::fs::read_dir(dir.join(&entry.dir)) else {
+            continue;
+        };
+        let mut found: Vec<String> = read
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".csv"))
+            .collect();
+        found.sort();
+        for name in found {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    for name in names {
+        let path = dir.join(&name);
+        let mut out = csv::Writer::from_path(&path).map_err(ResultsError::csv(&path))?;
+        let mut header: Option<csv::StringRecord> = None;
+        for entry in entries {
+            let source = dir.join(&entry.dir).join(&name);
+            let Ok(mut reader) = csv::Reader::from_path(&source) else {
+                continue;
+            };
+            let theirs = reader
+                .headers()
+                .map_err(ResultsError::csv(&source))?
+                .clone();
+            match &header {
+                None => {
+                    let mut first = csv::StringRecord::from(vec!["variant", "repeat"]);
+                    first.extend(theirs.iter());
+                    out.write_record(&first).map_err(ResultsError::csv(&path))?;
+                    header = Some(theirs);
+                }
+                Some(h) if *h != theirs => {
+                    warn!(file = %source.display(), "columns differ from the first run's; not merged");
+                    continue;
+                }
+                Some(_) => {}
+            }
+            let repeat = entry.repeat.to_string();
+            for record in reader.records() {
+                let record = record.map_err(ResultsError::csv(&source))?;
+                let mut row = csv::StringRecord::from(vec![entry.variant.as_str(), &repeat]);
+                row.extend(record.iter());
+                out.write_record(&row).map_err(ResultsError::csv(&path))?;
+            }
+        }
+        out.flush().map_err(ResultsError::io(&path))?;
+    }
+    Ok(())
+}
+
+fn write_rows<R: Serialize>(path: &Path, columns: &[&str], rows: &[R]) -> Result<(), ResultsError> {
+    let mut out = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_path(path)
+        .map_err(ResultsError::csv(path))?;
+    out.write_record(columns).map_err(ResultsError::csv(path))?;
+    for row in rows {
+        out.serialize(row).map_err(ResultsError::csv(path))?;
+    }
+    out.flush().map_err(ResultsError::io(path))
+}
+
+/// The end-of-run text: the runs in order, then each verdict line.
+fn render_summary(
+    dir: &Path,
+    status: RunStatus,
+    entries: &[RunEntry],
+    rows: &[CompareRow],
+) -> String {
+    let mut out = format!("A/B run {status}: {}\n", dir.display());
+    for e in entries {
+        out.push_str(&format!(
+            "  run {:>2}  {:<16} r{}  {}{}\n",
+            e.order,
+            e.variant,
+            e.repeat,
+            e.status,
+            if e.reasons.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", e.reasons)
+            }
+        ));
+    }
+    let verdicts: Vec<&str> = rows
+        .iter()
+        .map(|r| r.verdict.as_str())
+        .filter(|v| !v.is_empty())
+        .collect();
+    if !verdicts.is_empty() {
+        out.push_str("verdicts (compare.csv has every metric):\n");
+        for v in verdicts {
+            out.push_str(&format!("  {v}\n"));
+        }
+    }
+    out
+}
