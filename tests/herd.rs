@@ -124,6 +124,25 @@ async fn broker_restart_every_agent_recovers() {
     let last = broker.last().expect("samples");
     assert_eq!(last["ok"], "true", "{last:?}");
     assert_eq!(num(last, "connections"), AGENTS + 1);
+    // Consumers on the broker: up to 7 per agent after the start, down when the
+    // restarted broker comes back holding only the durable ones, then back to 7 per agent.
+    let answered = |step: &str| -> Vec<u64> {
+        broker
+            .iter()
+            .filter(|r| r["step"] == step && r["ok"] == "true")
+            .map(|r| num(r, "consumers"))
+            .collect()
+    };
+    // (wait_ready can end between two samples: its end-of-step count is in steps.csv.)
+    let steps = read_csv(&report.dir, "steps.csv");
+    let settled = step_row(&steps, "2:wait_ready");
+    assert_eq!(num(settled, "broker_consumers_long_lived"), 7 * AGENTS);
+    let herd = answered("3:broker_restart");
+    assert!(
+        herd.iter().any(|&c| c < 7 * AGENTS),
+        "a dip after the restart: {herd:?}"
+    );
+    assert!(num(last, "consumers") >= 7 * AGENTS, "{last:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
