@@ -117,6 +117,30 @@ impl Broker {
         }
     }
 
+    /// A connection to the system account, where the API queue's LIMIT_REACHED
+    /// advisory is published. Only the embedded broker has one (fleetsim wrote its
+    /// config); for an external broker that advisory is not counted.
+    async fn system_client(&self) -> Option<async_nats::Client> {
+        let Broker::Embedded(b) = self else {
+            return None;
+        };
+        let (user, password) = b.system_user();
+        let connected = async_nats::ConnectOptions::with_user_and_password(
+            user.to_string(),
+            password.to_string(),
+        )
+        .name("fleetsim-system")
+        .connect(b.url())
+        .await;
+        match connected {
+            Ok(client) => Some(client),
+            Err(e) => {
+                warn!(error = %e, "cannot connect to the system account: api_limit_reached stays 0");
+                None
+            }
+        }
+    }
+
     fn monitor_url(&self) -> Option<String> {
         match self {
             Broker::Embedded(b) => Some(b.monitor_url()),
@@ -223,6 +247,16 @@ async fn drive(
             None
         }
     };
+    let system = match (&tap, broker.system_client().await) {
+        (Some(tap), Some(client)) => match tap.listen_system(&client).await {
+            Ok(listener) => Some((client, listener)),
+            Err(e) => {
+                warn!(error = %e, "cannot subscribe to API.LIMIT_REACHED: api_limit_reached stays 0");
+                None
+            }
+        },
+        _ => None,
+    };
     let proxy = if plan.fleet.proxy {
         let upstream = url
             .trim_start_matches("nats://")
@@ -323,6 +357,9 @@ async fn drive(
         None => Vec::new(),
     };
     fleet.shutdown(FLEET_STOP_WITHIN).await;
+    if let Some((_client, listener)) = system {
+        listener.abort();
+    }
     if counts.failed > 0 && !interrupted {
         reasons.push(format!(
             "{} of {} agents failed",

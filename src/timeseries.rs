@@ -30,6 +30,8 @@ pub const INTERVAL: Duration = Duration::from_millis(100);
 
 /// Advisory subjects the tap listens to.
 pub const ADVISORY_SUBJECTS: &str = "$JS.EVENT.ADVISORY.>";
+/// The API queue overflow advisory (system account).
+pub const API_LIMIT_REACHED: &str = "$JS.EVENT.ADVISORY.API.LIMIT_REACHED";
 
 /// What the broker's advisories say happened, counted by kind.
 #[derive(Default)]
@@ -58,6 +60,23 @@ impl ApiTap {
             }
         });
         Ok(tap)
+    }
+
+    /// Also counts `API.LIMIT_REACHED`, which nats-server publishes in the *system*
+    /// account only (unlike the audits and CREATED/DELETED, which go to the account that
+    /// made the request): `client` must be connected as a system-account user. The task
+    /// ends when the returned handle is aborted.
+    pub async fn listen_system(
+        self: &Arc<Self>,
+        client: &async_nats::Client,
+    ) -> Result<JoinHandle<()>, async_nats::SubscribeError> {
+        let mut sub = client.subscribe(API_LIMIT_REACHED).await?;
+        let counts = self.clone();
+        Ok(tokio::spawn(async move {
+            while let Some(msg) = sub.next().await {
+                counts.count(msg.subject.as_str(), &msg.payload);
+            }
+        }))
     }
 
     fn count(&self, subject: &str, payload: &[u8]) {

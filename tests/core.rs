@@ -45,8 +45,8 @@ async fn fifty_kanade_agents_hold_exactly_seven_consumers_each() {
     assert_eq!(num(after_ready, "broker_consumers_long_lived"), 7 * 50);
     assert_eq!(
         num(after_ready, "broker_connections"),
-        50 + 1,
-        "50 agents + the control connection"
+        50 + 2,
+        "50 agents + fleetsim's control and system-account connections"
     );
 
     let agents = read_csv(&report.dir, "agents.csv");

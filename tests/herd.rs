@@ -123,7 +123,11 @@ async fn broker_restart_every_agent_recovers() {
     );
     let last = broker.last().expect("samples");
     assert_eq!(last["ok"], "true", "{last:?}");
-    assert_eq!(num(last, "connections"), AGENTS + 1);
+    assert_eq!(
+        num(last, "connections"),
+        AGENTS + 2,
+        "agents + fleetsim's control and system connections"
+    );
     // Consumers on the broker: up to 7 per agent after the start, down when the
     // restarted broker comes back holding only the durable ones, then back to 7 per agent.
     let answered = |step: &str| -> Vec<u64> {

@@ -17,6 +17,18 @@ use super::{BrokerError, BrokerInfo, BrokerLimits, monitor};
 
 /// How long a started server gets to report `/healthz` ok.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(30);
+/// The system-account user fleetsim's advisory listener connects as.
+const SYSTEM_USER: &str = "fleetsim-system";
+
+/// 32 random hex digits.
+fn random_password() -> String {
+    use rand::RngExt;
+    let mut rng = rand::rng();
+    (0..32)
+        .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0'))
+        .collect()
+}
+
 /// How long a stopping server gets after SIGTERM before it is killed.
 const STOP_WITHIN: Duration = Duration::from_secs(60);
 
@@ -39,6 +51,9 @@ pub struct EmbeddedBroker {
     http_port: u16,
     options: EmbeddedOptions,
     version: Option<String>,
+    /// Password of the system-account user (random per broker, never logged): the
+    /// API queue's LIMIT_REACHED advisory is published in the system account only.
+    system_password: String,
 }
 
 impl EmbeddedBroker {
@@ -60,10 +75,16 @@ impl EmbeddedBroker {
             http_port,
             options,
             version,
+            system_password: random_password(),
         };
         std::fs::write(broker.config_path(), broker.config_text()).map_err(BrokerError::Files)?;
         broker.spawn_and_wait().await?;
         Ok(broker)
+    }
+
+    /// User and password of the system account, for fleetsim's own advisory listener.
+    pub fn system_user(&self) -> (&str, &str) {
+        (SYSTEM_USER, &self.system_password)
     }
 
     /// The client URL agents connect to.
@@ -193,7 +214,13 @@ impl EmbeddedBroker {
              lame_duck_duration: \"{ldd}ms\"\n\
              lame_duck_grace_period: \"{ldg}ms\"\n\
              jetstream {{\n  store_dir: {store:?}\n  request_queue_limit: {rql}\n  \
-             limits {{ default_max_consumers: {dmc} }}\n}}\n",
+             limits {{ default_max_consumers: {dmc} }}\n}}\n\
+             # Agents connect without credentials into FLEET (no_auth_user); fleetsim\n\
+             # listens to the system account's advisories as {sys_user}.\n\
+             accounts {{\n  FLEET {{ jetstream: enabled, users: [{{ user: fleet }}] }}\n  \
+             SYS {{ users: [{{ user: {sys_user}, password: {sys_pass:?} }}] }}\n}}\n\
+             system_account: SYS\n\
+             no_auth_user: fleet\n",
             port = self.port,
             http = self.http_port,
             maxc = o.max_connections,
@@ -202,6 +229,8 @@ impl EmbeddedBroker {
             dmc = o.default_max_consumers,
             ldd = o.lame_duck_duration.as_millis(),
             ldg = o.lame_duck_grace_period.as_millis(),
+            sys_user = SYSTEM_USER,
+            sys_pass = self.system_password,
         )
     }
 
