@@ -52,6 +52,11 @@ pub struct AgentContext {
     pub ledger: Ledger,
     /// Set by a `drop_consumer` step: (agent, consumer slot).
     pub drop_consumer: watch::Sender<Option<(usize, usize)>>,
+    /// When this context was made (before any agent): origin of `connect_attempt_at`.
+    pub epoch: Instant,
+    /// Loopback source addresses the agents spread over (agent i binds
+    /// 127.0.0.(1 + i mod n)); 1 = let the kernel choose, as a real agent does.
+    pub local_addresses: u8,
 }
 
 /// Consumer creates issued by agents: started and completed (ok or not), for the
@@ -64,6 +69,9 @@ pub struct CreateCounters {
 
 /// Metric ids agents record into, registered once per run.
 pub struct MetricIds {
+    /// When the agent's first connect attempt began, since [`AgentContext::epoch`]: its
+    /// spread (max - min) over an all-at-once start is how sharp a herd fleetsim fires.
+    pub connect_attempt_at: MetricId,
     pub connect: MetricId,
     pub kv_bind: MetricId,
     pub consumer_create: Vec<MetricId>,
@@ -90,6 +98,7 @@ impl AgentContext {
         metrics: Arc<Metrics>,
     ) -> Self {
         let ids = MetricIds {
+            connect_attempt_at: metrics.metric("connect_attempt_at"),
             connect: metrics.metric("connect"),
             kv_bind: metrics.metric("kv_bind"),
             consumer_create: profile
@@ -128,6 +137,8 @@ impl AgentContext {
             creates: CreateCounters::default(),
             ledger: Ledger::new(fleet_agents),
             drop_consumer: watch::channel(None).0,
+            epoch: Instant::now(),
+            local_addresses: 1,
         }
     }
 
@@ -374,6 +385,13 @@ impl<'a> Agent<'a> {
         if let Some((SplayPlacement::ReconnectDelay, delay)) = cold_splay {
             tokio::time::sleep(delay).await;
         }
+        if self.ctx.roster.cell(self.index).connects() == 0 {
+            metrics.record(
+                self.index,
+                self.ctx.ids.connect_attempt_at,
+                self.ctx.epoch.elapsed(),
+            );
+        }
         let client = self.connect(events).await;
         metrics.record(self.index, self.ctx.ids.connect, started.elapsed());
         if let Some((SplayPlacement::ReopenWatches, delay)) = cold_splay {
@@ -501,7 +519,12 @@ impl<'a> Agent<'a> {
             _ => Duration::ZERO,
         };
         let delays = ReconnectDelays::new(self.ctx, index, splay);
-        async_nats::ConnectOptions::new()
+        let mut options = async_nats::ConnectOptions::new();
+        if self.ctx.local_addresses > 1 {
+            let octet = 1 + (index % usize::from(self.ctx.local_addresses)) as u8;
+            options = options.local_address(std::net::SocketAddr::from(([127, 0, 0, octet], 0)));
+        }
+        options
             .name(&self.pc)
             .connection_timeout(self.ctx.fleet.connect_timeout)
             .request_timeout(Some(self.ctx.fleet.request_timeout))

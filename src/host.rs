@@ -50,6 +50,45 @@ pub fn check_fd_budget(agents: usize, fds_per_agent: u64, limit: u64) -> Result<
     ))
 }
 
+/// How many ports the kernel hands out for outgoing connections (`ip_local_port_range`);
+/// `None` where it cannot be read.
+pub fn ephemeral_ports() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut parts = text.split_whitespace().map(|p| p.parse::<u64>().ok());
+    let (low, high) = (parts.next()??, parts.next()??);
+    Some(high.saturating_sub(low) + 1)
+}
+
+/// Whether a broker URL points at this host's loopback (`127.x`, `localhost`, `[::1]`).
+pub fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let host = rest.rsplit('@').next().unwrap_or(rest);
+    host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]")
+}
+
+/// Over how many source addresses `agents` connections must spread so that each
+/// address needs at most 90 % of the `ports` ephemeral ports (the rest is left to the
+/// host). Toward loopback, up to 250 addresses (127.0.0.1 ... 127.0.0.250) can be
+/// used; toward another host only one, so a fleet too big for it is an error.
+pub fn source_addresses(agents: usize, ports: Option<u64>, loopback: bool) -> Result<u8, String> {
+    let Some(ports) = ports else {
+        return Ok(1);
+    };
+    let per_address = (ports * 9 / 10).max(1);
+    let needed = (agents as u64).div_ceil(per_address).max(1);
+    if needed == 1 {
+        return Ok(1);
+    }
+    if !loopback {
+        return Err(format!(
+            "{agents} agents need {agents} ephemeral ports toward the broker, but this host has              {ports} (net.ipv4.ip_local_port_range), about {per_address} usable. Run at most              {per_address} agents per fleetsim host, or widen the range              (sysctl net.ipv4.ip_local_port_range=\"1024 65000\")"
+        ));
+    }
+    u8::try_from(needed).ok().filter(|&n| n <= 250).ok_or_else(|| {
+        format!("{agents} agents need more than 250 loopback source addresses of {per_address} ports each")
+    })
+}
+
 /// This process's own resource use so far (the embedded broker, a child, is not included).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -80,6 +119,22 @@ pub fn process_usage() -> ProcessUsage {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn big_loopback_fleets_spread_over_source_addresses_and_remote_ones_are_refused() {
+        use super::{is_loopback_url, source_addresses};
+        // 28,232 ports (Linux's default range), 90 % usable per address.
+        let ports = Some(28_232);
+        assert_eq!(source_addresses(10_000, ports, true), Ok(1));
+        assert_eq!(source_addresses(30_000, ports, true), Ok(2));
+        assert_eq!(source_addresses(100_000, ports, true), Ok(4));
+        assert_eq!(source_addresses(10_000, None, false), Ok(1));
+        let err = source_addresses(30_000, ports, false).expect_err("remote");
+        assert!(err.contains("ip_local_port_range"), "{err}");
+        assert!(is_loopback_url("nats://127.0.0.1:4222"));
+        assert!(is_loopback_url("nats://u:p@localhost:4222"));
+        assert!(!is_loopback_url("nats://broker.example:4222"));
+    }
+
     use super::*;
 
     #[test]

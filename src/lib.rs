@@ -19,6 +19,7 @@
 //! - [`results`]: writes a run directory (summary.csv, .hgrm, errors.csv, manifest.json).
 //! - [`ab`]: runs an A/B scenario's variants interleaved into one directory.
 //! - [`compare`]: per-variant percentiles, ratios and bootstrap intervals (`compare.csv`).
+//! - [`sweep`]: one scenario at several fleet sizes: `sweep.csv`, the knee, `sizing.md`.
 
 pub mod ab;
 pub mod agent;
@@ -37,5 +38,6 @@ pub mod results;
 pub mod run;
 pub mod scenario;
 pub mod splay;
+pub mod sweep;
 pub mod timeseries;
 pub mod writes;

@@ -200,8 +200,18 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunReport, RunError> {
     let started_at = SystemTime::now();
+    // Before the broker starts: a fleet that cannot fit is refused before anything runs.
+    let local_addresses = check_host(&plan)?;
     let mut broker = Broker::start(&plan).await?;
-    let outcome = drive(&plan, &options, &mut broker, started_at, shutdown).await;
+    let outcome = drive(
+        &plan,
+        &options,
+        &mut broker,
+        started_at,
+        local_addresses,
+        shutdown,
+    )
+    .await;
     broker.stop().await;
     outcome
 }
@@ -212,6 +222,7 @@ async fn drive(
     options: &RunOptions,
     broker: &mut Broker,
     started_at: SystemTime,
+    local_addresses: u8,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunReport, RunError> {
     let url = broker.url();
@@ -235,7 +246,6 @@ async fn drive(
         secs = format!("{:.2}", provisioned.seconds),
         "provisioned"
     );
-    check_host(plan)?;
     let consumers_at_start = match broker.monitor_url() {
         Some(m) => monitor::broker_counts(&m).await.ok().map(|c| c.consumers),
         None => None,
@@ -276,13 +286,15 @@ async fn drive(
     let agent_url = proxy.as_ref().map_or_else(|| url.clone(), FaultProxy::url);
 
     let metrics = Arc::new(Metrics::new());
-    let ctx = Arc::new(AgentContext::new(
+    let mut ctx = AgentContext::new(
         agent_url,
         plan.fleet.clone(),
         plan.profile.clone(),
         plan.seed,
         metrics.clone(),
-    ));
+    );
+    ctx.local_addresses = local_addresses;
+    let ctx = Arc::new(ctx);
     let mut fleet = Fleet::new(ctx.clone());
     let run_start = Instant::now();
     let (step_tx, step_rx) = watch::channel("0:setup".to_string());
@@ -424,8 +436,10 @@ async fn drive(
 }
 
 /// Raises the open-files limit and refuses, before any agent connects, a fleet that
-/// cannot fit in it.
-fn check_host(plan: &Plan) -> Result<(), RunError> {
+/// cannot fit in it. Returns over how many loopback source addresses (127.0.0.1,
+/// 127.0.0.2, ...) the agents spread their connections: one address has only the
+/// ephemeral port range toward one broker port (~28k on Linux).
+fn check_host(plan: &Plan) -> Result<u8, RunError> {
     let (soft, hard) = host::raise_nofile_limit()
         .map_err(|e| RunError::Environment(format!("reading the open-files limit failed: {e}")))?;
     if soft < hard {
@@ -439,7 +453,10 @@ fn check_host(plan: &Plan) -> Result<(), RunError> {
     } else {
         FDS_PER_AGENT
     };
-    host::check_fd_budget(plan.fleet.agents, per_agent, soft).map_err(RunError::Environment)
+    host::check_fd_budget(plan.fleet.agents, per_agent, soft).map_err(RunError::Environment)?;
+    let loopback = plan.broker.url.as_deref().is_none_or(host::is_loopback_url);
+    host::source_addresses(plan.fleet.agents, host::ephemeral_ports(), loopback)
+        .map_err(RunError::Environment)
 }
 
 /// The steps of one run and what they recorded.

@@ -92,6 +92,27 @@ fn agents_override_below_a_named_agent_index_exits_2_before_running() {
 }
 
 #[test]
+fn a_fleet_beyond_the_open_files_limit_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("big.toml"),
+        "[fleet]\nagents = 10\n\n[[steps]]\nkind = \"start\"\n",
+    )
+    .expect("write scenario");
+    // Five million agents: one descriptor each is beyond any usual hard limit.
+    let out = fleetsim(&["run", "big.toml", "--agents", "5000000"], dir.path());
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("open files"), "names the limit: {err}");
+    assert!(err.contains("Run at most"), "says what fits: {err}");
+    assert!(err.contains("ulimit -Hn"), "says the fix: {err}");
+    assert!(
+        !err.contains("provisioned"),
+        "refused before provisioning: {err}"
+    );
+}
+
+#[test]
 fn a_missing_scenario_file_exits_2() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = fleetsim(&["validate", "nope.toml"], dir.path());

@@ -1,0 +1,537 @@
+//! Fleet-size sweeps: the same scenario at several fleet sizes, each on a fresh broker,
+//! one row per size in `sweep.csv`, the knee, and a sizing table (`sizing.md`).
+//!
+//! Every size is an ordinary [`run::run`] into `runs/<agents>/`, and its row is read
+//! back from that run's files, so a sweep reports exactly what the single runs say.
+//! The **knee** is the smallest size whose run did not pass: agents failed, a herd did
+//! not recover, or a threshold of the scenario failed. Sizes run smallest first and the
+//! sweep goes on past the knee (the sizes after it show how it degrades) unless
+//! `stop_at_knee` is set.
+//!
+//! The sizing table fits a line `a + b x agents` (least squares) through each measured
+//! column and extrapolates it to the seeds' fleet tiers, marking every figure that was
+//! not measured. Linear is what the broker's costs are per agent (consumers, memory,
+//! API requests per herd); recovery time is not linear past the knee, which is why
+//! extrapolated rows say so.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use futures::FutureExt;
+use serde::Serialize;
+use tracing::info;
+
+use crate::plan::{ConsumerKind, Plan, Profile, StepAction};
+use crate::results::{self, ResultsError, RunStatus};
+use crate::run::{self, RunError, RunOptions};
+
+/// The fleet tiers of seeds 000/001, always in the sizing table.
+pub const TIERS: [usize; 4] = [500, 3_000, 10_000, 50_000];
+
+/// One fleet size's measurements, read from its run directory.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SweepRow {
+    pub agents: usize,
+    pub status: String,
+    /// Long-lived consumers on the broker at the end of the run (the steady state).
+    pub consumers: u64,
+    pub consumers_per_agent: f64,
+    pub connections: u64,
+    /// Peak broker RSS (MiB) and CPU (% of one core) from `/varz`.
+    pub broker_mem_mib: f64,
+    pub broker_cpu_percent: f64,
+    pub broker_mem_kib_per_consumer: f64,
+    /// JetStream API requests (from advisories) per agent during the start steps.
+    pub api_per_agent_cold_start: f64,
+    /// JetStream API requests per agent during herd steps (empty without a herd).
+    pub api_per_agent_herd: Option<f64>,
+    pub recovery_p99_s: Option<f64>,
+    pub recovery_p100_s: Option<f64>,
+    pub ready_p99_ms: Option<f64>,
+    pub errors_total: u64,
+    /// `kind:count` pairs, `;`-separated.
+    pub errors_by_kind: String,
+    /// Why the run did not pass (`;`-separated), empty when it passed.
+    pub reasons: String,
+}
+
+/// What a sweep produced.
+#[derive(Debug)]
+pub struct SweepReport {
+    pub dir: PathBuf,
+    pub rows: Vec<SweepRow>,
+    /// The smallest size that did not pass, if any.
+    pub knee: Option<usize>,
+    pub summary: String,
+}
+
+/// Runs `plan` at each of `sizes` (sorted ascending, duplicates dropped).
+pub async fn sweep(
+    plan: Plan,
+    sizes: &[usize],
+    options: RunOptions,
+    stop_at_knee: bool,
+    shutdown: impl Future<Output = ()>,
+) -> Result<SweepReport, RunError> {
+    let mut sizes = sizes.to_vec();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let dir = match &options.run_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(ResultsError::io(dir))?;
+            dir.clone()
+        }
+        None => results::create_run_dir(
+            &options.results_base,
+            &format!("{}-sweep", plan.name),
+            SystemTime::now(),
+        )?,
+    };
+    let shutdown = shutdown.boxed_local().shared();
+    let mut rows = Vec::new();
+    let mut knee = None;
+    for &n in &sizes {
+        info!(agents = n, "sweep: next fleet size");
+        let mut sized = plan.clone();
+        sized.fleet.agents = n;
+        let run_dir = dir.join("runs").join(n.to_string());
+        let sub = RunOptions {
+            scenario_path: options.scenario_path.clone(),
+            scenario_text: options.scenario_text.clone(),
+            results_base: dir.join("runs"),
+            run_dir: Some(run_dir.clone()),
+        };
+        let report = run::run(sized, sub, shutdown.clone()).await?;
+        let mut row = measure(&run_dir, n).unwrap_or_else(|e| SweepRow {
+            agents: n,
+            reasons: format!("cannot read the run's results: {e}"),
+            ..SweepRow::default()
+        });
+        row.status = report.status.to_string();
+        row.reasons = report.reasons.join("; ");
+        let passed = report.status == RunStatus::Ok;
+        if !passed && knee.is_none() {
+            knee = Some(n);
+        }
+        rows.push(row);
+        if report.status == RunStatus::Partial || (!passed && stop_at_knee) {
+            break;
+        }
+    }
+    write_sweep_csv(&dir.join("sweep.csv"), &rows)?;
+    let sizing = sizing_markdown(&plan, &rows, knee);
+    let path = dir.join("sizing.md");
+    std::fs::write(&path, &sizing).map_err(ResultsError::io(&path))?;
+    let summary = render_summary(&dir, &rows, knee);
+    Ok(SweepReport {
+        dir,
+        rows,
+        knee,
+        summary,
+    })
+}
+
+type Row = BTreeMap<String, String>;
+
+fn read(dir: &Path, name: &str) -> Result<Vec<Row>, String> {
+    let path = dir.join(name);
+    let mut reader = csv::Reader::from_path(&path).map_err(|e| format!("{name}: {e}"))?;
+    let headers = reader
+        .headers()
+        .map_err(|e| format!("{name}: {e}"))?
+        .clone();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.map_err(|e| format!("{name}: {e}"))?;
+            Ok(headers
+                .iter()
+                .map(String::from)
+                .zip(r.iter().map(String::from))
+                .collect())
+        })
+        .collect()
+}
+
+fn num(row: &Row, col: &str) -> f64 {
+    row.get(col).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+}
+
+/// Reads one size's row from its run directory.
+pub fn measure(dir: &Path, agents: usize) -> Result<SweepRow, String> {
+    let steps = read(dir, "steps.csv")?;
+    let broker = read(dir, "broker.csv")?;
+    let timeseries = read(dir, "timeseries.csv")?;
+    let summary = read(dir, "summary.csv")?;
+    let recovery = read(dir, "recovery.csv").unwrap_or_default();
+    let errors = read(dir, "errors.csv")?;
+
+    let last = steps.last();
+    // Long-lived only: a sync's keys() walks leave short-lived consumers the server
+    // reaps ~30 s later, which are not the fleet's steady state.
+    let consumers = last.map_or(0.0, |s| {
+        if s["broker_consumers_long_lived"].is_empty() {
+            num(s, "broker_consumers")
+        } else {
+            num(s, "broker_consumers_long_lived")
+        }
+    }) as u64;
+    let answered: Vec<&Row> = broker.iter().filter(|r| r["ok"] == "true").collect();
+    let peak = |col: &str| answered.iter().map(|r| num(r, col)).fold(0.0, f64::max);
+    let broker_mem_mib = peak("mem_bytes") / 1_048_576.0;
+    let api = |r: &Row| {
+        [
+            "api_consumer_create",
+            "api_consumer_delete",
+            "api_stream_info",
+            "api_other",
+        ]
+        .iter()
+        .map(|c| num(r, c))
+        .sum::<f64>()
+    };
+    let herd_steps: Vec<&str> = recovery.iter().map(|r| r["step"].as_str()).collect();
+    let is_start = |step: &str| step.ends_with(":start") || step.ends_with(":wait_ready");
+    let cold: f64 = timeseries
+        .iter()
+        .take_while(|r| !herd_steps.contains(&r["step"].as_str()))
+        .filter(|r| is_start(&r["step"]))
+        .map(api)
+        .sum();
+    let herd: f64 = timeseries
+        .iter()
+        .filter(|r| herd_steps.contains(&r["step"].as_str()))
+        .map(api)
+        .sum();
+    let worst = |col: &str| {
+        recovery
+            .iter()
+            .map(|r| r[col].parse::<f64>().ok())
+            .try_fold(0.0f64, |acc, v| v.map(|v| acc.max(v)))
+    };
+    let ready_p99 = summary
+        .iter()
+        .filter(|r| r["metric"] == "ready")
+        .map(|r| num(r, "p99"))
+        .reduce(f64::max);
+    let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
+    for e in &errors {
+        *by_kind.entry(e["kind"].clone()).or_default() += num(e, "count") as u64;
+    }
+    let n = agents.max(1) as f64;
+    Ok(SweepRow {
+        agents,
+        status: String::new(),
+        consumers,
+        consumers_per_agent: round(consumers as f64 / n, 2),
+        connections: last.map_or(0.0, |s| num(s, "broker_connections")) as u64,
+        broker_mem_mib: round(broker_mem_mib, 1),
+        broker_cpu_percent: round(peak("cpu_percent"), 1),
+        broker_mem_kib_per_consumer: if consumers > 0 {
+            round(broker_mem_mib * 1024.0 / consumers as f64, 2)
+        } else {
+            0.0
+        },
+        api_per_agent_cold_start: round(cold / n, 2),
+        api_per_agent_herd: (!recovery.is_empty()).then(|| round(herd / n, 2)),
+        recovery_p99_s: if recovery.is_empty() {
+            None
+        } else {
+            worst("recovered_99_secs")
+        },
+        recovery_p100_s: if recovery.is_empty() {
+            None
+        } else {
+            worst("recovered_100_secs")
+        },
+        ready_p99_ms: ready_p99,
+        errors_total: by_kind.values().sum(),
+        errors_by_kind: by_kind
+            .iter()
+            .map(|(k, v)| format!("{k}:{v}"))
+            .collect::<Vec<_>>()
+            .join(";"),
+        reasons: String::new(),
+    })
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+fn write_sweep_csv(path: &Path, rows: &[SweepRow]) -> Result<(), ResultsError> {
+    let mut out = csv::Writer::from_path(path).map_err(ResultsError::csv(path))?;
+    for row in rows {
+        out.serialize(row).map_err(ResultsError::csv(path))?;
+    }
+    if rows.is_empty() {
+        out.write_record(["agents"])
+            .map_err(ResultsError::csv(path))?;
+    }
+    out.flush().map_err(ResultsError::io(path))
+}
+
+/// Least-squares `(intercept, slope)` of `ys` over `xs`; `None` with fewer than two
+/// distinct x.
+pub fn fit_line(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return None;
+    }
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    if sxx == 0.0 {
+        return None;
+    }
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let slope = sxy / sxx;
+    Some((my - slope * mx, slope))
+}
+
+/// Consumers one agent of `profile` holds on each stream (`KV_<bucket>`, `EXEC`).
+pub fn consumers_per_stream(profile: &Profile) -> BTreeMap<String, usize> {
+    let mut per = BTreeMap::new();
+    for c in &profile.consumers {
+        let stream = match &c.kind {
+            ConsumerKind::Watch { bucket, .. }
+            | ConsumerKind::WatchMany { bucket, .. }
+            | ConsumerKind::WatchAll { bucket } => format!("KV_{bucket}"),
+            ConsumerKind::ExecReplay => "EXEC".to_string(),
+        };
+        *per.entry(stream).or_default() += 1;
+    }
+    per
+}
+
+/// The broker limits a fleet of `agents` running `profile` needs.
+pub struct Limits {
+    pub max_connections: usize,
+    /// The most consumers one stream holds: `default_max_consumers` must be above it.
+    pub max_consumers_per_stream: usize,
+    pub busiest_stream: String,
+    /// Every consumer create of a synchronised herd fits in the API queue.
+    pub request_queue_limit: usize,
+}
+
+pub fn limits_for(profile: &Profile, agents: usize) -> Limits {
+    let per = consumers_per_stream(profile);
+    let (busiest, most) = per
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map_or((String::new(), 0), |(s, n)| (s.clone(), *n));
+    Limits {
+        // fleetsim's or an operator's own connections on top, and 10 % headroom.
+        max_connections: agents + agents / 10 + 10,
+        max_consumers_per_stream: agents * most,
+        busiest_stream: busiest,
+        // A herd re-creates every consumer within moments; the server drops the
+        // whole queue when it overflows, so it must hold one full herd.
+        request_queue_limit: (agents * profile.consumers.len()).max(10_000),
+    }
+}
+
+fn fmt_opt(x: Option<f64>, digits: usize) -> String {
+    x.map_or_else(|| "-".to_string(), |v| format!("{v:.digits$}"))
+}
+
+/// `sizing.md`: measured rows, the fitted per-agent costs, the seeds' tiers with
+/// extrapolations marked, and the limits each tier needs.
+pub fn sizing_markdown(plan: &Plan, rows: &[SweepRow], knee: Option<usize>) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# Sizing: {} (profile {})\n",
+        plan.name, plan.profile.name
+    );
+    let _ = writeln!(
+        md,
+        "Measured by `fleetsim sweep` on this host: one run per fleet size, each on a fresh broker. \
+         Rows marked *extrapolated* come from the fitted line, not a run.\n"
+    );
+    match knee {
+        Some(k) => {
+            let why = rows
+                .iter()
+                .find(|r| r.agents == k)
+                .map_or(String::new(), |r| r.reasons.clone());
+            let _ = writeln!(
+                md,
+                "**Knee: {k} agents**, the smallest size that did not pass ({why}).\n"
+            );
+        }
+        None => {
+            let _ = writeln!(md, "No knee: every measured size passed.\n");
+        }
+    }
+    let _ = writeln!(
+        md,
+        "| agents | source | consumers | broker RAM MiB | API req/agent per herd | recovery p100 s | status |\n|---:|---|---:|---:|---:|---:|---|"
+    );
+    let fit = |f: &dyn Fn(&SweepRow) -> Option<f64>| {
+        let points: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|r| r.status == "ok")
+            .filter_map(|r| f(r).map(|y| (r.agents as f64, y)))
+            .collect();
+        fit_line(&points)
+    };
+    let consumers = fit(&|r| Some(r.consumers as f64));
+    let mem = fit(&|r| Some(r.broker_mem_mib));
+    let api = fit(&|r| r.api_per_agent_herd.map(|a| a * r.agents as f64));
+    let recovery = fit(&|r| r.recovery_p100_s);
+    let mut sizes: Vec<usize> = rows.iter().map(|r| r.agents).collect();
+    sizes.extend(TIERS);
+    sizes.sort_unstable();
+    sizes.dedup();
+    let at = |line: Option<(f64, f64)>, n: usize| line.map(|(a, b)| (a + b * n as f64).max(0.0));
+    for n in sizes {
+        match rows.iter().find(|r| r.agents == n) {
+            Some(r) => {
+                let _ = writeln!(
+                    md,
+                    "| {n} | measured | {} | {:.1} | {} | {} | {} |",
+                    r.consumers,
+                    r.broker_mem_mib,
+                    fmt_opt(r.api_per_agent_herd.map(|a| a * n as f64), 0),
+                    fmt_opt(r.recovery_p100_s, 1),
+                    r.status
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    md,
+                    "| {n} | *extrapolated* | {} | {} | {} | {} | - |",
+                    fmt_opt(at(consumers, n), 0),
+                    fmt_opt(at(mem, n), 1),
+                    fmt_opt(at(api, n), 0),
+                    fmt_opt(at(recovery, n), 1),
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\nFitted per-agent costs (least squares over the passing sizes):\n"
+    );
+    for (what, line, unit) in [
+        ("consumers", consumers, "consumers"),
+        ("broker RAM", mem, "MiB"),
+        ("API requests per herd", api, "requests"),
+        ("herd recovery p100", recovery, "s"),
+    ] {
+        let _ = match line {
+            Some((a, b)) => writeln!(md, "- {what}: {a:.3} + {b:.5} {unit} per agent"),
+            None => writeln!(md, "- {what}: not enough passing sizes to fit"),
+        };
+    }
+    if knee.is_some() {
+        let _ = writeln!(
+            md,
+            "\nExtrapolations beyond the knee are lines through the sizes that passed: the broker does not degrade linearly past it."
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n## Broker limits per tier (from the profile: {} consumers per agent)\n",
+        plan.profile.consumers.len()
+    );
+    let _ = writeln!(
+        md,
+        "| agents | max_connections | default_max_consumers (busiest stream) | jetstream request_queue_limit |\n|---:|---:|---:|---:|"
+    );
+    for n in TIERS {
+        let l = limits_for(&plan.profile, n);
+        let _ = writeln!(
+            md,
+            "| {n} | {} | > {} ({}) | {} |",
+            l.max_connections, l.max_consumers_per_stream, l.busiest_stream, l.request_queue_limit
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nnats-server 2.15 defaults to 1,000 consumers per stream: a stream holding more than one consumer per agent fails at fleet sizes above 1,000 / (its consumers per agent). \
+         request_queue_limit defaults to 10,000, and an overflow drops the whole queue."
+    );
+    let herd_steps = plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s.action, StepAction::Herd { .. }))
+        .count();
+    if herd_steps == 0 {
+        let _ = writeln!(
+            md,
+            "\n(The scenario has no herd step: API requests per herd and recovery are not measured.)"
+        );
+    }
+    md
+}
+
+fn render_summary(dir: &Path, rows: &[SweepRow], knee: Option<usize>) -> String {
+    let mut out = format!("sweep: {}\n", dir.display());
+    let _ = writeln!(
+        out,
+        "{:>7}  {:<7} {:>9} {:>9} {:>12} {:>10} {:>7}",
+        "agents", "status", "consumers", "broker MiB", "api/agent herd", "recov p100", "errors"
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{:>7}  {:<7} {:>9} {:>10.1} {:>14} {:>10} {:>7}",
+            r.agents,
+            r.status,
+            r.consumers,
+            r.broker_mem_mib,
+            fmt_opt(r.api_per_agent_herd, 1),
+            fmt_opt(r.recovery_p100_s, 1),
+            r.errors_total
+        );
+    }
+    let _ = match knee {
+        Some(k) => writeln!(
+            out,
+            "knee: {k} agents (the smallest size that did not pass)"
+        ),
+        None => writeln!(out, "no knee: every size passed"),
+    };
+    out.push_str("sizing table: sizing.md");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_through_exact_points_is_recovered() {
+        let (a, b) = fit_line(&[(100.0, 712.0), (200.0, 1412.0), (400.0, 2812.0)]).expect("fit");
+        assert!((a - 12.0).abs() < 1e-9 && (b - 7.0).abs() < 1e-9, "{a} {b}");
+        assert_eq!(fit_line(&[(1.0, 1.0)]), None);
+        assert_eq!(fit_line(&[(5.0, 1.0), (5.0, 2.0)]), None);
+    }
+
+    #[test]
+    fn kanade_limits_follow_its_consumers_per_stream() {
+        let plan = crate::scenario::parse_str(
+            "[fleet]\nagents = 5\n\n[[steps]]\nkind = \"start\"\n",
+            "t.toml",
+        )
+        .expect("plan");
+        let per = consumers_per_stream(&plan.profile);
+        assert_eq!(per.values().sum::<usize>(), plan.profile.consumers.len());
+        // agent_groups holds two watches per agent: the stream that hits the cap first.
+        assert_eq!(per.get("KV_agent_groups"), Some(&2));
+        let l = limits_for(&plan.profile, 3_000);
+        assert_eq!(
+            (l.max_consumers_per_stream, l.busiest_stream.as_str()),
+            (6_000, "KV_agent_groups")
+        );
+        assert_eq!(l.request_queue_limit, 21_000);
+        let md = sizing_markdown(&plan, &[], None);
+        assert!(md.contains("| 50000 | *extrapolated*"), "{md}");
+    }
+}

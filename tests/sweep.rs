@@ -1,0 +1,87 @@
+//! Fleet-size sweeps end to end: one row per size read from real runs, consumers exactly
+//! 7 per agent, and the knee found where a limit of the broker is crossed.
+
+mod common;
+
+use std::process::Command;
+
+use common::{num, read_csv};
+
+/// A cold start, then a hold. `default_max_consumers = 100` is the artificially tight
+/// limit: the kanade agent keeps two watches on the agent_groups stream, so 50 agents
+/// fill it and the 80-agent fleet cannot all come up (nats-server's own default is
+/// 1,000 per stream, the same incident at 500 agents).
+const SCENARIO: &str = r#"
+name = "sweep-test"
+[broker]
+default_max_consumers = 100
+[fleet]
+agents = 1
+groups = 2
+catalog_entries = 3
+setup_retries = 0
+[[steps]]
+kind = "start"
+[[steps]]
+kind = "wait_ready"
+timeout = "30s"
+"#;
+
+#[test]
+fn a_sweep_writes_a_row_per_size_and_finds_the_knee() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("sweep.toml"), SCENARIO).expect("scenario");
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args([
+            "sweep",
+            "sweep.toml",
+            "--agents",
+            "20,40,80",
+            "--out",
+            "out",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .expect("fleetsim runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("knee: 80 agents"), "{stdout}");
+
+    let sweep_dir = std::fs::read_dir(dir.path().join("out"))
+        .expect("out dir")
+        .next()
+        .expect("one sweep dir")
+        .expect("entry")
+        .path();
+    let rows = read_csv(&sweep_dir, "sweep.csv");
+    let sizes: Vec<u64> = rows.iter().map(|r| num(r, "agents")).collect();
+    assert_eq!(sizes, [20, 40, 80]);
+    for row in &rows[..2] {
+        assert_eq!(row["status"], "ok", "{row:?}");
+        assert_eq!(num(row, "consumers"), 7 * num(row, "agents"), "{row:?}");
+        assert_eq!(row["errors_total"], "0");
+    }
+    let knee = &rows[2];
+    assert_eq!(knee["status"], "failed", "{knee:?}");
+    assert!(knee["errors_by_kind"].contains("jetstream"), "{knee:?}");
+    assert!(knee["reasons"].contains("agents failed"), "{knee:?}");
+
+    let sizing = std::fs::read_to_string(sweep_dir.join("sizing.md")).expect("sizing.md");
+    assert!(sizing.contains("**Knee: 80 agents**"), "{sizing}");
+    assert!(sizing.contains("| 20 | measured | 140 |"), "{sizing}");
+    assert!(
+        sizing.contains("| 3000 | *extrapolated* | 21000 |"),
+        "{sizing}"
+    );
+}
+
+#[test]
+fn sweep_sizes_must_be_positive_numbers() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args(["sweep", "x.toml", "--agents", "20,zero"])
+        .output()
+        .expect("fleetsim runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"zero\" is not a fleet size"));
+}
