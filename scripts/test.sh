@@ -8,6 +8,16 @@ NATS_SERVER_BIN="$(./scripts/provision-nats.sh | tail -n 1)"
 export NATS_SERVER_BIN
 echo "using nats-server: $NATS_SERVER_BIN ($("$NATS_SERVER_BIN" --version))"
 
+# Headless Chromium renders report.html in tests/report.rs. Where it can be provided
+# (on PATH, or Debian's package installed as root) the test is required to run; where it
+# cannot, that test says loudly that it skipped the rendering check.
+if CHROMIUM_BIN="$(./scripts/provision-chromium.sh | tail -n 1)" && [ -n "$CHROMIUM_BIN" ]; then
+  export CHROMIUM_BIN FLEETSIM_REQUIRE_CHROMIUM=1
+  echo "using chromium: $CHROMIUM_BIN"
+else
+  echo "warning: no chromium: tests/report.rs will skip rendering report.html" >&2
+fi
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 if cargo nextest --version >/dev/null 2>&1; then

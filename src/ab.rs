@@ -37,6 +37,7 @@ use crate::metrics::Snapshot;
 use crate::plan::Plan;
 use crate::results::{self, ResultsError, RunStatus, redact_json, redact_scenario_text, rfc3339};
 use crate::run::{self, RunError, RunOptions};
+use crate::thresholds::Outcome;
 
 /// One run of an A/B run, in the order it ran.
 #[derive(Debug, Clone, Serialize)]
@@ -71,7 +72,18 @@ pub struct AbReport {
     pub reasons: Vec<String>,
     pub runs: Vec<RunEntry>,
     pub compare: Vec<CompareRow>,
+    /// Every run's `[thresholds]` outcomes, in run order (each run also has its own
+    /// `thresholds.csv`, merged into the A/B directory's with `variant,repeat` columns).
+    pub thresholds: Vec<RunThresholds>,
     pub summary: String,
+}
+
+/// The threshold outcomes of one run of an A/B run.
+#[derive(Debug, Clone)]
+pub struct RunThresholds {
+    pub variant: String,
+    pub repeat: usize,
+    pub outcomes: Vec<Outcome>,
 }
 
 /// `manifest.json` of an A/B directory.
@@ -110,9 +122,10 @@ pub async fn run_ab(
     let shutdown = shutdown.boxed_local().shared();
     let total = plan.variants.len() * plan.repeat;
     let mut entries: Vec<RunEntry> = Vec::new();
-    let mut pooled: BTreeMap<usize, (usize, Snapshot)> = BTreeMap::new();
+    let mut measured: BTreeMap<usize, Vec<Snapshot>> = BTreeMap::new();
     let mut phases: Vec<String> = Vec::new();
     let mut reasons = Vec::new();
+    let mut thresholds: Vec<RunThresholds> = Vec::new();
     let mut interrupted = false;
     'runs: for repeat in 1..=plan.repeat {
         for (index, variant) in plan.variants.iter().enumerate() {
@@ -147,15 +160,20 @@ pub async fn run_ab(
                     entry.status = report.status.to_string();
                     entry.reasons = report.reasons.join("; ");
                     entry.consumers_at_start = report.consumers_at_start;
+                    if !report.thresholds.is_empty() {
+                        thresholds.push(RunThresholds {
+                            variant: variant.name.clone(),
+                            repeat,
+                            outcomes: report.thresholds.clone(),
+                        });
+                    }
                     if report.status != RunStatus::Ok {
                         reasons.push(format!(
                             "run {order} ({} r{repeat}) {}: {}",
                             variant.name, report.status, entry.reasons
                         ));
                     }
-                    let (runs, snapshot) = pooled.entry(index).or_default();
-                    *runs += 1;
-                    snapshot.merge(&report.snapshot);
+                    measured.entry(index).or_default().push(report.snapshot);
                     if phases.is_empty() {
                         phases = report.phases;
                     }
@@ -198,13 +216,10 @@ pub async fn run_ab(
         .iter()
         .enumerate()
         .filter_map(|(i, v)| {
-            pooled
-                .remove(&i)
-                .map(|(runs, snapshot)| VariantMeasurements {
-                    name: v.name.clone(),
-                    runs,
-                    snapshot,
-                })
+            measured.remove(&i).map(|runs| VariantMeasurements {
+                name: v.name.clone(),
+                runs,
+            })
         })
         .collect();
     let rows = compare(&measurements, &phases, plan.seed);
@@ -248,13 +263,20 @@ pub async fn run_ab(
     })?;
     std::fs::write(&path, text + "\n").map_err(ResultsError::io(&path))?;
 
-    let summary = render_summary(&dir, status, &entries, &rows);
+    let mut summary = render_summary(&dir, status, &entries, &rows);
+    summary.push_str(&render_thresholds(&thresholds));
+    // As for a single run: the page is a view of the files just written.
+    match crate::report::write_report(&dir) {
+        Ok(path) => summary.push_str(&format!("report: {}\n", path.display())),
+        Err(e) => tracing::warn!(error = %e, "report.html not written"),
+    }
     Ok(AbReport {
         dir,
         status,
         reasons,
         runs: entries,
         compare: rows,
+        thresholds,
         summary,
     })
 }
@@ -362,6 +384,67 @@ fn render_summary(
         out.push_str("verdicts (compare.csv has every metric):\n");
         for v in verdicts {
             out.push_str(&format!("  {v}\n"));
+        }
+    }
+    out
+}
+
+/// Thresholds per variant: a check passes for a variant only if it passed in every run
+/// of it; the failing runs are listed.
+fn render_thresholds(runs: &[RunThresholds]) -> String {
+    if runs.is_empty() {
+        return String::new();
+    }
+    let failed: usize = runs
+        .iter()
+        .map(|r| r.outcomes.iter().filter(|o| !o.passed).count())
+        .sum();
+    let mut out = if failed == 0 {
+        format!(
+            "thresholds: every check passes in all {} runs\n",
+            runs.len()
+        )
+    } else {
+        format!("thresholds: {failed} FAILED (thresholds.csv has every run's outcomes)\n")
+    };
+    let mut variants: Vec<&str> = Vec::new();
+    for r in runs {
+        if !variants.contains(&r.variant.as_str()) {
+            variants.push(&r.variant);
+        }
+    }
+    for variant in variants {
+        let mine: Vec<&RunThresholds> = runs.iter().filter(|r| r.variant == variant).collect();
+        let mut checks: Vec<&str> = Vec::new();
+        for r in &mine {
+            for o in &r.outcomes {
+                if !checks.contains(&o.check.as_str()) {
+                    checks.push(&o.check);
+                }
+            }
+        }
+        for check in checks {
+            let outcomes: Vec<(usize, &Outcome)> = mine
+                .iter()
+                .flat_map(|r| {
+                    r.outcomes
+                        .iter()
+                        .filter(|o| o.check == check)
+                        .map(move |o| (r.repeat, o))
+                })
+                .collect();
+            let failing: Vec<&(usize, &Outcome)> =
+                outcomes.iter().filter(|(_, o)| !o.passed).collect();
+            if failing.is_empty() {
+                out.push_str(&format!(
+                    "  pass  {variant}: {check} (all {} runs)\n",
+                    outcomes.len()
+                ));
+            } else {
+                for (repeat, o) in failing {
+                    out.push_str(&format!("  {variant} r{repeat}: {}\n", o.describe()));
+                }
+            }
         }
     }
     out

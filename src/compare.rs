@@ -4,12 +4,17 @@
 //! # Why a bootstrap, and on what
 //!
 //! The question is "did B change the p99", and a p99 has no textbook standard error.
-//! The percentile bootstrap needs no distribution assumption: resample each variant's
-//! per-agent samples with replacement, take the quantile of each, and keep the middle
-//! 95 % of the differences. Samples are pooled over a variant's repeats, which are
-//! interleaved A B A B ... so a machine that slows down mid-run slows both sides. With
-//! fewer than [`MIN_REPEAT_FOR_CI`] repeats there is no interval: one run per side
-//! measures that run's conditions more than the variant.
+//! The percentile bootstrap needs no distribution assumption: resample, take the
+//! quantile of each side, and keep the middle 95 % of the differences.
+//!
+//! The resampling has two levels, because the agents of one run are not independent:
+//! they live through the same herd, on the same broker, at the same moment, and a whole
+//! run can come out fast or slow. So each resample first draws a variant's runs with
+//! replacement, then that many per-agent samples from the drawn runs' pooled samples.
+//! Resampling agents alone would measure one run's noise and call a lucky run a
+//! difference. Repeats are interleaved A B A B ... so a machine that slows down
+//! mid-run slows both sides. With fewer than [`MIN_REPEAT_FOR_CI`] runs per variant
+//! there is no interval: too few runs to say how much runs vary.
 //!
 //! Samples come back out of the HdrHistograms (value and count per bucket), so they
 //! carry the histograms' 3 significant digits, far finer than any difference worth a
@@ -36,12 +41,37 @@ pub fn is_key_metric(metric: &str) -> bool {
         || metric.starts_with("delivery.")
 }
 
-/// One variant's measurements: its name, how many runs were pooled, and their merged
-/// snapshot (phases are step indexes, identical across variants of one scenario).
+/// One variant's measurements: its name and each of its runs' snapshot (phases are
+/// step indexes, identical across variants of one scenario).
 pub struct VariantMeasurements {
     pub name: String,
-    pub runs: usize,
-    pub snapshot: Snapshot,
+    pub runs: Vec<Snapshot>,
+}
+
+impl VariantMeasurements {
+    /// Every run's samples of (metric, phase), merged.
+    fn pooled(&self, metric: &str, phase: usize) -> Option<Histogram<u64>> {
+        let mut merged: Option<Histogram<u64>> = None;
+        for h in self.runs.iter().filter_map(|s| s.histogram(metric, phase)) {
+            match &mut merged {
+                None => merged = Some(h.clone()),
+                Some(m) => {
+                    let _ = m.add(h);
+                }
+            }
+        }
+        merged
+    }
+
+    /// Each run's samples of (metric, phase); runs without any are left out.
+    fn per_run(&self, metric: &str, phase: usize) -> Vec<Vec<u64>> {
+        self.runs
+            .iter()
+            .filter_map(|s| s.histogram(metric, phase))
+            .map(samples)
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
 }
 
 /// One row of `compare.csv`.
@@ -94,7 +124,7 @@ pub fn compare(variants: &[VariantMeasurements], phases: &[String], seed: u64) -
     };
     let mut keys: Vec<(usize, String)> = Vec::new();
     for v in variants {
-        for h in &v.snapshot.histograms {
+        for h in v.runs.iter().flat_map(|s| &s.histograms) {
             if !keys.iter().any(|(p, m)| *p == h.phase && *m == h.metric) {
                 keys.push((h.phase, h.metric.clone()));
             }
@@ -108,17 +138,18 @@ pub fn compare(variants: &[VariantMeasurements], phases: &[String], seed: u64) -
             .get(phase)
             .cloned()
             .unwrap_or_else(|| phase.to_string());
-        let base = first.snapshot.histogram(&metric, phase);
-        let base_samples = base.map(samples).unwrap_or_default();
+        let base = first.pooled(&metric, phase);
+        let base_runs = first.per_run(&metric, phase);
         for (i, v) in variants.iter().enumerate() {
-            let Some(hist) = v.snapshot.histogram(&metric, phase) else {
+            let Some(hist) = v.pooled(&metric, phase) else {
                 continue;
             };
+            let hist = &hist;
             let mut row = CompareRow {
                 phase: label.clone(),
                 metric: metric.clone(),
                 variant: v.name.clone(),
-                runs: v.runs,
+                runs: v.runs.len(),
                 count: hist.len(),
                 p50: ms(hist.value_at_quantile(0.5)),
                 p99: ms(hist.value_at_quantile(0.99)),
@@ -132,7 +163,7 @@ pub fn compare(variants: &[VariantMeasurements], phases: &[String], seed: u64) -
                 verdict: String::new(),
             };
             if i > 0
-                && let Some(base) = base
+                && let Some(base) = &base
             {
                 let (a50, a99) = (
                     ms(base.value_at_quantile(0.5)),
@@ -140,13 +171,12 @@ pub fn compare(variants: &[VariantMeasurements], phases: &[String], seed: u64) -
                 );
                 row.p50_ratio = ratio(row.p50, a50);
                 row.p99_ratio = ratio(row.p99, a99);
-                let with_ci = v.runs >= MIN_REPEAT_FOR_CI && first.runs >= MIN_REPEAT_FOR_CI;
-                let mine = samples(hist);
-                if with_ci && !mine.is_empty() && !base_samples.is_empty() {
-                    let (lo, hi) = diff_ci(&base_samples, &mine, 0.5, &mut rng);
+                let mine = v.per_run(&metric, phase);
+                if mine.len() >= MIN_REPEAT_FOR_CI && base_runs.len() >= MIN_REPEAT_FOR_CI {
+                    let (lo, hi) = diff_ci(&base_runs, &mine, 0.5, &mut rng);
                     row.p50_diff_ci_low = Some(lo);
                     row.p50_diff_ci_high = Some(hi);
-                    let (lo, hi) = diff_ci(&base_samples, &mine, 0.99, &mut rng);
+                    let (lo, hi) = diff_ci(&base_runs, &mine, 0.99, &mut rng);
                     row.p99_diff_ci_low = Some(lo);
                     row.p99_diff_ci_high = Some(hi);
                 }
@@ -186,16 +216,17 @@ fn verdict(phase: &str, metric: &str, base_name: &str, base_p99: f64, row: &Comp
     }
 }
 
-/// The 95 % percentile-bootstrap interval of `quantile(b) - quantile(a)`, in ms.
-pub fn diff_ci(a: &[u64], b: &[u64], q: f64, rng: &mut SmallRng) -> (f64, f64) {
-    let a = thin(a);
-    let b = thin(b);
-    let mut scratch_a = vec![0u64; a.len()];
-    let mut scratch_b = vec![0u64; b.len()];
+/// The 95 % two-level percentile-bootstrap interval of `quantile(b) - quantile(a)` in
+/// ms; `a` and `b` hold each run's per-agent samples (µs).
+pub fn diff_ci(a: &[Vec<u64>], b: &[Vec<u64>], q: f64, rng: &mut SmallRng) -> (f64, f64) {
+    let a: Vec<Vec<u64>> = a.iter().map(|run| thin(run)).collect();
+    let b: Vec<Vec<u64>> = b.iter().map(|run| thin(run)).collect();
+    let mut pool = Vec::new();
+    let mut scratch = Vec::new();
     let mut diffs: Vec<f64> = (0..RESAMPLES)
         .map(|_| {
-            let qa = resampled_quantile(&a, &mut scratch_a, q, rng);
-            let qb = resampled_quantile(&b, &mut scratch_b, q, rng);
+            let qa = resampled_quantile(&a, &mut pool, &mut scratch, q, rng);
+            let qb = resampled_quantile(&b, &mut pool, &mut scratch, q, rng);
             ms(qb) - ms(qa)
         })
         .collect();
@@ -204,10 +235,21 @@ pub fn diff_ci(a: &[u64], b: &[u64], q: f64, rng: &mut SmallRng) -> (f64, f64) {
     (at(0.025), at(0.975))
 }
 
-fn resampled_quantile(from: &[u64], scratch: &mut [u64], q: f64, rng: &mut SmallRng) -> u64 {
-    for slot in scratch.iter_mut() {
-        *slot = from[rng.random_range(0..from.len())];
+/// Draws `runs.len()` runs with replacement, pools their samples, draws as many
+/// samples from the pool with replacement, and returns their quantile `q`.
+fn resampled_quantile(
+    runs: &[Vec<u64>],
+    pool: &mut Vec<u64>,
+    scratch: &mut Vec<u64>,
+    q: f64,
+    rng: &mut SmallRng,
+) -> u64 {
+    pool.clear();
+    for _ in 0..runs.len() {
+        pool.extend_from_slice(&runs[rng.random_range(0..runs.len())]);
     }
+    scratch.clear();
+    scratch.extend((0..pool.len()).map(|_| pool[rng.random_range(0..pool.len())]));
     let rank = nearest_rank(scratch.len(), q);
     *scratch.select_nth_unstable(rank).1
 }
@@ -274,19 +316,30 @@ mod tests {
         h
     }
 
-    fn variant(name: &str, runs: usize, h: Histogram<u64>) -> VariantMeasurements {
+    /// A variant of `runs.len()` runs, each recording its samples (µs) as `recovery`.
+    fn variant(name: &str, runs: Vec<Vec<u64>>) -> VariantMeasurements {
         VariantMeasurements {
             name: name.to_string(),
-            runs,
-            snapshot: Snapshot {
-                histograms: vec![HistogramSnapshot {
-                    metric: "recovery".to_string(),
-                    phase: 3,
-                    histogram: h,
-                }],
-                errors: Vec::new(),
-            },
+            runs: runs
+                .into_iter()
+                .map(|run| Snapshot {
+                    histograms: vec![HistogramSnapshot {
+                        metric: "recovery".to_string(),
+                        phase: 3,
+                        histogram: hist(run),
+                    }],
+                    errors: Vec::new(),
+                })
+                .collect(),
         }
+    }
+
+    /// `n` runs of `per_run` samples around `center_ms`, each run shifted by its own
+    /// offset (`run_spread_ms` apart): runs differ as a whole, as herds do.
+    fn runs(center_ms: u64, n: u64, per_run: u64, run_spread_ms: u64, seed: u64) -> Vec<Vec<u64>> {
+        (0..n)
+            .map(|r| spread(center_ms + r * run_spread_ms, per_run, seed * 100 + r))
+            .collect()
     }
 
     /// Deterministic "noise": a spread of values around `center` (ms), in µs.
@@ -305,14 +358,13 @@ mod tests {
 
     #[test]
     fn a_known_difference_has_an_interval_around_it_that_excludes_zero() {
-        // B is A shifted by +3 s: every quantile moves by exactly 3 s.
-        let a = spread(5_000, 600, 1);
-        let b: Vec<u64> = a.iter().map(|v| v + 3_000_000).collect();
-        let rows = compare(
-            &[variant("off", 3, hist(a)), variant("on", 3, hist(b))],
-            &phases(),
-            7,
-        );
+        // B is A shifted by +3 s, run by run: every quantile moves by exactly 3 s.
+        let a = runs(5_000, 3, 200, 100, 1);
+        let b: Vec<Vec<u64>> = a
+            .iter()
+            .map(|run| run.iter().map(|v| v + 3_000_000).collect())
+            .collect();
+        let rows = compare(&[variant("off", a), variant("on", b)], &phases(), 7);
         let on = &rows[1];
         assert_eq!(on.variant, "on");
         let (lo, hi) = (on.p50_diff_ci_low.unwrap(), on.p50_diff_ci_high.unwrap());
@@ -330,13 +382,9 @@ mod tests {
     #[test]
     fn samples_from_one_distribution_show_no_difference() {
         // Two independent draws of the same distribution.
-        let a = spread(5_000, 600, 1);
-        let b = spread(5_000, 600, 2);
-        let rows = compare(
-            &[variant("off", 3, hist(a)), variant("on", 3, hist(b))],
-            &phases(),
-            7,
-        );
+        let a = runs(5_000, 3, 200, 100, 1);
+        let b = runs(5_000, 3, 200, 100, 2);
+        let rows = compare(&[variant("off", a), variant("on", b)], &phases(), 7);
         let on = &rows[1];
         let (lo, hi) = (on.p50_diff_ci_low.unwrap(), on.p50_diff_ci_high.unwrap());
         assert!(lo < 0.0 && hi > 0.0, "{lo}..{hi}");
@@ -347,8 +395,8 @@ mod tests {
     fn fewer_than_three_repeats_give_ratios_but_no_interval() {
         let rows = compare(
             &[
-                variant("off", 2, hist(spread(5_000, 100, 1))),
-                variant("on", 2, hist(spread(9_000, 100, 2))),
+                variant("off", runs(5_000, 2, 100, 0, 1)),
+                variant("on", runs(9_000, 2, 100, 0, 2)),
             ],
             &phases(),
             7,
@@ -363,6 +411,24 @@ mod tests {
             rows[1].verdict
         );
         assert_eq!(rows[1].phase, "3:broker_restart");
+    }
+
+    #[test]
+    fn a_difference_smaller_than_how_much_runs_vary_is_not_a_verdict() {
+        // B is 300 ms slower per agent, but whole runs vary by 1 s: three runs per side
+        // cannot tell. Agent-level resampling alone would call this a difference.
+        let a = runs(5_000, 3, 300, 1_000, 1);
+        let b: Vec<Vec<u64>> = a
+            .iter()
+            .rev()
+            .map(|run| run.iter().map(|v| v + 300_000).collect())
+            .collect();
+        let b = vec![b[1].clone(), b[0].clone(), b[2].clone()];
+        let rows = compare(&[variant("off", a), variant("on", b)], &phases(), 7);
+        let on = &rows[1];
+        let (lo, hi) = (on.p50_diff_ci_low.unwrap(), on.p50_diff_ci_high.unwrap());
+        assert!(lo < 0.0 && hi > 0.0, "{lo}..{hi}");
+        assert!(on.verdict.contains("no difference shown"), "{}", on.verdict);
     }
 
     #[test]

@@ -17,27 +17,37 @@
 //! - [`host`]: open-file limits and this process's own CPU and memory use.
 //! - [`run`]: executes a plan's steps against a broker and a fleet.
 //! - [`results`]: writes a run directory (summary.csv, .hgrm, errors.csv, manifest.json).
+//! - [`report`]: `report.html` of a run directory: timelines, percentile curves, tables.
 //! - [`ab`]: runs an A/B scenario's variants interleaved into one directory.
 //! - [`compare`]: per-variant percentiles, ratios and bootstrap intervals (`compare.csv`).
+//! - [`thresholds`]: `[thresholds]` checks over a run's results (`thresholds.csv`).
+//! - [`baseline`]: `fleetsim compare`: a run against a baseline run, ratio by ratio.
+//! - [`junit`]: JUnit XML of thresholds and comparisons, for CI systems.
+//! - [`gate`]: a run's outcome as a CI gate reads it: status, thresholds, key latencies.
 //! - [`sweep`]: one scenario at several fleet sizes: `sweep.csv`, the knee, `sizing.md`.
 
 pub mod ab;
 pub mod agent;
+pub mod baseline;
 pub mod broker;
 pub mod compare;
 pub mod errors;
 pub mod fault_proxy;
 pub mod fleet;
+pub mod gate;
 pub mod herd;
 pub mod host;
+pub mod junit;
 pub mod metrics;
 pub mod plan;
 pub mod progress;
 pub mod provision;
+pub mod report;
 pub mod results;
 pub mod run;
 pub mod scenario;
 pub mod splay;
 pub mod sweep;
+pub mod thresholds;
 pub mod timeseries;
 pub mod writes;

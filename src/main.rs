@@ -1,15 +1,18 @@
 //! The `fleetsim` command line: a thin shell over the library.
 //!
 //! Exit codes: 0 the run passed; 1 the run failed (agents not ready, agents failed, run
-//! interrupted); 2 bad input (scenario or arguments); 3 broker or environment error.
+//! interrupted, a threshold failed; `compare`: a regression); 2 bad input (scenario,
+//! arguments, unreadable or incomparable runs); 3 broker or environment error.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use fleetsim::results::RunStatus;
+use fleetsim::gate::{self, GateOutcome};
+use fleetsim::plan::{Plan, StepAction, Trigger};
 use fleetsim::run::RunOptions;
-use fleetsim::scenario;
+use fleetsim::{baseline, junit, scenario, thresholds};
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +43,47 @@ enum Command {
         /// Directory the run directory is created in (default: results).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Replace the scenario's broker_restart and lame_duck triggers with this command
+        /// (run with sh -c) for a broker fleetsim does not own, e.g. "docker restart nats".
+        #[arg(long, requires = "server", value_name = "COMMAND")]
+        herd_command: Option<String>,
+        /// Also write the outcome as JUnit XML: a test case per run and per threshold.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Print the outcome as JSON on stdout (status, thresholds, key latencies); the
+        /// table goes to stderr with the logs.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare a run with a baseline run: p50 and p99 of every metric as ratios; exit 1
+    /// when one regressed beyond the tolerance.
+    Compare {
+        /// Run directory (an A/B one too), or its summary.csv or compare.csv.
+        run: PathBuf,
+        /// Baseline run directory, or its summary.csv or compare.csv.
+        #[arg(long, value_name = "DIR")]
+        baseline: PathBuf,
+        /// Allowed regression, e.g. 10% [default: the scenario's [thresholds]
+        /// tolerance, else 10%].
+        #[arg(long, value_parser = parse_percent)]
+        tolerance: Option<f64>,
+        /// Figures below this on both sides are not compared [default: the scenario's
+        /// floor, else 5ms].
+        #[arg(long, value_parser = parse_floor)]
+        floor: Option<f64>,
+        /// Scenario whose [thresholds] give the tolerances [default: the one kept in the
+        /// run's manifest.json].
+        #[arg(long, value_name = "FILE")]
+        scenario: Option<PathBuf>,
+        /// Also write JUnit XML: a test case per compared figure.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Print the comparison as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// List every compared figure, not only those that moved.
+        #[arg(long)]
+        all: bool,
     },
     /// Run a scenario at several fleet sizes, each on a fresh broker: sweep.csv, the
     /// knee (the smallest size that does not pass) and a sizing table (sizing.md).
@@ -63,6 +107,11 @@ enum Command {
         #[arg(long)]
         stop_at_knee: bool,
     },
+    /// (Re)write report.html and charts/*.svg of a finished run directory (single or A/B).
+    Report {
+        /// The run directory (holds manifest.json).
+        dir: PathBuf,
+    },
     /// Check a scenario file without running it; reports every problem with its line.
     Validate {
         /// Scenario files (TOML).
@@ -82,13 +131,56 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { files } => validate(&files),
+        Command::Report { dir } => match fleetsim::report::write_report(&dir) {
+            Ok(path) => {
+                println!("{}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: {e}\nfleetsim report needs a finished run directory (one with manifest.json)"
+                );
+                ExitCode::from(2)
+            }
+        },
         Command::Run {
             file,
             agents,
             server,
             monitor,
             out,
-        } => run(file, agents, server, monitor, out),
+            herd_command,
+            junit,
+            json,
+        } => run(
+            file,
+            Overrides {
+                agents,
+                server,
+                monitor,
+                herd_command,
+            },
+            out,
+            Report { junit, json },
+        ),
+        Command::Compare {
+            run,
+            baseline,
+            tolerance,
+            floor,
+            scenario,
+            junit,
+            json,
+            all,
+        } => compare(
+            &run,
+            &baseline,
+            tolerance,
+            floor,
+            scenario.as_deref(),
+            Report { junit, json },
+            all,
+        ),
         Command::Sweep {
             file,
             agents,
@@ -235,8 +327,12 @@ fn validate(files: &[PathBuf]) -> ExitCode {
                         names.len() * plan.repeat
                     )
                 };
+                let checks = match plan.thresholds.checks.len() {
+                    0 => String::new(),
+                    n => format!(", {n} threshold checks"),
+                };
                 println!(
-                    "{}: ok ({} agents, profile {}, {} steps{variants})",
+                    "{}: ok ({} agents, profile {}, {} steps{checks}{variants})",
                     file.display(),
                     plan.fleet.agents,
                     plan.profile.name,
@@ -256,46 +352,138 @@ fn validate(files: &[PathBuf]) -> ExitCode {
     }
 }
 
-fn run(
-    file: PathBuf,
+/// Command-line changes to the scenario's plan.
+struct Overrides {
     agents: Option<usize>,
     server: Option<String>,
     monitor: Option<String>,
-    out: Option<PathBuf>,
-) -> ExitCode {
-    let mut plan = match scenario::parse_file(&file) {
-        Ok(plan) => plan,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
+    herd_command: Option<String>,
+}
+
+/// Where the outcome goes besides the text on stdout.
+struct Report {
+    junit: Option<PathBuf>,
+    json: bool,
+}
+
+impl Report {
+    /// Writes the JUnit file if asked; a file that cannot be written is an environment
+    /// error (exit 3), reported but not hiding the run's own outcome.
+    fn write_junit(&self, name: &str, suites: &[junit::Suite]) -> bool {
+        let Some(path) = &self.junit else {
+            return true;
+        };
+        match junit::write(path, name, suites) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("error: cannot write JUnit file {}: {e}", path.display());
+                false
+            }
         }
-    };
-    if let Some(n) = agents {
+    }
+
+    /// A run that never reached results: JUnit and JSON say why, then `code`.
+    fn fail_early(&self, scenario: &str, code: u8, message: &str) -> ExitCode {
+        eprintln!("{message}");
+        self.write_junit("fleetsim", &gate::error_suites(scenario, message));
+        if self.json {
+            let value = serde_json::json!({
+                "scenario": scenario,
+                "status": "error",
+                "passed": false,
+                "exit_code": code,
+                "error": message,
+            });
+            println!("{value:#}");
+        }
+        ExitCode::from(code)
+    }
+}
+
+/// Applies the command line to the plan; an error is bad input (exit 2).
+fn apply(plan: &mut Plan, file: &Path, o: Overrides) -> Result<(), String> {
+    if let Some(n) = o.agents {
         if n == 0 {
-            eprintln!("--agents must be a positive whole number, got 0");
-            return ExitCode::from(2);
+            return Err("--agents must be a positive whole number, got 0".to_string());
         }
         plan.fleet.agents = n;
         for variant in &mut plan.variants {
             variant.plan.fleet.agents = n;
         }
         if let Some((step, index)) = plan.agent_index_beyond(n) {
-            eprintln!(
+            return Err(format!(
                 "{}: step {step} names agent {index}, but --agents {n} makes a fleet of \
                  agents 0 to {}; raise --agents or change the step",
                 file.display(),
                 n - 1
-            );
-            return ExitCode::from(2);
+            ));
         }
     }
-    if let Some(url) = server {
+    if let Some(command) = &o.herd_command {
+        if command.trim().is_empty() {
+            return Err("--herd-command must not be empty".to_string());
+        }
+        replace_herd_triggers(plan, command);
+        for variant in &mut plan.variants {
+            replace_herd_triggers(&mut variant.plan, command);
+        }
+    }
+    if let Some(url) = o.server {
+        if let Some(step) = plan.steps.iter().find(|s| needs_embedded(&s.action)) {
+            return Err(format!(
+                "{}: step {} restarts the embedded broker, which --server replaces; pass \
+                 --herd-command \"<command that restarts your broker>\" (e.g. \"docker restart nats\")",
+                file.display(),
+                step.label()
+            ));
+        }
         for variant in &mut plan.variants {
             variant.plan.broker.url = Some(url.clone());
-            variant.plan.broker.monitor_url = monitor.clone();
+            variant.plan.broker.monitor_url = o.monitor.clone();
         }
         plan.broker.url = Some(url);
-        plan.broker.monitor_url = monitor;
+        plan.broker.monitor_url = o.monitor;
+    }
+    Ok(())
+}
+
+fn needs_embedded(action: &StepAction) -> bool {
+    matches!(
+        action,
+        StepAction::Herd {
+            trigger: Trigger::BrokerRestart { .. } | Trigger::LameDuck,
+            ..
+        }
+    )
+}
+
+/// `--herd-command`: every broker_restart and lame_duck step runs the command instead
+/// (its phase label becomes `<n>:command`).
+fn replace_herd_triggers(plan: &mut Plan, command: &str) {
+    for step in &mut plan.steps {
+        if let StepAction::Herd { trigger, .. } = &mut step.action
+            && matches!(trigger, Trigger::BrokerRestart { .. } | Trigger::LameDuck)
+        {
+            *trigger = Trigger::Command {
+                command: command.to_string(),
+                timeout: Duration::from_secs(60),
+            };
+        }
+    }
+}
+
+fn run(file: PathBuf, overrides: Overrides, out: Option<PathBuf>, report: Report) -> ExitCode {
+    let stem = file.file_stem().map_or_else(
+        || "scenario".to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    let mut plan = match scenario::parse_file(&file) {
+        Ok(plan) => plan,
+        Err(e) => return report.fail_early(&stem, 2, &e.to_string()),
+    };
+    let name = plan.name.clone();
+    if let Err(message) = apply(&mut plan, &file, overrides) {
+        return report.fail_early(&name, 2, &message);
     }
     let scenario_text = std::fs::read_to_string(&file).unwrap_or_default();
     let options = RunOptions {
@@ -310,8 +498,7 @@ fn run(
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::from(3);
+            return report.fail_early(&name, 3, &format!("cannot start the async runtime: {e}"));
         }
     };
     let ctrl_c = async {
@@ -322,30 +509,109 @@ fn run(
     let outcome = if plan.variants.is_empty() {
         runtime
             .block_on(fleetsim::run::run(plan, options, ctrl_c))
-            .map(|r| (r.summary, r.dir, r.status, r.reasons))
+            .map(|r| GateOutcome::from_run(&name, r))
     } else {
         runtime
             .block_on(fleetsim::ab::run_ab(plan, options, ctrl_c))
-            .map(|r| (r.summary, r.dir, r.status, r.reasons))
+            .map(|r| GateOutcome::from_ab(&name, r))
     };
-    match outcome {
-        Ok((summary, dir, status, reasons)) => {
-            println!("{summary}");
-            println!("results: {}", dir.display());
-            match status {
-                RunStatus::Ok => ExitCode::SUCCESS,
-                RunStatus::Failed | RunStatus::Partial => {
-                    for reason in &reasons {
-                        eprintln!("run failed: {reason}");
-                    }
-                    ExitCode::from(1)
-                }
-            }
-        }
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
         // Broker, provisioning, host limits, results directory: the environment, not the run.
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(3)
+        Err(e) => return report.fail_early(&name, 3, &format!("error: {e:#}")),
+    };
+    let text = format!("{}\nresults: {}", outcome.summary, outcome.dir.display());
+    if report.json {
+        eprintln!("{text}");
+        match serde_json::to_string_pretty(&outcome) {
+            Ok(json) => println!("{json}"),
+            Err(e) => eprintln!("error: cannot render the outcome as JSON: {e}"),
         }
+    } else {
+        println!("{text}");
+    }
+    for reason in &outcome.reasons {
+        eprintln!("run failed: {reason}");
+    }
+    for failure in outcome.failures() {
+        eprintln!("threshold failed: {failure}");
+    }
+    if !report.write_junit("fleetsim", &outcome.junit_suites()) {
+        return ExitCode::from(3);
+    }
+    ExitCode::from(outcome.exit_code)
+}
+
+fn parse_percent(text: &str) -> Result<f64, String> {
+    thresholds::parse_percent(text)
+}
+
+fn parse_floor(text: &str) -> Result<f64, String> {
+    scenario::parse_duration(text).map(|d| d.as_secs_f64() * 1000.0)
+}
+
+fn compare(
+    run: &Path,
+    base: &Path,
+    tolerance: Option<f64>,
+    floor: Option<f64>,
+    scenario_file: Option<&Path>,
+    report: Report,
+    all: bool,
+) -> ExitCode {
+    let loaded = baseline::load(run).and_then(|r| {
+        let b = baseline::load(base)?;
+        baseline::comparable(&r, &b)?;
+        Ok((r, b))
+    });
+    let (now, before) = match loaded {
+        Ok(sides) => sides,
+        Err(message) => return report.fail_early("compare", 2, &message),
+    };
+    // Per-metric tolerances: the scenario named on the command line, else the one the
+    // run kept in its manifest.
+    let plan = match scenario_file {
+        Some(file) => match scenario::parse_file(file) {
+            Ok(plan) => Some(plan),
+            Err(e) => return report.fail_early("compare", 2, &e.to_string()),
+        },
+        None => now.scenario_text.as_deref().and_then(|text| {
+            scenario::parse_str(text, "manifest.json scenario")
+                .map_err(|e| {
+                    eprintln!("warning: the run's scenario does not parse, its [thresholds] tolerances are not used:\n{e}")
+                })
+                .ok()
+        }),
+    };
+    let settings = baseline::Settings::resolve(
+        plan.as_ref().map(|p| &p.thresholds.baseline),
+        tolerance,
+        floor,
+    );
+    let comparison = baseline::compare(&now, &before, &settings);
+    let text = format!(
+        "{}(run: {}; baseline: {})",
+        baseline::render(&comparison, all),
+        now.kind,
+        before.kind
+    );
+    if report.json {
+        eprintln!("{text}");
+        let value = serde_json::json!({
+            "passed": comparison.regressed() == 0,
+            "exit_code": if comparison.regressed() == 0 { 0 } else { 1 },
+            "comparison": comparison,
+        });
+        println!("{value:#}");
+    } else {
+        println!("{text}");
+    }
+    if !report.write_junit("fleetsim compare", &[baseline::junit_suite(&comparison)]) {
+        return ExitCode::from(3);
+    }
+    if comparison.regressed() > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }

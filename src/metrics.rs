@@ -228,31 +228,6 @@ impl Snapshot {
     pub fn error_total(&self) -> u64 {
         self.errors.iter().map(|e| e.count).sum()
     }
-
-    /// Adds `other`'s samples and error counts to this one (pooling the repeats of one
-    /// A/B variant). Histograms grow to hold any value, so adding never fails.
-    pub fn merge(&mut self, other: &Snapshot) {
-        for h in &other.histograms {
-            match self
-                .histograms
-                .iter_mut()
-                .find(|mine| mine.metric == h.metric && mine.phase == h.phase)
-            {
-                Some(mine) => {
-                    let _ = mine.histogram.add(&h.histogram);
-                }
-                None => self.histograms.push(h.clone()),
-            }
-        }
-        for e in &other.errors {
-            match self.errors.iter_mut().find(|mine| {
-                mine.phase == e.phase && mine.operation == e.operation && mine.kind == e.kind
-            }) {
-                Some(mine) => mine.count += e.count,
-                None => self.errors.push(e.clone()),
-            }
-        }
-    }
 }
 
 /// One metric in one phase; values are microseconds.

@@ -28,6 +28,9 @@ pub struct Plan {
     pub variants: Vec<Variant>,
     /// How many times each variant runs (`repeat`), interleaved A B A B ...
     pub repeat: usize,
+    /// `[thresholds]`: checks evaluated when the run ends, and the settings of
+    /// `fleetsim compare`. A variant's plan has the file's checks and its own.
+    pub thresholds: crate::thresholds::Thresholds,
 }
 
 /// One named side of an A/B run.

@@ -66,6 +66,9 @@ pub struct RunReport {
     /// Consumers on the broker after provisioning, before any agent started: 0 when the
     /// run began from a fresh broker state (`None`: no monitoring endpoint).
     pub consumers_at_start: Option<u64>,
+    /// The plan's `[thresholds]` checks, evaluated on the results (also in
+    /// `thresholds.csv`); empty when the scenario has none.
+    pub thresholds: Vec<crate::thresholds::Outcome>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -423,7 +426,23 @@ async fn drive(
         broker_samples,
     };
     results::write_run(&dir, &record)?;
-    let summary = results::render_summary(&record);
+    let mut summary = results::render_summary(&record);
+    // Thresholds read the files just written, so they judge exactly what the directory
+    // shows; thresholds.csv comes after the manifest.
+    let thresholds = if plan.thresholds.checks.is_empty() {
+        Vec::new()
+    } else {
+        let outcomes = crate::thresholds::evaluate(&dir, &plan.thresholds.checks);
+        crate::thresholds::write_file(&dir, &outcomes)?;
+        summary.push_str(&crate::thresholds::render(&outcomes));
+        outcomes
+    };
+    // The page is a view of the files: a report that cannot be drawn loses nothing
+    // measured, so it is a warning, not a failed run.
+    match crate::report::write_report(&dir) {
+        Ok(path) => summary.push_str(&format!("report: {}\n", path.display())),
+        Err(e) => warn!(error = %e, "report.html not written"),
+    }
     Ok(RunReport {
         dir,
         status,
@@ -432,6 +451,7 @@ async fn drive(
         snapshot: record.snapshot,
         phases,
         consumers_at_start,
+        thresholds,
     })
 }
 

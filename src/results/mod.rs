@@ -969,6 +969,7 @@ token = "tok-123"
             ],
             variants: Vec::new(),
             repeat: 1,
+            thresholds: Default::default(),
         }
     }
 

@@ -30,6 +30,7 @@
 
 mod profile;
 mod steps;
+mod thresholds;
 mod variants;
 mod walk;
 
@@ -120,6 +121,15 @@ pub fn parse_str(text: &str, origin: &str) -> Result<Plan, ScenarioError> {
     let (variants, repeat) = variants::read_variants(&mut ctx, &root, origin, &plan);
     plan.variants = variants;
     plan.repeat = repeat;
+    // Checks may name the consumers of any variant's profile, so they are read last.
+    let base = thresholds::read_thresholds(&mut ctx, &root, &thresholds::known(&plan));
+    for variant in &mut plan.variants {
+        // A variant holds its own `thresholds = [...]` so far; the file's come first.
+        let own = std::mem::take(&mut variant.plan.thresholds.checks);
+        variant.plan.thresholds = base.clone();
+        variant.plan.thresholds.checks.extend(own);
+    }
+    plan.thresholds = base;
     let problems = ctx.into_problems();
     if problems.is_empty() {
         Ok(plan)
@@ -176,7 +186,7 @@ fn syntax_problem(file: &str, text: &str, error: &toml::de::Error) -> Problem {
     }
 }
 
-const ROOT_KEYS: [&str; 9] = [
+const ROOT_KEYS: [&str; 10] = [
     "name",
     "description",
     "seed",
@@ -186,6 +196,7 @@ const ROOT_KEYS: [&str; 9] = [
     "steps",
     "variants",
     "repeat",
+    "thresholds",
 ];
 const BROKER_KEYS: [&str; 8] = [
     "url",
@@ -278,6 +289,7 @@ fn read_plan(ctx: &mut Ctx<'_>, root: &Node<'_, '_>, origin: &str) -> Plan {
         steps,
         variants: Vec::new(),
         repeat: 1,
+        thresholds: Default::default(),
     }
 }
 

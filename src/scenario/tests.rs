@@ -540,7 +540,7 @@ fn top_level_problems() {
         [
             "quick.toml:1: name: must not be empty",
             "quick.toml:2: seed: must be zero or a positive whole number, got -1",
-            "quick.toml:3: fleets: unknown key; allowed: name, description, seed, broker, fleet, profiles, steps",
+            "quick.toml:3: fleets: unknown key; allowed: name, description, seed, broker, fleet, profiles, steps, variants, repeat, thresholds",
         ]
     );
     let text = "fleet = 5\n\n[[steps]]\nkind = \"start\"\n";
@@ -1853,4 +1853,125 @@ fn repeat_without_variants_repeats_the_file_as_one_variant() {
     assert_eq!(repeated.variants.len(), 1);
     assert_eq!(repeated.variants[0].name, "default");
     assert!(plan(MINIMAL).variants.is_empty());
+}
+
+const GATED: &str = r#"[fleet]
+agents = 5
+
+[[steps]]
+kind = "start"
+
+[[steps]]
+kind = "broker_restart"
+"#;
+
+#[test]
+fn thresholds_are_parsed_with_their_lines_and_compare_settings() {
+    let text = format!(
+        "{GATED}\n[thresholds]\nchecks = [\n  \"ready.p99 < 5s\",\n  \"recovery[2:broker_restart].p100 < 30s\",\n  \"consumer_create.jobs.max <= 2s\",\n]\ntolerance = \"15%\"\ntolerances = {{ \"recovery.p99\" = \"25%\", \"consumer_create.*\" = \"50%\" }}\nfloor = \"10ms\"\ncompare = [\"ready\", \"recovery\"]\n"
+    );
+    let plan = plan(&text);
+    let t = &plan.thresholds;
+    let texts: Vec<(&str, usize)> = t.checks.iter().map(|c| (c.text.as_str(), c.line)).collect();
+    assert_eq!(
+        texts,
+        [
+            ("ready.p99 < 5s", 12),
+            ("recovery[2:broker_restart].p100 < 30s", 13),
+            ("consumer_create.jobs.max <= 2s", 14),
+        ]
+    );
+    assert_eq!(t.baseline.tolerance, Some(0.15));
+    assert_eq!(
+        t.baseline.tolerances,
+        [
+            ("consumer_create.*".to_string(), 0.5),
+            ("recovery.p99".to_string(), 0.25)
+        ]
+    );
+    assert_eq!(t.baseline.floor_ms, Some(10.0));
+    assert_eq!(t.baseline.metrics, ["ready", "recovery"]);
+    assert!(plan.variants.is_empty());
+}
+
+#[test]
+fn every_bad_threshold_is_reported_at_its_line() {
+    let text = format!(
+        "{GATED}\n[thresholds]\nchecks = [\n  \"ready.p99 < 5s\",\n  \"ready.p99 < 5\",\n  \"raedy.p99 < 5s\",\n  \"recovery[7].p100 < 30s\",\n  42,\n]\nready = [\"p99 < 5s\"]\ntolerance = \"10\"\ntolerances = {{ \"nope.p99\" = \"5%\" }}\ncompare = [\"ready.p98\"]\n"
+    );
+    let found = problems(&text);
+    assert_eq!(found.len(), 8, "{found:#?}");
+    let expect = [
+        "quick.toml:13: thresholds.checks[2]: ready.p99 is a latency: give the limit a unit",
+        "quick.toml:14: thresholds.checks[3]: unknown metric \"raedy\"",
+        "quick.toml:15: thresholds.checks[4]: no phase \"7\" in this scenario; use a label (0:setup, 1:start, 2:broker_restart)",
+        "quick.toml:16: thresholds.checks[5]: expected a check string",
+        "quick.toml:18: thresholds.ready: unknown key; allowed: checks, tolerance, tolerances, floor, compare",
+        "quick.toml:19: thresholds.tolerance: bad percentage \"10\"",
+        "quick.toml:20: thresholds.tolerances.\"nope.p99\": unknown metric \"nope\"",
+        "quick.toml:21: thresholds.compare[1]: unknown metric \"ready.p98\"",
+    ];
+    for (problem, expected) in found.iter().zip(expect) {
+        assert!(
+            problem.starts_with(expected),
+            "{problem}\n  expected {expected}"
+        );
+    }
+}
+
+#[test]
+fn variants_get_the_files_checks_and_their_own() {
+    let text = r#"repeat = 2
+
+[fleet]
+agents = 5
+
+[[steps]]
+kind = "start"
+
+[thresholds]
+checks = ["ready.p99 < 5s"]
+
+[[variants]]
+name = "a"
+thresholds = ["consumer_create.jobs.p99 < 1s"]
+
+[[variants]]
+name = "b"
+fleet = { profile = "legacy" }
+"#;
+    let plan = plan(text);
+    assert_eq!(plan.thresholds.checks.len(), 1);
+    let checks = |i: usize| -> Vec<&str> {
+        plan.variants[i]
+            .plan
+            .thresholds
+            .checks
+            .iter()
+            .map(|c| c.text.as_str())
+            .collect()
+    };
+    assert_eq!(
+        checks(0),
+        ["ready.p99 < 5s", "consumer_create.jobs.p99 < 1s"]
+    );
+    assert_eq!(checks(1), ["ready.p99 < 5s"]);
+
+    let bad = text.replace("consumer_create.jobs.p99", "consumer_create.nope.p99");
+    let found = problems(&bad);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with(
+            "quick.toml:14: variants[1].thresholds[1]: unknown metric \"consumer_create.nope\""
+        ),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn repeat_without_variants_carries_the_checks() {
+    let text = format!("repeat = 3\n{GATED}\n[thresholds]\nchecks = [\"recovery.p100 < 30s\"]\n");
+    let plan = plan(&text);
+    assert_eq!(plan.variants.len(), 1);
+    assert_eq!(plan.variants[0].plan.thresholds, plan.thresholds);
 }

@@ -14,11 +14,12 @@ use std::collections::HashSet;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use super::thresholds;
 use super::walk::{Ctx, Node};
 use super::{POSITIVE, Problem, read_plan};
 use crate::plan::{Plan, Variant};
 
-const VARIANT_KEYS: [&str; 3] = ["name", "fleet", "broker"];
+const VARIANT_KEYS: [&str; 4] = ["name", "fleet", "broker", "thresholds"];
 /// The tables a variant may override.
 const OVERRIDABLE: [&str; 2] = ["fleet", "broker"];
 /// At most this many runs in one invocation (variants x repeat): a typo like
@@ -131,9 +132,12 @@ pub(super) fn read_variants(
                 Spanned::new(span, DeValue::Table(combined)),
             );
         }
-        let plan = read_merged(ctx, root, &merged, origin, &node);
+        let mut plan = read_merged(ctx, root, &merged, origin, &node);
+        // This variant's own checks, named against its own profile; the file's
+        // `[thresholds]` are added in front of them once they are read.
+        plan.thresholds.checks =
+            thresholds::read_checks(ctx, &node, "thresholds", &thresholds::known(&plan));
         if let Some(name) = name {
-            let mut plan = plan;
             plan.name = base.name.clone();
             variants.push(Variant { name, plan });
         }

@@ -1,0 +1,717 @@
+//! `fleetsim compare RUN --baseline DIR`: a run against a committed baseline run, metric
+//! by metric, failing on a regression beyond a tolerance.
+//!
+//! # What is compared
+//!
+//! The p50 and p99 of every (phase, metric) latency, as `now / baseline` ratios: higher
+//! is worse. A ratio above `1 + tolerance` is a regression and fails the comparison;
+//! below `1 / (1 + tolerance)` it is an improvement (reported, never a failure).
+//!
+//! # Robust to a noisy machine
+//!
+//! - Ratios, not differences, so one tolerance fits 5 ms gets and 9 s herds alike.
+//! - A floor (default 5 ms): a figure below it on both sides is not compared; a 2 ms get
+//!   doubling is scheduling noise, not a regression.
+//! - Repeats: an A/B or `repeat = N` directory is compared through its `compare.csv`,
+//!   whose p50/p99 pool every repeat's samples of a variant, so a gate can rest on
+//!   hundreds of samples from several runs rather than one run. A merged `summary.csv`
+//!   with `variant,repeat` columns is reduced to the median over repeats of each figure.
+//! - Tolerances per metric from the scenario's `[thresholds]` (`tolerances`, `compare`)
+//!   for the metrics that are known to swing.
+//!
+//! A metric only one side has is listed (`missing`, `new`) but does not fail: a run that
+//! lost a metric it should have is the thresholds' business (they fail "not measured").
+//! Runs of different fleet sizes are refused outright (the manifests say).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::junit;
+use crate::thresholds::{BaselineSettings, pattern_covers};
+
+pub const DEFAULT_TOLERANCE: f64 = 0.10;
+pub const DEFAULT_FLOOR_MS: f64 = 5.0;
+/// The stats compared per (phase, metric).
+pub const STATS: [&str; 2] = ["p50", "p99"];
+
+/// The figures of one side: a run directory, or a summary.csv/compare.csv file.
+#[derive(Debug, Clone)]
+pub struct Figures {
+    /// The file the figures were read from.
+    pub source: PathBuf,
+    /// `summary.csv`, `summary.csv (median of N repeats)` or `compare.csv (pooled)`.
+    pub kind: String,
+    pub rows: Vec<FigureRow>,
+    /// `fleet.agents` from the manifest next to the file, when there is one.
+    pub agents: Option<u64>,
+    /// The scenario text kept in that manifest.
+    pub scenario_text: Option<String>,
+}
+
+/// p50 and p99 (ms) of one (variant, phase, metric); variant is empty for a single run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FigureRow {
+    pub variant: String,
+    pub phase: String,
+    pub metric: String,
+    pub p50: f64,
+    pub p99: f64,
+}
+
+impl FigureRow {
+    fn stat(&self, stat: &str) -> f64 {
+        if stat == "p50" { self.p50 } else { self.p99 }
+    }
+}
+
+/// Reads one side. `path` is a run directory (its `compare.csv` if it has one, else its
+/// `summary.csv`) or one of those files.
+pub fn load(path: &Path) -> Result<Figures, String> {
+    let (file, manifest) = if path.is_dir() {
+        let compare = path.join("compare.csv");
+        let summary = path.join("summary.csv");
+        let file = if compare.is_file() {
+            compare
+        } else if summary.is_file() {
+            summary
+        } else {
+            return Err(format!(
+                "{}: no summary.csv or compare.csv: not a fleetsim run directory",
+                path.display()
+            ));
+        };
+        (file, path.join("manifest.json"))
+    } else if path.is_file() {
+        let manifest = path.parent().map_or_else(
+            || PathBuf::from("manifest.json"),
+            |p| p.join("manifest.json"),
+        );
+        (path.to_path_buf(), manifest)
+    } else {
+        return Err(format!("{}: no such file or directory", path.display()));
+    };
+    let (kind, rows) = read_figures(&file)?;
+    let manifest: Option<serde_json::Value> = std::fs::read_to_string(&manifest)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let agents = manifest.as_ref().and_then(|m| {
+        m.pointer("/settings/fleet/agents")
+            .or_else(|| m.pointer("/variants/0/fleet/agents"))
+            .and_then(|v| v.as_u64())
+    });
+    let scenario_text = manifest.as_ref().and_then(|m| {
+        m.pointer("/scenario/text")
+            .or_else(|| m.get("scenario_text"))
+            .and_then(|v| v.as_str())
+            .map(String::from)
+    });
+    Ok(Figures {
+        source: file,
+        kind,
+        rows,
+        agents,
+        scenario_text,
+    })
+}
+
+fn read_figures(path: &Path) -> Result<(String, Vec<FigureRow>), String> {
+    let fail = |e: csv::Error| format!("{}: {e}", path.display());
+    let mut reader = csv::Reader::from_path(path).map_err(fail)?;
+    let headers = reader.headers().map_err(fail)?.clone();
+    let col = |name: &str| headers.iter().position(|h| h == name);
+    let (Some(phase), Some(metric), Some(p50), Some(p99)) =
+        (col("phase"), col("metric"), col("p50"), col("p99"))
+    else {
+        return Err(format!(
+            "{}: not a summary.csv or compare.csv (needs phase, metric, p50 and p99 columns)",
+            path.display()
+        ));
+    };
+    let variant = col("variant");
+    let pooled = col("runs").is_some();
+    let mut samples: BTreeMap<(String, String, String), Vec<(f64, f64)>> = BTreeMap::new();
+    let mut order: Vec<(String, String, String)> = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(fail)?;
+        let get = |i: usize| record.get(i).unwrap_or_default().to_string();
+        let number = |i: usize| -> Result<f64, String> {
+            get(i).trim().parse().map_err(|_| {
+                format!(
+                    "{}: line {}: {:?} is not a number",
+                    path.display(),
+                    record.position().map_or(0, |p| p.line()),
+                    get(i)
+                )
+            })
+        };
+        let key = (
+            variant.map(get).unwrap_or_default(),
+            get(phase),
+            get(metric),
+        );
+        let values = (number(p50)?, number(p99)?);
+        if !samples.contains_key(&key) {
+            order.push(key.clone());
+        }
+        samples.entry(key).or_default().push(values);
+    }
+    let repeats = samples.values().map(Vec::len).max().unwrap_or(1);
+    let rows = order
+        .into_iter()
+        .map(|key| {
+            let values = &samples[&key];
+            let (variant, phase, metric) = key;
+            FigureRow {
+                variant,
+                phase,
+                metric,
+                p50: median(values.iter().map(|v| v.0).collect()),
+                p99: median(values.iter().map(|v| v.1).collect()),
+            }
+        })
+        .collect();
+    let kind = if pooled {
+        "compare.csv (pooled over repeats)".to_string()
+    } else if repeats > 1 {
+        format!("summary.csv (median of {repeats} repeats)")
+    } else {
+        "summary.csv".to_string()
+    };
+    Ok((kind, rows))
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// How the comparison judges: the tolerance (default and per metric), the floor, and
+/// which metrics count.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Settings {
+    pub tolerance: f64,
+    pub tolerances: Vec<(String, f64)>,
+    pub floor_ms: f64,
+    /// Patterns of the metrics compared; empty: all.
+    pub metrics: Vec<String>,
+}
+
+impl Settings {
+    /// The command line's tolerance and floor win over the scenario's; the scenario's
+    /// per-metric tolerances apply either way.
+    pub fn resolve(
+        scenario: Option<&BaselineSettings>,
+        tolerance: Option<f64>,
+        floor_ms: Option<f64>,
+    ) -> Settings {
+        let default = BaselineSettings::default();
+        let s = scenario.unwrap_or(&default);
+        Settings {
+            tolerance: tolerance.or(s.tolerance).unwrap_or(DEFAULT_TOLERANCE),
+            tolerances: s.tolerances.clone(),
+            floor_ms: floor_ms.or(s.floor_ms).unwrap_or(DEFAULT_FLOOR_MS),
+            metrics: s.metrics.clone(),
+        }
+    }
+
+    /// The most specific tolerance: `metric.stat`, then `metric`, then `family.*`.
+    pub fn tolerance_for(&self, metric: &str, stat: &str) -> f64 {
+        let rank = |pattern: &str| {
+            if pattern.ends_with(".*") {
+                1
+            } else if pattern == metric {
+                2
+            } else {
+                3
+            }
+        };
+        self.tolerances
+            .iter()
+            .filter(|(p, _)| pattern_covers(p, metric, stat))
+            .max_by_key(|(p, _)| rank(p))
+            .map_or(self.tolerance, |(_, t)| *t)
+    }
+
+    fn compares(&self, metric: &str) -> bool {
+        self.metrics.is_empty()
+            || self
+                .metrics
+                .iter()
+                .any(|p| STATS.iter().any(|s| pattern_covers(p, metric, s)))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Within the tolerance.
+    Ok,
+    Improved,
+    /// Beyond the tolerance: the comparison fails.
+    Regressed,
+    /// Both sides below the floor: not compared.
+    BelowFloor,
+    /// In the baseline, not in the run.
+    Missing,
+    /// In the run, not in the baseline.
+    New,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Improved => "improved",
+            Verdict::Regressed => "REGRESSED",
+            Verdict::BelowFloor => "below floor",
+            Verdict::Missing => "missing",
+            Verdict::New => "new",
+        }
+    }
+}
+
+/// One compared figure.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Compared {
+    pub variant: String,
+    pub phase: String,
+    pub metric: String,
+    pub stat: &'static str,
+    /// ms
+    pub baseline: Option<f64>,
+    pub now: Option<f64>,
+    /// now / baseline
+    pub ratio: Option<f64>,
+    pub tolerance: f64,
+    pub verdict: Verdict,
+}
+
+impl Compared {
+    /// `ready[1:start].p99`, the threshold path of this figure.
+    pub fn path(&self) -> String {
+        format!("{}[{}].{}", self.metric, self.phase, self.stat)
+    }
+}
+
+/// The whole comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub run: String,
+    pub baseline: String,
+    pub settings: Settings,
+    pub rows: Vec<Compared>,
+}
+
+impl Comparison {
+    pub fn regressed(&self) -> usize {
+        self.count(Verdict::Regressed)
+    }
+
+    fn count(&self, verdict: Verdict) -> usize {
+        self.rows.iter().filter(|r| r.verdict == verdict).count()
+    }
+}
+
+/// Refuses figures that cannot be compared: different fleet sizes.
+pub fn comparable(run: &Figures, baseline: &Figures) -> Result<(), String> {
+    match (run.agents, baseline.agents) {
+        (Some(a), Some(b)) if a != b => Err(format!(
+            "not comparable: the run has {a} agents, the baseline {b} ({}); compare runs of the same scenario and fleet size",
+            baseline.source.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Compares `run` with `baseline`, figure by figure.
+pub fn compare(run: &Figures, baseline: &Figures, settings: &Settings) -> Comparison {
+    // One variant on each side (a single run, or `repeat` without variants): match them
+    // whatever their names; otherwise match by name.
+    let distinct = |f: &Figures| {
+        let mut v: Vec<&str> = f.rows.iter().map(|r| r.variant.as_str()).collect();
+        v.sort_unstable();
+        v.dedup();
+        v.len()
+    };
+    let single = distinct(run) <= 1 && distinct(baseline) <= 1;
+    let key = |r: &FigureRow| {
+        (
+            if single {
+                String::new()
+            } else {
+                r.variant.clone()
+            },
+            r.phase.clone(),
+            r.metric.clone(),
+        )
+    };
+    let now: BTreeMap<_, &FigureRow> = run.rows.iter().map(|r| (key(r), r)).collect();
+    let before: BTreeMap<_, &FigureRow> = baseline.rows.iter().map(|r| (key(r), r)).collect();
+    let mut rows = Vec::new();
+    let mut push = |b: Option<&FigureRow>, n: Option<&FigureRow>| {
+        let any = n.or(b).expect("one side");
+        if !settings.compares(&any.metric) {
+            return;
+        }
+        for stat in STATS {
+            let baseline = b.map(|r| r.stat(stat));
+            let current = n.map(|r| r.stat(stat));
+            let tolerance = settings.tolerance_for(&any.metric, stat);
+            let (ratio, verdict) = match (baseline, current) {
+                (Some(_), None) => (None, Verdict::Missing),
+                (None, _) => (None, Verdict::New),
+                (Some(b), Some(c)) if b < settings.floor_ms && c < settings.floor_ms => {
+                    (ratio(c, b), Verdict::BelowFloor)
+                }
+                (Some(b), Some(c)) => {
+                    // b >= floor > 0 or c >= floor: a zero baseline with a real value now
+                    // is an unbounded regression.
+                    let r = if b > 0.0 { c / b } else { f64::INFINITY };
+                    let verdict = if r > 1.0 + tolerance {
+                        Verdict::Regressed
+                    } else if r < 1.0 / (1.0 + tolerance) {
+                        Verdict::Improved
+                    } else {
+                        Verdict::Ok
+                    };
+                    (Some(r), verdict)
+                }
+            };
+            rows.push(Compared {
+                variant: if single {
+                    n.map_or_else(|| any.variant.clone(), |r| r.variant.clone())
+                } else {
+                    any.variant.clone()
+                },
+                phase: any.phase.clone(),
+                metric: any.metric.clone(),
+                stat,
+                baseline,
+                now: current,
+                ratio,
+                tolerance,
+                verdict,
+            });
+        }
+    };
+    for r in &baseline.rows {
+        push(Some(r), now.get(&key(r)).copied());
+    }
+    for r in &run.rows {
+        if !before.contains_key(&key(r)) {
+            push(None, Some(r));
+        }
+    }
+    Comparison {
+        run: run.source.display().to_string(),
+        baseline: baseline.source.display().to_string(),
+        settings: settings.clone(),
+        rows,
+    }
+}
+
+fn ratio(now: f64, baseline: f64) -> Option<f64> {
+    (baseline > 0.0).then(|| now / baseline)
+}
+
+fn ms(value: Option<f64>) -> String {
+    match value {
+        Some(v) if v >= 1000.0 => format!("{:.2} s", v / 1000.0),
+        Some(v) => format!("{v:.1} ms"),
+        None => "-".to_string(),
+    }
+}
+
+/// The table printed: what moved (regressed, improved, missing, new), or every row with
+/// `all`, then one line of counts.
+pub fn render(c: &Comparison, all: bool) -> String {
+    let header = [
+        "metric",
+        "phase",
+        "stat",
+        "baseline",
+        "now",
+        "ratio",
+        "tolerance",
+        "verdict",
+    ];
+    let with_variant = c.rows.iter().any(|r| !r.variant.is_empty());
+    let rows: Vec<[String; 8]> = c
+        .rows
+        .iter()
+        .filter(|r| all || !matches!(r.verdict, Verdict::Ok | Verdict::BelowFloor))
+        .map(|r| {
+            [
+                if with_variant {
+                    format!("{} ({})", r.metric, r.variant)
+                } else {
+                    r.metric.clone()
+                },
+                r.phase.clone(),
+                r.stat.to_string(),
+                ms(r.baseline),
+                ms(r.now),
+                r.ratio
+                    .map_or_else(|| "-".to_string(), |x| format!("{x:.2}x")),
+                format!("+{:.0}%", r.tolerance * 100.0),
+                r.verdict.name().to_string(),
+            ]
+        })
+        .collect();
+    let mut out = format!("compare {} with baseline {}\n", c.run, c.baseline);
+    if rows.is_empty() {
+        out.push_str("nothing moved beyond its tolerance\n");
+    } else {
+        let mut widths = header.map(str::len);
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.len());
+            }
+        }
+        let mut line = |cells: [&str; 8]| {
+            let mut text = String::new();
+            for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+                if i > 0 {
+                    text.push_str("  ");
+                }
+                if (3..7).contains(&i) {
+                    text.push_str(&format!("{cell:>w$}"));
+                } else {
+                    text.push_str(&format!("{cell:<w$}"));
+                }
+            }
+            out.push_str(text.trim_end());
+            out.push('\n');
+        };
+        line(header);
+        for row in &rows {
+            line(row.each_ref().map(String::as_str));
+        }
+    }
+    out.push_str(&format!(
+        "{}: {} regressed, {} improved, {} within tolerance, {} below the {:.0} ms floor, {} missing, {} new\n",
+        if c.regressed() > 0 { "FAIL" } else { "pass" },
+        c.regressed(),
+        c.count(Verdict::Improved),
+        c.count(Verdict::Ok),
+        c.count(Verdict::BelowFloor),
+        c.settings.floor_ms,
+        c.count(Verdict::Missing),
+        c.count(Verdict::New),
+    ));
+    out
+}
+
+/// One JUnit case per compared figure: regressions fail, figures not compared (floor,
+/// missing, new) are skipped.
+pub fn junit_suite(c: &Comparison) -> junit::Suite {
+    let cases = c
+        .rows
+        .iter()
+        .map(|r| {
+            let what = format!(
+                "{}: {} now, baseline {} ({}, tolerance +{:.0}%)",
+                r.path(),
+                ms(r.now),
+                ms(r.baseline),
+                r.ratio
+                    .map_or_else(|| "-".to_string(), |x| format!("{x:.2}x")),
+                r.tolerance * 100.0
+            );
+            let status = match r.verdict {
+                Verdict::Ok | Verdict::Improved => junit::Status::Passed,
+                Verdict::Regressed => junit::Status::Failed {
+                    message: format!("regressed: {what}"),
+                    details: format!("run {}\nbaseline {}", c.run, c.baseline),
+                },
+                Verdict::BelowFloor => junit::Status::Skipped {
+                    message: format!("below the {:.0} ms floor: {what}", c.settings.floor_ms),
+                },
+                Verdict::Missing => junit::Status::Skipped {
+                    message: format!("missing from the run: {what}"),
+                },
+                Verdict::New => junit::Status::Skipped {
+                    message: format!("not in the baseline: {what}"),
+                },
+            };
+            junit::Case {
+                name: r.path(),
+                classname: if r.variant.is_empty() {
+                    "fleetsim.compare".to_string()
+                } else {
+                    format!("fleetsim.compare.{}", r.variant)
+                },
+                time: 0.0,
+                status,
+                output: what,
+            }
+        })
+        .collect();
+    junit::Suite {
+        name: "fleetsim compare".to_string(),
+        time: 0.0,
+        cases,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SUMMARY: &str = "phase,metric,unit,count,min,p50,p90,p99,p999,max,mean\n\
+        1:start,connect,ms,20,1.0,2.000,3.0,4.000,4.0,4.0,2.0\n\
+        1:start,ready,ms,20,400.0,480.000,490.0,500.000,500.0,500.0,470.0\n\
+        4:broker_restart,recovery,ms,20,9000.0,9200.000,9300.0,9300.000,9300.0,9300.0,9250.0\n";
+
+    fn figures(text: &str) -> (tempfile::TempDir, Figures) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("summary.csv"), text).expect("write");
+        let f = load(dir.path()).expect("load");
+        (dir, f)
+    }
+
+    fn settings() -> Settings {
+        Settings::resolve(None, None, None)
+    }
+
+    #[test]
+    fn an_identical_run_passes_and_a_doubled_metric_regresses() {
+        let (_a, base) = figures(SUMMARY);
+        let c = compare(&base, &base, &settings());
+        assert_eq!(c.regressed(), 0);
+        // connect is below the 5 ms floor on both sides.
+        assert_eq!(c.count(Verdict::BelowFloor), 2);
+        assert_eq!(c.count(Verdict::Ok), 4);
+
+        let doubled = SUMMARY.replace(
+            "1:start,ready,ms,20,400.0,480.000,490.0,500.000",
+            "1:start,ready,ms,20,400.0,960.000,490.0,1000.000",
+        );
+        let (_b, now) = figures(&doubled);
+        let c = compare(&now, &base, &settings());
+        let regressed: Vec<String> = c
+            .rows
+            .iter()
+            .filter(|r| r.verdict == Verdict::Regressed)
+            .map(Compared::path)
+            .collect();
+        assert_eq!(regressed, ["ready[1:start].p50", "ready[1:start].p99"]);
+        let text = render(&c, false);
+        assert!(text.contains("REGRESSED"), "{text}");
+        assert!(text.contains("2.00x"), "{text}");
+        assert!(text.contains("FAIL: 2 regressed"), "{text}");
+        // The other way round it is an improvement, which never fails.
+        let c = compare(&base, &now, &settings());
+        assert_eq!(c.regressed(), 0);
+        assert_eq!(c.count(Verdict::Improved), 2);
+    }
+
+    #[test]
+    fn tolerances_floor_and_metric_selection() {
+        let scenario = BaselineSettings {
+            tolerance: Some(0.2),
+            tolerances: vec![
+                ("ready".to_string(), 0.5),
+                ("ready.p99".to_string(), 1.5),
+                ("consumer_create.*".to_string(), 0.75),
+            ],
+            floor_ms: Some(10.0),
+            metrics: vec!["ready".to_string()],
+        };
+        let s = Settings::resolve(Some(&scenario), None, None);
+        assert_eq!(s.tolerance_for("ready", "p99"), 1.5);
+        assert_eq!(s.tolerance_for("ready", "p50"), 0.5);
+        assert_eq!(s.tolerance_for("consumer_create.jobs", "p50"), 0.75);
+        assert_eq!(s.tolerance_for("recovery", "p50"), 0.2);
+        let cli = Settings::resolve(Some(&scenario), Some(0.05), Some(1.0));
+        assert_eq!((cli.tolerance, cli.floor_ms), (0.05, 1.0));
+        assert_eq!(cli.tolerance_for("ready", "p99"), 1.5);
+
+        let (_a, base) = figures(SUMMARY);
+        let slower = SUMMARY.replace("9200.000", "18400.000");
+        let (_b, now) = figures(&slower);
+        let c = compare(&now, &base, &s);
+        assert!(c.rows.iter().all(|r| r.metric == "ready"), "{:?}", c.rows);
+        assert_eq!(c.regressed(), 0);
+    }
+
+    #[test]
+    fn missing_and_new_metrics_are_listed_but_do_not_fail() {
+        let (_a, base) = figures(SUMMARY);
+        let other = SUMMARY.replace(",recovery,", ",resync,");
+        let (_b, now) = figures(&other);
+        let c = compare(&now, &base, &settings());
+        assert_eq!(c.regressed(), 0);
+        assert_eq!(c.count(Verdict::Missing), 2);
+        assert_eq!(c.count(Verdict::New), 2);
+        let suite = junit_suite(&c);
+        assert_eq!(suite.cases.len(), c.rows.len());
+    }
+
+    #[test]
+    fn repeats_are_reduced_to_their_median_and_compare_csv_is_preferred() {
+        let merged = "variant,repeat,phase,metric,unit,count,min,p50,p90,p99,p999,max,mean\n\
+            default,1,1:start,ready,ms,20,1,100,1,200,1,1,1\n\
+            default,2,1:start,ready,ms,20,1,300,1,900,1,1,1\n\
+            default,3,1:start,ready,ms,20,1,110,1,210,1,1,1\n";
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("summary.csv"), merged).expect("write");
+        let f = load(dir.path()).expect("load");
+        assert_eq!(f.kind, "summary.csv (median of 3 repeats)");
+        assert_eq!((f.rows[0].p50, f.rows[0].p99), (110.0, 210.0));
+        std::fs::write(
+            dir.path().join("compare.csv"),
+            "phase,metric,variant,runs,count,p50,p99,max,p50_ratio,p99_ratio,p50_diff_ci_low,p50_diff_ci_high,p99_diff_ci_low,p99_diff_ci_high,verdict\n\
+             1:start,ready,default,3,60,120.0,250.0,900.0,,,,,,,\n",
+        )
+        .expect("write");
+        let f = load(dir.path()).expect("load");
+        assert!(f.kind.starts_with("compare.csv"), "{}", f.kind);
+        assert_eq!((f.rows[0].p50, f.rows[0].p99), (120.0, 250.0));
+        // A pooled A/B side matches a single run's rows when each has one variant.
+        let (_s, single) = figures(SUMMARY);
+        let c = compare(&f, &single, &settings());
+        let ready: Vec<&Compared> = c.rows.iter().filter(|r| r.metric == "ready").collect();
+        assert_eq!(ready.len(), 2);
+        assert_eq!(ready[0].verdict, Verdict::Improved);
+    }
+
+    #[test]
+    fn unreadable_inputs_and_different_fleets_are_refused() {
+        assert!(
+            load(Path::new("/nonexistent/x"))
+                .unwrap_err()
+                .contains("no such file")
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(
+            load(dir.path())
+                .unwrap_err()
+                .contains("not a fleetsim run directory")
+        );
+        std::fs::write(dir.path().join("summary.csv"), "a,b\n1,2\n").expect("write");
+        assert!(
+            load(dir.path())
+                .unwrap_err()
+                .contains("needs phase, metric")
+        );
+        let (_a, mut a) = figures(SUMMARY);
+        let mut b = a.clone();
+        a.agents = Some(30);
+        b.agents = Some(300);
+        assert!(
+            comparable(&a, &b)
+                .unwrap_err()
+                .contains("30 agents, the baseline 300")
+        );
+        b.agents = None;
+        assert!(comparable(&a, &b).is_ok());
+    }
+}

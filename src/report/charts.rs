@@ -1,0 +1,352 @@
+//! The report's charts, drawn with plotters into SVG strings (inlined in `report.html`
+//! and written as `charts/<name>.svg`). Text is emitted as SVG `<text>` and laid out
+//! with plotters' built-in size estimate, so drawing needs no font files; the browser
+//! renders the text with its own fonts.
+//!
+//! Two kinds: timelines (values over the run's clock, with step boundaries and the gaps
+//! where the broker did not answer) and percentile curves (ms over a "nines" axis).
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+/// Tableau 10: distinguishable, also in grey print.
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+];
+/// (dash, gap) in pixels per dash style; style 0 is solid.
+const DASHES: [(u32, u32); 4] = [(0, 0), (9, 5), (3, 3), (14, 4)];
+const TIMELINE_SIZE: (u32, u32) = (1300, 380);
+const PERCENTILE_SIZE: (u32, u32) = (640, 360);
+/// Room right of a timeline's plot for its legend, which then never hides data.
+const LEGEND_WIDTH: u32 = 250;
+/// Rows of step labels, so labels of steps close in time do not overlap.
+const LABEL_ROWS: usize = 4;
+const FONT: &str = "sans-serif";
+
+fn color(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+/// One named line of a timeline, possibly in several segments (gaps between them).
+pub struct Line {
+    pub label: String,
+    pub color: usize,
+    pub dash: usize,
+    /// On the secondary (right) axis: a quantity of a different scale.
+    pub right: bool,
+    /// Drawn wide and pale under the others, so lines with equal values stay visible
+    /// (agents connected under agents ready).
+    pub underlay: bool,
+    pub segments: Vec<Vec<(f64, f64)>>,
+}
+
+/// A step boundary: a vertical line, labelled once per step.
+pub struct Marker {
+    pub t: f64,
+    pub label: Option<String>,
+    /// The variant's colour; grey in a single run.
+    pub color: Option<usize>,
+}
+
+pub struct Timeline {
+    pub title: String,
+    pub y_left: String,
+    pub y_right: Option<String>,
+    pub lines: Vec<Line>,
+    pub markers: Vec<Marker>,
+    /// Spans without samples (the broker did not answer), shaded.
+    pub gaps: Vec<(f64, f64)>,
+}
+
+/// A percentile curve: (percentile in [0, 1], ms, total count) rows of one `.hgrm`.
+pub struct Curve {
+    pub label: String,
+    pub color: usize,
+    pub rows: Vec<(f64, f64, f64)>,
+}
+
+type Error = String;
+
+fn err<E: std::error::Error>(e: E) -> Error {
+    e.to_string()
+}
+
+/// A range top with some headroom that is never empty.
+fn top(values: impl Iterator<Item = f64>, headroom: f64) -> f64 {
+    let max = values.fold(0.0_f64, f64::max);
+    if max > 0.0 { max * headroom } else { 1.0 }
+}
+
+/// Draws `chart` and returns the SVG document.
+pub fn timeline(chart: &Timeline) -> Result<String, Error> {
+    let points = |right: bool| {
+        chart
+            .lines
+            .iter()
+            .filter(move |l| l.right == right)
+            .flat_map(|l| l.segments.iter().flatten())
+    };
+    let x_max = top(
+        points(false)
+            .chain(points(true))
+            .map(|p| p.0)
+            .chain(chart.markers.iter().map(|m| m.t))
+            .chain(chart.gaps.iter().map(|g| g.1)),
+        1.02,
+    );
+    // Headroom above the data for the rows of step labels.
+    let y_max = top(points(false).map(|p| p.1), 1.4);
+    let y2_max = top(points(true).map(|p| p.1), 1.4);
+
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, TIMELINE_SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut ctx = ChartBuilder::on(&root)
+            .caption(&chart.title, (FONT, 24))
+            .margin(10)
+            .margin_right(LEGEND_WIDTH)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .right_y_label_area_size(if chart.y_right.is_some() { 70 } else { 0 })
+            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+            .map_err(err)?
+            .set_secondary_coord(0.0..x_max, 0.0..y2_max);
+        ctx.configure_mesh()
+            .x_desc("seconds since the first step")
+            .y_desc(&chart.y_left)
+            .x_label_formatter(&number)
+            .y_label_formatter(&number)
+            .light_line_style(RGBColor(238, 238, 238))
+            .label_style((FONT, 16))
+            .draw()
+            .map_err(err)?;
+        if let Some(y_right) = &chart.y_right {
+            ctx.configure_secondary_axes()
+                .y_desc(y_right)
+                .y_label_formatter(&number)
+                .label_style((FONT, 16))
+                .draw()
+                .map_err(err)?;
+        }
+
+        let grey = RGBColor(150, 150, 150);
+        ctx.draw_series(
+            chart
+                .gaps
+                .iter()
+                .map(|&(a, b)| Rectangle::new([(a, 0.0), (b, y_max)], grey.mix(0.25).filled())),
+        )
+        .map_err(err)?;
+        // Step lines; each label in the first row where it overlaps no earlier label.
+        let data_per_px = x_max / f64::from(TIMELINE_SIZE.0 - LEGEND_WIDTH - 160);
+        let mut row_ends = [f64::MIN; LABEL_ROWS];
+        for m in &chart.markers {
+            let c = m.color.map_or(RGBColor(90, 90, 90), color);
+            ctx.draw_series(std::iter::once(PathElement::new(
+                vec![(m.t, 0.0), (m.t, y_max)],
+                c.mix(0.5).stroke_width(1),
+            )))
+            .map_err(err)?;
+            if let Some(label) = &m.label {
+                let free = (0..LABEL_ROWS).find(|&r| row_ends[r] <= m.t);
+                let row = free
+                    .or_else(|| {
+                        (0..LABEL_ROWS).min_by(|&a, &b| row_ends[a].total_cmp(&row_ends[b]))
+                    })
+                    .unwrap_or(0);
+                row_ends[row] = m.t + (label.len() as f64 * 8.0 + 12.0) * data_per_px;
+                let y = y_max * (0.985 - 0.065 * row as f64);
+                let style = (FONT, 15).into_font().color(&BLACK.mix(0.75));
+                ctx.draw_series(std::iter::once(
+                    EmptyElement::at((m.t, y)) + Text::new(label.clone(), (3, 0), style),
+                ))
+                .map_err(err)?;
+            }
+        }
+
+        for line in &chart.lines {
+            let style = line_style(line);
+            let (dash, gap) = DASHES[line.dash % DASHES.len()];
+            // A right-axis value drawn in left-axis units lands on the same pixel.
+            let scale = if line.right { y_max / y2_max } else { 1.0 };
+            for segment in &line.segments {
+                let points = segment.iter().map(|&(t, v)| (t, v * scale));
+                if dash == 0 {
+                    ctx.draw_series(LineSeries::new(points, style)).map(drop)
+                } else {
+                    ctx.draw_series(DashedLineSeries::new(points, dash, gap, style))
+                        .map(drop)
+                }
+                .map_err(err)?;
+            }
+        }
+
+        legend(&root, chart)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+fn line_style(line: &Line) -> ShapeStyle {
+    if line.underlay {
+        color(line.color).mix(0.45).stroke_width(5)
+    } else {
+        color(line.color).stroke_width(2)
+    }
+}
+
+/// Axis numbers without a useless `.0`: `25`, `0.25`.
+fn number(v: &f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{v:.0}")
+    } else {
+        let text = format!("{v:.3}");
+        text.trim_end_matches('0').to_string()
+    }
+}
+
+/// The legend in the margin right of the plot: one row per line (and one for gaps).
+fn legend(root: &DrawingArea<SVGBackend, Shift>, chart: &Timeline) -> Result<(), Error> {
+    let x = (TIMELINE_SIZE.0 - LEGEND_WIDTH + 12) as i32;
+    let text = (FONT, 16).into_font().color(&BLACK);
+    let mut y = 50;
+    for line in &chart.lines {
+        let style = line_style(line);
+        let (dash, gap) = DASHES[line.dash % DASHES.len()];
+        let (dash, step) = if dash == 0 {
+            (24, 24)
+        } else {
+            (dash as i32, (dash + gap) as i32)
+        };
+        for start in (0..24).step_by(step as usize) {
+            let end = (start + dash).min(24);
+            root.draw(&PathElement::new(vec![(x + start, y), (x + end, y)], style))
+                .map_err(err)?;
+        }
+        let suffix = if line.right { " (right)" } else { "" };
+        root.draw(&Text::new(
+            format!("{}{suffix}", line.label),
+            (x + 30, y - 7),
+            text.clone(),
+        ))
+        .map_err(err)?;
+        y += 20;
+    }
+    if !chart.gaps.is_empty() {
+        let grey = RGBColor(150, 150, 150).mix(0.25).filled();
+        root.draw(&Rectangle::new([(x, y - 6), (x + 24, y + 6)], grey))
+            .map_err(err)?;
+        root.draw(&Text::new("no sample", (x + 30, y - 7), text))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// `-log10(1 - p)`: 0 at p0, 1 at p90, 2 at p99, 3 at p99.9: the tail gets the room.
+fn nines(p: f64) -> f64 {
+    -(1.0 - p).log10()
+}
+
+/// An axis position back as a percentile label: `99.9%`.
+fn nines_label(x: &f64) -> String {
+    let decimals = (x.ceil() as usize).saturating_sub(2);
+    format!("{:.*}%", decimals, 100.0 * (1.0 - 10f64.powf(-x.max(0.0))))
+}
+
+/// The curve's points on the nines axis. The last row (percentile 1, the max, which
+/// has no finite position) is put at `1 - 1/count`, where the max of `count` values
+/// sits.
+fn curve_points(rows: &[(f64, f64, f64)]) -> Vec<(f64, f64)> {
+    let mut last = 0.0;
+    rows.iter()
+        .map(|&(p, ms, count)| {
+            let x = if p < 1.0 {
+                nines(p)
+            } else {
+                nines(1.0 - 1.0 / count.max(1.0))
+            };
+            last = x.max(last);
+            (last, ms)
+        })
+        .collect()
+}
+
+/// Draws the percentile curves of one metric; one line per curve.
+pub fn percentiles(title: &str, curves: &[Curve]) -> Result<String, Error> {
+    let lines: Vec<(&Curve, Vec<(f64, f64)>)> =
+        curves.iter().map(|c| (c, curve_points(&c.rows))).collect();
+    let all = || lines.iter().flat_map(|(_, p)| p.iter());
+    let x_max = top(all().map(|p| p.0), 1.0).ceil().max(2.0);
+    let y_max = top(all().map(|p| p.1), 1.1);
+
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, PERCENTILE_SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut ctx = ChartBuilder::on(&root)
+            .caption(title, (FONT, 22))
+            .margin(10)
+            .margin_right(20)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+            .map_err(err)?;
+        ctx.configure_mesh()
+            .x_desc("percentile")
+            .y_desc("ms")
+            .x_labels(2 * x_max as usize + 1)
+            .x_label_formatter(&nines_label)
+            .y_label_formatter(&number)
+            .light_line_style(RGBColor(238, 238, 238))
+            .label_style((FONT, 16))
+            .draw()
+            .map_err(err)?;
+        for (curve, points) in &lines {
+            let style = color(curve.color).stroke_width(2);
+            ctx.draw_series(LineSeries::new(points.iter().copied(), style))
+                .map_err(err)?
+                .label(curve.label.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        }
+        if curves.len() > 1 {
+            ctx.configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.3))
+                .label_font((FONT, 16))
+                .draw()
+                .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nines_axis_labels_the_tail() {
+        assert_eq!(nines_label(&0.0), "0%");
+        assert_eq!(nines_label(&1.0), "90%");
+        assert_eq!(nines_label(&2.0), "99%");
+        assert_eq!(nines_label(&3.0), "99.9%");
+        assert!((nines(0.999) - 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_max_sits_at_one_minus_one_over_count() {
+        let points = curve_points(&[(0.0, 1.0, 1.0), (0.5, 2.0, 50.0), (1.0, 3.0, 100.0)]);
+        assert_eq!(points[0], (0.0, 1.0));
+        assert!((points[2].0 - 2.0).abs() < 1e-9, "{points:?}");
+    }
+}

@@ -1,0 +1,282 @@
+//! Loading a run directory's files for the report: CSVs as strings (tables are shown as
+//! written), numeric columns parsed on demand, `.hgrm` percentile distributions, the
+//! manifest as plain JSON (single and A/B manifests differ, and the report must read
+//! both), and which runs an A/B directory's charts are drawn from.
+//!
+//! Every optional file may be missing (`Ok(None)`); a file that exists but cannot be
+//! parsed is an error naming the file and line, never a panic.
+
+use std::path::{Path, PathBuf};
+
+use super::ReportError;
+
+/// One CSV file, header and rows, as written.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub path: PathBuf,
+    pub headers: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn column(&self, name: &str) -> Option<usize> {
+        self.headers.iter().position(|h| h == name)
+    }
+
+    /// The cell of `row` in column `name`; `None` if either is missing.
+    pub fn get(&self, row: usize, name: &str) -> Option<&str> {
+        let col = self.column(name)?;
+        self.rows.get(row)?.get(col).map(String::as_str)
+    }
+
+    /// Column `name` as numbers, `None` for an empty cell; a missing column is all
+    /// `None` (older files lack newer columns), text that is not a finite number is an
+    /// error.
+    pub fn floats(&self, name: &str) -> Result<Vec<Option<f64>>, ReportError> {
+        let Some(col) = self.column(name) else {
+            return Ok(vec![None; self.rows.len()]);
+        };
+        self.rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| match row.get(col).map(|c| c.trim()) {
+                None | Some("") => Ok(None),
+                Some(text) => match text.parse::<f64>() {
+                    Ok(v) if v.is_finite() => Ok(Some(v)),
+                    _ => Err(ReportError::Parse {
+                        path: self.path.clone(),
+                        // Line 1 is the header.
+                        line: i + 2,
+                        message: format!("{name} = {text:?} is not a finite number"),
+                    }),
+                },
+            })
+            .collect()
+    }
+
+    /// `y` over `t_secs` as line segments: a row whose `ok` column (if any) is `false`, or
+    /// whose value is empty, ends the current segment, so a gap is drawn as nothing.
+    /// `y` may name several columns, which are summed.
+    pub fn segments(&self, y: &[&str]) -> Result<Vec<Vec<(f64, f64)>>, ReportError> {
+        let t = self.floats("t_secs")?;
+        let columns = y
+            .iter()
+            .map(|name| self.floats(name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut segments = Vec::new();
+        let mut current = Vec::new();
+        for (i, t) in t.iter().enumerate() {
+            let value: Option<f64> = columns.iter().map(|c| c[i]).sum();
+            match (t, value) {
+                (Some(t), Some(v)) if self.get(i, "ok") != Some("false") => current.push((*t, v)),
+                _ if !current.is_empty() => segments.push(std::mem::take(&mut current)),
+                _ => {}
+            }
+        }
+        if !current.is_empty() {
+            segments.push(current);
+        }
+        Ok(segments)
+    }
+
+    /// Time spans of consecutive `ok = false` rows: from the first such row to the next
+    /// row that answered (or the last row).
+    pub fn gaps(&self) -> Result<Vec<(f64, f64)>, ReportError> {
+        let t = self.floats("t_secs")?;
+        let mut gaps = Vec::new();
+        let mut open: Option<f64> = None;
+        for (i, t) in t.iter().enumerate() {
+            let Some(t) = *t else { continue };
+            match (self.get(i, "ok") == Some("false"), open) {
+                (true, None) => open = Some(t),
+                (false, Some(start)) => {
+                    gaps.push((start, t));
+                    open = None;
+                }
+                _ => {}
+            }
+        }
+        if let (Some(start), Some(Some(end))) = (open, t.last()) {
+            gaps.push((start, end.max(start)));
+        }
+        Ok(gaps)
+    }
+}
+
+/// Reads `dir/name`; `Ok(None)` when the file does not exist.
+pub fn csv(dir: &Path, name: &str) -> Result<Option<Table>, ReportError> {
+    let path = dir.join(name);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let csv_error = |source| ReportError::Csv {
+        path: path.clone(),
+        source,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(&path)
+        .map_err(csv_error)?;
+    let headers = reader
+        .headers()
+        .map_err(csv_error)?
+        .iter()
+        .map(String::from)
+        .collect();
+    let rows = reader
+        .records()
+        .map(|r| r.map(|r| r.iter().map(String::from).collect()))
+        .collect::<Result<_, _>>()
+        .map_err(csv_error)?;
+    Ok(Some(Table {
+        path,
+        headers,
+        rows,
+    }))
+}
+
+/// `dir/manifest.json` as JSON; `Ok(None)` when missing (a sub-run that never finished).
+pub fn manifest(dir: &Path) -> Result<Option<serde_json::Value>, ReportError> {
+    let path = dir.join(crate::results::MANIFEST_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|source| ReportError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|source| ReportError::Json { path, source })
+}
+
+/// A `.hgrm` file of a run: `<phase index>-<metric>.hgrm`.
+#[derive(Debug, Clone)]
+pub struct HgrmFile {
+    pub phase: usize,
+    pub metric: String,
+    pub path: PathBuf,
+}
+
+/// The files in `dir` (not recursive) whose names end with `suffix`, sorted; none when
+/// `dir` does not exist.
+pub fn files_ending(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, ReportError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(ReportError::Io {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.to_string_lossy().ends_with(suffix))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Every `.hgrm` file in `dir`, sorted by phase then metric.
+pub fn hgrm_files(dir: &Path) -> Result<Vec<HgrmFile>, ReportError> {
+    let mut files: Vec<HgrmFile> = files_ending(dir, ".hgrm")?
+        .into_iter()
+        .filter_map(|path| {
+            let name = path.file_name()?.to_string_lossy().into_owned();
+            let (phase, metric) = name.strip_suffix(".hgrm")?.split_once('-')?;
+            Some(HgrmFile {
+                phase: phase.parse().ok()?,
+                metric: metric.to_string(),
+                path: path.clone(),
+            })
+        })
+        .collect();
+    files.sort_by(|a, b| (a.phase, &a.metric).cmp(&(b.phase, &b.metric)));
+    Ok(files)
+}
+
+/// The (percentile in [0, 1], value in ms, total count so far) rows of a
+/// percentile-distribution file; the header and the `#[...]` footer are skipped.
+pub fn hgrm(path: &Path) -> Result<Vec<(f64, f64, f64)>, ReportError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.starts_with('#') || line.trim_start().starts_with("Value")
+        {
+            continue;
+        }
+        let fields: Vec<Option<f64>> = line
+            .split_whitespace()
+            .take(3)
+            .map(|f| f.parse::<f64>().ok().filter(|v| v.is_finite()))
+            .collect();
+        match fields[..] {
+            [Some(value), Some(p), Some(count)] if (0.0..=1.0).contains(&p) => {
+                rows.push((p, value, count))
+            }
+            _ => {
+                return Err(ReportError::Parse {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    message: format!("not a percentile-distribution row: {line:?}"),
+                });
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// A run the charts are drawn from: the directory itself for a single run, one sub-run
+/// per variant for an A/B run.
+#[derive(Debug, Clone)]
+pub struct ChartRun {
+    /// The variant's name; empty for a single run.
+    pub variant: String,
+    pub dir: PathBuf,
+    /// The run's own `manifest.json` (`None` if it has none: a run that never finished).
+    pub manifest: Option<serde_json::Value>,
+}
+
+/// The runs to chart. An A/B directory (it has `runs.csv`) is charted from each
+/// variant's first repeat (the lowest `repeat` listed): percentile tables of several
+/// repeats cannot be merged exactly, and one run per variant keeps the timelines on one
+/// run's clock. `compare.csv` pools every repeat.
+pub fn chart_runs(dir: &Path) -> Result<Vec<ChartRun>, ReportError> {
+    let Some(runs) = csv(dir, "runs.csv")? else {
+        return Ok(vec![ChartRun {
+            variant: String::new(),
+            dir: dir.to_path_buf(),
+            manifest: manifest(dir)?,
+        }]);
+    };
+    let repeats = runs.floats("repeat")?;
+    let mut chosen: Vec<(String, f64, PathBuf)> = Vec::new();
+    for (i, repeat) in repeats.iter().enumerate() {
+        let (Some(variant), Some(sub)) = (runs.get(i, "variant"), runs.get(i, "dir")) else {
+            continue;
+        };
+        let repeat = repeat.unwrap_or(f64::MAX);
+        match chosen.iter_mut().find(|(v, _, _)| v == variant) {
+            Some(entry) if repeat < entry.1 => *entry = (variant.into(), repeat, dir.join(sub)),
+            Some(_) => {}
+            None => chosen.push((variant.into(), repeat, dir.join(sub))),
+        }
+    }
+    chosen
+        .into_iter()
+        .map(|(variant, _, dir)| {
+            let manifest = manifest(&dir)?;
+            Ok(ChartRun {
+                variant,
+                dir,
+                manifest,
+            })
+        })
+        .collect()
+}
