@@ -198,6 +198,13 @@ impl Ledger {
         false
     }
 
+    pub fn unintended_total(&self) -> u64 {
+        self.unintended
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
     pub fn delivered_total(&self) -> u64 {
         self.delivered
             .iter()
@@ -584,6 +591,18 @@ impl WriteJob {
             }
         })
         .await;
+        // Agents whose profile watches a whole bucket receive every write to it: the
+        // drain waits for those unintended deliveries too, or the fan-out is undercounted.
+        let watched_whole: Vec<String> = self
+            .ctx
+            .profile
+            .consumers
+            .iter()
+            .filter_map(|c| match &c.kind {
+                crate::plan::ConsumerKind::WatchAll { bucket } => Some(format!("$KV.{bucket}.")),
+                _ => None,
+            })
+            .collect();
         let mut sent = Vec::with_capacity(planned.len());
         for (i, ((_, recipients, kind), latency)) in planned.iter().zip(&latencies).enumerate() {
             if let Some(l) = latency {
@@ -598,22 +617,30 @@ impl WriteJob {
         }
         // Wait until every expected delivery arrived, or the drain timeout.
         let groups = self.ctx.fleet.groups.max(1);
-        let expected: u64 = sent
-            .iter()
-            .filter(|w| w.acked)
-            .map(|w| match w.recipients {
-                Recipients::Agent(a) => u64::from(self.agents.contains(&a)),
-                Recipients::Group(g) => {
-                    self.agents.iter().filter(|&&a| a % groups == g).count() as u64
-                }
-                Recipients::All => self.agents.len() as u64,
-            })
-            .sum();
+        let intended_of = |w: &SentWrite| match w.recipients {
+            Recipients::Agent(a) => u64::from(self.agents.contains(&a)),
+            Recipients::Group(g) => self.agents.iter().filter(|&&a| a % groups == g).count() as u64,
+            Recipients::All => self.agents.len() as u64,
+        };
+        let (mut expected, mut expected_unintended) = (0u64, 0u64);
+        for ((subject, _, _), w) in planned.iter().zip(&sent).filter(|(_, w)| w.acked) {
+            let intended = intended_of(w);
+            expected += intended;
+            if watched_whole
+                .iter()
+                .any(|prefix| subject.starts_with(prefix))
+            {
+                expected_unintended += self.agents.len() as u64 - intended;
+            }
+        }
         let deadline = tokio::time::Instant::now() + self.load.drain_timeout;
-        while ledger.delivered_total() < expected && tokio::time::Instant::now() < deadline {
+        let arrived = || {
+            ledger.delivered_total() >= expected && ledger.unintended_total() >= expected_unintended
+        };
+        while !arrived() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let drained = ledger.delivered_total() >= expected;
+        let drained = arrived();
         let reconciliation = ledger.reconcile(&sent, &self.agents, |a| a % groups);
         let target = self.target_name().to_string();
         WriteRecord {
