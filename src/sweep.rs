@@ -110,9 +110,27 @@ pub async fn sweep(
             reasons: format!("cannot read the run's results: {e}"),
             ..SweepRow::default()
         });
-        row.status = report.status.to_string();
-        row.reasons = report.reasons.join("; ");
-        let passed = report.status == RunStatus::Ok;
+        // A run that finished but broke one of the scenario's thresholds is past the
+        // knee just like one whose agents failed.
+        let failed_checks: Vec<String> = report
+            .thresholds
+            .iter()
+            .filter(|t| !t.passed)
+            .map(|t| t.describe())
+            .collect();
+        let passed = report.status == RunStatus::Ok && failed_checks.is_empty();
+        row.status = if report.status == RunStatus::Ok && !passed {
+            "threshold_failed".to_string()
+        } else {
+            report.status.to_string()
+        };
+        row.reasons = report
+            .reasons
+            .iter()
+            .cloned()
+            .chain(failed_checks)
+            .collect::<Vec<_>>()
+            .join("; ");
         if !passed && knee.is_none() {
             knee = Some(n);
         }

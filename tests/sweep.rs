@@ -76,6 +76,63 @@ fn a_sweep_writes_a_row_per_size_and_finds_the_knee() {
     );
 }
 
+/// A sweep whose runs all succeed but whose `[thresholds]` stop holding past a size: the
+/// knee is the first size that breaks a threshold, and the sweep stops there when asked.
+const TIGHT_THRESHOLD: &str = r#"
+name = "sweep-threshold-test"
+[fleet]
+agents = 1
+groups = 2
+catalog_entries = 3
+[[steps]]
+kind = "start"
+[[steps]]
+kind = "wait_ready"
+timeout = "30s"
+[thresholds]
+checks = ["agents.ready < 30"]
+"#;
+
+#[test]
+fn a_failed_threshold_marks_the_knee_and_stop_at_knee_stops_there() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("sweep.toml"), TIGHT_THRESHOLD).expect("scenario");
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args([
+            "sweep",
+            "sweep.toml",
+            "--agents",
+            "10,20,40,80",
+            "--stop-at-knee",
+            "--out",
+            "out",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .expect("fleetsim runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("knee: 40 agents"), "{stdout}");
+
+    let sweep_dir = std::fs::read_dir(dir.path().join("out"))
+        .expect("out dir")
+        .next()
+        .expect("one sweep dir")
+        .expect("entry")
+        .path();
+    let rows = read_csv(&sweep_dir, "sweep.csv");
+    let sizes: Vec<u64> = rows.iter().map(|r| num(r, "agents")).collect();
+    assert_eq!(sizes, [10, 20, 40], "stops at the knee, 80 never runs");
+    for row in &rows[..2] {
+        assert_eq!(row["status"], "ok", "{row:?}");
+    }
+    let knee = &rows[2];
+    assert_eq!(knee["status"], "threshold_failed", "{knee:?}");
+    assert_eq!(knee["errors_total"], "0", "{knee:?}");
+    assert!(knee["reasons"].contains("agents.ready < 30"), "{knee:?}");
+}
+
 #[test]
 fn sweep_sizes_must_be_positive_numbers() {
     let out = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
