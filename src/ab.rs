@@ -267,7 +267,12 @@ pub async fn run_ab(
     summary.push_str(&render_thresholds(&thresholds));
     // As for a single run: the page is a view of the files just written.
     match crate::report::write_report(&dir) {
-        Ok(path) => summary.push_str(&format!("report: {}\n", path.display())),
+        Ok(path) => {
+            if !summary.is_empty() && !summary.ends_with('\n') {
+                summary.push('\n');
+            }
+            summary.push_str(&format!("report: {}\n", path.display()));
+        }
         Err(e) => tracing::warn!(error = %e, "report.html not written"),
     }
     Ok(AbReport {

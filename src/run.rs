@@ -440,7 +440,12 @@ async fn drive(
     // The page is a view of the files: a report that cannot be drawn loses nothing
     // measured, so it is a warning, not a failed run.
     match crate::report::write_report(&dir) {
-        Ok(path) => summary.push_str(&format!("report: {}\n", path.display())),
+        Ok(path) => {
+            if !summary.is_empty() && !summary.ends_with('\n') {
+                summary.push('\n');
+            }
+            summary.push_str(&format!("report: {}\n", path.display()));
+        }
         Err(e) => warn!(error = %e, "report.html not written"),
     }
     Ok(RunReport {

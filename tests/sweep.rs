@@ -74,6 +74,30 @@ fn a_sweep_writes_a_row_per_size_and_finds_the_knee() {
         sizing.contains("| 3000 | *extrapolated* | 21000 |"),
         "{sizing}"
     );
+
+    // The same figures in the sweep's report.html, charted over fleet size.
+    let report = std::fs::read_to_string(sweep_dir.join("report.html")).expect("report.html");
+    assert!(report.contains("knee: 80 agents"), "{report}");
+    assert!(
+        report.contains("<strong>Knee: 80 agents</strong>"),
+        "{report}"
+    );
+    assert!(
+        report.contains("<td><em>extrapolated</em></td>"),
+        "{report}"
+    );
+    for chart in [
+        "sweep-consumers",
+        "sweep-broker-memory",
+        "sweep-api",
+        "sweep-latency",
+    ] {
+        assert!(report.contains(&format!("id=\"chart-{chart}\"")), "{chart}");
+        assert!(
+            sweep_dir.join(format!("charts/{chart}.svg")).is_file(),
+            "{chart}"
+        );
+    }
 }
 
 /// A sweep whose runs all succeed but whose `[thresholds]` stop holding past a size: the

@@ -330,6 +330,74 @@ pub fn percentiles(title: &str, curves: &[Curve]) -> Result<String, Error> {
     Ok(svg)
 }
 
+/// A quantity over fleet size (a sweep): one line per quantity through the measured
+/// sizes, each size a dot, the knee a red vertical line.
+pub struct BySize {
+    pub title: String,
+    pub y_desc: String,
+    /// (label, (agents, value) points).
+    pub lines: Vec<(String, Vec<(f64, f64)>)>,
+    pub knee: Option<f64>,
+}
+
+/// Draws a [`BySize`] chart and returns the SVG document.
+pub fn by_size(chart: &BySize) -> Result<String, Error> {
+    let all = || chart.lines.iter().flat_map(|(_, p)| p.iter());
+    let x_max = top(all().map(|p| p.0).chain(chart.knee), 1.05);
+    let y_max = top(all().map(|p| p.1), 1.15);
+
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, PERCENTILE_SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut ctx = ChartBuilder::on(&root)
+            .caption(&chart.title, (FONT, 22))
+            .margin(10)
+            .margin_right(20)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+            .map_err(err)?;
+        ctx.configure_mesh()
+            .x_desc("agents")
+            .y_desc(&chart.y_desc)
+            .x_label_formatter(&number)
+            .y_label_formatter(&number)
+            .light_line_style(RGBColor(238, 238, 238))
+            .label_style((FONT, 16))
+            .draw()
+            .map_err(err)?;
+        if let Some(knee) = chart.knee {
+            let red = color(3);
+            ctx.draw_series(std::iter::once(PathElement::new(
+                vec![(knee, 0.0), (knee, y_max)],
+                red.stroke_width(2),
+            )))
+            .map_err(err)?
+            .label(format!("knee: {}", number(&knee)))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], red.stroke_width(2)));
+        }
+        for (i, (label, points)) in chart.lines.iter().enumerate() {
+            let style = color(i).stroke_width(2);
+            ctx.draw_series(LineSeries::new(points.iter().copied(), style))
+                .map_err(err)?
+                .label(label.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+            ctx.draw_series(points.iter().map(|&p| Circle::new(p, 4, color(i).filled())))
+                .map_err(err)?;
+        }
+        ctx.configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .label_font((FONT, 16))
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::Chart;
 use super::read::{ChartRun, Table};
 
-const STYLE: &str = "body{font-family:sans-serif;margin:24px auto;max-width:1320px;color:#222}\
+pub const STYLE: &str = "body{font-family:sans-serif;margin:24px auto;max-width:1320px;color:#222}\
 h1{margin-bottom:4px}h2{border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:32px}\
 .status{display:inline-block;padding:2px 10px;border-radius:4px;color:#fff;font-weight:bold}\
 .ok{background:#2c9f2c}.failed{background:#d62728}.partial{background:#e8850c}\
@@ -234,7 +234,7 @@ fn verdicts(compare: &Table) -> String {
 
 /// A CSV as an HTML table (the rows `keep` accepts, without column `skip`), numbers
 /// right-aligned, scrolling sideways rather than squeezing the page.
-fn table(t: &Table, keep: impl Fn(usize) -> bool, skip: &str) -> String {
+pub fn table(t: &Table, keep: impl Fn(usize) -> bool, skip: &str) -> String {
     let shown = |col: &usize| t.headers.get(*col).is_none_or(|h| h != skip);
     let mut html = String::from("<div class=\"scroll\"><table><tr>");
     for h in t.headers.iter().filter(|h| *h != skip) {

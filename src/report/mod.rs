@@ -19,6 +19,7 @@
 mod charts;
 mod html;
 mod read;
+mod sweep;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -91,7 +92,13 @@ struct Chart {
 
 /// Writes `dir/report.html` and `dir/charts/*.svg` from the files of the run directory
 /// `dir` (single or A/B) and returns the report's path.
+///
+/// A sweep directory (one with `sweep.csv`) gets the sweep's page instead: the sizing
+/// table and the broker's costs over fleet size.
 pub fn write_report(dir: &Path) -> Result<PathBuf, ReportError> {
+    if sweep::is_sweep(dir) {
+        return sweep::write(dir);
+    }
     let manifest = read::manifest(dir)?.ok_or_else(|| ReportError::NotARun {
         dir: dir.to_path_buf(),
     })?;
