@@ -26,10 +26,32 @@ pub async fn get_json(
         .await
         .map_err(|_| fail(format!("no answer within {timeout:?}")))?
         .map_err(fail)?;
-    serde_json::from_str(&body).map_err(|e| fail(format!("not JSON: {e}")))
+    serde_json::from_slice(&body).map_err(|e| fail(format!("not JSON: {e}")))
 }
 
-async fn get(base: &str, path: &str) -> Result<String, String> {
+/// GETs `base` + `path` and deserializes the body straight into `T`, so only the fields
+/// `T` names are kept (a `/jsz?consumers=true` body is ~1.5 KiB per consumer: as a
+/// `serde_json::Value` tree it was tens of MiB at 7,000 consumers, the peak of a run's RSS).
+async fn get_typed<T: serde::de::DeserializeOwned>(
+    base: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<T, BrokerError> {
+    let url = format!("{}{}", base.trim_end_matches('/'), path);
+    let fail = |message: String| BrokerError::Monitor {
+        url: url.clone(),
+        message,
+    };
+    let body = tokio::time::timeout(timeout, get(base, path))
+        .await
+        .map_err(|_| fail(format!("no answer within {timeout:?}")))?
+        .map_err(fail)?;
+    serde_json::from_slice(&body).map_err(|e| fail(format!("not JSON: {e}")))
+}
+
+/// The body of an HTTP/1.0 GET, in the one buffer it was read into (no copies: bodies
+/// can be MiB).
+async fn get(base: &str, path: &str) -> Result<Vec<u8>, String> {
     let hostport = base
         .strip_prefix("http://")
         .ok_or_else(|| "only http:// monitoring URLs are supported".to_string())?
@@ -48,16 +70,19 @@ async fn get(base: &str, path: &str) -> Result<String, String> {
         .read_to_end(&mut raw)
         .await
         .map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
+    let head_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
         .ok_or_else(|| "malformed HTTP response".to_string())?;
+    let head = String::from_utf8_lossy(&raw[..head_end]);
     let status_line = head.lines().next().unwrap_or_default();
     // /healthz answers 503 with a JSON body when unhealthy: the body is still useful.
     if !(status_line.contains(" 200") || status_line.contains(" 503")) {
         return Err(format!("HTTP status {status_line:?}"));
     }
-    Ok(body.to_string())
+    drop(head);
+    raw.drain(..head_end + 4);
+    Ok(raw)
 }
 
 /// Counts the broker reports about itself at one instant.
@@ -85,8 +110,8 @@ pub async fn broker_counts(base: &str) -> Result<BrokerCounts, BrokerError> {
     let u = |v: &serde_json::Value, ptr: &str| v.pointer(ptr).and_then(|x| x.as_u64()).unwrap_or(0);
     let consumers = u(&jsz, "/consumers");
     let consumers_long_lived = if consumers <= DETAIL_LIMIT {
-        let detail = get_json(base, "/jsz?consumers=true&config=true", timeout).await?;
-        Some(count_long_lived(&detail))
+        let detail: JszDetail = get_typed(base, "/jsz?consumers=true&config=true", timeout).await?;
+        Some(detail.long_lived())
     } else {
         None
     };
@@ -99,24 +124,72 @@ pub async fn broker_counts(base: &str) -> Result<BrokerCounts, BrokerError> {
     })
 }
 
-fn count_long_lived(jsz: &serde_json::Value) -> u64 {
-    let empty = Vec::new();
-    let accounts = jsz
-        .get("account_details")
-        .and_then(|a| a.as_array())
-        .unwrap_or(&empty);
-    accounts
-        .iter()
-        .flat_map(|a| {
-            a.get("stream_detail")
-                .and_then(|s| s.as_array())
-                .unwrap_or(&empty)
-        })
-        .flat_map(|s| {
-            s.get("consumer_detail")
-                .and_then(|c| c.as_array())
-                .unwrap_or(&empty)
-        })
-        .filter(|c| c.pointer("/config/headers_only").and_then(|h| h.as_bool()) != Some(true))
-        .count() as u64
+/// The part of `/jsz?consumers=true&config=true` that [`broker_counts`] reads; serde
+/// skips everything else while parsing.
+#[derive(Debug, Default, serde::Deserialize)]
+struct JszDetail {
+    #[serde(default)]
+    account_details: Vec<JszAccount>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct JszAccount {
+    #[serde(default)]
+    stream_detail: Vec<JszStream>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct JszStream {
+    #[serde(default)]
+    consumer_detail: Vec<JszConsumer>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct JszConsumer {
+    #[serde(default)]
+    config: JszConsumerConfig,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct JszConsumerConfig {
+    #[serde(default)]
+    headers_only: bool,
+}
+
+impl JszDetail {
+    /// Consumers that are not headers-only (the `keys()` walks' short-lived ones are).
+    fn long_lived(&self) -> u64 {
+        self.account_details
+            .iter()
+            .flat_map(|a| &a.stream_detail)
+            .flat_map(|s| &s.consumer_detail)
+            .filter(|c| !c.config.headers_only)
+            .count() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lived_consumers_skip_headers_only_ones_and_ignore_other_fields() {
+        let body = br#"{
+          "server_id": "x", "consumers": 3,
+          "account_details": [{
+            "name": "$G",
+            "stream_detail": [
+              {"name": "KV_jobs", "state": {"messages": 20},
+               "consumer_detail": [
+                 {"name": "a", "config": {"headers_only": true, "deliver_policy": "all"}},
+                 {"name": "b", "config": {"deliver_policy": "last_per_subject"}}
+               ]},
+              {"name": "EXEC", "consumer_detail": [{"name": "agent_replay_pc-00001"}]},
+              {"name": "KV_empty"}
+            ]
+          }]
+        }"#;
+        let detail: JszDetail = serde_json::from_slice(body).expect("parses");
+        assert_eq!(detail.long_lived(), 2);
+    }
 }
