@@ -527,6 +527,7 @@ impl<'a> Agent<'a> {
         options
             .name(&self.pc)
             .connection_timeout(self.ctx.fleet.connect_timeout)
+            .read_buffer_capacity(self.ctx.fleet.read_buffer_capacity)
             .request_timeout(Some(self.ctx.fleet.request_timeout))
             .reconnect_delay_callback(move |attempts| delays.delay(attempts))
             .event_callback(move |event| {
