@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Benchmarks: cold-start herds (all agents released at once) of 1,000 and 3,000 kanade
-# agents against the embedded broker. For each size it records the wall time to all-ready,
-# ready p50/p99, and fleetsim's own whole-process CPU seconds and peak RSS per agent (read
-# by fleetsim itself with getrusage; the broker is a separate process and not included).
+# agents against the embedded broker, then one paced start (3,000 agents at 200/s,
+# scenarios/bench-rate-start.toml) whose CPU per agent carries no herd retries. For each
+# run it records the wall time to all-ready, ready p50/p99, the failed calls (`errors`:
+# each one was retried, or was a connect attempt), and fleetsim's own whole-process CPU
+# seconds and peak RSS per agent (read by fleetsim itself with getrusage; the broker is a
+# separate process and not included).
 #
-# Writes results/bench/core.csv (one row per run) and prints it. Sizes can be given:
+# Writes results/bench/core.csv (one row per run) and prints it. Sizes of the all-at-once
+# runs can be given; RATE_AGENTS sets the paced run's size (0 skips it):
 #   ./scripts/bench.sh 1000 3000
+#   RATE_AGENTS=0 ./scripts/bench.sh 500
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -19,18 +24,20 @@ out_dir="results/bench"
 runs="$(mktemp -d)"
 mkdir -p "$out_dir"
 csv="$out_dir/core.csv"
-echo "date,agents,status,wall_all_ready_s,ready_p50_ms,ready_p99_ms,errors,cpu_s,cpu_ms_per_agent,peak_rss_mib,rss_kib_per_agent,broker_version" > "$csv"
+echo "date,start,agents,status,wall_all_ready_s,ready_p50_ms,ready_p99_ms,errors,cpu_s,cpu_ms_per_agent,peak_rss_mib,rss_kib_per_agent,broker_version" > "$csv"
 
-for n in "${sizes[@]}"; do
-  echo "== cold start of $n agents" >&2
+row() { # start-label agents scenario
+  local label="$1" n="$2" scenario="$3"
+  echo "== cold start of $n agents ($label)" >&2
   set +e
-  ./target/release/fleetsim run scenarios/bench-cold-start.toml --agents "$n" --out "$runs" >/dev/null
-  code=$?
+  ./target/release/fleetsim run "$scenario" --agents "$n" --out "$runs/$label-$n" >/dev/null
+  local code=$?
   set -e
-  dir="$(ls -td "$runs"/*/ | head -n 1)"
-  python3 - "$dir" "$n" "$code" >> "$csv" <<'PY'
+  local dir
+  dir="$(ls -td "$runs/$label-$n"/*/ | head -n 1)"
+  python3 - "$dir" "$n" "$label" >> "$csv" <<'PY'
 import csv, json, sys, datetime
-d, n, code = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+d, n, label = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 m = json.load(open(d + "manifest.json"))
 rows = list(csv.DictReader(open(d + "summary.csv")))
 def metric(name, col):
@@ -43,7 +50,7 @@ p = m["process"]
 cpu = p["cpu_user_secs"] + p["cpu_system_secs"]
 rss_kib = p["max_rss_kib"]
 print(",".join(str(x) for x in [
-    datetime.date.today().isoformat(), n, m["status"],
+    datetime.date.today().isoformat(), label, n, m["status"],
     round(metric("fleet.all_ready", "max") / 1000, 3),
     metric("ready", "p50"), metric("ready", "p99"), errors,
     round(cpu, 2), round(cpu * 1000 / n, 3),
@@ -52,6 +59,14 @@ print(",".join(str(x) for x in [
 ]))
 PY
   echo "   exit code $code, run dir $dir" >&2
+}
+
+for n in "${sizes[@]}"; do
+  row all_at_once "$n" scenarios/bench-cold-start.toml
 done
+rate_agents="${RATE_AGENTS:-3000}"
+if [[ "$rate_agents" -gt 0 ]]; then
+  row rate_200 "$rate_agents" scenarios/bench-rate-start.toml
+fi
 rm -rf "$runs"
 column -s, -t < "$csv"

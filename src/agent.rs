@@ -11,7 +11,6 @@
 //! and the polling of everything opened so far in one `select!` loop; opened consumers
 //! reach the loop through a channel.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -182,7 +181,42 @@ enum ConnEvent {
 struct Session {
     client: async_nats::Client,
     js: jetstream::Context,
-    stores: HashMap<String, kv::Store>,
+    stores: Stores,
+}
+
+/// The agent's bound buckets, by name. A `kv::Store` carries its stream's whole info
+/// (~1.4 KiB inline), so the stores sit in a vector sized once for the profile's buckets
+/// instead of a hash table that rehashes and keeps empty slots of that size.
+#[derive(Clone)]
+struct Stores(Vec<(String, kv::Store)>);
+
+impl Stores {
+    fn for_profile(profile: &Profile) -> Self {
+        let mut names: Vec<&str> = profile
+            .consumers
+            .iter()
+            .filter_map(|c| match &c.kind {
+                ConsumerKind::Watch { bucket, .. }
+                | ConsumerKind::WatchMany { bucket, .. }
+                | ConsumerKind::WatchAll { bucket } => Some(bucket.as_str()),
+                ConsumerKind::ExecReplay => None,
+            })
+            .chain(profile.sync.iter().map(|op| match op {
+                SyncOp::Get { bucket, .. } | SyncOp::Walk { bucket } => bucket.as_str(),
+            }))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        Stores(Vec::with_capacity(names.len()))
+    }
+
+    fn get(&self, bucket: &str) -> Option<&kv::Store> {
+        self.0.iter().find(|(b, _)| b == bucket).map(|(_, s)| s)
+    }
+
+    fn insert(&mut self, bucket: &str, store: kv::Store) {
+        self.0.push((bucket.to_string(), store));
+    }
 }
 
 /// Runs agent `index` until `stop` turns true.
@@ -392,7 +426,9 @@ impl<'a> Agent<'a> {
                 self.ctx.epoch.elapsed(),
             );
         }
-        let client = self.connect(events).await;
+        // Each step's future is boxed while it runs: the setup future itself would
+        // otherwise be as large as the largest of them for the agent's whole setup.
+        let client = Box::pin(self.connect(events)).await;
         metrics.record(self.index, self.ctx.ids.connect, started.elapsed());
         if let Some((SplayPlacement::ReopenWatches, delay)) = cold_splay {
             tokio::time::sleep(delay).await;
@@ -400,7 +436,7 @@ impl<'a> Agent<'a> {
 
         self.ctx.roster.set(self.index, AgentState::Opening, None);
         let js = jetstream::new(client.clone());
-        let mut stores: HashMap<String, kv::Store> = HashMap::new();
+        let mut stores = Stores::for_profile(&self.ctx.profile);
         self.open_all(&js, &mut stores, &opened, true).await?;
 
         if let Some((SplayPlacement::BeforeGets, delay)) = cold_splay {
@@ -409,7 +445,7 @@ impl<'a> Agent<'a> {
         self.ctx.roster.set(self.index, AgentState::Syncing, None);
         let t = Instant::now();
         for op in &self.ctx.profile.sync {
-            self.sync(&js, &mut stores, op).await?;
+            Box::pin(self.sync(&js, &mut stores, op)).await?;
         }
         metrics.record(self.index, self.ctx.ids.sync, t.elapsed());
         metrics.record(self.index, self.ctx.ids.ready, started.elapsed());
@@ -421,7 +457,7 @@ impl<'a> Agent<'a> {
     async fn open_all(
         &self,
         js: &jetstream::Context,
-        stores: &mut HashMap<String, kv::Store>,
+        stores: &mut Stores,
         opened: &mpsc::UnboundedSender<Opened>,
         durables: bool,
     ) -> Result<(), String> {
@@ -432,7 +468,7 @@ impl<'a> Agent<'a> {
             }
             let t = Instant::now();
             self.ctx.creates.started.fetch_add(1, Ordering::Relaxed);
-            let result = self.open(js, stores, &spec.kind, i).await;
+            let result = Box::pin(self.open(js, stores, &spec.kind, i)).await;
             self.ctx.creates.completed.fetch_add(1, Ordering::Relaxed);
             let stream = result?;
             self.ctx
@@ -449,7 +485,7 @@ impl<'a> Agent<'a> {
     async fn resync(
         &self,
         js: jetstream::Context,
-        mut stores: HashMap<String, kv::Store>,
+        mut stores: Stores,
         reopen: Option<mpsc::UnboundedSender<Opened>>,
     ) -> Result<(), String> {
         let connected = Instant::now();
@@ -469,7 +505,7 @@ impl<'a> Agent<'a> {
             self.ctx.herd.request_reprobe(self.index);
         }
         for op in &self.ctx.profile.sync {
-            self.sync(&js, &mut stores, op).await?;
+            Box::pin(self.sync(&js, &mut stores, op)).await?;
         }
         let metrics = &self.ctx.metrics;
         metrics.record(self.index, self.ctx.ids.resync, connected.elapsed());
@@ -527,6 +563,7 @@ impl<'a> Agent<'a> {
         options
             .name(&self.pc)
             .connection_timeout(self.ctx.fleet.connect_timeout)
+            .read_buffer_capacity(self.ctx.fleet.read_buffer_capacity)
             .request_timeout(Some(self.ctx.fleet.request_timeout))
             .reconnect_delay_callback(move |attempts| delays.delay(attempts))
             .event_callback(move |event| {
@@ -552,7 +589,7 @@ impl<'a> Agent<'a> {
     async fn store(
         &self,
         js: &jetstream::Context,
-        stores: &mut HashMap<String, kv::Store>,
+        stores: &mut Stores,
         bucket: &str,
     ) -> Result<kv::Store, String> {
         if let Some(store) = stores.get(bucket) {
@@ -565,14 +602,14 @@ impl<'a> Agent<'a> {
         self.ctx
             .metrics
             .record(self.index, self.ctx.ids.kv_bind, t.elapsed());
-        stores.insert(bucket.to_string(), store.clone());
+        stores.insert(bucket, store.clone());
         Ok(store)
     }
 
     async fn open(
         &self,
         js: &jetstream::Context,
-        stores: &mut HashMap<String, kv::Store>,
+        stores: &mut Stores,
         kind: &ConsumerKind,
         slot: usize,
     ) -> Result<BoxStream<'static, Delivery>, String> {
@@ -683,7 +720,7 @@ impl<'a> Agent<'a> {
     async fn sync(
         &self,
         js: &jetstream::Context,
-        stores: &mut HashMap<String, kv::Store>,
+        stores: &mut Stores,
         op: &SyncOp,
     ) -> Result<(), String> {
         match op {

@@ -115,6 +115,11 @@ pub struct FleetPlan {
     pub splay: Option<Splay>,
     /// Agents connect through fleetsim's in-process fault proxy (needed by `network_cut`).
     pub proxy: bool,
+    /// async-nats `read_buffer_capacity` of each agent's connection, in bytes. A client
+    /// buffer the broker never sees (async-nats grows it for a bigger message), so the
+    /// default is smaller than async-nats' 65535: at 64 KiB it was the largest part of an
+    /// agent's memory. Set 65535 to match the shipped agent byte for byte.
+    pub read_buffer_capacity: u16,
 }
 
 /// Delay before a reconnect attempt.

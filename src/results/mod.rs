@@ -944,6 +944,7 @@ token = "tok-123"
                 reconnect: crate::plan::Backoff::AsyncNatsDefault,
                 splay: None,
                 proxy: false,
+                read_buffer_capacity: 8192,
             },
             profile: Profile {
                 name: "kanade".to_string(),

@@ -216,7 +216,7 @@ const EMBEDDED_ONLY: [&str; 5] = [
     "lame_duck_duration",
     "lame_duck_grace_period",
 ];
-const FLEET_KEYS: [&str; 14] = [
+const FLEET_KEYS: [&str; 15] = [
     "agents",
     "groups",
     "profile",
@@ -231,7 +231,11 @@ const FLEET_KEYS: [&str; 14] = [
     "splay_placement",
     "splay_on_start",
     "proxy",
+    "read_buffer_capacity",
 ];
+
+/// `[fleet] read_buffer_capacity` default, bytes (async-nats' own is 65535).
+pub const DEFAULT_READ_BUFFER_CAPACITY: u16 = 8192;
 
 /// nats-server refuses a config file with a shorter `lame_duck_duration` ("minimum is
 /// 30 seconds"), so this is both the floor and the default.
@@ -416,6 +420,7 @@ fn read_fleet(
         reconnect: Backoff::AsyncNatsDefault,
         splay: None,
         proxy: false,
+        read_buffer_capacity: DEFAULT_READ_BUFFER_CAPACITY,
     };
     let required = "required: the number of agents, a positive whole number";
     let Some(node) = root.table(ctx, "fleet", "a table ([fleet])") else {
@@ -455,6 +460,10 @@ fn read_fleet(
     fleet.splay = read_splay(ctx, &node);
     if let Some(proxy) = node.boolean(ctx, "proxy") {
         fleet.proxy = proxy;
+    }
+    let bytes = "a whole number of bytes from 512 to 65535 (async-nats' default)";
+    if let Some((n, _)) = node.whole(ctx, "read_buffer_capacity", bytes, 512, 65535) {
+        fleet.read_buffer_capacity = n as u16;
     }
     (fleet, profile_span)
 }

@@ -47,7 +47,7 @@ agnets = 3
     assert_eq!(
         problems(text),
         [
-            "quick.toml:3: fleet.agnets: unknown key; allowed: agents, groups, profile, catalog_entries, connect_timeout, request_timeout, setup_retries, reconnect_base, reconnect_cap, reconnect_jitter, splay, splay_placement, splay_on_start, proxy"
+            "quick.toml:3: fleet.agnets: unknown key; allowed: agents, groups, profile, catalog_entries, connect_timeout, request_timeout, setup_retries, reconnect_base, reconnect_cap, reconnect_jitter, splay, splay_placement, splay_on_start, proxy, read_buffer_capacity"
         ]
     );
 }
@@ -293,6 +293,7 @@ fn defaults() {
     assert_eq!(plan.fleet.reconnect, Backoff::AsyncNatsDefault);
     assert_eq!(plan.fleet.splay, None);
     assert!(!plan.fleet.proxy);
+    assert_eq!(plan.fleet.read_buffer_capacity, 8192);
     assert_eq!(plan.profile, profile::builtin("kanade").unwrap().unwrap());
     assert_eq!(
         plan.steps,
@@ -504,6 +505,29 @@ kind = "start"
             "quick.toml:2: broker.monitor: monitor only applies with url (an external broker); the embedded broker's is known"
         ]
     );
+}
+
+#[test]
+fn read_buffer_capacity_is_set_within_async_nats_range() {
+    let text = "[fleet]\nagents = 5\nread_buffer_capacity = 65535\n\n[[steps]]\nkind = \"start\"\n";
+    assert_eq!(plan(text).fleet.read_buffer_capacity, 65535);
+    for (value, message) in [
+        ("65536", "must be at most 65535, got 65536"),
+        (
+            "100",
+            "must be a whole number of bytes from 512 to 65535 (async-nats' default), got 100",
+        ),
+    ] {
+        let text = format!(
+            "[fleet]\nagents = 5\nread_buffer_capacity = {value}\n\n[[steps]]\nkind = \"start\"\n"
+        );
+        assert_eq!(
+            problems(&text),
+            [format!(
+                "quick.toml:3: fleet.read_buffer_capacity: {message}"
+            )]
+        );
+    }
 }
 
 #[test]
@@ -1815,7 +1839,7 @@ fn a_bad_value_in_a_variant_is_reported_at_its_own_line_once() {
         problems(&text),
         [
             "quick.toml:13: variants[2].fleet.splay: bad duration \"5 parsecs\"; use a number with a unit: 500ms, 10s, 2m, 1h",
-            "quick.toml:14: variants[2].fleet.agnets: unknown key; allowed: agents, groups, profile, catalog_entries, connect_timeout, request_timeout, setup_retries, reconnect_base, reconnect_cap, reconnect_jitter, splay, splay_placement, splay_on_start, proxy",
+            "quick.toml:14: variants[2].fleet.agnets: unknown key; allowed: agents, groups, profile, catalog_entries, connect_timeout, request_timeout, setup_retries, reconnect_base, reconnect_cap, reconnect_jitter, splay, splay_placement, splay_on_start, proxy, read_buffer_capacity",
         ]
     );
     // A mistake in the file itself is reported once, not once per variant.
