@@ -113,8 +113,31 @@ pub struct FleetPlan {
     pub reconnect: Backoff,
     /// The startup splay; `None` (the default) is no splay, as the real agent ships.
     pub splay: Option<Splay>,
-    /// Agents connect through fleetsim's in-process fault proxy (needed by `network_cut`).
-    pub proxy: bool,
+    /// Whether agents connect through fleetsim's fault proxy (needed by `network_cut`),
+    /// and where it runs.
+    pub proxy: ProxyMode,
+}
+
+/// Where the fault proxy between the agents and the broker runs, if anywhere.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyMode {
+    /// `proxy = false` (the default): agents connect to the broker directly.
+    #[default]
+    Off,
+    /// `proxy = true` (or `"in_process"`): the proxy runs inside fleetsim's own process,
+    /// 3 open files per agent there.
+    InProcess,
+    /// `proxy = "process"`: fleetsim starts `fleetsim proxy` as a child process, 1 open
+    /// file per agent in fleetsim and 2 in the proxy, each process with its own limit.
+    Process,
+}
+
+impl ProxyMode {
+    /// Agents connect through a proxy, wherever it runs.
+    pub fn is_on(self) -> bool {
+        self != ProxyMode::Off
+    }
 }
 
 /// Delay before a reconnect attempt.

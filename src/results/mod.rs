@@ -943,7 +943,7 @@ token = "tok-123"
                 setup_retries: 3,
                 reconnect: crate::plan::Backoff::AsyncNatsDefault,
                 splay: None,
-                proxy: false,
+                proxy: crate::plan::ProxyMode::Off,
             },
             profile: Profile {
                 name: "kanade".to_string(),
