@@ -145,6 +145,7 @@ pub async fn run_ab(
                 scenario_text: options.scenario_text.clone(),
                 results_base: dir.join("runs"),
                 run_dir: Some(dir.join(&rel)),
+                proxy_program: options.proxy_program.clone(),
             };
             let mut entry = RunEntry {
                 order,

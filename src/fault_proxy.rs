@@ -7,15 +7,17 @@
 //! port. Because it is plain TCP it works the same against an external broker.
 //!
 //! Cost: each proxied agent holds two sockets in the proxy on top of its own one, so in the
-//! same process a proxied agent costs three file descriptors.
+//! same process a proxied agent costs three file descriptors. `fleetsim proxy` (see
+//! [`crate::proxy_process`]) runs this same proxy in a process of its own, so the two
+//! proxy sockets count against that process's open-files limit instead.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, MutexGuard, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
@@ -24,14 +26,61 @@ pub struct FaultProxy {
     listen: SocketAddr,
     upstream: String,
     shared: Arc<Shared>,
+    /// The accept loop; `None` while refusing. Held by a cut from start to end, so cuts
+    /// do not overlap.
     acceptor: Mutex<Option<JoinHandle<()>>>,
 }
 
 struct Shared {
-    /// Bumped by every cut; each connection task ends when it changes.
+    /// Bumped by every cut; a connection ends when it differs from the generation it
+    /// was accepted in.
     cut: watch::Sender<u64>,
+    /// The current generation's liveness channel: every connection holds a clone of
+    /// its generation's sender, so a cut knows its connections are all closed when the
+    /// receiver sees the last sender go (the "all done" half of mini-redis' shutdown).
+    generation: std::sync::Mutex<Generation>,
     accepted: AtomicU64,
     dropped: AtomicU64,
+    live: AtomicU64,
+    accepting: AtomicBool,
+}
+
+struct Generation {
+    number: u64,
+    alive: mpsc::Sender<()>,
+    all_gone: mpsc::Receiver<()>,
+}
+
+impl Generation {
+    fn new(number: u64) -> Generation {
+        let (alive, all_gone) = mpsc::channel(1);
+        Generation {
+            number,
+            alive,
+            all_gone,
+        }
+    }
+}
+
+/// A cut in progress: every connection of before it is closed and, if it refuses, the
+/// listener too. [`Cut::end`] accepts again.
+pub struct Cut<'a> {
+    proxy: &'a FaultProxy,
+    acceptor: MutexGuard<'a, Option<JoinHandle<()>>>,
+    /// Connections this cut dropped.
+    pub dropped: u64,
+}
+
+impl Cut<'_> {
+    /// Accepts again on the same address, if the cut closed the listener.
+    pub fn end(mut self) -> std::io::Result<()> {
+        if self.acceptor.is_none() {
+            let listener = bind(self.proxy.listen)?;
+            *self.acceptor = Some(self.proxy.spawn_acceptor(listener));
+            self.proxy.shared.accepting.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
 }
 
 impl FaultProxy {
@@ -40,8 +89,11 @@ impl FaultProxy {
         let (cut, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             cut,
+            generation: std::sync::Mutex::new(Generation::new(0)),
             accepted: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            live: AtomicU64::new(0),
+            accepting: AtomicBool::new(true),
         });
         let listener = bind(listen)?;
         let listen = listener.local_addr()?;
@@ -64,6 +116,11 @@ impl FaultProxy {
         format!("nats://{}", self.listen)
     }
 
+    /// Where the proxy forwards to (`host:port`).
+    pub fn upstream(&self) -> &str {
+        &self.upstream
+    }
+
     /// Connections accepted so far.
     pub fn accepted(&self) -> u64 {
         self.shared.accepted.load(Ordering::Relaxed)
@@ -74,22 +131,57 @@ impl FaultProxy {
         self.shared.dropped.load(Ordering::Relaxed)
     }
 
+    /// Connections open now.
+    pub fn live(&self) -> u64 {
+        self.shared.live.load(Ordering::Relaxed)
+    }
+
+    /// Whether the listener is open (false during a cut's refusal).
+    pub fn accepting(&self) -> bool {
+        self.shared.accepting.load(Ordering::Relaxed)
+    }
+
     /// Drops every proxied connection now. With a non-zero `refuse_for`, new connections
-    /// are refused for that long (the listener is closed), then accepted again.
-    pub async fn cut(&self, refuse_for: Duration) -> std::io::Result<()> {
-        let mut acceptor = self.acceptor.lock().await;
-        if !refuse_for.is_zero()
-            && let Some(task) = acceptor.take()
-        {
-            task.abort();
-            let _ = task.await;
-        }
-        self.shared.cut.send_modify(|generation| *generation += 1);
+    /// are refused for that long (the listener is closed), then accepted again. Returns
+    /// how many connections the cut dropped.
+    pub async fn cut(&self, refuse_for: Duration) -> std::io::Result<u64> {
+        let cut = self.begin_cut(!refuse_for.is_zero()).await;
+        let dropped = cut.dropped;
         if !refuse_for.is_zero() {
             tokio::time::sleep(refuse_for).await;
-            *acceptor = Some(self.spawn_acceptor(bind(self.listen)?));
         }
-        Ok(())
+        cut.end()?;
+        Ok(dropped)
+    }
+
+    /// The first half of a cut: closes the listener if `refuse`, drops every connection
+    /// and returns once all of them are closed (the agents see their connections reset).
+    /// The cut lasts until [`Cut::end`]; another cut waits for it.
+    pub async fn begin_cut(&self, refuse: bool) -> Cut<'_> {
+        let mut acceptor = self.acceptor.lock().await;
+        if refuse && let Some(task) = acceptor.take() {
+            task.abort();
+            let _ = task.await;
+            self.shared.accepting.store(false, Ordering::Relaxed);
+        }
+        let dropped_before = self.dropped();
+        let mut old = {
+            let mut generation = self.shared.generation.lock().expect("not poisoned");
+            let next = Generation::new(generation.number + 1);
+            // Bumped under the same lock the acceptor reads the generation under: a
+            // connection is either in the old generation (and sees this bump) or in the
+            // new one.
+            self.shared.cut.send_replace(next.number);
+            std::mem::replace(&mut *generation, next)
+        };
+        drop(old.alive);
+        // `None` once every connection of the old generation has ended.
+        let _ = old.all_gone.recv().await;
+        Cut {
+            proxy: self,
+            acceptor,
+            dropped: self.dropped() - dropped_before,
+        }
     }
 
     fn spawn_acceptor(&self, listener: tokio::net::TcpListener) -> JoinHandle<()> {
@@ -101,9 +193,13 @@ impl FaultProxy {
                     continue;
                 };
                 shared.accepted.fetch_add(1, Ordering::Relaxed);
+                let (number, alive) = {
+                    let generation = shared.generation.lock().expect("not poisoned");
+                    (generation.number, generation.alive.clone())
+                };
                 let shared = shared.clone();
                 let upstream = upstream.clone();
-                tokio::spawn(forward(client, upstream, shared));
+                tokio::spawn(forward(client, upstream, shared, number, alive));
             }
         })
     }
@@ -120,22 +216,44 @@ impl Drop for FaultProxy {
     }
 }
 
-async fn forward(mut client: TcpStream, upstream: String, shared: Arc<Shared>) {
+/// Forwards one agent connection until it ends or a cut ends its `generation`; `_alive`
+/// tells the cut when this connection is closed.
+async fn forward(
+    mut client: TcpStream,
+    upstream: String,
+    shared: Arc<Shared>,
+    generation: u64,
+    _alive: mpsc::Sender<()>,
+) {
+    shared.live.fetch_add(1, Ordering::Relaxed);
     let mut cut = shared.cut.subscribe();
-    cut.mark_unchanged();
-    let Ok(mut server) = TcpStream::connect(&upstream).await else {
-        debug!(%upstream, "proxy: upstream refused");
-        return;
+    let cut_now = async move {
+        // An error means the proxy is gone: end too.
+        let _ = cut.wait_for(|g| *g != generation).await;
     };
-    let _ = client.set_nodelay(true);
-    let _ = server.set_nodelay(true);
-    tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-        _ = cut.changed() => {
+    tokio::pin!(cut_now);
+    let server = tokio::select! {
+        server = TcpStream::connect(&upstream) => server.map_err(|e| {
+            debug!(%upstream, error = %e, "proxy: upstream refused");
+        }).ok(),
+        () = &mut cut_now => {
             shared.dropped.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    };
+    if let Some(mut server) = server {
+        let _ = client.set_nodelay(true);
+        let _ = server.set_nodelay(true);
+        tokio::select! {
+            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+            () = &mut cut_now => {
+                shared.dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
     // Dropping both streams closes them: the agent sees its connection reset.
+    drop(client);
+    shared.live.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Binds with SO_REUSEADDR so the same port can be bound again right after a refusal.
@@ -198,7 +316,7 @@ mod tests {
             );
         };
         let (cut, ()) = tokio::join!(cutting, check);
-        cut.expect("cut");
+        assert_eq!(cut.expect("cut"), 1, "the cut dropped one connection");
         assert_eq!(proxy.dropped(), 1);
         // After the outage the same address accepts again.
         let mut again = TcpStream::connect(proxy.addr())

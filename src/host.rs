@@ -4,12 +4,24 @@
 //! Every agent holds one socket (three when proxied in-process), so a fleet of thousands
 //! needs the open-files soft limit raised to the hard limit, and a fleet that cannot fit
 //! must be refused before a single connection is made, with the limit and the fix.
+//!
+//! A proxied agent costs three descriptors: its own socket and the proxy's two (agent
+//! side, broker side). With the proxy inside fleetsim's process all three count against
+//! one limit; with the proxy as its own process (`fleetsim proxy`) fleetsim holds one per
+//! agent and the proxy two, each process against its own limit.
 
 use serde::{Deserialize, Serialize};
 
 /// Descriptors kept aside for the runtime, the control connection, files and the broker
 /// monitor: a fleet must fit in the limit minus this.
 pub const FD_RESERVE: u64 = 64;
+
+/// A proxied agent in fleetsim's process when the proxy runs there too.
+pub const FDS_IN_PROCESS_PROXY: u64 = 3;
+/// A proxied agent in fleetsim's process when the proxy runs as its own process.
+pub const FDS_RUNNER_WITH_PROXY_PROCESS: u64 = 1;
+/// A proxied agent in the proxy's own process.
+pub const FDS_PROXY_PROCESS: u64 = 2;
 
 /// Raises the open-files soft limit to the hard limit. Returns (soft, hard) after.
 pub fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
@@ -47,6 +59,52 @@ pub fn check_fd_budget(agents: usize, fds_per_agent: u64, limit: u64) -> Result<
          but this process may open {limit} (the hard limit of `ulimit -n`). \
          Run at most {fits} agents here, raise the hard limit (ulimit -Hn, or LimitNOFILE= in systemd), \
          or split the fleet over several processes or hosts"
+    ))
+}
+
+/// The largest proxied fleet each proxy mode holds when every process may open `limit`
+/// files (the proxy process inherits fleetsim's limit): `(in_process, process)`.
+pub fn proxied_capacity(limit: u64) -> (u64, u64) {
+    let usable = limit.saturating_sub(FD_RESERVE);
+    let process = (usable / FDS_RUNNER_WITH_PROXY_PROCESS).min(usable / FDS_PROXY_PROCESS);
+    (usable / FDS_IN_PROCESS_PROXY, process)
+}
+
+/// Checks that a fleet of `agents` proxied agents fits in `limit` open files per process,
+/// with the proxy in fleetsim's process (`own_process` false) or in its own. The refusal
+/// says how many agents each mode holds, and which one would run this fleet.
+pub fn check_proxied_fd_budget(agents: usize, own_process: bool, limit: u64) -> Result<(), String> {
+    let (in_process, process) = proxied_capacity(limit);
+    let holds = if own_process { process } else { in_process };
+    if agents as u64 <= holds {
+        return Ok(());
+    }
+    let needed = if own_process {
+        format!(
+            "{agents} proxied agents need about {} open files in the proxy process \
+             ({FDS_PROXY_PROCESS} per agent + {FD_RESERVE} reserved)",
+            agents as u64 * FDS_PROXY_PROCESS + FD_RESERVE
+        )
+    } else {
+        format!(
+            "{agents} proxied agents need about {} open files in this process \
+             ({FDS_IN_PROCESS_PROXY} per agent + {FD_RESERVE} reserved)",
+            agents as u64 * FDS_IN_PROCESS_PROXY + FD_RESERVE
+        )
+    };
+    let fix = if !own_process && agents as u64 <= process {
+        "Set proxy = \"process\" in [fleet] to run this fleet".to_string()
+    } else {
+        format!("Run at most {holds} proxied agents here")
+    };
+    Err(format!(
+        "{needed}, but a process may open {limit} (the hard limit of `ulimit -n`). \
+         With this limit the proxy inside fleetsim's process (proxy = true: \
+         {FDS_IN_PROCESS_PROXY} files per agent) holds at most {in_process} agents, and the \
+         proxy as its own process (proxy = \"process\": {FDS_RUNNER_WITH_PROXY_PROCESS} per \
+         agent in fleetsim, {FDS_PROXY_PROCESS} in the proxy) at most {process}. {fix}, \
+         raise the hard limit (ulimit -Hn, or LimitNOFILE= in systemd), or split the fleet \
+         over several hosts"
     ))
 }
 
@@ -143,6 +201,51 @@ mod tests {
         let err = check_fd_budget(10_000, 3, 20_000).expect_err("30,000 descriptors do not fit");
         assert!(err.contains("20000"), "{err}");
         assert!(err.contains("at most 6645 agents"), "{err}");
+        assert!(err.contains("ulimit -Hn"), "{err}");
+    }
+
+    #[test]
+    fn a_proxied_fleet_too_big_for_its_mode_is_refused_naming_both_modes() {
+        // 20,000 files, 64 reserved: 19,936 usable.
+        assert_eq!(proxied_capacity(20_000), (6645, 9968));
+        assert!(check_proxied_fd_budget(6645, false, 20_000).is_ok());
+        assert!(check_proxied_fd_budget(9968, true, 20_000).is_ok());
+
+        let err = check_proxied_fd_budget(8000, false, 20_000).expect_err("in-process");
+        assert!(
+            err.contains("need about 24064 open files in this process"),
+            "{err}"
+        );
+        assert!(
+            err.contains("proxy = true: 3 files per agent) holds at most 6645"),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                "(proxy = \"process\": 1 per agent in fleetsim, 2 in the proxy) at most 9968"
+            ),
+            "{err}"
+        );
+        assert!(
+            err.contains("Set proxy = \"process\" in [fleet] to run this fleet"),
+            "{err}"
+        );
+
+        let err = check_proxied_fd_budget(12_000, false, 20_000).expect_err("fits neither");
+        assert!(
+            err.contains("Run at most 6645 proxied agents here"),
+            "{err}"
+        );
+        let err = check_proxied_fd_budget(12_000, true, 20_000).expect_err("process");
+        assert!(
+            err.contains("need about 24064 open files in the proxy process"),
+            "{err}"
+        );
+        assert!(err.contains("holds at most 6645 agents"), "{err}");
+        assert!(
+            err.contains("Run at most 9968 proxied agents here"),
+            "{err}"
+        );
         assert!(err.contains("ulimit -Hn"), "{err}");
     }
 

@@ -13,6 +13,8 @@
 //! - [`fleet`]: spawns and paces agents, tracks every agent's state.
 //! - [`metrics`]: HdrHistograms and error counters, sharded so agents never contend.
 //! - [`fault_proxy`]: a TCP proxy between agents and broker that cuts every connection at once.
+//! - [`proxy_process`]: that proxy as its own process (`fleetsim proxy`), its control
+//!   protocol, and the child a run starts with `[fleet] proxy = "process"`.
 //! - [`errors`]: classifies async-nats failures into the kinds the results count.
 //! - [`host`]: open-file limits and this process's own CPU and memory use.
 //! - [`run`]: executes a plan's steps against a broker and a fleet.
@@ -42,6 +44,7 @@ pub mod metrics;
 pub mod plan;
 pub mod progress;
 pub mod provision;
+pub mod proxy_process;
 pub mod report;
 pub mod results;
 pub mod run;

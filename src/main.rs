@@ -112,6 +112,24 @@ enum Command {
         /// The run directory (holds manifest.json).
         dir: PathBuf,
     },
+    /// Run the fault proxy as its own process, in front of a broker: agents connect to
+    /// --listen, a line-based control connection on --control cuts them (see README).
+    /// Prints one "fleetsim-proxy ready ..." line with the bound addresses when it accepts.
+    Proxy {
+        /// Where agents connect, e.g. 127.0.0.1:4223 (port 0: a free port).
+        #[arg(long, value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+        /// The broker to forward to, HOST:PORT (e.g. 127.0.0.1:4222).
+        #[arg(long, value_name = "HOST:PORT", value_parser = parse_upstream)]
+        upstream: String,
+        /// Where the control connection connects: a loopback address, e.g.
+        /// 127.0.0.1:4299 (port 0: a free port).
+        #[arg(long, value_name = "ADDR", value_parser = parse_control)]
+        control: std::net::SocketAddr,
+        /// Exit when stdin closes (set by `fleetsim run`, which holds it).
+        #[arg(long, hide = true)]
+        exit_on_stdin_close: bool,
+    },
     /// Check a scenario file without running it; reports every problem with its line.
     Validate {
         /// Scenario files (TOML).
@@ -131,6 +149,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { files } => validate(&files),
+        Command::Proxy {
+            listen,
+            upstream,
+            control,
+            exit_on_stdin_close,
+        } => proxy(fleetsim::proxy_process::ServeOptions {
+            listen,
+            upstream,
+            control,
+            exit_on_stdin_close,
+        }),
         Command::Report { dir } => match fleetsim::report::write_report(&dir) {
             Ok(path) => {
                 println!("{}", path.display());
@@ -269,6 +298,7 @@ fn sweep(
         scenario_path: Some(file),
         results_base: out.unwrap_or_else(fleetsim::run::default_results_base),
         run_dir: None,
+        proxy_program: None,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -306,6 +336,73 @@ fn sweep(
         }
         Err(e) => {
             eprintln!("error: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+/// `--upstream`: `host:port` with a port in 1..=65535.
+fn parse_upstream(text: &str) -> Result<String, String> {
+    if text.contains("://") {
+        return Err(format!(
+            "{text:?} is a URL; give the broker as HOST:PORT, e.g. 127.0.0.1:4222"
+        ));
+    }
+    let port_ok = |p: &str| p.parse::<u16>().is_ok_and(|p| p > 0);
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port_ok(port) => Ok(text.to_string()),
+        _ => Err(format!(
+            "{text:?} is not HOST:PORT with a port from 1 to 65535, e.g. 127.0.0.1:4222"
+        )),
+    }
+}
+
+/// `--control`: a loopback socket address; the control port takes unauthenticated
+/// commands, so it is not offered to other hosts.
+fn parse_control(text: &str) -> Result<std::net::SocketAddr, String> {
+    let addr: std::net::SocketAddr = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not an address such as 127.0.0.1:4299"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{text} is not a loopback address; the control port takes unauthenticated \
+             commands, so bind it to 127.0.0.1 (or [::1])"
+        ));
+    }
+    Ok(addr)
+}
+
+/// `fleetsim proxy`: serves until `quit`, Ctrl-C or (for a child) stdin closing.
+/// Exit 0 when it stopped, 3 when it could not bind.
+fn proxy(options: fleetsim::proxy_process::ServeOptions) -> ExitCode {
+    use std::io::Write;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let ready = |ready: &fleetsim::proxy_process::Ready| {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{}", ready.line());
+        let _ = stdout.flush();
+    };
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let served = runtime.block_on(fleetsim::proxy_process::serve(options, ready, ctrl_c));
+    // Connections still open are simply closed with the process.
+    runtime.shutdown_background();
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::from(3)
         }
     }
@@ -491,6 +588,7 @@ fn run(file: PathBuf, overrides: Overrides, out: Option<PathBuf>, report: Report
         scenario_text,
         results_base: out.unwrap_or_else(fleetsim::run::default_results_base),
         run_dir: None,
+        proxy_program: None,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

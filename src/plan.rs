@@ -113,13 +113,36 @@ pub struct FleetPlan {
     pub reconnect: Backoff,
     /// The startup splay; `None` (the default) is no splay, as the real agent ships.
     pub splay: Option<Splay>,
-    /// Agents connect through fleetsim's in-process fault proxy (needed by `network_cut`).
-    pub proxy: bool,
+    /// Whether agents connect through fleetsim's fault proxy (needed by `network_cut`),
+    /// and where it runs.
+    pub proxy: ProxyMode,
     /// async-nats `read_buffer_capacity` of each agent's connection, in bytes. A client
     /// buffer the broker never sees (async-nats grows it for a bigger message), so the
     /// default is smaller than async-nats' 65535: at 64 KiB it was the largest part of an
     /// agent's memory. Set 65535 to match the shipped agent byte for byte.
     pub read_buffer_capacity: u16,
+}
+
+/// Where the fault proxy between the agents and the broker runs, if anywhere.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyMode {
+    /// `proxy = false` (the default): agents connect to the broker directly.
+    #[default]
+    Off,
+    /// `proxy = true` (or `"in_process"`): the proxy runs inside fleetsim's own process,
+    /// 3 open files per agent there.
+    InProcess,
+    /// `proxy = "process"`: fleetsim starts `fleetsim proxy` as a child process, 1 open
+    /// file per agent in fleetsim and 2 in the proxy, each process with its own limit.
+    Process,
+}
+
+impl ProxyMode {
+    /// Agents connect through a proxy, wherever it runs.
+    pub fn is_on(self) -> bool {
+        self != ProxyMode::Off
+    }
 }
 
 /// Delay before a reconnect attempt.

@@ -24,9 +24,11 @@ use crate::fleet::{AgentState, Fleet};
 use crate::herd::ProbePlan;
 use crate::host;
 use crate::metrics::{Metrics, Snapshot};
+use crate::plan::ProxyMode;
 use crate::plan::{Plan, StepAction, StopSignal, Trigger, WriteLoad};
 use crate::progress::Progress;
 use crate::provision::{self, group_id, pc_id};
+use crate::proxy_process::{ProxyChild, upstream_of};
 use crate::results::{
     self, AgentFinal, FleetFigures, HerdRecord, Outcome, RunRecord, RunStatus, StepRecord,
     Unrecovered,
@@ -34,11 +36,9 @@ use crate::results::{
 use crate::timeseries::{ApiTap, Sampler};
 use crate::writes::{Target, WriteJob, WriteRecord};
 
-/// How long stopping the fleet may take before its tasks are aborted.
 /// One socket per agent.
 const FDS_PER_AGENT: u64 = 1;
-/// A proxied agent: its own socket plus the proxy's two (agent side, broker side).
-const FDS_PER_AGENT_PROXIED: u64 = 3;
+/// How long stopping the fleet may take before its tasks are aborted.
 const FLEET_STOP_WITHIN: Duration = Duration::from_secs(30);
 
 /// Where a run reads its scenario from and writes its results to.
@@ -50,6 +50,10 @@ pub struct RunOptions {
     /// Write into exactly this directory (created if missing) instead of a new
     /// timestamped one under `results_base`: an A/B run places each of its runs.
     pub run_dir: Option<PathBuf>,
+    /// The fleetsim executable started as `fleetsim proxy` with `[fleet] proxy =
+    /// "process"`; `None`: this process's own executable (a test binary passes the
+    /// fleetsim binary).
+    pub proxy_program: Option<PathBuf>,
 }
 
 /// What a finished run produced.
@@ -69,6 +73,9 @@ pub struct RunReport {
     /// The plan's `[thresholds]` checks, evaluated on the results (also in
     /// `thresholds.csv`); empty when the scenario has none.
     pub thresholds: Vec<crate::thresholds::Outcome>,
+    /// The `fleetsim proxy` child's process id, with `[fleet] proxy = "process"`; it has
+    /// exited and been waited for when the run returns.
+    pub proxy_pid: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -270,23 +277,9 @@ async fn drive(
         },
         _ => None,
     };
-    let proxy = if plan.fleet.proxy {
-        let upstream = url
-            .trim_start_matches("nats://")
-            .trim_start_matches("tls://")
-            .rsplit('@')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        let proxy = FaultProxy::start("127.0.0.1:0".parse().expect("literal address"), &upstream)
-            .await
-            .map_err(|e| RunError::Environment(format!("cannot start the fault proxy: {e}")))?;
-        info!(listen = %proxy.addr(), "agents connect through the fault proxy");
-        Some(proxy)
-    } else {
-        None
-    };
-    let agent_url = proxy.as_ref().map_or_else(|| url.clone(), FaultProxy::url);
+    let proxy = AgentProxy::start(plan, &url, options).await?;
+    let proxy_pid = proxy.as_ref().and_then(AgentProxy::pid);
+    let agent_url = proxy.as_ref().map_or_else(|| url.clone(), AgentProxy::url);
 
     let metrics = Arc::new(Metrics::new());
     let mut ctx = AgentContext::new(
@@ -372,6 +365,9 @@ async fn drive(
         None => Vec::new(),
     };
     fleet.shutdown(FLEET_STOP_WITHIN).await;
+    if let Some(proxy) = proxy {
+        proxy.stop().await;
+    }
     if let Some((_client, listener)) = system {
         listener.abort();
     }
@@ -457,7 +453,95 @@ async fn drive(
         phases,
         consumers_at_start,
         thresholds,
+        proxy_pid,
     })
+}
+
+/// The fault proxy the agents connect through: inside this process or a child process.
+enum AgentProxy {
+    InProcess(FaultProxy),
+    Process(Box<ProxyChild>),
+}
+
+impl AgentProxy {
+    /// Starts the proxy `plan.fleet.proxy` asks for, in front of the broker at `url`.
+    async fn start(
+        plan: &Plan,
+        url: &str,
+        options: &RunOptions,
+    ) -> Result<Option<AgentProxy>, RunError> {
+        let upstream = upstream_of(url);
+        let proxy = match plan.fleet.proxy {
+            ProxyMode::Off => return Ok(None),
+            ProxyMode::InProcess => {
+                let listen = "127.0.0.1:0".parse().expect("literal address");
+                let proxy = FaultProxy::start(listen, &upstream).await.map_err(|e| {
+                    RunError::Environment(format!("cannot start the fault proxy: {e}"))
+                })?;
+                info!(listen = %proxy.addr(), %upstream, "agents connect through the fault proxy");
+                AgentProxy::InProcess(proxy)
+            }
+            ProxyMode::Process => {
+                let program = match &options.proxy_program {
+                    Some(program) => program.clone(),
+                    None => std::env::current_exe().map_err(|e| {
+                        RunError::Environment(format!(
+                            "cannot find fleetsim's own executable to start `fleetsim proxy`: {e}"
+                        ))
+                    })?,
+                };
+                let child = ProxyChild::spawn(&program, &upstream)
+                    .await
+                    .map_err(RunError::Environment)?;
+                // The child raised its own limit; refuse a fleet it cannot hold.
+                let nofile = child.ready().nofile;
+                if let Err(e) = host::check_proxied_fd_budget(plan.fleet.agents, true, nofile) {
+                    let _ = child.stop().await;
+                    return Err(RunError::Environment(e));
+                }
+                info!(pid = child.pid(), listen = %child.ready().listen, %upstream, nofile, "agents connect through the fault proxy process");
+                AgentProxy::Process(Box::new(child))
+            }
+        };
+        Ok(Some(proxy))
+    }
+
+    fn url(&self) -> String {
+        match self {
+            AgentProxy::InProcess(p) => p.url(),
+            AgentProxy::Process(p) => p.url(),
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        match self {
+            AgentProxy::InProcess(_) => None,
+            AgentProxy::Process(p) => Some(p.pid()),
+        }
+    }
+
+    /// Drops every agent connection, refuses new ones for `refuse_for`, and returns once
+    /// the proxy accepts again, with how many connections it dropped.
+    async fn cut(&self, refuse_for: Duration) -> Result<u64, String> {
+        match self {
+            AgentProxy::InProcess(p) => p.cut(refuse_for).await.map_err(|e| e.to_string()),
+            AgentProxy::Process(p) => p.cut(refuse_for).await,
+        }
+    }
+
+    /// Stops the proxy; a child process is waited for (killed if it does not quit).
+    async fn stop(self) {
+        match self {
+            AgentProxy::InProcess(p) => drop(p),
+            AgentProxy::Process(p) => {
+                let pid = p.pid();
+                match (*p).stop().await {
+                    Ok(status) => info!(pid, %status, "fault proxy process stopped"),
+                    Err(e) => warn!(pid, error = %e, "stopping the fault proxy process"),
+                }
+            }
+        }
+    }
 }
 
 /// Raises the open-files limit and refuses, before any agent connects, a fleet that
@@ -473,12 +557,14 @@ fn check_host(plan: &Plan) -> Result<u8, RunError> {
             hard, "could not raise the open-files soft limit to the hard limit"
         );
     }
-    let per_agent = if plan.fleet.proxy {
-        FDS_PER_AGENT_PROXIED
-    } else {
-        FDS_PER_AGENT
-    };
-    host::check_fd_budget(plan.fleet.agents, per_agent, soft).map_err(RunError::Environment)?;
+    match plan.fleet.proxy {
+        ProxyMode::Off => host::check_fd_budget(plan.fleet.agents, FDS_PER_AGENT, soft),
+        ProxyMode::InProcess => host::check_proxied_fd_budget(plan.fleet.agents, false, soft),
+        // Checked here against this process's limit, which the child inherits; the child
+        // reports the limit it raised to and is checked again when it starts.
+        ProxyMode::Process => host::check_proxied_fd_budget(plan.fleet.agents, true, soft),
+    }
+    .map_err(RunError::Environment)?;
     let loopback = plan.broker.url.as_deref().is_none_or(host::is_loopback_url);
     host::source_addresses(plan.fleet.agents, host::ephemeral_ports(), loopback)
         .map_err(RunError::Environment)
@@ -491,7 +577,7 @@ struct StepRunner<'a> {
     metrics: &'a Metrics,
     broker: &'a mut Broker,
     js: &'a async_nats::jetstream::Context,
-    proxy: Option<&'a FaultProxy>,
+    proxy: Option<&'a AgentProxy>,
     /// The running step's label, for the time series.
     step_tx: watch::Sender<String>,
     run_start: Instant,
@@ -702,10 +788,11 @@ impl StepRunner<'_> {
                 // the probes while the agents are cut off.
                 let proxy = self
                     .proxy
-                    .expect("the scenario parser requires proxy = true");
+                    .expect("the scenario parser requires a proxy for network_cut");
                 let (cut, outcome) = tokio::join!(proxy.cut(*refuse_for), probing);
-                if let Err(e) = cut {
-                    trigger_error = Some(format!("fault proxy: {e}"));
+                match cut {
+                    Ok(dropped) => info!(step = %label, dropped, "network cut"),
+                    Err(e) => trigger_error = Some(format!("fault proxy: {e}")),
                 }
                 outcome
             }

@@ -103,6 +103,7 @@ pub async fn sweep(
             scenario_text: options.scenario_text.clone(),
             results_base: dir.join("runs"),
             run_dir: Some(run_dir.clone()),
+            proxy_program: options.proxy_program.clone(),
         };
         let report = run::run(sized, sub, shutdown.clone()).await?;
         let mut row = measure(&run_dir, n).unwrap_or_else(|e| SweepRow {

@@ -50,6 +50,7 @@ async fn two_variants_repeated_run_interleaved_on_fresh_brokers_and_are_compared
         scenario_text: SCENARIO.to_string(),
         results_base: out.path().to_path_buf(),
         run_dir: None,
+        proxy_program: None,
     };
     let report = fleetsim::ab::run_ab(plan, options, std::future::pending())
         .await

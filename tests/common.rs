@@ -16,6 +16,7 @@ pub async fn run_scenario(scenario: &str, out: &Path) -> RunReport {
         scenario_text: scenario.to_string(),
         results_base: out.to_path_buf(),
         run_dir: None,
+        proxy_program: Some(env!("CARGO_BIN_EXE_fleetsim").into()),
     };
     fleetsim::run::run(plan, options, std::future::pending())
         .await

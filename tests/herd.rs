@@ -169,6 +169,30 @@ async fn network_cut_recovery_waits_for_the_outage_to_end() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_cut_through_the_proxy_process_waits_for_the_outage_and_the_child_exits() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let scenario = herd_scenario(
+        "proxy = \"process\"",
+        "kind = \"network_cut\"\nrefuse_for = \"2s\"",
+    );
+    let report = run_scenario(&scenario, out.path()).await;
+    assert_eq!(report.status, RunStatus::Ok, "{:?}", report.reasons);
+    assert_recovered(&report.dir, "3:network_cut");
+    let summary = read_csv(&report.dir, "summary.csv");
+    let fastest = float(summary_row(&summary, "recovery", "3:network_cut"), "min");
+    assert!(
+        fastest >= 2000.0,
+        "fastest recovery {fastest} ms is inside the outage"
+    );
+    // The run waited for its `fleetsim proxy` child: that process no longer exists.
+    let pid = report.proxy_pid.expect("the run started a proxy process");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "proxy process {pid} outlived the run"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_reconnect_every_agent_recovers() {
     let out = tempfile::tempdir().expect("tempdir");
     let report = run_scenario(

@@ -943,7 +943,7 @@ token = "tok-123"
                 setup_retries: 3,
                 reconnect: crate::plan::Backoff::AsyncNatsDefault,
                 splay: None,
-                proxy: false,
+                proxy: crate::plan::ProxyMode::Off,
                 read_buffer_capacity: 8192,
             },
             profile: Profile {

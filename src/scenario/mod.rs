@@ -41,9 +41,11 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use toml::de::DeTable;
+use toml::de::{DeTable, DeValue};
 
-use crate::plan::{Backoff, BrokerPlan, FleetPlan, Plan, Profile, Splay, SplayPlacement};
+use crate::plan::{
+    Backoff, BrokerPlan, FleetPlan, Plan, Profile, ProxyMode, Splay, SplayPlacement,
+};
 use walk::{Ctx, Node};
 
 /// Why a scenario could not be turned into a [`Plan`].
@@ -276,7 +278,7 @@ fn read_plan(ctx: &mut Ctx<'_>, root: &Node<'_, '_>, origin: &str) -> Plan {
         profile::is_builtin(&fleet.profile) || profiles.contains_key(&fleet.profile);
     let setup = steps::Setup {
         external_broker: broker.url.is_some() || writes_url(root),
-        proxy: fleet.proxy,
+        proxy: fleet.proxy.is_on() || asks_for_proxy(root),
         agents: (fleet.agents > 0).then_some(fleet.agents),
         profile: fleet.profile.clone(),
         consumers: profile_known
@@ -301,7 +303,18 @@ fn read_plan(ctx: &mut Ctx<'_>, root: &Node<'_, '_>, origin: &str) -> Plan {
 /// steps that need the embedded broker are checked against what the file asks for).
 fn writes_url(root: &Node<'_, '_>) -> bool {
     match root.get("broker").map(|b| b.get_ref()) {
-        Some(toml::de::DeValue::Table(broker)) => broker.get("url").is_some(),
+        Some(DeValue::Table(broker)) => broker.get("url").is_some(),
+        _ => false,
+    }
+}
+
+/// `[fleet] proxy` is written as anything but `false`: a wrong value is already a
+/// problem, and `network_cut` is checked against what the file asks for.
+fn asks_for_proxy(root: &Node<'_, '_>) -> bool {
+    match root.get("fleet").map(|f| f.get_ref()) {
+        Some(DeValue::Table(fleet)) => fleet
+            .get("proxy")
+            .is_some_and(|p| !matches!(p.get_ref(), DeValue::Boolean(false))),
         _ => false,
     }
 }
@@ -419,7 +432,7 @@ fn read_fleet(
         setup_retries: 3,
         reconnect: Backoff::AsyncNatsDefault,
         splay: None,
-        proxy: false,
+        proxy: ProxyMode::Off,
         read_buffer_capacity: DEFAULT_READ_BUFFER_CAPACITY,
     };
     let required = "required: the number of agents, a positive whole number";
@@ -458,7 +471,7 @@ fn read_fleet(
     }
     fleet.reconnect = read_backoff(ctx, &node);
     fleet.splay = read_splay(ctx, &node);
-    if let Some(proxy) = node.boolean(ctx, "proxy") {
+    if let Some(proxy) = read_proxy(ctx, &node) {
         fleet.proxy = proxy;
     }
     let bytes = "a whole number of bytes from 512 to 65535 (async-nats' default)";
@@ -466,6 +479,28 @@ fn read_fleet(
         fleet.read_buffer_capacity = n as u16;
     }
     (fleet, profile_span)
+}
+
+/// `proxy`: `false`, `true` (the proxy inside fleetsim's process, as before there was a
+/// choice), or a string naming where the proxy runs.
+fn read_proxy(ctx: &mut Ctx<'_>, node: &Node<'_, '_>) -> Option<ProxyMode> {
+    let value = node.get("proxy")?;
+    let mode = match value.get_ref() {
+        DeValue::Boolean(false) => Some(ProxyMode::Off),
+        DeValue::Boolean(true) => Some(ProxyMode::InProcess),
+        DeValue::String(s) if s == "in_process" => Some(ProxyMode::InProcess),
+        DeValue::String(s) if s == "process" => Some(ProxyMode::Process),
+        _ => None,
+    };
+    if mode.is_none() {
+        let message = format!(
+            "expected true (the proxy inside fleetsim's process, also \"in_process\"), \
+             \"process\" (the proxy as its own process, for bigger fleets) or false, got {}",
+            walk::describe(value.get_ref())
+        );
+        ctx.report(&value.span(), node.key("proxy"), message);
+    }
+    mode
 }
 
 /// `reconnect_base`, `reconnect_cap`, `reconnect_jitter`: none written is async-nats'

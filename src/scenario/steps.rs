@@ -86,7 +86,8 @@ const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) struct Setup {
     /// `[broker] url` is written: fleetsim does not own the broker.
     pub(super) external_broker: bool,
-    /// `[fleet] proxy = true`: agents connect through the fault proxy.
+    /// `[fleet] proxy` is on (in-process or its own process): agents connect through the
+    /// fault proxy.
     pub(super) proxy: bool,
     /// `[fleet] agents`; `None` when it is missing or wrong (already a problem), so agent
     /// indexes are not checked against it.
@@ -534,7 +535,8 @@ fn read_herd(
         ))
     } else if !setup.proxy && kind == "network_cut" {
         Some(
-            "network_cut needs the fault proxy between agents and broker; set proxy = true in [fleet]"
+            "network_cut needs the fault proxy between agents and broker; set proxy = true \
+             (inside fleetsim's process) or proxy = \"process\" (its own process) in [fleet]"
                 .to_string(),
         )
     } else {

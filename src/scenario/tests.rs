@@ -2,8 +2,8 @@ use std::time::Duration;
 
 use super::*;
 use crate::plan::{
-    Backoff, ConsumerKind, KeyTemplate, Splay, SplayPlacement, StartPacing, Step, StepAction,
-    StopSignal, SyncOp, Trigger,
+    Backoff, ConsumerKind, KeyTemplate, ProxyMode, Splay, SplayPlacement, StartPacing, Step,
+    StepAction, StopSignal, SyncOp, Trigger,
 };
 use crate::plan::{ExecTarget, WriteLoad, WriteTarget};
 
@@ -292,7 +292,7 @@ fn defaults() {
     assert_eq!(plan.broker.lame_duck_grace_period, Duration::from_secs(1));
     assert_eq!(plan.fleet.reconnect, Backoff::AsyncNatsDefault);
     assert_eq!(plan.fleet.splay, None);
-    assert!(!plan.fleet.proxy);
+    assert_eq!(plan.fleet.proxy, ProxyMode::Off);
     assert_eq!(plan.fleet.read_buffer_capacity, 8192);
     assert_eq!(plan.profile, profile::builtin("kanade").unwrap().unwrap());
     assert_eq!(
@@ -832,7 +832,7 @@ kind = "command"
 command = "docker restart nats"
 "#;
     let plan = plan(text);
-    assert!(plan.fleet.proxy);
+    assert_eq!(plan.fleet.proxy, ProxyMode::InProcess);
     assert_eq!(
         herd_actions(&plan),
         [
@@ -1144,7 +1144,7 @@ kind = "start"
         [
             "quick.toml:3: broker.lame_duck_duration: lame_duck_duration only applies to the embedded broker (no url)",
             "quick.toml:4: broker.lame_duck_grace_period: lame_duck_grace_period only applies to the embedded broker (no url)",
-            r#"quick.toml:8: fleet.proxy: expected true or false, got string "yes""#,
+            r#"quick.toml:8: fleet.proxy: expected true (the proxy inside fleetsim's process, also "in_process"), "process" (the proxy as its own process, for bigger fleets) or false, got string "yes""#,
         ]
     );
     let text = "[broker]\nlame_duck_duration = \"5s\"\nlame_duck_grace_period = \"-1s\"\n\n[fleet]\nagents = 5\n\n[[steps]]\nkind = \"start\"\n";
@@ -1154,6 +1154,48 @@ kind = "start"
             "quick.toml:2: broker.lame_duck_duration: must be at least 30s (nats-server refuses a shorter lame_duck_duration), got 5s",
             r#"quick.toml:3: broker.lame_duck_grace_period: bad duration "-1s"; use a number with a unit: 500ms, 10s, 2m, 1h"#,
         ]
+    );
+}
+
+const NEEDS_PROXY: &str = "network_cut needs the fault proxy between agents and broker; set proxy = true (inside fleetsim's process) or proxy = \"process\" (its own process) in [fleet]";
+
+#[test]
+fn proxy_is_off_in_process_or_its_own_process() {
+    let with = |value: &str| MINIMAL.replace("agents = 5", &format!("agents = 5\nproxy = {value}"));
+    assert_eq!(plan(MINIMAL).fleet.proxy, ProxyMode::Off);
+    assert_eq!(plan(&with("false")).fleet.proxy, ProxyMode::Off);
+    assert_eq!(plan(&with("true")).fleet.proxy, ProxyMode::InProcess);
+    assert_eq!(
+        plan(&with("\"in_process\"")).fleet.proxy,
+        ProxyMode::InProcess
+    );
+    assert_eq!(plan(&with("\"process\"")).fleet.proxy, ProxyMode::Process);
+    let expected = "expected true (the proxy inside fleetsim's process, also \"in_process\"), \"process\" (the proxy as its own process, for bigger fleets) or false";
+    assert_eq!(
+        problems(&with("\"processes\"")),
+        [format!(
+            "quick.toml:3: fleet.proxy: {expected}, got string \"processes\""
+        )]
+    );
+    assert_eq!(
+        problems(&with("1")),
+        [format!("quick.toml:3: fleet.proxy: {expected}, got 1")]
+    );
+    // network_cut runs with the proxy in its own process too.
+    let cut = format!(
+        "{}\n[[steps]]\nkind = \"network_cut\"\nrefuse_for = \"2s\"\n",
+        with("\"process\"")
+    );
+    assert_eq!(plan(&cut).steps.len(), 2);
+    // A variant may switch the mode, checked at its own line.
+    let ab = format!(
+        "{cut}\n[[variants]]\nname = \"a\"\n[[variants]]\nname = \"b\"\nfleet = {{ proxy = \"elsewhere\" }}\n"
+    );
+    let found = problems(&ab);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("quick.toml:16: variants[2].fleet.proxy: expected true"),
+        "{found:?}"
     );
 }
 
@@ -1171,16 +1213,12 @@ refuse_for = "5s"
 "#;
     assert_eq!(
         problems(text),
-        [
-            "quick.toml:8: steps[2].kind: network_cut needs the fault proxy between agents and broker; set proxy = true in [fleet]"
-        ]
+        [format!("quick.toml:8: steps[2].kind: {NEEDS_PROXY}")]
     );
     let text = text.replace("agents = 5", "agents = 5\nproxy = false");
     assert_eq!(
         problems(&text),
-        [
-            "quick.toml:9: steps[2].kind: network_cut needs the fault proxy between agents and broker; set proxy = true in [fleet]"
-        ]
+        [format!("quick.toml:9: steps[2].kind: {NEEDS_PROXY}")]
     );
 }
 

@@ -1,0 +1,634 @@
+//! The fault proxy as a process of its own: `fleetsim proxy`, and the child a run starts.
+//!
+//! In fleetsim's own process a proxied agent costs three open files (its socket and the
+//! proxy's two), so one process limit of 20,000 holds about 6,600 proxied agents. Run
+//! as its own process, the same [`FaultProxy`] keeps its two sockets per agent against
+//! its own limit, and fleetsim keeps one.
+//!
+//! The process is driven over a line-based TCP control connection on loopback (one
+//! command per line, one reply line each, `ok ...` or `err ...`):
+//!
+//! ```text
+//! cut <refuse_ms>  ->  ok dropped=<n>      every connection is closed, the listener too
+//!                                          when refuse_ms > 0 (connects are refused)
+//!                  ->  ok accepting        refuse_ms later: the listener is open again
+//!                                          (or: err cannot listen again on ...)
+//! stats            ->  ok accepted=<n> dropped=<n> live=<n> accepting=<true|false>
+//! quit             ->  ok bye              then the process exits 0
+//! ```
+//!
+//! When it accepts, the process prints one line on stdout, [`Ready::line`], with the
+//! addresses it bound (port 0 picks a free port), so a parent can read them.
+//!
+//! The child side ([`ProxyChild`]) starts the current executable as `fleetsim proxy` on
+//! free loopback ports, reads that line, and drives cuts through the control connection.
+//! The child runs in its own process group (a Ctrl-C in the terminal reaches fleetsim,
+//! which then stops the child itself) and exits when its stdin closes, so it does not
+//! outlive a fleetsim that was killed.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::TcpListener;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::sync::{Mutex, mpsc};
+use tracing::{info, warn};
+
+use crate::fault_proxy::FaultProxy;
+
+/// What `fleetsim proxy` is asked to do.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Where agents connect (port 0: a free one).
+    pub listen: SocketAddr,
+    /// The broker, `host:port`.
+    pub upstream: String,
+    /// Where the control connection connects (loopback; port 0: a free one).
+    pub control: SocketAddr,
+    /// Exit when stdin closes: the parent that holds it is gone.
+    pub exit_on_stdin_close: bool,
+}
+
+/// Why `fleetsim proxy` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen for agents on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot listen for control commands on {addr}: {source}")]
+    Control {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The line `fleetsim proxy` prints on stdout once it accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ready {
+    pub listen: SocketAddr,
+    pub control: SocketAddr,
+    pub upstream: String,
+    /// Its open-files soft limit after raising it to the hard limit.
+    pub nofile: u64,
+}
+
+const READY_PREFIX: &str = "fleetsim-proxy ready";
+
+impl Ready {
+    /// `fleetsim-proxy ready listen=127.0.0.1:41001 control=127.0.0.1:41002 upstream=127.0.0.1:4222 nofile=20000`
+    pub fn line(&self) -> String {
+        format!(
+            "{READY_PREFIX} listen={} control={} upstream={} nofile={}",
+            self.listen, self.control, self.upstream, self.nofile
+        )
+    }
+
+    pub fn parse(line: &str) -> Result<Ready, String> {
+        let bad = || format!("not a fleetsim proxy ready line: {line:?}");
+        let rest = line.trim().strip_prefix(READY_PREFIX).ok_or_else(bad)?;
+        let field = |name: &str| -> Result<&str, String> {
+            rest.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+                .ok_or_else(bad)
+        };
+        Ok(Ready {
+            listen: field("listen")?.parse().map_err(|_| bad())?,
+            control: field("control")?.parse().map_err(|_| bad())?,
+            upstream: field("upstream")?.to_string(),
+            nofile: field("nofile")?.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// A control command, parsed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ControlCommand {
+    Cut { refuse_for: Duration },
+    Stats,
+    Quit,
+}
+
+const COMMANDS: &str = "cut <refuse_ms>, stats, quit";
+
+/// One line of the control protocol; `Ok(None)` for a blank line.
+pub fn parse_command(line: &str) -> Result<Option<ControlCommand>, String> {
+    let mut words = line.split_whitespace();
+    let Some(word) = words.next() else {
+        return Ok(None);
+    };
+    let command = match (word, words.next(), words.next()) {
+        ("cut", Some(ms), None) => match ms.parse::<u64>() {
+            Ok(ms) => ControlCommand::Cut {
+                refuse_for: Duration::from_millis(ms),
+            },
+            Err(_) => {
+                return Err(format!(
+                    "cut takes the refusal in whole milliseconds (cut 2000), got {ms:?}"
+                ));
+            }
+        },
+        ("cut", None, _) => {
+            return Err("cut takes the refusal in milliseconds: cut <refuse_ms> (0: none)".into());
+        }
+        ("stats", None, _) => ControlCommand::Stats,
+        ("quit", None, _) => ControlCommand::Quit,
+        _ => return Err(format!("unknown command {:?}; use {COMMANDS}", line.trim())),
+    };
+    Ok(Some(command))
+}
+
+/// Runs the proxy until a `quit`, `shutdown`, or (with `exit_on_stdin_close`) the end of
+/// stdin. `ready` is called once both listeners are bound.
+pub async fn serve(
+    options: ServeOptions,
+    ready: impl FnOnce(&Ready),
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let nofile = match crate::host::raise_nofile_limit() {
+        Ok((soft, hard)) => {
+            if soft < hard {
+                warn!(
+                    soft,
+                    hard, "could not raise the open-files soft limit to the hard limit"
+                );
+            }
+            soft
+        }
+        Err(e) => {
+            warn!(error = %e, "reading the open-files limit failed");
+            0
+        }
+    };
+    let proxy = FaultProxy::start(options.listen, &options.upstream)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: options.listen,
+            source,
+        })?;
+    let proxy = Arc::new(proxy);
+    let control =
+        TcpListener::bind(options.control)
+            .await
+            .map_err(|source| ServeError::Control {
+                addr: options.control,
+                source,
+            })?;
+    let control_addr = control.local_addr().map_err(|source| ServeError::Control {
+        addr: options.control,
+        source,
+    })?;
+    let (quit_tx, mut quit_rx) = mpsc::channel::<&'static str>(1);
+    if options.exit_on_stdin_close {
+        let quit = quit_tx.clone();
+        // A plain thread: a tokio blocking read of stdin would hold the runtime open.
+        std::thread::spawn(move || {
+            let mut sink = [0u8; 256];
+            let mut stdin = std::io::stdin();
+            while matches!(std::io::Read::read(&mut stdin, &mut sink), Ok(n) if n > 0) {}
+            let _ = quit.blocking_send("stdin closed");
+        });
+    }
+    let announced = Ready {
+        listen: proxy.addr(),
+        control: control_addr,
+        upstream: options.upstream.clone(),
+        nofile,
+    };
+    info!(listen = %announced.listen, control = %announced.control, upstream = %announced.upstream, nofile, "fault proxy ready");
+    ready(&announced);
+    tokio::pin!(shutdown);
+    let why = loop {
+        tokio::select! {
+            accepted = control.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tokio::spawn(control_connection(stream, proxy.clone(), quit_tx.clone()));
+                }
+                Err(e) => warn!(error = %e, "control accept failed"),
+            },
+            why = quit_rx.recv() => break why.unwrap_or("quit"),
+            () = &mut shutdown => break "shutdown",
+        }
+    };
+    info!(
+        why,
+        accepted = proxy.accepted(),
+        dropped = proxy.dropped(),
+        live = proxy.live(),
+        "fault proxy stops"
+    );
+    Ok(())
+}
+
+/// Serves one control connection, a command at a time.
+async fn control_connection(
+    stream: tokio::net::TcpStream,
+    proxy: Arc<FaultProxy>,
+    quit: mpsc::Sender<&'static str>,
+) {
+    let (reader, mut writer) = stream.into_split();
+    let mut lines = BufReader::new(reader).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let command = match parse_command(&line) {
+            Ok(Some(command)) => command,
+            Ok(None) => continue,
+            Err(message) => {
+                if reply(&mut writer, &format!("err {message}")).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let sent = match command {
+            ControlCommand::Cut { refuse_for } => {
+                let cut = proxy.begin_cut(!refuse_for.is_zero()).await;
+                info!(
+                    dropped = cut.dropped,
+                    refuse_ms = refuse_for.as_millis() as u64,
+                    "cut"
+                );
+                let sent = reply(&mut writer, &format!("ok dropped={}", cut.dropped)).await;
+                tokio::time::sleep(refuse_for).await;
+                let answer = match cut.end() {
+                    Ok(()) => "ok accepting".to_string(),
+                    Err(e) => format!("err cannot listen again on {}: {e}", proxy.addr()),
+                };
+                match sent {
+                    Ok(()) => reply(&mut writer, &answer).await,
+                    Err(e) => Err(e),
+                }
+            }
+            ControlCommand::Stats => {
+                let stats = format!(
+                    "ok accepted={} dropped={} live={} accepting={}",
+                    proxy.accepted(),
+                    proxy.dropped(),
+                    proxy.live(),
+                    proxy.accepting()
+                );
+                reply(&mut writer, &stats).await
+            }
+            ControlCommand::Quit => {
+                let _ = reply(&mut writer, "ok bye").await;
+                let _ = quit.send("quit").await;
+                return;
+            }
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+async fn reply(writer: &mut OwnedWriteHalf, line: &str) -> std::io::Result<()> {
+    writer.write_all(format!("{line}\n").as_bytes()).await?;
+    writer.flush().await
+}
+
+/// How long the child may take to print its ready line.
+const READY_WITHIN: Duration = Duration::from_secs(10);
+/// How long a control reply may take (a cut's second reply: plus the refusal).
+const REPLY_WITHIN: Duration = Duration::from_secs(30);
+/// How long the child may take to exit after `quit` before it is killed.
+const EXIT_WITHIN: Duration = Duration::from_secs(5);
+
+/// `fleetsim proxy` as a child of this process. Dropping it kills the child; [`stop`]
+/// also waits for it.
+///
+/// [`stop`]: ProxyChild::stop
+pub struct ProxyChild {
+    child: Child,
+    pid: u32,
+    ready: Ready,
+    control: Mutex<Control>,
+    /// Held open: the child exits when it closes.
+    _lifeline: Option<ChildStdin>,
+    _stdout: Lines<BufReader<ChildStdout>>,
+}
+
+struct Control {
+    lines: Lines<BufReader<OwnedReadHalf>>,
+    writer: OwnedWriteHalf,
+}
+
+impl ProxyChild {
+    /// Starts `program proxy` on free loopback ports in front of `upstream` (`host:port`)
+    /// and connects to its control port.
+    pub async fn spawn(program: &Path, upstream: &str) -> Result<ProxyChild, String> {
+        let mut command = tokio::process::Command::new(program);
+        command
+            .args(["proxy", "--listen", "127.0.0.1:0", "--upstream", upstream])
+            .args(["--control", "127.0.0.1:0", "--exit-on-stdin-close"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            // Its own process group: the terminal's Ctrl-C goes to fleetsim, which
+            // stops the child after the fleet.
+            .process_group(0);
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot start {} proxy: {e}", program.display()))?;
+        let pid = child.id().unwrap_or_default();
+        let lifeline = child.stdin.take();
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+        let line = match tokio::time::timeout(READY_WITHIN, stdout.next_line()).await {
+            Ok(Ok(Some(line))) => line,
+            Ok(Ok(None) | Err(_)) => {
+                let status = child
+                    .wait()
+                    .await
+                    .map_or_else(|e| e.to_string(), |s| s.to_string());
+                return Err(format!(
+                    "fleetsim proxy (pid {pid}) exited ({status}) before it was ready; its error is in the log above"
+                ));
+            }
+            Err(_) => {
+                let _ = child.kill().await;
+                return Err(format!(
+                    "fleetsim proxy (pid {pid}) did not say it was ready within {READY_WITHIN:?}"
+                ));
+            }
+        };
+        let ready = match Ready::parse(&line) {
+            Ok(ready) => ready,
+            Err(e) => {
+                let _ = child.kill().await;
+                return Err(e);
+            }
+        };
+        let stream = match tokio::net::TcpStream::connect(ready.control).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                let _ = child.kill().await;
+                return Err(format!(
+                    "cannot connect to the fault proxy's control port {}: {e}",
+                    ready.control
+                ));
+            }
+        };
+        let (reader, writer) = stream.into_split();
+        info!(pid, listen = %ready.listen, control = %ready.control, "fault proxy process started");
+        Ok(ProxyChild {
+            child,
+            pid,
+            ready,
+            control: Mutex::new(Control {
+                lines: BufReader::new(reader).lines(),
+                writer,
+            }),
+            _lifeline: lifeline,
+            _stdout: stdout,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// What the child announced.
+    pub fn ready(&self) -> &Ready {
+        &self.ready
+    }
+
+    /// The URL agents connect to.
+    pub fn url(&self) -> String {
+        format!("nats://{}", self.ready.listen)
+    }
+
+    /// Cuts every connection and refuses new ones for `refuse_for`; returns once the
+    /// proxy accepts again, with how many connections it dropped.
+    pub async fn cut(&self, refuse_for: Duration) -> Result<u64, String> {
+        let mut control = self.control.lock().await;
+        let command = format!("cut {}", refuse_for.as_millis());
+        control.send(&command).await?;
+        let first = control.receive(REPLY_WITHIN).await?;
+        let dropped = first
+            .strip_prefix("ok dropped=")
+            .and_then(|n| n.parse::<u64>().ok())
+            .ok_or_else(|| format!("fault proxy answered {command:?} with {first:?}"))?;
+        info!(dropped, "fault proxy process cut every connection");
+        let second = control.receive(REPLY_WITHIN + refuse_for).await?;
+        if second != "ok accepting" {
+            return Err(format!("fault proxy after the cut: {second}"));
+        }
+        Ok(dropped)
+    }
+
+    /// The `stats` line (`accepted=... dropped=... live=... accepting=...`).
+    pub async fn stats(&self) -> Result<String, String> {
+        let mut control = self.control.lock().await;
+        control.send("stats").await?;
+        let line = control.receive(REPLY_WITHIN).await?;
+        line.strip_prefix("ok ")
+            .map(str::to_string)
+            .ok_or_else(|| format!("fault proxy answered stats with {line:?}"))
+    }
+
+    /// Asks the child to quit and waits for it; kills it if it does not exit in time.
+    pub async fn stop(mut self) -> std::io::Result<ExitStatus> {
+        let asked = {
+            let mut control = self.control.lock().await;
+            let asked = async {
+                control.send("quit").await?;
+                // A reply of an interrupted cut may come first.
+                while control.receive(REPLY_WITHIN).await? != "ok bye" {}
+                Ok::<(), String>(())
+            };
+            tokio::time::timeout(EXIT_WITHIN, asked).await
+        };
+        if matches!(asked, Ok(Ok(())))
+            && let Ok(status) = tokio::time::timeout(EXIT_WITHIN, self.child.wait()).await
+        {
+            return status;
+        }
+        warn!(
+            pid = self.pid,
+            "fault proxy process did not quit: killing it"
+        );
+        self.child.kill().await?;
+        self.child.wait().await
+    }
+}
+
+impl Control {
+    async fn send(&mut self, line: &str) -> Result<(), String> {
+        reply(&mut self.writer, line)
+            .await
+            .map_err(|e| format!("fault proxy control connection: {e}"))
+    }
+
+    async fn receive(&mut self, within: Duration) -> Result<String, String> {
+        match tokio::time::timeout(within, self.lines.next_line()).await {
+            Ok(Ok(Some(line))) => Ok(line),
+            Ok(Ok(None)) => Err("fault proxy closed its control connection".to_string()),
+            Ok(Err(e)) => Err(format!("fault proxy control connection: {e}")),
+            Err(_) => Err(format!("fault proxy did not answer within {within:?}")),
+        }
+    }
+}
+
+/// The `host:port` a broker URL points at, for the proxy's upstream:
+/// `nats://user:pw@broker:4222` -> `broker:4222`; no port -> 4222; of several
+/// comma-separated URLs, the first.
+pub fn upstream_of(url: &str) -> String {
+    let first = url.split(',').next().unwrap_or(url).trim();
+    let rest = first.split_once("://").map_or(first, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let host_port = rest.split('/').next().unwrap_or(rest);
+    let has_port = match host_port.rsplit_once(':') {
+        // `[::1]` alone has colons but no port.
+        Some((host, port)) => !port.is_empty() && !host.ends_with(':') && !port.ends_with(']'),
+        None => false,
+    };
+    if has_port {
+        host_port.to_string()
+    } else {
+        format!("{host_port}:4222")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ready_line_round_trips_and_junk_is_refused() {
+        let ready = Ready {
+            listen: "127.0.0.1:41001".parse().expect("addr"),
+            control: "127.0.0.1:41002".parse().expect("addr"),
+            upstream: "broker.example:4222".to_string(),
+            nofile: 20_000,
+        };
+        assert_eq!(
+            ready.line(),
+            "fleetsim-proxy ready listen=127.0.0.1:41001 control=127.0.0.1:41002 upstream=broker.example:4222 nofile=20000"
+        );
+        assert_eq!(Ready::parse(&ready.line()), Ok(ready));
+        assert!(Ready::parse("hello").is_err());
+        assert!(Ready::parse("fleetsim-proxy ready listen=x control=y").is_err());
+    }
+
+    #[test]
+    fn control_commands_parse_and_mistakes_say_what_is_accepted() {
+        assert_eq!(
+            parse_command("cut 2000"),
+            Ok(Some(ControlCommand::Cut {
+                refuse_for: Duration::from_secs(2)
+            }))
+        );
+        assert_eq!(
+            parse_command("  cut 0 "),
+            Ok(Some(ControlCommand::Cut {
+                refuse_for: Duration::ZERO
+            }))
+        );
+        assert_eq!(parse_command("stats"), Ok(Some(ControlCommand::Stats)));
+        assert_eq!(parse_command("quit"), Ok(Some(ControlCommand::Quit)));
+        assert_eq!(parse_command("   "), Ok(None));
+        let err = parse_command("cut 2s").expect_err("unit");
+        assert!(err.contains("whole milliseconds"), "{err}");
+        let err = parse_command("cut").expect_err("no refusal");
+        assert!(err.contains("cut <refuse_ms>"), "{err}");
+        let err = parse_command("restart").expect_err("unknown");
+        assert_eq!(
+            err,
+            "unknown command \"restart\"; use cut <refuse_ms>, stats, quit"
+        );
+        assert!(parse_command("stats now").is_err());
+    }
+
+    #[test]
+    fn upstream_is_the_host_and_port_of_the_broker_url() {
+        assert_eq!(upstream_of("nats://127.0.0.1:4222"), "127.0.0.1:4222");
+        assert_eq!(upstream_of("nats://u:p@broker:5222"), "broker:5222");
+        assert_eq!(upstream_of("tls://broker"), "broker:4222");
+        assert_eq!(upstream_of("nats://a:1,nats://b:2"), "a:1");
+        assert_eq!(upstream_of("nats://[::1]:4222"), "[::1]:4222");
+        assert_eq!(upstream_of("nats://[::1]"), "[::1]:4222");
+    }
+
+    /// The control protocol end to end, in-process: serve on free ports, cut through
+    /// the control connection, stats, quit.
+    #[tokio::test]
+    async fn control_connection_cuts_reports_and_quits() {
+        let upstream = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let upstream_addr = upstream.local_addr().expect("addr");
+        // Holds accepted upstream connections open.
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = upstream.accept().await {
+                held.push(s);
+            }
+        });
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let options = ServeOptions {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            upstream: upstream_addr.to_string(),
+            control: "127.0.0.1:0".parse().expect("addr"),
+            exit_on_stdin_close: false,
+        };
+        let server = tokio::spawn(serve(
+            options,
+            move |r| {
+                let _ = ready_tx.send(r.clone());
+            },
+            std::future::pending(),
+        ));
+        let ready = ready_rx.await.expect("ready");
+        let mut agent = tokio::net::TcpStream::connect(ready.listen)
+            .await
+            .expect("agent connects");
+        let stream = tokio::net::TcpStream::connect(ready.control)
+            .await
+            .expect("control");
+        let (r, writer) = stream.into_split();
+        let mut control = Control {
+            lines: BufReader::new(r).lines(),
+            writer,
+        };
+        let within = Duration::from_secs(5);
+        // The agent's connection is forwarded once the proxy reached the upstream.
+        loop {
+            control.send("stats").await.expect("send");
+            let stats = control.receive(within).await.expect("stats");
+            if stats.contains("live=1") {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        control.send("frobnicate").await.expect("send");
+        let err = control.receive(within).await.expect("reply");
+        assert!(err.starts_with("err unknown command"), "{err}");
+
+        control.send("cut 200").await.expect("send");
+        assert_eq!(
+            control.receive(within).await.expect("reply"),
+            "ok dropped=1"
+        );
+        // The cut is in effect: the agent's connection is closed, connects are refused.
+        let mut rest = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut agent, &mut rest).await;
+        assert!(tokio::net::TcpStream::connect(ready.listen).await.is_err());
+        assert_eq!(
+            control.receive(within).await.expect("reply"),
+            "ok accepting"
+        );
+        tokio::net::TcpStream::connect(ready.listen)
+            .await
+            .expect("accepts after the refusal");
+
+        control.send("quit").await.expect("send");
+        assert_eq!(control.receive(within).await.expect("reply"), "ok bye");
+        server.await.expect("joined").expect("served");
+    }
+}

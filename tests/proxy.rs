@@ -1,0 +1,359 @@
+//! The fault proxy as its own process: `fleetsim proxy` run by hand (ready line, control
+//! protocol, exit codes), and the child `fleetsim run` starts with `proxy = "process"`,
+//! which must be gone however the run ends.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use fleetsim::proxy_process::Ready;
+use fleetsim::results::RunStatus;
+use fleetsim::run::RunOptions;
+
+fn fleetsim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args(args)
+        .env("FLEETSIM_LOG", "warn")
+        .output()
+        .expect("fleetsim binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn gone(pid: u32) -> bool {
+    !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// `fleetsim proxy` on free ports in front of `upstream`, and its ready line.
+fn start_proxy(upstream: &str) -> (Child, Ready) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args(["proxy", "--listen", "127.0.0.1:0", "--upstream", upstream])
+        .args(["--control", "127.0.0.1:0"])
+        .env("FLEETSIM_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("fleetsim proxy starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready line");
+    let ready = Ready::parse(&line).unwrap_or_else(|e| panic!("{e}"));
+    (child, ready)
+}
+
+/// A line-at-a-time client of the control port.
+struct Control {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Control {
+    fn connect(ready: &Ready) -> Control {
+        let stream = TcpStream::connect(ready.control).expect("control port");
+        Control {
+            reader: BufReader::new(stream.try_clone().expect("clone")),
+            writer: stream,
+        }
+    }
+
+    fn send(&mut self, command: &str) {
+        writeln!(self.writer, "{command}").expect("send");
+    }
+
+    fn receive(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("reply");
+        line.trim_end().to_string()
+    }
+}
+
+#[test]
+fn proxy_by_hand_announces_its_ports_cuts_on_command_and_quits() {
+    let broker = TcpListener::bind("127.0.0.1:0").expect("stand-in broker");
+    let upstream = broker.local_addr().expect("addr").to_string();
+    let (mut child, ready) = start_proxy(&upstream);
+    assert_eq!(ready.upstream, upstream);
+    assert!(ready.listen.ip().is_loopback() && ready.listen.port() != 0);
+    assert!(ready.nofile > 0);
+
+    let mut control = Control::connect(&ready);
+    control.send("stats");
+    assert_eq!(
+        control.receive(),
+        "ok accepted=0 dropped=0 live=0 accepting=true"
+    );
+    // An agent connects; once the stand-in broker accepts, the proxy is forwarding it.
+    let mut agent = TcpStream::connect(ready.listen).expect("agent connects");
+    let (_upstream_side, _) = broker.accept().expect("proxy reaches the broker");
+    control.send("cut 0");
+    assert_eq!(control.receive(), "ok dropped=1");
+    // The agent's connection is closed by the time the cut is reported.
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut agent, &mut rest);
+    assert_eq!(control.receive(), "ok accepting");
+    control.send("cut soon");
+    assert!(
+        control
+            .receive()
+            .starts_with("err cut takes the refusal in whole milliseconds")
+    );
+    control.send("stats");
+    assert_eq!(
+        control.receive(),
+        "ok accepted=1 dropped=1 live=0 accepting=true"
+    );
+    control.send("quit");
+    assert_eq!(control.receive(), "ok bye");
+    assert!(child.wait().expect("exits").success());
+}
+
+#[test]
+fn bad_proxy_arguments_exit_2_saying_what_is_wrong() {
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--listen", "nowhere", "--upstream", "127.0.0.1:4222"],
+            "--listen",
+        ),
+        (
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                "nats://127.0.0.1:4222",
+            ],
+            "is a URL; give the broker as HOST:PORT",
+        ),
+        (
+            &["--listen", "127.0.0.1:0", "--upstream", "broker"],
+            "is not HOST:PORT",
+        ),
+        (
+            &["--listen", "127.0.0.1:0", "--upstream", "broker:0"],
+            "port from 1 to 65535",
+        ),
+        (&["--listen", "127.0.0.1:0"], "--upstream"),
+    ];
+    for (args, expected) in cases {
+        let mut all = vec!["proxy"];
+        all.extend(args);
+        if !args.contains(&"--control") {
+            all.extend(["--control", "127.0.0.1:0"]);
+        }
+        let out = fleetsim(&all);
+        assert_eq!(out.status.code(), Some(2), "{all:?}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(expected),
+            "{all:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = fleetsim(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "127.0.0.1:4222",
+        "--control",
+        "0.0.0.0:4299",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("not a loopback address"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_port_in_use_exits_3_naming_it() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").to_string();
+    let out = fleetsim(&[
+        "proxy",
+        "--listen",
+        &port,
+        "--upstream",
+        "127.0.0.1:4222",
+        "--control",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen for agents on {port}")),
+        "{err}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "no ready line: {}",
+        text(&out.stdout)
+    );
+
+    let out = fleetsim(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "127.0.0.1:4222",
+        "--control",
+        &port,
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen for control commands on {port}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_proxied_fleet_too_big_for_the_fd_limit_is_refused_naming_both_modes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for mode in ["true", "\"process\""] {
+        let file = dir.path().join("big.toml");
+        std::fs::write(
+            &file,
+            format!("[fleet]\nagents = 100000000\nproxy = {mode}\n\n[[steps]]\nkind = \"start\"\n"),
+        )
+        .expect("write scenario");
+        let out = fleetsim(&["run", file.to_str().expect("utf-8 path")]);
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("the proxy inside fleetsim's process (proxy = true: 3 files per agent) holds at most"),
+            "{err}"
+        );
+        assert!(
+            err.contains("the proxy as its own process (proxy = \"process\": 1 per agent in fleetsim, 2 in the proxy) at most"),
+            "{err}"
+        );
+    }
+}
+
+const SMALL: &str = r#"
+name = "proxy-child"
+[fleet]
+agents = 10
+groups = 2
+catalog_entries = 3
+proxy = "process"
+[[steps]]
+kind = "start"
+[[steps]]
+kind = "wait_ready"
+timeout = "60s"
+[[steps]]
+kind = "hold"
+duration = "10m"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_run_still_stops_its_proxy_process() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let plan = fleetsim::scenario::parse_str(SMALL, "test.toml").expect("valid");
+    let options = RunOptions {
+        scenario_path: None,
+        scenario_text: SMALL.to_string(),
+        results_base: out.path().to_path_buf(),
+        run_dir: None,
+        proxy_program: Some(env!("CARGO_BIN_EXE_fleetsim").into()),
+    };
+    // Interrupted at once: the proxy started before the steps, so the epilogue stops it.
+    let report = fleetsim::run::run(plan, options, std::future::ready(()))
+        .await
+        .expect("run reaches its results");
+    assert_eq!(report.status, RunStatus::Partial);
+    let pid = report.proxy_pid.expect("a proxy process ran");
+    assert!(gone(pid), "proxy process {pid} outlived the run");
+}
+
+/// The log without ANSI colour codes.
+fn plain(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn ctrl_c_during_a_run_stops_the_proxy_process_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("small.toml");
+    std::fs::write(&file, SMALL).expect("write scenario");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args(["run", file.to_str().expect("utf-8"), "--out"])
+        .arg(dir.path())
+        .env("FLEETSIM_LOG", "info,async_nats=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("fleetsim run starts");
+    let mut log = BufReader::new(run.stderr.take().expect("stderr")).lines();
+    let mut proxy_pid = None;
+    // Until the hold step begins: the fleet is up and Ctrl-C is being listened for.
+    for line in log.by_ref() {
+        let line = plain(&line.expect("log line"));
+        if line.contains("fault proxy process started") {
+            proxy_pid = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("pid="))
+                .and_then(|p| p.parse::<u32>().ok());
+        }
+        if line.contains("step begins") && line.contains("3:hold") {
+            break;
+        }
+    }
+    let pid = proxy_pid.expect("the run logged its proxy process");
+    assert!(!gone(pid), "the proxy runs during the run");
+    // SAFETY: sends SIGINT to the child we started, by its pid.
+    let sent = unsafe { libc::kill(run.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(sent, 0);
+    let rest: Vec<String> = log.map_while(Result::ok).map(|l| plain(&l)).collect();
+    let status = run.wait().expect("fleetsim exits");
+    assert_eq!(status.code(), Some(1), "interrupted: {rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("fault proxy process stopped")),
+        "{rest:?}"
+    );
+    assert!(gone(pid), "proxy process {pid} outlived fleetsim");
+}
+
+#[test]
+fn a_child_proxy_exits_when_its_stdin_closes_as_when_fleetsim_dies() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args([
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "127.0.0.1:4222",
+        ])
+        .args(["--control", "127.0.0.1:0", "--exit-on-stdin-close"])
+        .env("FLEETSIM_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("fleetsim proxy starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready line");
+    Ready::parse(&line).unwrap_or_else(|e| panic!("{e}"));
+    // What a killed parent leaves behind: the write end of the child's stdin closes.
+    drop(child.stdin.take());
+    assert!(child.wait().expect("exits").success());
+}
