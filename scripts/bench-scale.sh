@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: the scale of one fleetsim process.
 #
-# 1. scenarios/scale-10k.toml: 10,000 agents started at 200/s against the embedded broker,
+# 1. scenarios/scale-10k.toml: 10,000 agents started at 50/s against the embedded broker,
 #    held for a minute, stopped. Records the time to all ready, fleetsim's own CPU and
 #    peak RSS per agent (getrusage, whole process), the broker's peak RSS (from /varz in
 #    broker.csv) and consumers on the broker.
