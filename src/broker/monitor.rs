@@ -77,11 +77,13 @@ fn stream_json<T: serde::de::DeserializeOwned>(
         .set_read_timeout(Some(timeout))
         .and_then(|()| stream.set_write_timeout(Some(timeout)))
         .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {hostport}\r\nAccept: application/json\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
+    // One write of the whole request: `write!` on an unbuffered stream would send
+    // each format fragment as its own segment.
+    let request =
+        format!("GET {path} HTTP/1.0\r\nHost: {hostport}\r\nAccept: application/json\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
     let mut reader = std::io::BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).map_err(|e| e.to_string())?;
@@ -252,8 +254,16 @@ mod tests {
             let addr = listener.local_addr().expect("addr").to_string();
             std::thread::spawn(move || {
                 let (mut conn, _) = listener.accept().expect("accept");
-                let mut request = [0u8; 512];
-                let _ = conn.read(&mut request);
+                // Read the whole request head: closing with unread bytes would make
+                // the kernel reset the connection before the client reads the answer.
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 512];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&chunk[..n]),
+                    }
+                }
                 conn.write_all(response.as_bytes()).expect("write");
             });
             addr
