@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks: cold-start herds (all agents released at once) of 1,000 and 3,000 kanade
-# agents against the embedded broker, then one paced start (3,000 agents at 200/s,
+# agents against the embedded broker, each followed by the same herd of bare agents
+# (examples/bare_agents.rs: only the async-nats calls, none of fleetsim's machinery) so
+# the two rows, measured minutes apart, show what fleetsim itself adds; then one paced start (3,000 agents at 200/s,
 # scenarios/bench-rate-start.toml) whose CPU per agent carries no herd retries. For each
 # run it records the wall time to all-ready, ready p50/p99, the failed calls (`errors`:
 # each one was retried, or was a connect attempt), and fleetsim's own whole-process CPU
@@ -16,7 +18,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 NATS_SERVER_BIN="$(./scripts/provision-nats.sh | tail -n 1)"
 export NATS_SERVER_BIN
-cargo build --release --quiet
+cargo build --release --quiet --bin fleetsim --example bare_agents
 
 sizes=("$@")
 [[ ${#sizes[@]} -eq 0 ]] && sizes=(1000 3000)
@@ -61,8 +63,30 @@ PY
   echo "   exit code $code, run dir $dir" >&2
 }
 
+bare_row() { # agents: the same cold start by examples/bare_agents.rs
+  local n="$1"
+  echo "== cold start of $n bare agents (async-nats calls only)" >&2
+  local line status=ok
+  if ! line="$(./target/release/examples/bare_agents scenarios/bench-cold-start.toml "$n")"; then
+    status=partial
+  fi
+  python3 - "$line" "$status" "$("$NATS_SERVER_BIN" --version | sed 's/^nats-server: v//')" >> "$csv" <<'PY'
+import sys, datetime
+f = dict(kv.split("=", 1) for kv in sys.argv[1].split())
+n, status, version = int(f["agents"]), sys.argv[2], sys.argv[3]
+cpu, rss_kib = float(f["cpu_s"]), int(f["peak_rss_kib"])
+print(",".join(str(x) for x in [
+    datetime.date.today().isoformat(), "bare_all_at_once", n, status,
+    f["wall_all_ready_s"], f["ready_p50_ms"], f["ready_p99_ms"], f["errors"],
+    round(cpu, 2), round(cpu * 1000 / n, 3),
+    round(rss_kib / 1024, 1), round(rss_kib / n, 1), version,
+]))
+PY
+}
+
 for n in "${sizes[@]}"; do
   row all_at_once "$n" scenarios/bench-cold-start.toml
+  bare_row "$n"
 done
 rate_agents="${RATE_AGENTS:-3000}"
 if [[ "$rate_agents" -gt 0 ]]; then

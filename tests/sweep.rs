@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::process::Command;
 
 use common::{num, read_csv};
@@ -30,30 +31,8 @@ timeout = "30s"
 #[test]
 fn a_sweep_writes_a_row_per_size_and_finds_the_knee() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("sweep.toml"), SCENARIO).expect("scenario");
-    let out = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .args([
-            "sweep",
-            "sweep.toml",
-            "--agents",
-            "20,40,80",
-            "--out",
-            "out",
-        ])
-        .current_dir(dir.path())
-        .output()
-        .expect("fleetsim runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let (stdout, sweep_dir) = sweep(&dir, SCENARIO, &["--agents", "20,40,80"]);
     assert!(stdout.contains("knee: 80 agents"), "{stdout}");
-
-    let sweep_dir = std::fs::read_dir(dir.path().join("out"))
-        .expect("out dir")
-        .next()
-        .expect("one sweep dir")
-        .expect("entry")
-        .path();
     let rows = read_csv(&sweep_dir, "sweep.csv");
     let sizes: Vec<u64> = rows.iter().map(|r| num(r, "agents")).collect();
     assert_eq!(sizes, [20, 40, 80]);
@@ -120,31 +99,12 @@ checks = ["agents.ready < 30"]
 #[test]
 fn a_failed_threshold_marks_the_knee_and_stop_at_knee_stops_there() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("sweep.toml"), TIGHT_THRESHOLD).expect("scenario");
-    let out = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .args([
-            "sweep",
-            "sweep.toml",
-            "--agents",
-            "10,20,40,80",
-            "--stop-at-knee",
-            "--out",
-            "out",
-        ])
-        .current_dir(dir.path())
-        .output()
-        .expect("fleetsim runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let (stdout, sweep_dir) = sweep(
+        &dir,
+        TIGHT_THRESHOLD,
+        &["--agents", "10,20,40,80", "--stop-at-knee"],
+    );
     assert!(stdout.contains("knee: 40 agents"), "{stdout}");
-
-    let sweep_dir = std::fs::read_dir(dir.path().join("out"))
-        .expect("out dir")
-        .next()
-        .expect("one sweep dir")
-        .expect("entry")
-        .path();
     let rows = read_csv(&sweep_dir, "sweep.csv");
     let sizes: Vec<u64> = rows.iter().map(|r| num(r, "agents")).collect();
     assert_eq!(sizes, [10, 20, 40], "stops at the knee, 80 never runs");
@@ -165,4 +125,26 @@ fn sweep_sizes_must_be_positive_numbers() {
         .expect("fleetsim runs");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"zero\" is not a fleet size"));
+}
+
+/// Runs `fleetsim sweep` on `scenario` in `dir` with `args`, expecting exit 0; returns
+/// its stdout and the one sweep directory it wrote.
+fn sweep(dir: &tempfile::TempDir, scenario: &str, args: &[&str]) -> (String, PathBuf) {
+    std::fs::write(dir.path().join("sweep.toml"), scenario).expect("scenario");
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args(["sweep", "sweep.toml", "--out", "out"])
+        .args(args)
+        .current_dir(dir.path())
+        .output()
+        .expect("fleetsim runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let sweep_dir = std::fs::read_dir(dir.path().join("out"))
+        .expect("out dir")
+        .next()
+        .expect("one sweep dir")
+        .expect("entry")
+        .path();
+    (stdout, sweep_dir)
 }
