@@ -172,13 +172,15 @@ pub fn timeline(chart: &Timeline) -> Result<String, Error> {
             }
         }
 
+        let columns = (TIMELINE_SIZE.0 - LEGEND_WIDTH - 80) as usize;
         for line in &chart.lines {
             let style = line_style(line);
             let (dash, gap) = DASHES[line.dash % DASHES.len()];
             // A right-axis value drawn in left-axis units lands on the same pixel.
             let scale = if line.right { y_max / y2_max } else { 1.0 };
             for segment in &line.segments {
-                let points = segment.iter().map(|&(t, v)| (t, v * scale));
+                let thinned = thin(segment, x_max, columns);
+                let points = thinned.iter().map(|&(t, v)| (t, v * scale));
                 if dash == 0 {
                     ctx.draw_series(LineSeries::new(points, style)).map(drop)
                 } else {
@@ -193,6 +195,40 @@ pub fn timeline(chart: &Timeline) -> Result<String, Error> {
         root.present().map_err(err)?;
     }
     Ok(svg)
+}
+
+/// At most four points per pixel column of the plot: the first, lowest, highest and
+/// last of the points that fall into it, in time order. A long run (hours at 100 ms)
+/// then draws the same picture, peaks and dips included, from a bounded SVG.
+fn thin(points: &[(f64, f64)], x_max: f64, columns: usize) -> Vec<(f64, f64)> {
+    if points.len() <= 4 * columns || x_max <= 0.0 {
+        return points.to_vec();
+    }
+    let column = |t: f64| ((t / x_max * columns as f64) as usize).min(columns);
+    let mut out = Vec::with_capacity(4 * (columns + 1));
+    let mut start = 0;
+    while start < points.len() {
+        let c = column(points[start].0);
+        let end = start
+            + points[start..]
+                .iter()
+                .position(|p| column(p.0) != c)
+                .unwrap_or(points.len() - start);
+        let bucket = &points[start..end];
+        let lowest = (0..bucket.len()).min_by(|&a, &b| bucket[a].1.total_cmp(&bucket[b].1));
+        let highest = (0..bucket.len()).max_by(|&a, &b| bucket[a].1.total_cmp(&bucket[b].1));
+        let mut keep = [Some(0), lowest, highest, Some(bucket.len() - 1)];
+        keep.sort();
+        let mut last = None;
+        for i in keep.into_iter().flatten() {
+            if last != Some(i) {
+                out.push(bucket[i]);
+                last = Some(i);
+            }
+        }
+        start = end;
+    }
+    out
 }
 
 fn line_style(line: &Line) -> ShapeStyle {
@@ -409,6 +445,25 @@ mod tests {
         assert_eq!(nines_label(&2.0), "99%");
         assert_eq!(nines_label(&3.0), "99.9%");
         assert!((nines(0.999) - 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn thinning_bounds_the_points_and_keeps_every_peak_and_dip() {
+        // Two hours at 100 ms: a slow wave with one spike and one dip in it.
+        let mut points: Vec<(f64, f64)> = (0..72_000)
+            .map(|i| (i as f64 / 10.0, 100.0 + (i as f64 / 500.0).sin()))
+            .collect();
+        points[40_000].1 = 5_000.0;
+        points[50_001].1 = -7.0;
+        let thinned = thin(&points, 7_200.0, 1_000);
+        assert!(thinned.len() <= 4 * 1_001, "{} points", thinned.len());
+        assert!(thinned.contains(&points[40_000]), "the spike survives");
+        assert!(thinned.contains(&points[50_001]), "the dip survives");
+        assert_eq!(thinned.first(), points.first());
+        assert_eq!(thinned.last(), points.last());
+        assert!(thinned.windows(2).all(|w| w[0].0 < w[1].0), "time order");
+        // A short series is drawn as it is.
+        assert_eq!(thin(&points[..100], 10.0, 1_000), points[..100].to_vec());
     }
 
     #[test]
