@@ -33,6 +33,9 @@ use crate::writes::{KINDS, Ledger, Seen, classify_exec, classify_kv, parse_write
 /// What every agent shares: where to connect, what to open, where to record.
 pub struct AgentContext {
     pub url: String,
+    /// The broker URL's credentials: `url` may be the fault proxy's, which has none,
+    /// and async-nats never sends a URL's own.
+    pub credentials: crate::broker::Credentials,
     pub fleet: FleetPlan,
     pub profile: Profile,
     pub seed: u64,
@@ -125,6 +128,7 @@ impl AgentContext {
         AgentContext {
             roster: Arc::new(Roster::new(fleet.agents)),
             url,
+            credentials: crate::broker::Credentials::None,
             fleet,
             profile,
             seed,
@@ -555,7 +559,10 @@ impl<'a> Agent<'a> {
             _ => Duration::ZERO,
         };
         let delays = ReconnectDelays::new(self.ctx, index, splay);
-        let mut options = async_nats::ConnectOptions::new();
+        let mut options = self
+            .ctx
+            .credentials
+            .apply(async_nats::ConnectOptions::new());
         if self.ctx.local_addresses > 1 {
             let octet = 1 + (index % usize::from(self.ctx.local_addresses)) as u8;
             options = options.local_address(std::net::SocketAddr::from(([127, 0, 0, octet], 0)));

@@ -291,6 +291,7 @@ fn sweep(
     if let Some(url) = server {
         plan.broker.url = Some(url);
         plan.broker.monitor_url = monitor;
+        plan.broker.system_url = system_url_from_env();
         plan.broker.reset = true;
     }
     let options = RunOptions {
@@ -534,14 +535,26 @@ fn apply(plan: &mut Plan, file: &Path, o: Overrides) -> Result<(), String> {
                 step.label()
             ));
         }
+        let system_url = system_url_from_env();
         for variant in &mut plan.variants {
             variant.plan.broker.url = Some(url.clone());
             variant.plan.broker.monitor_url = o.monitor.clone();
+            variant.plan.broker.system_url = system_url.clone();
         }
         plan.broker.url = Some(url);
         plan.broker.monitor_url = o.monitor;
+        plan.broker.system_url = system_url;
     }
     Ok(())
+}
+
+/// `$FLEETSIM_SYSTEM_URL`: a system-account user of an external broker, so the run can
+/// count the API queue's LIMIT_REACHED advisories. An environment variable, not a flag
+/// or a scenario key: it holds a password, which must not show in `ps` or a file.
+fn system_url_from_env() -> Option<String> {
+    std::env::var("FLEETSIM_SYSTEM_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
 }
 
 fn needs_embedded(action: &StepAction) -> bool {

@@ -87,6 +87,11 @@ pub struct BrokerPlan {
     /// Embedded broker's `lame_duck_grace_period`: the wait before it starts closing.
     #[serde(with = "duration_str")]
     pub lame_duck_grace_period: Duration,
+    /// A system-account user's URL (`nats://user:password@host:port`) on an external
+    /// broker, from `$FLEETSIM_SYSTEM_URL`: the API queue's LIMIT_REACHED advisory is
+    /// published in the system account only. Never in a file: it holds credentials.
+    #[serde(skip)]
+    pub system_url: Option<String>,
 }
 
 /// The simulated fleet: how many agents, how they are grouped, how they connect.

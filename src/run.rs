@@ -18,7 +18,9 @@ use tracing::{info, warn};
 use crate::agent::AgentContext;
 use crate::broker::monitor;
 use crate::broker::sampler::BrokerSampler;
-use crate::broker::{BrokerError, BrokerInfo, EmbeddedBroker, EmbeddedOptions, redact_url};
+use crate::broker::{
+    BrokerError, BrokerInfo, Credentials, EmbeddedBroker, EmbeddedOptions, redact_url,
+};
 use crate::fault_proxy::FaultProxy;
 use crate::fleet::{AgentState, Fleet};
 use crate::herd::ProbePlan;
@@ -97,6 +99,8 @@ enum Broker {
     External {
         url: String,
         monitor: Option<String>,
+        /// `$FLEETSIM_SYSTEM_URL`, with its credentials.
+        system_url: Option<String>,
     },
 }
 
@@ -106,6 +110,7 @@ impl Broker {
             Some(url) => Ok(Broker::External {
                 url: url.clone(),
                 monitor: plan.broker.monitor_url.clone(),
+                system_url: plan.broker.system_url.clone(),
             }),
             None => Ok(Broker::Embedded(Box::new(
                 EmbeddedBroker::start(EmbeddedOptions {
@@ -128,24 +133,49 @@ impl Broker {
     }
 
     /// A connection to the system account, where the API queue's LIMIT_REACHED
-    /// advisory is published. Only the embedded broker has one (fleetsim wrote its
-    /// config); for an external broker that advisory is not counted.
+    /// advisory is published: the embedded broker's own system user (fleetsim wrote its
+    /// config), or for an external broker the user of `$FLEETSIM_SYSTEM_URL`. Without
+    /// one that advisory is not counted, and the log says so.
     async fn system_client(&self) -> Option<async_nats::Client> {
-        let Broker::Embedded(b) = self else {
-            return None;
+        let (options, url) = match self {
+            Broker::Embedded(b) => {
+                let (user, password) = b.system_user();
+                (
+                    async_nats::ConnectOptions::with_user_and_password(
+                        user.to_string(),
+                        password.to_string(),
+                    ),
+                    b.url(),
+                )
+            }
+            Broker::External {
+                system_url: Some(url),
+                ..
+            } => (
+                Credentials::of_url(url).apply(async_nats::ConnectOptions::new()),
+                url.clone(),
+            ),
+            Broker::External {
+                system_url: None, ..
+            } => {
+                info!(
+                    "API.LIMIT_REACHED advisories are not counted (api_limit_reached stays 0): \
+                     set FLEETSIM_SYSTEM_URL=nats://<user>:<password>@<host>:<port> to a \
+                     system-account user of the broker to count them"
+                );
+                return None;
+            }
         };
-        let (user, password) = b.system_user();
-        let connected = async_nats::ConnectOptions::with_user_and_password(
-            user.to_string(),
-            password.to_string(),
-        )
-        .name("fleetsim-system")
-        .connect(b.url())
-        .await;
-        match connected {
+        match options.name("fleetsim-system").connect(url.as_str()).await {
             Ok(client) => Some(client),
             Err(e) => {
-                warn!(error = %e, "cannot connect to the system account: api_limit_reached stays 0");
+                // async-nats may quote the URL it was given: never its credentials.
+                let error = crate::results::redact_urls(&e.to_string());
+                warn!(
+                    %error,
+                    url = %redact_url(&url),
+                    "cannot connect to the system account: api_limit_reached stays 0"
+                );
                 None
             }
         }
@@ -161,7 +191,7 @@ impl Broker {
     async fn info(&self, client: &async_nats::Client) -> BrokerInfo {
         match self {
             Broker::Embedded(b) => b.info(),
-            Broker::External { url, monitor } => BrokerInfo {
+            Broker::External { url, monitor, .. } => BrokerInfo {
                 kind: "external",
                 url: redact_url(url),
                 monitor_url: monitor.clone(),
@@ -170,6 +200,7 @@ impl Broker {
                     Some(m) => external_limits(m).await,
                     None => Default::default(),
                 },
+                api_limit_reached_counted: false,
             },
         }
     }
@@ -237,7 +268,8 @@ async fn drive(
 ) -> Result<RunReport, RunError> {
     let url = broker.url();
     info!(broker = %redact_url(&url), agents = plan.fleet.agents, profile = %plan.profile.name, "run starting");
-    let control = async_nats::ConnectOptions::new()
+    let control = Credentials::of_url(&url)
+        .apply(async_nats::ConnectOptions::new())
         .name("fleetsim-control")
         .request_timeout(Some(Duration::from_secs(30)))
         // The advisory tap gets one message per API request of the whole fleet.
@@ -248,7 +280,7 @@ async fn drive(
             url: redact_url(&url),
             message: e.to_string(),
         })?;
-    let broker_info = broker.info(&control).await;
+    let mut broker_info = broker.info(&control).await;
     let js = async_nats::jetstream::new(control.clone());
     let provisioned = provision::provision(&js, plan).await?;
     info!(
@@ -277,6 +309,7 @@ async fn drive(
         },
         _ => None,
     };
+    broker_info.api_limit_reached_counted = system.is_some();
     let proxy = AgentProxy::start(plan, &url, options).await?;
     let proxy_pid = proxy.as_ref().and_then(AgentProxy::pid);
     let agent_url = proxy.as_ref().map_or_else(|| url.clone(), AgentProxy::url);
@@ -290,6 +323,7 @@ async fn drive(
         metrics.clone(),
     );
     ctx.local_addresses = local_addresses;
+    ctx.credentials = Credentials::of_url(&url);
     let ctx = Arc::new(ctx);
     let mut fleet = Fleet::new(ctx.clone());
     let run_start = Instant::now();

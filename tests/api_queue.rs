@@ -55,4 +55,102 @@ timeout = "90s"
         .map(|e| num(e, "count"))
         .sum();
     assert_eq!(counted, timeouts);
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(report.dir.join("manifest.json")).expect("manifest"),
+    )
+    .expect("json");
+    assert_eq!(manifest["broker"]["api_limit_reached_counted"], true);
+}
+
+/// The same overflow on a broker fleetsim does not own: `--server` points the run at it,
+/// and `$FLEETSIM_SYSTEM_URL` names a system-account user so the advisories are still
+/// counted. The user's password reaches no output and no file of the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_broker_counts_the_advisories_through_fleetsim_system_url() {
+    use fleetsim::broker::embedded::{EmbeddedBroker, EmbeddedOptions};
+    let broker = EmbeddedBroker::start(EmbeddedOptions {
+        max_connections: 65_536,
+        request_queue_limit: 5,
+        default_max_consumers: -1,
+        lame_duck_duration: std::time::Duration::from_secs(30),
+        lame_duck_grace_period: std::time::Duration::from_secs(1),
+    })
+    .await
+    .expect("a broker to stand for the external one");
+    let (user, password) = broker.system_user();
+    let port = broker.url().rsplit(':').next().expect("port").to_string();
+    let system_url = format!("nats://{user}:{password}@127.0.0.1:{port}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = r#"
+name = "api-queue-external"
+[fleet]
+agents = 150
+groups = 3
+catalog_entries = 3
+request_timeout = "1s"
+setup_retries = 10
+[[steps]]
+kind = "start"
+[[steps]]
+kind = "wait_ready"
+timeout = "90s"
+"#;
+    std::fs::write(dir.path().join("external.toml"), scenario).expect("scenario");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args(["run", "external.toml", "--out", "out", "--server"])
+        .arg(broker.url())
+        .arg("--monitor")
+        .arg(broker.monitor_url())
+        .env("FLEETSIM_SYSTEM_URL", &system_url)
+        .current_dir(dir.path())
+        .output()
+        .await
+        .expect("fleetsim runs");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{printed}");
+    let run = std::fs::read_dir(dir.path().join("out"))
+        .expect("out dir")
+        .next()
+        .expect("one run dir")
+        .expect("entry")
+        .path();
+    let manifest = std::fs::read_to_string(run.join("manifest.json")).expect("manifest");
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).expect("json");
+    assert_eq!(manifest["broker"]["kind"], "external");
+    assert_eq!(manifest["broker"]["api_limit_reached_counted"], true);
+    let ts = read_csv(&run, "timeseries.csv");
+    let advisories: u64 = ts.iter().map(|r| num(r, "api_limit_reached")).sum();
+    let timeouts: u64 = ts.iter().map(|r| num(r, "errors_timeout")).sum();
+    assert!(
+        advisories > 0,
+        "the system-account listener counted the drops ({timeouts} timeouts)\n{printed}"
+    );
+
+    assert!(!printed.contains(password), "the password was printed");
+    for entry in walk(&run) {
+        let bytes = std::fs::read(&entry).expect("read");
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(password),
+            "{} holds the system password",
+            entry.display()
+        );
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }

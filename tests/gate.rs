@@ -707,6 +707,7 @@ fn ci_gate_script_drives_the_container_in_docker_mode() {
         .env("OUT", &out)
         .env("FLEETSIM", env!("CARGO_BIN_EXE_fleetsim"))
         .env("FLEETSIM_LOG", "warn")
+        .env_remove("FLEETSIM_SYSTEM_URL")
         .output()
         .expect("bash runs");
     let log = format!("{}{}", text(&output.stdout), text(&output.stderr));
@@ -744,6 +745,8 @@ fn ci_gate_script_drives_the_container_in_docker_mode() {
     .expect("json");
     assert_eq!(manifest["broker"]["kind"], "external");
     assert_eq!(manifest["broker"]["limits"]["max_connections"], 65536);
+    // No FLEETSIM_SYSTEM_URL: the manifest says LIMIT_REACHED went uncounted.
+    assert_eq!(manifest["broker"]["api_limit_reached_counted"], false);
     let suites = junit(&out.join("junit.xml"));
     assert_eq!((suites.suites[1].tests, suites.suites[1].failures), (14, 0));
 }

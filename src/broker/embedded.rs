@@ -119,6 +119,7 @@ impl EmbeddedBroker {
                 request_queue_limit: Some(self.options.request_queue_limit),
                 default_max_consumers: Some(self.options.default_max_consumers),
             },
+            api_limit_reached_counted: false,
         }
     }
 

@@ -55,6 +55,10 @@ pub struct BrokerInfo {
     /// Limits the broker runs with: the values fleetsim wrote (embedded) or read back
     /// from `/varz` (external, when a monitoring URL is given).
     pub limits: BrokerLimits,
+    /// Whether the run listened in the system account, where the API queue's
+    /// LIMIT_REACHED advisory is published: when false, `api_limit_reached` is not a
+    /// measured zero but unmeasured.
+    pub api_limit_reached_counted: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -74,9 +78,107 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The credentials of a `nats://user:password@host` or `nats://token@host` URL, the
+/// forms the NATS tools accept. async-nats 0.51 parses such a URL but never sends its
+/// userinfo, so every connection fleetsim makes applies them as connect options; the
+/// agents need that most, as they may dial the fault proxy's URL instead of the broker's.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum Credentials {
+    #[default]
+    None,
+    UserPassword(String, String),
+    Token(String),
+}
+
+impl Credentials {
+    pub fn of_url(url: &str) -> Credentials {
+        let Some(scheme_end) = url.find("://") else {
+            return Credentials::None;
+        };
+        let rest = &url[scheme_end + 3..];
+        let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+        let Some(at) = authority.rfind('@') else {
+            return Credentials::None;
+        };
+        let userinfo = &authority[..at];
+        match userinfo.split_once(':') {
+            Some((user, password)) => {
+                Credentials::UserPassword(percent_decode(user), percent_decode(password))
+            }
+            None if userinfo.is_empty() => Credentials::None,
+            None => Credentials::Token(percent_decode(userinfo)),
+        }
+    }
+
+    pub fn apply(&self, options: async_nats::ConnectOptions) -> async_nats::ConnectOptions {
+        match self {
+            Credentials::None => options,
+            Credentials::UserPassword(user, password) => {
+                options.user_and_password(user.clone(), password.clone())
+            }
+            Credentials::Token(token) => options.token(token.clone()),
+        }
+    }
+}
+
+/// Never prints the secret, so a `{:?}` in a log cannot leak it.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Credentials::None => "None",
+            Credentials::UserPassword(..) => "UserPassword(***)",
+            Credentials::Token(_) => "Token(***)",
+        })
+    }
+}
+
+/// `%XX` escapes of a URL's userinfo decoded (a password may hold `@`, `:` or `/`).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{Credentials, redact_url};
+
+    #[test]
+    fn url_credentials_become_connect_options_and_never_print() {
+        let up = |u: &str, p: &str| Credentials::UserPassword(u.to_string(), p.to_string());
+        assert_eq!(
+            Credentials::of_url("nats://u:s3cret@h:4222"),
+            up("u", "s3cret")
+        );
+        assert_eq!(
+            Credentials::of_url("tls://sys:p%40ss%3Aw%2Fd@h:4222/x@y"),
+            up("sys", "p@ss:w/d"),
+            "escapes decoded; an @ in the path is not userinfo"
+        );
+        assert_eq!(
+            Credentials::of_url("nats://t0ken@h"),
+            Credentials::Token("t0ken".to_string())
+        );
+        assert_eq!(Credentials::of_url("nats://h:4222"), Credentials::None);
+        assert_eq!(Credentials::of_url("nats://@h:4222"), Credentials::None);
+        assert_eq!(Credentials::of_url("h:4222"), Credentials::None);
+        let shown = format!("{:?}", Credentials::of_url("nats://u:s3cret@h:4222"));
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
 
     #[test]
     fn credentials_never_survive_redaction() {

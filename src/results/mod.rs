@@ -932,6 +932,7 @@ token = "tok-123"
                 reset: false,
                 lame_duck_duration: Duration::from_secs(30),
                 lame_duck_grace_period: Duration::from_secs(1),
+                system_url: Some("nats://sys:sysp4ss@broker:4222".to_string()),
             },
             fleet: FleetPlan {
                 agents: 2,
@@ -1018,6 +1019,7 @@ token = "tok-123"
                 monitor_url: Some("http://broker:8222".to_string()),
                 version: Some("2.15.0".to_string()),
                 limits: Default::default(),
+                api_limit_reached_counted: false,
             }),
             started_at,
             ended_at: started_at + Duration::from_millis(12_345),

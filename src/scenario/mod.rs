@@ -338,6 +338,7 @@ fn read_broker(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> BrokerPlan {
         reset: true,
         lame_duck_duration: Duration::from_secs(30),
         lame_duck_grace_period: Duration::from_secs(1),
+        system_url: None,
     };
     let Some(node) = root.table(ctx, "broker", "a table ([broker])") else {
         return broker;
