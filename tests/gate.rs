@@ -601,11 +601,11 @@ fn ci_gate_script_runs_end_to_end_without_docker() {
     let log = format!("{}{}", text(&output.stdout), text(&output.stderr));
     assert_eq!(output.status.code(), Some(0), "{log}");
     assert!(log.contains("ci-gate: gate passed"), "{log}");
-    assert!(log.contains("thresholds: all 14 pass"), "{log}");
+    assert!(log.contains("thresholds: all 15 pass"), "{log}");
 
     let suites = junit(&out.join("junit.xml"));
     let thresholds = &suites.suites[1];
-    assert_eq!((thresholds.tests, thresholds.failures), (14, 0));
+    assert_eq!((thresholds.tests, thresholds.failures), (15, 0));
     let compare = junit(&out.join("junit-compare.xml"));
     assert!(compare.suites[0].tests > 0 && compare.suites[0].failures == 0);
     let run = std::fs::read_dir(&out)
@@ -625,6 +625,7 @@ set -u
 state="$FAKE_DOCKER_STATE"
 echo "$*" >> "$state/calls"
 start() {
+  printf '%s' "${NATS_SYS_PASSWORD:-}" > "$state/sys_password"
   sed -e "s#\"/data\"#\"$state/store\"#" \
       -e "s#0.0.0.0:4222#127.0.0.1:$FAKE_NATS_PORT#" \
       -e "s#0.0.0.0:8222#127.0.0.1:$FAKE_MONITOR_PORT#" "$FAKE_NATS_CONF" > "$state/nats.conf"
@@ -737,7 +738,7 @@ fn ci_gate_script_drives_the_container_in_docker_mode() {
         .find(|p| p.is_dir())
         .expect("a run directory");
     let found: Vec<ThresholdRow> = rows(&run.join("thresholds.csv"));
-    assert_eq!(found.len(), 14);
+    assert_eq!(found.len(), 15);
     assert!(found.iter().all(|r| r.result == "pass"), "{found:?}");
     let manifest: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(run.join("manifest.json")).expect("manifest"),
@@ -745,10 +746,31 @@ fn ci_gate_script_drives_the_container_in_docker_mode() {
     .expect("json");
     assert_eq!(manifest["broker"]["kind"], "external");
     assert_eq!(manifest["broker"]["limits"]["max_connections"], 65536);
-    // No FLEETSIM_SYSTEM_URL: the manifest says LIMIT_REACHED went uncounted.
-    assert_eq!(manifest["broker"]["api_limit_reached_counted"], false);
+    // The container's system user (a random password from ci-gate.sh, handed over as
+    // FLEETSIM_SYSTEM_URL) let the run count LIMIT_REACHED; the password is nowhere.
+    assert_eq!(manifest["broker"]["api_limit_reached_counted"], true);
+    let password = std::fs::read_to_string(state.join("sys_password"))
+        .expect("the fake docker recorded the password it was given");
+    assert!(password.len() >= 16, "a random password: {password:?}");
+    assert!(!log.contains(&password), "{log}");
+    let mut dirs = vec![out.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                let bytes = std::fs::read(&path).expect("read");
+                assert!(
+                    !String::from_utf8_lossy(&bytes).contains(&password),
+                    "{} holds the system password",
+                    path.display()
+                );
+            }
+        }
+    }
     let suites = junit(&out.join("junit.xml"));
-    assert_eq!((suites.suites[1].tests, suites.suites[1].failures), (14, 0));
+    assert_eq!((suites.suites[1].tests, suites.suites[1].failures), (15, 0));
 }
 
 #[test]
@@ -810,6 +832,16 @@ fn the_docker_files_declare_the_broker_the_gate_needs() {
         script.contains("trap teardown EXIT"),
         "always tears the container down"
     );
+    // The system account's password reaches the container from the environment the
+    // script exports, and never has a default written in a file.
+    let password = nats["environment"]["NATS_SYS_PASSWORD"]
+        .as_str()
+        .expect("environment.NATS_SYS_PASSWORD");
+    assert!(password.starts_with("${NATS_SYS_PASSWORD:?"), "{password}");
+    assert!(
+        script.contains("export NATS_SYS_PASSWORD"),
+        "ci-gate.sh hands it over"
+    );
 
     // The server config holds the limits fleetsim recommends, and nats-server accepts it.
     let conf = text_of("docker/nats-server.conf");
@@ -820,6 +852,8 @@ fn the_docker_files_declare_the_broker_the_gate_needs() {
         "lame_duck_duration: \"30s\"",
         "store_dir: \"/data\"",
         "http: 0.0.0.0:8222",
+        "system_account: SYS",
+        "password: $NATS_SYS_PASSWORD",
     ] {
         assert!(conf.contains(needle), "nats-server.conf lacks {needle}");
     }
@@ -827,6 +861,8 @@ fn the_docker_files_declare_the_broker_the_gate_needs() {
         let out = Command::new(bin)
             .args(["-t", "-c"])
             .arg(root.join("docker/nats-server.conf"))
+            // The compose file hands the container this variable (ci-gate.sh sets it).
+            .env("NATS_SYS_PASSWORD", "checked-by-a-test")
             .output()
             .expect("nats-server runs");
         assert!(

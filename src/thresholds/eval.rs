@@ -18,7 +18,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::grammar::{BROKER_COUNTERS, Check, Op, Source, Unit, phase_matches};
+use super::grammar::{BROKER_ADVISORIES, BROKER_COUNTERS, Check, Op, Source, Unit, phase_matches};
 
 /// The outcome of one check in one run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -73,6 +73,31 @@ impl RunFiles<'_> {
             .or_insert_with(|| read_rows(&dir.join(name)))
             .as_ref()
     }
+}
+
+/// An advisory count from `timeseries.csv`, summed over the selected steps; not measured
+/// when the run had no system-account listener (a zero would then mean nothing).
+fn advisories(files: &mut RunFiles<'_>, field: &str, selected: &dyn Fn(&str) -> bool) -> Values {
+    let counted = std::fs::read_to_string(files.dir.join("manifest.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|m| m.pointer("/broker/api_limit_reached_counted")?.as_bool());
+    if counted != Some(true) {
+        return Values::Absent(
+            "the run did not listen in the broker's system account (set FLEETSIM_SYSTEM_URL \
+             for an external broker; see manifest.json broker.api_limit_reached_counted)"
+                .to_string(),
+        );
+    }
+    let Some(rows) = files.rows("timeseries.csv") else {
+        return Values::Absent("no timeseries.csv".to_string());
+    };
+    let sum = rows
+        .iter()
+        .filter(|r| r.get("step").is_some_and(|s| selected(s)))
+        .filter_map(|r| cell(r, field))
+        .fold(0.0, |a, b| a + b);
+    Values::Total(sum, String::new())
 }
 
 fn read_rows(path: &Path) -> Option<Vec<Row>> {
@@ -345,6 +370,9 @@ fn broker(
     selected: &dyn Fn(&str) -> bool,
     within: &str,
 ) -> Values {
+    if BROKER_ADVISORIES.contains(&field) {
+        return advisories(files, field, selected);
+    }
     let Some(rows) = files.rows("broker.csv") else {
         return Values::Absent("no broker.csv: no monitoring endpoint".to_string());
     };
@@ -627,5 +655,35 @@ mod tests {
             eval(dir.path(), "broker.api_inflight < 1000").value,
             Some(4.0)
         );
+    }
+
+    #[test]
+    fn limit_reached_advisories_count_only_where_the_run_listened() {
+        const TIMESERIES: &str = "t_secs,step,api_limit_reached\n\
+            0.1,1:start,0\n0.2,1:start,3\n0.3,1:start,2\n5.0,3:broker_restart,4\n";
+        let manifest = |counted: bool| {
+            format!(
+                r#"{{"broker": {{"kind": "external", "api_limit_reached_counted": {counted}}}}}"#
+            )
+        };
+        let listened = manifest(true);
+        let dir = run_dir(&[("timeseries.csv", TIMESERIES), ("manifest.json", &listened)]);
+        let o = eval(dir.path(), "broker.api_limit_reached == 0");
+        assert_eq!((o.value, o.passed), (Some(9.0), false), "{o:?}");
+        let o = eval(dir.path(), "broker[1:start].api_limit_reached <= 5");
+        assert_eq!((o.value, o.passed), (Some(5.0), true), "{o:?}");
+
+        // No system-account listener: a zero would be a guess, so the gate fails.
+        let deaf = manifest(false);
+        let dir = run_dir(&[
+            (
+                "timeseries.csv",
+                "t_secs,step,api_limit_reached\n0.1,1:start,0\n",
+            ),
+            ("manifest.json", &deaf),
+        ]);
+        let o = eval(dir.path(), "broker.api_limit_reached == 0");
+        assert!(!o.passed && o.value.is_none(), "{o:?}");
+        assert!(o.note.contains("FLEETSIM_SYSTEM_URL"), "{}", o.note);
     }
 }

@@ -59,6 +59,10 @@ pub const WRITES_FIELDS: [&str; 5] = [
 /// Counters of `broker.csv` (their increase over the run) and gauges (their maximum).
 pub const BROKER_COUNTERS: [&str; 3] = ["api_errors", "api_total", "slow_consumers"];
 pub const BROKER_GAUGES: [&str; 3] = ["connections", "consumers", "api_inflight"];
+/// Advisories counted in `timeseries.csv`: `api_limit_reached`, the JetStream API queue
+/// overflowing (nats-server dropped queued requests). Measured only where the run
+/// listened in the system account (`manifest.json`: `broker.api_limit_reached_counted`).
+pub const BROKER_ADVISORIES: [&str; 1] = ["api_limit_reached"];
 pub const AGENTS_FIELDS: [&str; 3] = ["failed", "ready", "unrecovered"];
 
 /// What a scenario can measure, for checking names: its profile's consumers (every
@@ -370,6 +374,7 @@ fn resolve(metric: &str, stat: &str, known: &Known) -> Result<Source, String> {
             let all: Vec<&str> = BROKER_COUNTERS
                 .iter()
                 .chain(&BROKER_GAUGES)
+                .chain(&BROKER_ADVISORIES)
                 .copied()
                 .collect();
             Ok(Source::Broker {
