@@ -7,7 +7,8 @@
 # For each run it records fleet recovery (trigger -> 50/99/100 % of agents with every
 # consumer delivering the probe), the agents' reconnect and re-sync p50, and from the
 # broker's JetStream advisories the peak consumer creates per 100 ms and the API
-# requests during the herd step. Writes results/bench/herd.csv and prints it.
+# requests during the herd step, and from its monitoring port (broker.csv, every 250 ms
+# during the herd) the peak of JetStream API requests in flight. Writes results/bench/herd.csv and prints it.
 #
 #   ./scripts/bench-herd.sh            # 1000 agents, window 5s
 #   AGENTS=300 SPLAY=3s ./scripts/bench-herd.sh
@@ -25,7 +26,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$out_dir"
 csv="$out_dir/herd.csv"
-echo "date,agents,splay,placement,status,recovered,recovery_p50_s,recovery_p99_s,recovery_p100_s,reconnect_p50_ms,resync_p50_ms,peak_consumers_created_per_100ms,peak_create_requests_per_100ms,api_requests_in_herd,api_limit_reached,errors" > "$csv"
+echo "date,agents,splay,placement,status,recovered,recovery_p50_s,recovery_p99_s,recovery_p100_s,reconnect_p50_ms,resync_p50_ms,peak_consumers_created_per_100ms,peak_create_requests_per_100ms,api_requests_in_herd,peak_api_inflight,api_limit_reached,errors" > "$csv"
 
 for placement in off before_gets reopen_watches reconnect_delay; do
   scenario="$work/herd-$placement.toml"
@@ -57,12 +58,14 @@ ts = [r for r in csv.DictReader(open(d + "timeseries.csv")) if r["step"] == rec[
 col = lambda c: [int(r[c]) for r in ts]
 api = sum(sum(col(c)) for c in ["api_consumer_create", "api_consumer_delete", "api_stream_info", "api_other"])
 errors = sum(int(r["count"]) for r in csv.DictReader(open(d + "errors.csv")))
+inflight = [int(r["api_inflight"]) for r in csv.DictReader(open(d + "broker.csv"))
+            if r["step"] == rec["step"] and r["ok"] == "true" and r["api_inflight"]]
 print(",".join(str(x) for x in [
     datetime.date.today().isoformat(), n, splay if placement != "off" else "0s", placement,
     m["status"], rec["recovered"], rec["recovered_50_secs"], rec["recovered_99_secs"],
     rec["recovered_100_secs"], p50("reconnect"), p50("resync"),
     max(col("consumers_created"), default=0), max(col("api_consumer_create"), default=0),
-    api, sum(col("api_limit_reached")), errors,
+    api, max(inflight, default=0), sum(col("api_limit_reached")), errors,
 ]))
 PY
   echo "   exit code $code" >&2
