@@ -11,6 +11,7 @@ fi
 run_dir="$(cd "$1" && pwd)"
 out="${2:-$run_dir/report.png}"
 case "$out" in /*) ;; *) out="$PWD/$out" ;; esac
+mkdir -p "$(dirname "$out")"
 
 chromium="$("$root/scripts/provision-chromium.sh" | tail -n 1)"
 report="$(cd "$root" && cargo run --quiet --release -- report "$run_dir" | tail -n 1)"
