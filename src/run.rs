@@ -851,6 +851,18 @@ impl StepRunner<'_> {
                 probing.await
             }
         };
+        // Recovery is the probes; the step ends when the fleet is also settled: every
+        // agent's re-sync done (Ready) or failed. A re-sync runs on after the probes
+        // arrive (its gets and walks, and a splay before them), and the next step, or
+        // the end of the run, must not cut it short and find the agent mid-recovery.
+        let roster = self.fleet.roster();
+        while Instant::now() < deadline
+            && expected
+                .iter()
+                .any(|&a| roster.cell(a).state() == AgentState::Recovering)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let first_probe_ack = outcome.first_ack.map(|t| t - fired);
         let recovered = ctx.herd.recovered() >= expected.len();
         let roster = self.fleet.roster();

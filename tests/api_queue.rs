@@ -5,15 +5,10 @@
 
 mod common;
 
-use common::{num, read_csv, run_scenario};
+use common::{assert_secret_nowhere, num, only_dir_in, read_csv, run_scenario};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tiny_api_queue_overflows_and_the_timeline_shows_advisories_then_timeouts() {
-    let out = tempfile::tempdir().expect("tempdir");
-    let scenario = r#"
-name = "api-queue-test"
-[broker]
-request_queue_limit = 5
+/// 150 agents starting at once, with a 1 s request timeout: a herd for a tiny API queue.
+const HERD: &str = r#"
 [fleet]
 agents = 150
 groups = 3
@@ -26,7 +21,12 @@ kind = "start"
 kind = "wait_ready"
 timeout = "90s"
 "#;
-    let report = run_scenario(scenario, out.path()).await;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_api_queue_overflows_and_the_timeline_shows_advisories_then_timeouts() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let scenario = format!("name = \"api-queue-test\"\n[broker]\nrequest_queue_limit = 5\n{HERD}");
+    let report = run_scenario(&scenario, out.path()).await;
     let ts = read_csv(&report.dir, "timeseries.csv");
     let first = |col: &str| {
         ts.iter()
@@ -82,20 +82,7 @@ async fn an_external_broker_counts_the_advisories_through_fleetsim_system_url() 
     let system_url = format!("nats://{user}:{password}@127.0.0.1:{port}");
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let scenario = r#"
-name = "api-queue-external"
-[fleet]
-agents = 150
-groups = 3
-catalog_entries = 3
-request_timeout = "1s"
-setup_retries = 10
-[[steps]]
-kind = "start"
-[[steps]]
-kind = "wait_ready"
-timeout = "90s"
-"#;
+    let scenario = format!("name = \"api-queue-external\"\n{HERD}");
     std::fs::write(dir.path().join("external.toml"), scenario).expect("scenario");
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleetsim"))
         .args(["run", "external.toml", "--out", "out", "--server"])
@@ -113,12 +100,7 @@ timeout = "90s"
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(out.status.code(), Some(0), "{printed}");
-    let run = std::fs::read_dir(dir.path().join("out"))
-        .expect("out dir")
-        .next()
-        .expect("one run dir")
-        .expect("entry")
-        .path();
+    let run = only_dir_in(&dir.path().join("out"));
     let manifest = std::fs::read_to_string(run.join("manifest.json")).expect("manifest");
     let manifest: serde_json::Value = serde_json::from_str(&manifest).expect("json");
     assert_eq!(manifest["broker"]["kind"], "external");
@@ -131,26 +113,5 @@ timeout = "90s"
         "the system-account listener counted the drops ({timeouts} timeouts)\n{printed}"
     );
 
-    assert!(!printed.contains(password), "the password was printed");
-    for entry in walk(&run) {
-        let bytes = std::fs::read(&entry).expect("read");
-        assert!(
-            !String::from_utf8_lossy(&bytes).contains(password),
-            "{} holds the system password",
-            entry.display()
-        );
-    }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("dir") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
+    assert_secret_nowhere(password, &printed, &run);
 }

@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{num, read_csv};
+use common::{assert_secret_nowhere, num, only_dir_in, read_csv};
 
 /// The password, with characters a URL must escape (`@` as `%40`, `/` as `%2F`).
 const PASSWORD: &str = "s3cr@t/pw";
@@ -98,33 +98,9 @@ fn run(dir: &Path, url: &str) -> (Output, String) {
     (out, printed)
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files = Vec::new();
-    for entry in entries {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            files.extend(files_under(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
-}
-
 fn assert_no_password(dir: &Path, printed: &str) {
     for secret in [PASSWORD, PASSWORD_IN_URL] {
-        assert!(!printed.contains(secret), "printed: {printed}");
-        for file in files_under(dir) {
-            let text = String::from_utf8_lossy(&std::fs::read(&file).expect("read")).into_owned();
-            assert!(
-                !text.contains(secret),
-                "{} holds the password",
-                file.display()
-            );
-        }
+        assert_secret_nowhere(secret, printed, dir);
     }
 }
 
@@ -134,12 +110,7 @@ fn url_credentials_let_the_fleet_in_through_the_proxy_and_are_never_written() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (out, printed) = run(dir.path(), &broker.url(PASSWORD_IN_URL));
     assert_eq!(out.status.code(), Some(0), "{printed}");
-    let run_dir = std::fs::read_dir(dir.path().join("out"))
-        .expect("out")
-        .next()
-        .expect("a run dir")
-        .expect("entry")
-        .path();
+    let run_dir = only_dir_in(&dir.path().join("out"));
     // Every agent reconnected through the proxy, with the credentials, after the cut.
     let recovery = read_csv(&run_dir, "recovery.csv");
     assert_eq!(recovery.len(), 1, "{recovery:?}");

@@ -74,3 +74,52 @@ pub fn summary_row<'a>(rows: &'a [Row], metric: &str, phase: &str) -> &'a Row {
         .find(|r| r["metric"] == metric && r["phase"] == phase)
         .unwrap_or_else(|| panic!("no summary row for {metric} in {phase}"))
 }
+
+/// The one directory a run (or sweep) wrote under `out`.
+pub fn only_dir_in(out: &Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(out)
+        .unwrap_or_else(|e| panic!("{}: {e}", out.display()))
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(
+        dirs.len(),
+        1,
+        "one directory under {}: {dirs:?}",
+        out.display()
+    );
+    dirs.into_iter().next().expect("checked")
+}
+
+/// Every file under `dir`, at any depth.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+/// `secret` is in neither what the process printed nor any file under `dir`.
+pub fn assert_secret_nowhere(secret: &str, printed: &str, dir: &Path) {
+    assert!(
+        !printed.contains(secret),
+        "the secret was printed:\n{printed}"
+    );
+    for file in files_under(dir) {
+        let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(secret),
+            "{} holds the secret",
+            file.display()
+        );
+    }
+}

@@ -60,6 +60,13 @@ fn assert_recovered(dir: &std::path::Path, step: &str) -> Row {
     assert_eq!(num(summary_row(&summary, "resync", step), "count"), AGENTS);
 
     let steps = read_csv(dir, "steps.csv");
+    // The herd step ends with the fleet settled: every re-sync done, not just the probes in.
+    assert_eq!(
+        num(step_row(&steps, step), "agents_ready"),
+        AGENTS,
+        "{:?}",
+        step_row(&steps, step)
+    );
     assert_eq!(
         num(
             step_row(&steps, "4:wait_ready"),

@@ -140,11 +140,5 @@ fn sweep(dir: &tempfile::TempDir, scenario: &str, args: &[&str]) -> (String, Pat
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    let sweep_dir = std::fs::read_dir(dir.path().join("out"))
-        .expect("out dir")
-        .next()
-        .expect("one sweep dir")
-        .expect("entry")
-        .path();
-    (stdout, sweep_dir)
+    (stdout, common::only_dir_in(&dir.path().join("out")))
 }
