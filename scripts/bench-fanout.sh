@@ -18,6 +18,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+# Where cargo puts the release build (CARGO_TARGET_DIR if set).
+release="${CARGO_TARGET_DIR:-$root/target}/release"
 NATS_SERVER_BIN="$(./scripts/provision-nats.sh | tail -n 1)"
 export NATS_SERVER_BIN
 cargo build --release --quiet
@@ -37,7 +39,7 @@ for profile in kanade legacy; do
   esac
   echo "== write fan-out, $agents agents, profile $profile ($scenario)" >&2
   set +e
-  ./target/release/fleetsim run "$scenario" --agents "$agents" --out "$work/runs-$profile" >/dev/null
+  "$release"/fleetsim run "$scenario" --agents "$agents" --out "$work/runs-$profile" >/dev/null
   code=$?
   set -e
   dir="$(ls -d "$work/runs-$profile"/*/ | head -n 1)"

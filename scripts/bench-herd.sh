@@ -15,6 +15,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+# Where cargo puts the release build (CARGO_TARGET_DIR if set).
+release="${CARGO_TARGET_DIR:-$root/target}/release"
 NATS_SERVER_BIN="$(./scripts/provision-nats.sh | tail -n 1)"
 export NATS_SERVER_BIN
 cargo build --release --quiet
@@ -39,7 +41,7 @@ for placement in off before_gets reopen_watches reconnect_delay; do
   fi
   echo "== broker-restart herd, $agents agents, splay: $placement" >&2
   set +e
-  ./target/release/fleetsim run "$scenario" --agents "$agents" --out "$work/runs-$placement" >/dev/null
+  "$release"/fleetsim run "$scenario" --agents "$agents" --out "$work/runs-$placement" >/dev/null
   code=$?
   set -e
   dir="$(ls -d "$work/runs-$placement"/*/ | head -n 1)"

@@ -14,6 +14,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+# Where cargo puts the release build (CARGO_TARGET_DIR if set).
+release="${CARGO_TARGET_DIR:-$root/target}/release"
 NATS_SERVER_BIN="$(./scripts/provision-nats.sh | tail -n 1)"
 export NATS_SERVER_BIN
 cargo build --release --quiet
@@ -31,7 +33,7 @@ row() { # run-label agents scenario
   local label="$1" n="$2" scenario="$3"
   echo "== $label: $n agents ($scenario)" >&2
   set +e
-  ./target/release/fleetsim run "$scenario" --agents "$n" --out "$work/$label" >/dev/null
+  "$release"/fleetsim run "$scenario" --agents "$n" --out "$work/$label" >/dev/null
   local code=$?
   set -e
   local dir

@@ -16,6 +16,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+# Where cargo puts the release build (CARGO_TARGET_DIR if set).
+release="${CARGO_TARGET_DIR:-$root/target}/release"
 NATS_SERVER_BIN="$(./scripts/provision-nats.sh | tail -n 1)"
 export NATS_SERVER_BIN
 cargo build --release --quiet --bin fleetsim --example bare_agents
@@ -32,7 +34,7 @@ row() { # start-label agents scenario
   local label="$1" n="$2" scenario="$3"
   echo "== cold start of $n agents ($label)" >&2
   set +e
-  ./target/release/fleetsim run "$scenario" --agents "$n" --out "$runs/$label-$n" >/dev/null
+  "$release"/fleetsim run "$scenario" --agents "$n" --out "$runs/$label-$n" >/dev/null
   local code=$?
   set -e
   local dir
@@ -67,7 +69,7 @@ bare_row() { # agents: the same cold start by examples/bare_agents.rs
   local n="$1"
   echo "== cold start of $n bare agents (async-nats calls only)" >&2
   local line status=ok
-  if ! line="$(./target/release/examples/bare_agents scenarios/bench-cold-start.toml "$n")"; then
+  if ! line="$("$release"/examples/bare_agents scenarios/bench-cold-start.toml "$n")"; then
     status=partial
   fi
   python3 - "$line" "$status" "$("$NATS_SERVER_BIN" --version | sed 's/^nats-server: v//')" >> "$csv" <<'PY'

@@ -24,7 +24,8 @@
 #                $OUT/junit-compare.xml)
 #   BASELINE     baseline run directory (default results/baseline with --no-docker,
 #                results/baseline-docker in docker mode: baselines are per broker setup)
-#   FLEETSIM     fleetsim binary (default: cargo build --release, target/release/fleetsim)
+#   FLEETSIM     fleetsim binary (default: cargo build --release, then
+#                ${CARGO_TARGET_DIR:-target}/release/fleetsim)
 #   NATS_CONTAINER  container name (default fleetsim-nats, as in the compose file)
 #   NATS_URL, NATS_MONITOR  the container's ports (default 127.0.0.1:4222 and :8222)
 #   NATS_SYS_PASSWORD  the container's system-account password (default: random per run)
@@ -43,7 +44,7 @@ for arg in "$@"; do
   case "$arg" in
     --no-docker) mode=embedded ;;
     --update-baseline) update_baseline=1 ;;
-    -h|--help) sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,35p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "ci-gate.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -68,7 +69,7 @@ log() { echo "ci-gate: $*" >&2; }
 if [[ -z "${FLEETSIM:-}" ]]; then
   log "building fleetsim (release)"
   cargo build --release --quiet
-  FLEETSIM="$root/target/release/fleetsim"
+  FLEETSIM="${CARGO_TARGET_DIR:-$root/target}/release/fleetsim"
 fi
 
 run_args=(run "$SCENARIO" --out "$OUT" --junit "$JUNIT")
