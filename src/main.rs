@@ -628,6 +628,10 @@ fn run(file: PathBuf, overrides: Overrides, out: Option<PathBuf>, report: Report
     };
     let outcome = match outcome {
         Ok(outcome) => outcome,
+        // Stopped by the operator before anything was measured: the run failed (1).
+        Err(e @ fleetsim::run::RunError::Interrupted) => {
+            return report.fail_early(&name, 1, &format!("error: {e}"));
+        }
         // Broker, provisioning, host limits, results directory: the environment, not the run.
         Err(e) => return report.fail_early(&name, 3, &format!("error: {e:#}")),
     };

@@ -91,6 +91,9 @@ pub enum RunError {
     Environment(String),
     #[error("writing results failed: {0}")]
     Results(#[from] results::ResultsError),
+    /// Ctrl-C (the `shutdown` future) before the broker was up: nothing was measured.
+    #[error("interrupted while starting the broker: nothing was measured")]
+    Interrupted,
 }
 
 /// The broker a run talks to.
@@ -240,10 +243,18 @@ pub async fn run(
     options: RunOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunReport, RunError> {
+    // Listened to from the first instant: a Ctrl-C while the broker starts or the
+    // buckets are provisioned must stop the run, not be swallowed (a signal listener
+    // registered later never sees an earlier signal).
+    tokio::pin!(shutdown);
     let started_at = SystemTime::now();
     // Before the broker starts: a fleet that cannot fit is refused before anything runs.
     let local_addresses = check_host(&plan)?;
-    let mut broker = Broker::start(&plan).await?;
+    // An interrupted start drops the half-started broker, which kills its process.
+    let mut broker = tokio::select! {
+        broker = Broker::start(&plan) => broker?,
+        () = &mut shutdown => return Err(RunError::Interrupted),
+    };
     let outcome = drive(
         &plan,
         &options,

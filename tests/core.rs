@@ -153,3 +153,57 @@ async fn consumer_cap_failures_are_counted_with_their_jetstream_code() {
         "{failed:?}"
     );
 }
+
+/// A Ctrl-C that comes while the broker is still starting stops the run there: it is
+/// neither swallowed (the run going on regardless) nor a crash, and the half-started
+/// broker is stopped with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_during_the_broker_start_stops_the_run_before_anything_runs() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let scenario = fleet_scenario(5, "kanade", "");
+    let plan = fleetsim::scenario::parse_str(&scenario, "test.toml").expect("valid");
+    let options = fleetsim::run::RunOptions {
+        scenario_path: None,
+        scenario_text: scenario.clone(),
+        results_base: out.path().to_path_buf(),
+        run_dir: None,
+        proxy_program: None,
+    };
+    // The interrupt is already there when the run begins.
+    let result = fleetsim::run::run(plan, options, std::future::ready(())).await;
+    assert!(
+        matches!(result, Err(fleetsim::run::RunError::Interrupted)),
+        "{result:?}"
+    );
+    assert!(
+        std::fs::read_dir(out.path()).expect("out").next().is_none(),
+        "nothing measured, no run directory"
+    );
+    // The broker the run may have begun to start is stopped: SIGKILLed on drop, so it
+    // is gone (or a zombie) within moments.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while let Some(pid) = running_nats_server_child() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nats-server {pid} still running"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A nats-server this test process started that is still running (not a zombie).
+fn running_nats_server_child() -> Option<String> {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
+    for task in tasks {
+        let children = std::fs::read_to_string(task.expect("task").path().join("children"))
+            .unwrap_or_default();
+        for pid in children.split_whitespace() {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if comm.starts_with("nats-server") && !stat.contains(") Z ") {
+                return Some(pid.to_string());
+            }
+        }
+    }
+    None
+}
