@@ -123,3 +123,21 @@ pub fn assert_secret_nowhere(secret: &str, printed: &str, dir: &Path) {
         );
     }
 }
+
+/// A child process of this test process whose command name starts with `name` and that
+/// is still running (not a zombie), by pid.
+pub fn running_child(name: &str) -> Option<String> {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
+    for task in tasks {
+        let children = std::fs::read_to_string(task.expect("task").path().join("children"))
+            .unwrap_or_default();
+        for pid in children.split_whitespace() {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if comm.starts_with(name) && !stat.contains(") Z ") {
+                return Some(pid.to_string());
+            }
+        }
+    }
+    None
+}

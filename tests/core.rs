@@ -182,28 +182,11 @@ async fn an_interrupt_during_the_broker_start_stops_the_run_before_anything_runs
     // The broker the run may have begun to start is stopped: SIGKILLed on drop, so it
     // is gone (or a zombie) within moments.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while let Some(pid) = running_nats_server_child() {
+    while let Some(pid) = common::running_child("nats-server") {
         assert!(
             std::time::Instant::now() < deadline,
             "nats-server {pid} still running"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-}
-
-/// A nats-server this test process started that is still running (not a zombie).
-fn running_nats_server_child() -> Option<String> {
-    let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
-    for task in tasks {
-        let children = std::fs::read_to_string(task.expect("task").path().join("children"))
-            .unwrap_or_default();
-        for pid in children.split_whitespace() {
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            if comm.starts_with("nats-server") && !stat.contains(") Z ") {
-                return Some(pid.to_string());
-            }
-        }
-    }
-    None
 }

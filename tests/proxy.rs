@@ -2,6 +2,8 @@
 //! protocol, exit codes), and the child `fleetsim run` starts with `proxy = "process"`,
 //! which must be gone however the run ends.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -261,8 +263,14 @@ async fn an_interrupted_run_still_stops_its_proxy_process() {
         run_dir: None,
         proxy_program: Some(env!("CARGO_BIN_EXE_fleetsim").into()),
     };
-    // Interrupted at once: the proxy started before the steps, so the epilogue stops it.
-    let report = fleetsim::run::run(plan, options, std::future::ready(()))
+    // Interrupted as soon as the proxy process is up (it starts before the steps), so
+    // it is the run's epilogue that must stop it.
+    let proxy_up = async {
+        while common::running_child("fleetsim").is_none() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    let report = fleetsim::run::run(plan, options, proxy_up)
         .await
         .expect("run reaches its results");
     assert_eq!(report.status, RunStatus::Partial);
