@@ -105,7 +105,13 @@ pub async fn sweep(
             run_dir: Some(run_dir.clone()),
             proxy_program: options.proxy_program.clone(),
         };
-        let report = run::run(sized, sub, shutdown.clone()).await?;
+        let report = match run::run(sized, sub, shutdown.clone()).await {
+            Ok(report) => report,
+            // Interrupted while this size's broker was starting: the sizes before it
+            // are measured and still written; with none, there is nothing to write.
+            Err(run::RunError::Interrupted) if !rows.is_empty() => break,
+            Err(e) => return Err(e.into()),
+        };
         let mut row = measure(&run_dir, n).unwrap_or_else(|e| SweepRow {
             agents: n,
             reasons: format!("cannot read the run's results: {e}"),
