@@ -110,7 +110,7 @@ pub async fn sweep(
             // Interrupted while this size's broker was starting: the sizes before it
             // are measured and still written; with none, there is nothing to write.
             Err(run::RunError::Interrupted) if !rows.is_empty() => break,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
         let mut row = measure(&run_dir, n).unwrap_or_else(|e| SweepRow {
             agents: n,
