@@ -687,6 +687,8 @@ impl<'a> Agent<'a> {
             ],
             ack_policy: consumer::AckPolicy::Explicit,
             deliver_policy: consumer::DeliverPolicy::LastPerSubject,
+            // Zero is "the server's default" (30 s), what the real agent sends.
+            ack_wait: self.ctx.fleet.exec_ack_wait.unwrap_or_default(),
             ..Default::default()
         };
         let consumer: consumer::PullConsumer = self

@@ -126,6 +126,11 @@ pub struct FleetPlan {
     /// default is smaller than async-nats' 65535: at 64 KiB it was the largest part of an
     /// agent's memory. Set 65535 to match the shipped agent byte for byte.
     pub read_buffer_capacity: u16,
+    /// `ack_wait` of the agents' durable EXEC consumer; `None` leaves it to the server
+    /// (30 s), as the real agent does. A command the broker handed to a connection that
+    /// died is redelivered only after it, so it bounds how late such a command arrives.
+    #[serde(serialize_with = "duration_str::serialize_opt")]
+    pub exec_ack_wait: Option<Duration>,
 }
 
 /// Where the fault proxy between the agents and the broker runs, if anywhere.
@@ -490,5 +495,15 @@ pub mod duration_str {
 
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format!("{d:?}"))
+    }
+
+    pub fn serialize_opt<S: serde::Serializer>(
+        d: &Option<Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => serialize(d, s),
+            None => s.serialize_none(),
+        }
     }
 }

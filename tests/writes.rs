@@ -178,3 +178,55 @@ count = 10
     assert_eq!(num(&pc, "delivered"), 10);
     assert_eq!(float(&pc, "fanout_total"), 1.0);
 }
+
+/// `[fleet] exec_ack_wait` is the `ack_wait` of every agent's durable EXEC consumer on
+/// the broker; left out, the server's default (30 s), as the real agent creates it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_ack_wait_reaches_the_durable_consumer_on_the_broker() {
+    use fleetsim::broker::embedded::{EmbeddedBroker, EmbeddedOptions};
+    // A broker the runs do not own, so the durable consumers outlive each run.
+    let broker = EmbeddedBroker::start(EmbeddedOptions {
+        max_connections: 65_536,
+        request_queue_limit: 10_000,
+        default_max_consumers: -1,
+        lame_duck_duration: std::time::Duration::from_secs(30),
+        lame_duck_grace_period: std::time::Duration::from_secs(1),
+    })
+    .await
+    .expect("broker");
+    let client = async_nats::connect(broker.url()).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    for (setting, expected) in [("exec_ack_wait = \"7s\"", 7), ("", 30)] {
+        let scenario = format!(
+            "name = \"ack-wait\"\n[fleet]\nagents = 3\ngroups = 1\ncatalog_entries = 1\n{setting}\n\
+             [[steps]]\nkind = \"start\"\n[[steps]]\nkind = \"wait_ready\"\ntimeout = \"30s\"\n"
+        );
+        let mut plan = fleetsim::scenario::parse_str(&scenario, "ack.toml").expect("valid");
+        plan.broker.url = Some(broker.url());
+        let out = tempfile::tempdir().expect("tempdir");
+        let options = fleetsim::run::RunOptions {
+            scenario_path: None,
+            scenario_text: scenario.clone(),
+            results_base: out.path().to_path_buf(),
+            run_dir: None,
+            proxy_program: None,
+        };
+        let report = fleetsim::run::run(plan, options, std::future::pending())
+            .await
+            .expect("run");
+        assert_eq!(report.status, RunStatus::Ok, "{:?}", report.reasons);
+        let stream = js.get_stream("EXEC").await.expect("EXEC");
+        for pc in ["pc-00000", "pc-00002"] {
+            let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream
+                .get_consumer(&format!("agent_replay_{pc}"))
+                .await
+                .expect("the agent's durable consumer");
+            let info = consumer.info().await.expect("consumer info");
+            assert_eq!(
+                info.config.ack_wait,
+                std::time::Duration::from_secs(expected),
+                "{setting:?}: {pc}"
+            );
+        }
+    }
+}

@@ -946,6 +946,7 @@ token = "tok-123"
                 splay: None,
                 proxy: crate::plan::ProxyMode::Off,
                 read_buffer_capacity: 8192,
+                exec_ack_wait: None,
             },
             profile: Profile {
                 name: "kanade".to_string(),

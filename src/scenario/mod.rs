@@ -218,7 +218,7 @@ const EMBEDDED_ONLY: [&str; 5] = [
     "lame_duck_duration",
     "lame_duck_grace_period",
 ];
-const FLEET_KEYS: [&str; 15] = [
+const FLEET_KEYS: [&str; 16] = [
     "agents",
     "groups",
     "profile",
@@ -234,6 +234,7 @@ const FLEET_KEYS: [&str; 15] = [
     "splay_on_start",
     "proxy",
     "read_buffer_capacity",
+    "exec_ack_wait",
 ];
 
 /// `[fleet] read_buffer_capacity` default, bytes (async-nats' own is 65535).
@@ -435,6 +436,7 @@ fn read_fleet(
         splay: None,
         proxy: ProxyMode::Off,
         read_buffer_capacity: DEFAULT_READ_BUFFER_CAPACITY,
+        exec_ack_wait: None,
     };
     let required = "required: the number of agents, a positive whole number";
     let Some(node) = root.table(ctx, "fleet", "a table ([fleet])") else {
@@ -466,6 +468,13 @@ fn read_fleet(
     }
     if let Some(d) = node.positive_duration(ctx, "request_timeout", "") {
         fleet.request_timeout = d;
+    }
+    if let Some(d) = node.positive_duration(
+        ctx,
+        "exec_ack_wait",
+        " (leave it out for the server's default, 30s)",
+    ) {
+        fleet.exec_ack_wait = Some(d);
     }
     if let Some((n, _)) = node.whole(ctx, "setup_retries", NON_NEGATIVE, 0, u32::MAX.into()) {
         fleet.setup_retries = n as u32;

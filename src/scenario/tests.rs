@@ -47,7 +47,7 @@ agnets = 3
     assert_eq!(
         problems(text),
         [
-            "quick.toml:3: fleet.agnets: unknown key; allowed: agents, groups, profile, catalog_entries, connect_timeout, request_timeout, setup_retries, reconnect_base, reconnect_cap, reconnect_jitter, splay, splay_placement, splay_on_start, proxy, read_buffer_capacity"
+            "quick.toml:3: fleet.agnets: unknown key; allowed: agents, groups, profile, catalog_entries, connect_timeout, request_timeout, setup_retries, reconnect_base, reconnect_cap, reconnect_jitter, splay, splay_placement, splay_on_start, proxy, read_buffer_capacity, exec_ack_wait"
         ]
     );
 }
@@ -294,6 +294,10 @@ fn defaults() {
     assert_eq!(plan.fleet.splay, None);
     assert_eq!(plan.fleet.proxy, ProxyMode::Off);
     assert_eq!(plan.fleet.read_buffer_capacity, 8192);
+    assert_eq!(
+        plan.fleet.exec_ack_wait, None,
+        "the server's default, as the agent ships"
+    );
     assert_eq!(plan.profile, profile::builtin("kanade").unwrap().unwrap());
     assert_eq!(
         plan.steps,
@@ -539,6 +543,7 @@ catalog_entries = -1
 connect_timeout = 10
 request_timeout = "0s"
 setup_retries = true
+exec_ack_wait = "0s"
 
 [[steps]]
 kind = "start"
@@ -552,8 +557,12 @@ kind = "start"
             r#"quick.toml:5: fleet.connect_timeout: expected a duration such as "10s", got 10"#,
             "quick.toml:6: fleet.request_timeout: must be longer than 0s",
             "quick.toml:7: fleet.setup_retries: must be zero or a positive whole number, got boolean true",
+            "quick.toml:8: fleet.exec_ack_wait: must be longer than 0s (leave it out for the server's default, 30s)",
         ]
     );
+    let plan =
+        plan("[fleet]\nagents = 2\nexec_ack_wait = \"12s\"\n\n[[steps]]\nkind = \"start\"\n");
+    assert_eq!(plan.fleet.exec_ack_wait, Some(Duration::from_secs(12)));
 }
 
 #[test]
@@ -1877,7 +1886,7 @@ fn a_bad_value_in_a_variant_is_reported_at_its_own_line_once() {
         problems(&text),
         [
             "quick.toml:13: variants[2].fleet.splay: bad duration \"5 parsecs\"; use a number with a unit: 500ms, 10s, 2m, 1h",
-            "quick.toml:14: variants[2].fleet.agnets: unknown key; allowed: agents, groups, profile, catalog_entries, connect_timeout, request_timeout, setup_retries, reconnect_base, reconnect_cap, reconnect_jitter, splay, splay_placement, splay_on_start, proxy, read_buffer_capacity",
+            "quick.toml:14: variants[2].fleet.agnets: unknown key; allowed: agents, groups, profile, catalog_entries, connect_timeout, request_timeout, setup_retries, reconnect_base, reconnect_cap, reconnect_jitter, splay, splay_placement, splay_on_start, proxy, read_buffer_capacity, exec_ack_wait",
         ]
     );
     // A mistake in the file itself is reported once, not once per variant.
