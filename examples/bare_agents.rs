@@ -89,6 +89,8 @@ async fn main() -> anyhow::Result<()> {
     // stopping the agents, and so does this.
     let _ = stop_tx.send(true);
     for task in tasks {
+        // An agent still retrying its setup never sees the stop: end it.
+        task.abort();
         let _ = task.await;
     }
     let usage = fleetsim::host::process_usage();

@@ -75,6 +75,9 @@ bare_row() { # agents: the same cold start by examples/bare_agents.rs
   python3 - "$line" "$status" "$("$NATS_SERVER_BIN" --version | sed 's/^nats-server: v//')" >> "$csv" <<'PY'
 import sys, datetime
 f = dict(kv.split("=", 1) for kv in sys.argv[1].split())
+if "agents" not in f:  # it printed nothing: a row that says so, not a crash
+    print(f"{datetime.date.today().isoformat()},bare_all_at_once,,failed,,,,,,,,,{sys.argv[3]}")
+    sys.exit(0)
 n, status, version = int(f["agents"]), sys.argv[2], sys.argv[3]
 cpu, rss_kib = float(f["cpu_s"]), int(f["peak_rss_kib"])
 print(",".join(str(x) for x in [

@@ -28,7 +28,8 @@
 #                ${CARGO_TARGET_DIR:-target}/release/fleetsim)
 #   NATS_CONTAINER  container name (default fleetsim-nats, as in the compose file)
 #   NATS_URL, NATS_MONITOR  the container's ports (default 127.0.0.1:4222 and :8222)
-#   NATS_SYS_PASSWORD  the container's system-account password (default: random per run)
+#   NATS_SYS_PASSWORD  the container's system-account password (default: random per
+#                run; one you set must start with a letter: nats-server parses it)
 #
 # Exit codes: 0 the gate passed; 1 the run failed, a threshold failed or a metric
 # regressed beyond its tolerance; 2 bad input; 3 broker or environment (docker missing,
@@ -44,7 +45,7 @@ for arg in "$@"; do
   case "$arg" in
     --no-docker) mode=embedded ;;
     --update-baseline) update_baseline=1 ;;
-    -h|--help) sed -n '2,35p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,36p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "ci-gate.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -113,10 +114,13 @@ if [[ "$mode" == docker ]]; then
   # The container's system-account user, so the run counts the API queue's
   # LIMIT_REACHED advisories (broker.api_limit_reached): a random password per run,
   # handed to the container and to fleetsim through the environment, never printed.
-  NATS_SYS_PASSWORD="${NATS_SYS_PASSWORD:-$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')}"
+  # nats-server reads the variable as a config value, so it must look like a string:
+  # a letter, then hex (a leading digit or '-' would parse as a number or a date).
+  NATS_SYS_PASSWORD="${NATS_SYS_PASSWORD:-p$(python3 -c 'import secrets; print(secrets.token_hex(16))')}"
   export NATS_SYS_PASSWORD
   hostport="${NATS_URL#*://}"
-  export FLEETSIM_SYSTEM_URL="nats://sys:${NATS_SYS_PASSWORD}@${hostport##*@}"
+  FLEETSIM_SYSTEM_URL="$(python3 -c 'import sys, urllib.parse; print("nats://sys:" + urllib.parse.quote(sys.argv[1], safe="") + "@" + sys.argv[2])' "$NATS_SYS_PASSWORD" "${hostport##*@}")"
+  export FLEETSIM_SYSTEM_URL
   log "starting nats-server (docker compose)"
   compose up -d || exit 3
   log "waiting for $NATS_MONITOR/healthz"

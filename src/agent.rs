@@ -531,7 +531,7 @@ impl<'a> Agent<'a> {
             tokio::time::sleep(delays.delay(attempts)).await;
             match self
                 .connect_options(events.clone())
-                .connect(self.ctx.url.as_str())
+                .connect(crate::broker::Credentials::strip(&self.ctx.url))
                 .await
             {
                 Ok(client) => return client,

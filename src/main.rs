@@ -291,8 +291,10 @@ fn sweep(
     if let Some(url) = server {
         plan.broker.url = Some(url);
         plan.broker.monitor_url = monitor;
-        plan.broker.system_url = system_url_from_env();
         plan.broker.reset = true;
+    }
+    if plan.broker.url.is_some() {
+        plan.broker.system_url = system_url_from_env();
     }
     let options = RunOptions {
         scenario_text: std::fs::read_to_string(&file).unwrap_or_default(),
@@ -334,6 +336,11 @@ fn sweep(
                 eprintln!("sweep failed: no fleet size passed");
                 ExitCode::from(1)
             }
+        }
+        // Stopped before the first size was measured: nothing to show, the sweep failed.
+        Err(e @ fleetsim::run::RunError::Interrupted) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
         }
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -535,15 +542,21 @@ fn apply(plan: &mut Plan, file: &Path, o: Overrides) -> Result<(), String> {
                 step.label()
             ));
         }
-        let system_url = system_url_from_env();
         for variant in &mut plan.variants {
             variant.plan.broker.url = Some(url.clone());
             variant.plan.broker.monitor_url = o.monitor.clone();
-            variant.plan.broker.system_url = system_url.clone();
         }
         plan.broker.url = Some(url);
         plan.broker.monitor_url = o.monitor;
-        plan.broker.system_url = system_url;
+    }
+    // An external broker, from --server or the file's [broker] url: its system user.
+    let system_url = system_url_from_env();
+    for broker in std::iter::once(&mut plan.broker)
+        .chain(plan.variants.iter_mut().map(|v| &mut v.plan.broker))
+    {
+        if broker.url.is_some() {
+            broker.system_url = system_url.clone();
+        }
     }
     Ok(())
 }

@@ -169,7 +169,11 @@ impl Broker {
                 return None;
             }
         };
-        match options.name("fleetsim-system").connect(url.as_str()).await {
+        match options
+            .name("fleetsim-system")
+            .connect(Credentials::strip(&url))
+            .await
+        {
             Ok(client) => Some(client),
             Err(e) => {
                 // async-nats may quote the URL it was given: never its credentials.
@@ -243,17 +247,18 @@ pub async fn run(
     options: RunOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunReport, RunError> {
-    // Listened to from the first instant: a Ctrl-C while the broker starts or the
-    // buckets are provisioned must stop the run, not be swallowed (a signal listener
-    // registered later never sees an earlier signal).
+    // Listened to from the first instant (polled first below): a signal listener
+    // registered later never sees an earlier signal, so a Ctrl-C while the broker starts
+    // would be swallowed. One during provisioning is then seen when the steps begin.
     tokio::pin!(shutdown);
     let started_at = SystemTime::now();
     // Before the broker starts: a fleet that cannot fit is refused before anything runs.
     let local_addresses = check_host(&plan)?;
     // An interrupted start drops the half-started broker, which kills its process.
     let mut broker = tokio::select! {
-        broker = Broker::start(&plan) => broker?,
+        biased;
         () = &mut shutdown => return Err(RunError::Interrupted),
+        broker = Broker::start(&plan) => broker?,
     };
     let outcome = drive(
         &plan,
@@ -285,7 +290,7 @@ async fn drive(
         .request_timeout(Some(Duration::from_secs(30)))
         // The advisory tap gets one message per API request of the whole fleet.
         .subscription_capacity(1 << 20)
-        .connect(url.as_str())
+        .connect(Credentials::strip(&url))
         .await
         .map_err(|e| BrokerError::Connect {
             url: redact_url(&url),
@@ -876,6 +881,17 @@ impl StepRunner<'_> {
         }
         let first_probe_ack = outcome.first_ack.map(|t| t - fired);
         let recovered = ctx.herd.recovered() >= expected.len();
+        let resyncing = expected
+            .iter()
+            .filter(|&&a| roster.cell(a).state() == AgentState::Recovering)
+            .count();
+        if recovered && resyncing > 0 {
+            self.reasons.push(format!(
+                "step {label}: {resyncing} of {} agents delivered the probe but were still \
+                 re-syncing after {recover_timeout:?}",
+                expected.len()
+            ));
+        }
         let roster = self.fleet.roster();
         let unrecovered: Vec<Unrecovered> = expected
             .iter()

@@ -709,6 +709,7 @@ fn ci_gate_script_drives_the_container_in_docker_mode() {
         .env("FLEETSIM", env!("CARGO_BIN_EXE_fleetsim"))
         .env("FLEETSIM_LOG", "warn")
         .env_remove("FLEETSIM_SYSTEM_URL")
+        .env_remove("NATS_SYS_PASSWORD")
         .output()
         .expect("bash runs");
     let log = format!("{}{}", text(&output.stdout), text(&output.stderr));

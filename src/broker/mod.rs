@@ -110,6 +110,20 @@ impl Credentials {
         }
     }
 
+    /// `url` without its userinfo: what fleetsim hands async-nats once the credentials
+    /// are options, since async-nats logs the address it dials (at debug level).
+    pub fn strip(url: &str) -> String {
+        let Some(scheme_end) = url.find("://") else {
+            return url.to_string();
+        };
+        let rest = &url[scheme_end + 3..];
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        match rest[..authority_end].rfind('@') {
+            Some(at) => format!("{}{}", &url[..scheme_end + 3], &rest[at + 1..]),
+            None => url.to_string(),
+        }
+    }
+
     pub fn apply(&self, options: async_nats::ConnectOptions) -> async_nats::ConnectOptions {
         match self {
             Credentials::None => options,
@@ -178,6 +192,15 @@ mod tests {
         assert_eq!(Credentials::of_url("h:4222"), Credentials::None);
         let shown = format!("{:?}", Credentials::of_url("nats://u:s3cret@h:4222"));
         assert!(!shown.contains("s3cret"), "{shown}");
+        assert_eq!(
+            Credentials::strip("nats://u:s3cret@h:4222"),
+            "nats://h:4222"
+        );
+        assert_eq!(
+            Credentials::strip("tls://t0k@h:4222/x@y"),
+            "tls://h:4222/x@y"
+        );
+        assert_eq!(Credentials::strip("nats://h:4222"), "nats://h:4222");
     }
 
     #[test]

@@ -1319,7 +1319,7 @@ token = "tok-123"
         // No secret anywhere in the directory.
         for name in &on_disk {
             let content = std::fs::read_to_string(dir.join(name)).expect("file");
-            for secret in ["s3cret", "tok-123", "hunter2", ":pw@", "alice"] {
+            for secret in ["s3cret", "tok-123", "hunter2", ":pw@", "alice", "sysp4ss"] {
                 assert!(
                     !content.contains(secret),
                     "{secret} leaked into {name}:\n{content}"
