@@ -32,6 +32,7 @@ use crate::writes::{KINDS, Ledger, Seen, classify_exec, classify_kv, parse_write
 
 /// What every agent shares: where to connect, what to open, where to record.
 pub struct AgentContext {
+    /// What the agents dial: the broker's or the fault proxy's URL, without userinfo.
     pub url: String,
     /// The broker URL's credentials: `url` may be the fault proxy's, which has none,
     /// and async-nats never sends a URL's own.
@@ -531,7 +532,7 @@ impl<'a> Agent<'a> {
             tokio::time::sleep(delays.delay(attempts)).await;
             match self
                 .connect_options(events.clone())
-                .connect(crate::broker::Credentials::strip(&self.ctx.url))
+                .connect(self.ctx.url.as_str())
                 .await
             {
                 Ok(client) => return client,

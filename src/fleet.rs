@@ -235,13 +235,24 @@ impl Roster {
     /// Waits until every started agent is ready or failed, or until `deadline`.
     /// Returns the counts at that moment and whether everyone settled.
     pub async fn wait_settled(&self, deadline: Instant) -> (Counts, bool) {
+        self.wait_until(deadline, |c| c.settled() == c.started())
+            .await
+    }
+
+    /// Waits until the state counts satisfy `done`, or until `deadline`. Returns the
+    /// counts at that moment and whether `done` held.
+    pub async fn wait_until(
+        &self,
+        deadline: Instant,
+        done: impl Fn(&Counts) -> bool,
+    ) -> (Counts, bool) {
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             // Register before checking, so a change between check and await is not lost.
             notified.as_mut().enable();
             let counts = self.counts();
-            if counts.settled() == counts.started() {
+            if done(&counts) {
                 return (counts, true);
             }
             let sleep = tokio::time::sleep_until(deadline.into());
@@ -249,7 +260,8 @@ impl Roster {
                 _ = &mut notified => {}
                 _ = sleep => {
                     let counts = self.counts();
-                    return (counts, counts.settled() == counts.started());
+                    let held = done(&counts);
+                    return (counts, held);
                 }
             }
         }

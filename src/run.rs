@@ -332,7 +332,8 @@ async fn drive(
 
     let metrics = Arc::new(Metrics::new());
     let mut ctx = AgentContext::new(
-        agent_url,
+        // Dialled without userinfo: the credentials go as options (`credentials`).
+        Credentials::strip(&agent_url),
         plan.fleet.clone(),
         plan.profile.clone(),
         plan.seed,
@@ -871,20 +872,16 @@ impl StepRunner<'_> {
         // agent's re-sync done (Ready) or failed. A re-sync runs on after the probes
         // arrive (its gets and walks, and a splay before them), and the next step, or
         // the end of the run, must not cut it short and find the agent mid-recovery.
-        let roster = self.fleet.roster();
-        while Instant::now() < deadline
-            && expected
-                .iter()
-                .any(|&a| roster.cell(a).state() == AgentState::Recovering)
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        // (Only a Ready agent turns Recovering, so the roster's count is the expected
+        // agents' count.)
+        let (counts, _) = self
+            .fleet
+            .roster()
+            .wait_until(deadline, |c| c.recovering == 0)
+            .await;
+        let resyncing = counts.recovering;
         let first_probe_ack = outcome.first_ack.map(|t| t - fired);
         let recovered = ctx.herd.recovered() >= expected.len();
-        let resyncing = expected
-            .iter()
-            .filter(|&&a| roster.cell(a).state() == AgentState::Recovering)
-            .count();
         if recovered && resyncing > 0 {
             self.reasons.push(format!(
                 "step {label}: {resyncing} of {} agents delivered the probe but were still \

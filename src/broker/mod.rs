@@ -92,15 +92,10 @@ pub enum Credentials {
 
 impl Credentials {
     pub fn of_url(url: &str) -> Credentials {
-        let Some(scheme_end) = url.find("://") else {
+        let Some((start, at)) = userinfo_span(url) else {
             return Credentials::None;
         };
-        let rest = &url[scheme_end + 3..];
-        let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-        let Some(at) = authority.rfind('@') else {
-            return Credentials::None;
-        };
-        let userinfo = &authority[..at];
+        let userinfo = &url[start..at];
         match userinfo.split_once(':') {
             Some((user, password)) => {
                 Credentials::UserPassword(percent_decode(user), percent_decode(password))
@@ -113,13 +108,8 @@ impl Credentials {
     /// `url` without its userinfo: what fleetsim hands async-nats once the credentials
     /// are options, since async-nats logs the address it dials (at debug level).
     pub fn strip(url: &str) -> String {
-        let Some(scheme_end) = url.find("://") else {
-            return url.to_string();
-        };
-        let rest = &url[scheme_end + 3..];
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        match rest[..authority_end].rfind('@') {
-            Some(at) => format!("{}{}", &url[..scheme_end + 3], &rest[at + 1..]),
+        match userinfo_span(url) {
+            Some((start, at)) => format!("{}{}", &url[..start], &url[at + 1..]),
             None => url.to_string(),
         }
     }
@@ -144,6 +134,15 @@ impl std::fmt::Debug for Credentials {
             Credentials::Token(_) => "Token(***)",
         })
     }
+}
+
+/// Where a URL's userinfo is: (its first byte, the `@` after it), looked for in the
+/// authority only, so an `@` in the path is not taken for one.
+fn userinfo_span(url: &str) -> Option<(usize, usize)> {
+    let start = url.find("://")? + 3;
+    let rest = &url[start..];
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    authority.rfind('@').map(|at| (start, start + at))
 }
 
 /// `%XX` escapes of a URL's userinfo decoded (a password may hold `@`, `:` or `/`).

@@ -7,6 +7,7 @@
 //! where the broker did not answer) and percentile curves (ms over a "nines" axis).
 
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 /// Tableau 10: distinguishable, also in grey print.
@@ -231,6 +232,19 @@ fn thin(points: &[(f64, f64)], x_max: f64, columns: usize) -> Vec<(f64, f64)> {
     out
 }
 
+/// The boxed legend of the labelled series, top left (percentile and by-size charts).
+fn series_legend<'a, 'b: 'a>(
+    ctx: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+) -> Result<(), Error> {
+    ctx.configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font((FONT, 16))
+        .draw()
+        .map_err(err)
+}
+
 fn line_style(line: &Line) -> ShapeStyle {
     if line.underlay {
         color(line.color).mix(0.45).stroke_width(5)
@@ -353,13 +367,7 @@ pub fn percentiles(title: &str, curves: &[Curve]) -> Result<String, Error> {
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
         }
         if curves.len() > 1 {
-            ctx.configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.3))
-                .label_font((FONT, 16))
-                .draw()
-                .map_err(err)?;
+            series_legend(&mut ctx)?;
         }
         root.present().map_err(err)?;
     }
@@ -422,13 +430,7 @@ pub fn by_size(chart: &BySize) -> Result<String, Error> {
             ctx.draw_series(points.iter().map(|&p| Circle::new(p, 4, color(i).filled())))
                 .map_err(err)?;
         }
-        ctx.configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font((FONT, 16))
-            .draw()
-            .map_err(err)?;
+        series_legend(&mut ctx)?;
         root.present().map_err(err)?;
     }
     Ok(svg)
