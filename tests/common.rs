@@ -124,20 +124,190 @@ pub fn assert_secret_nowhere(secret: &str, printed: &str, dir: &Path) {
     }
 }
 
-/// A child process of this test process whose command name starts with `name` and that
-/// is still running (not a zombie), by pid.
-pub fn running_child(name: &str) -> Option<String> {
-    let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
-    for task in tasks {
-        let children = std::fs::read_to_string(task.expect("task").path().join("children"))
-            .unwrap_or_default();
-        for pid in children.split_whitespace() {
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            if comm.starts_with(name) && !stat.contains(") Z ") {
-                return Some(pid.to_string());
+// Helpers for tests that run the binary or child processes.
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Output};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+/// Runs the `fleetsim` binary with `args` in `cwd`, logging warnings only, to the end.
+pub fn fleetsim(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args(args)
+        .current_dir(cwd)
+        .env("FLEETSIM_LOG", "warn")
+        .output()
+        .expect("fleetsim binary runs")
+}
+
+/// Output bytes as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Waits for `child` to exit; kills it and fails naming `what` if it is still running
+/// after `within`.
+pub fn wait_within(child: &mut Child, within: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} (pid {}) still running after {within:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The lines of a child's output, read on a thread of their own, so a test waits for the
+/// next one with a deadline instead of hanging on a child that went quiet.
+pub struct LinesWithin {
+    lines: mpsc::Receiver<String>,
+}
+
+impl LinesWithin {
+    pub fn new(output: impl Read + Send + 'static) -> LinesWithin {
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(output).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
             }
+        });
+        LinesWithin { lines }
+    }
+
+    /// The next line, `None` once the output ended; fails naming `what` when nothing
+    /// comes before `deadline`.
+    pub fn next_before(&self, deadline: Instant, what: &str) -> Option<String> {
+        match self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            Ok(line) => Some(line),
+            Err(mpsc::RecvTimeoutError::Disconnected) => None,
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: no line before the deadline"),
         }
     }
-    None
+}
+
+/// A process, by pid and start time: once a pid is reaped it can be given to another
+/// process (`pid_max` may be as low as 32768), so the pid alone does not say it is the
+/// same one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proc {
+    pub pid: u32,
+    start: u64,
+}
+
+impl Proc {
+    /// The process `pid` as it is now, if there is one.
+    pub fn of(pid: u32) -> Option<Proc> {
+        let (_, start) = stat(pid)?;
+        Some(Proc { pid, start })
+    }
+
+    /// Still running: neither gone nor a zombie (exited, not yet reaped), nor replaced
+    /// by another process with the same pid.
+    pub fn running(&self) -> bool {
+        matches!(stat(self.pid), Some((state, start)) if state != 'Z' && start == self.start)
+    }
+
+    /// Waits until the process is no longer running; fails naming `what` after `within`.
+    pub fn wait_gone(&self, within: Duration, what: &str) {
+        let deadline = Instant::now() + within;
+        while self.running() {
+            assert!(
+                Instant::now() < deadline,
+                "{what} (pid {}) still running after {within:?}",
+                self.pid
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// State and start time (clock ticks since boot) of process `pid`, from /proc/<pid>/stat.
+fn stat(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so fields are
+    // counted from the last `)`; starttime is field 22, the 20th after comm.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    Some((
+        fields.first()?.chars().next()?,
+        fields.get(19)?.parse().ok()?,
+    ))
+}
+
+/// The threads one test runs on: the test's own and those of the runtime it built with
+/// [`TestThreads::runtime`]. Under plain `cargo test` the tests of one binary are
+/// threads of one process, so a child of the process may be a sibling test's; a child
+/// one of these threads forked is this test's (Linux lists children per thread, in
+/// `/proc/self/task/<tid>/children`).
+#[derive(Clone, Default)]
+pub struct TestThreads(Arc<Mutex<BTreeSet<u32>>>);
+
+impl TestThreads {
+    /// A multi-thread runtime with 2 workers (as `#[tokio::test(flavor = "multi_thread",
+    /// worker_threads = 2)]`) whose threads, and the calling one, are recorded.
+    pub fn runtime() -> (tokio::runtime::Runtime, TestThreads) {
+        let threads = TestThreads::default();
+        threads.0.lock().expect("lock").insert(thread_id());
+        let (started, stopped) = (threads.clone(), threads.clone());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .on_thread_start(move || {
+                started.0.lock().expect("lock").insert(thread_id());
+            })
+            .on_thread_stop(move || {
+                stopped.0.lock().expect("lock").remove(&thread_id());
+            })
+            .build()
+            .expect("tokio runtime");
+        (runtime, threads)
+    }
+
+    /// A running child process of this test whose command name starts with `name` and
+    /// whose arguments (`argv[1..]`) satisfy `args`.
+    pub fn running_child(&self, name: &str, args: impl Fn(&[String]) -> bool) -> Option<Proc> {
+        let tids: Vec<u32> = self.0.lock().expect("lock").iter().copied().collect();
+        for tid in tids {
+            let children = std::fs::read_to_string(format!("/proc/self/task/{tid}/children"))
+                .unwrap_or_default();
+            for pid in children
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+            {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                let argv: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .unwrap_or_default()
+                    .split(|&b| b == 0)
+                    .skip(1)
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                if comm.starts_with(name)
+                    && args(&argv)
+                    && let Some(child) = Proc::of(pid).filter(Proc::running)
+                {
+                    return Some(child);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The id of the calling thread (`/proc/thread-self` links to `<pid>/task/<tid>`).
+fn thread_id() -> u32 {
+    let link = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+    link.file_name()
+        .and_then(|t| t.to_str())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("thread id in {}", link.display()))
 }

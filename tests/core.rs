@@ -4,6 +4,11 @@
 
 mod common;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
+
 use common::{num, read_csv, run_scenario, step_row};
 use fleetsim::results::RunStatus;
 
@@ -76,17 +81,42 @@ async fn fifty_kanade_agents_hold_exactly_seven_consumers_each() {
         assert_eq!(row["count"], "50", "{metric}");
     }
     assert!(report.dir.join("1-ready.hgrm").is_file());
+
+    // The manifest names the async-nats this build links, as Cargo.lock pins it (its
+    // semver-compatible line: major.minor for 0.x).
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(report.dir.join("manifest.json")).expect("manifest.json"),
+    )
+    .expect("manifest.json is JSON");
+    let locked = locked_version("async-nats");
+    let line = locked
+        .rsplit_once('.')
+        .map_or(locked.as_str(), |(line, _)| line);
+    assert_eq!(manifest["async_nats_version"], line, "Cargo.lock: {locked}");
+}
+
+/// The version of package `name` in Cargo.lock.
+fn locked_version(name: &str) -> String {
+    let lock: toml::Table = std::fs::read_to_string(common::project_root().join("Cargo.lock"))
+        .expect("Cargo.lock")
+        .parse()
+        .expect("Cargo.lock is TOML");
+    let packages = lock["package"].as_array().expect("[[package]]");
+    let versions: Vec<&str> = packages
+        .iter()
+        .filter(|p| p["name"].as_str() == Some(name))
+        .filter_map(|p| p["version"].as_str())
+        .collect();
+    assert_eq!(versions.len(), 1, "one {name} in Cargo.lock: {versions:?}");
+    versions[0].to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_profile_walks_the_whole_config_bucket() {
-    let out = tempfile::tempdir().expect("tempdir");
-    let kanade = run_scenario(&fleet_scenario(30, "kanade", ""), out.path()).await;
-    let legacy = run_scenario(&fleet_scenario(30, "legacy", ""), out.path()).await;
-    assert_eq!(kanade.status, RunStatus::Ok, "{:?}", kanade.reasons);
-    assert_eq!(legacy.status, RunStatus::Ok, "{:?}", legacy.reasons);
-    let k = read_csv(&kanade.dir, "steps.csv");
-    let l = read_csv(&legacy.dir, "steps.csv");
+    let kanade = run_counting_config_gets(30, "kanade").await;
+    let legacy = run_counting_config_gets(30, "legacy").await;
+    let k = read_csv(&kanade.report.dir, "steps.csv");
+    let l = read_csv(&legacy.report.dir, "steps.csv");
     let (k, l) = (step_row(&k, "2:wait_ready"), step_row(&l, "2:wait_ready"));
     // Same steady footprint: 7 long-lived consumers per agent either way.
     assert_eq!(num(k, "broker_consumers_long_lived"), 7 * 30);
@@ -99,16 +129,122 @@ async fn legacy_profile_walks_the_whole_config_bucket() {
         num(l, "broker_api_total"),
         num(k, "broker_api_total")
     );
-    // And its sync reads every agent's config key: far slower per agent than 3-5 gets.
-    let sync_p50 = |dir: &std::path::Path| -> f64 {
-        read_csv(dir, "summary.csv")
-            .iter()
-            .find(|r| r["metric"] == "sync")
-            .expect("sync row")["p50"]
-            .parse()
-            .expect("number")
+    // And its sync reads every agent's config key, where kanade's gets its own 3: the
+    // gets the broker was asked for, counted on the wire.
+    assert!(
+        legacy.keys > 30,
+        "a key per agent and more: {}",
+        legacy.keys
+    );
+    assert_eq!(
+        kanade.gets,
+        30 * 3,
+        "kanade: global, pcs.<pc>, groups.<group>"
+    );
+    assert_eq!(
+        legacy.gets,
+        30 * legacy.keys,
+        "legacy: every key of the bucket, by every agent"
+    );
+}
+
+/// A run against a broker of the test's own, and what the broker saw of it.
+struct CountedRun {
+    report: fleetsim::run::RunReport,
+    /// KV gets on `agent_config` the broker was asked for.
+    gets: u64,
+    /// Keys in `agent_config` after the run.
+    keys: u64,
+    /// Holds the run directory.
+    _out: tempfile::TempDir,
+}
+
+/// Runs a fleet of `agents` with `profile` against an embedded broker the test owns,
+/// counting the gets on `agent_config`: each is a request to
+/// `$JS.API.DIRECT.GET.KV_agent_config.<key>` (KV buckets allow direct gets), which a
+/// plain subscriber in the same account receives too.
+async fn run_counting_config_gets(agents: usize, profile: &str) -> CountedRun {
+    use fleetsim::broker::embedded::{EmbeddedBroker, EmbeddedOptions};
+    use futures::StreamExt;
+    let broker = EmbeddedBroker::start(EmbeddedOptions {
+        max_connections: 65_536,
+        request_queue_limit: 10_000,
+        default_max_consumers: -1,
+        lame_duck_duration: Duration::from_secs(30),
+        lame_duck_grace_period: Duration::from_secs(1),
+    })
+    .await
+    .expect("broker");
+    let client = async_nats::connect(broker.url()).await.expect("connect");
+    let mut requests = client
+        .subscribe("$JS.API.DIRECT.GET.KV_agent_config.>")
+        .await
+        .expect("subscribe");
+    client.flush().await.expect("subscribed before the run");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let counting = tokio::spawn(async move {
+        let mut n = 0u64;
+        tokio::pin!(stopped);
+        loop {
+            tokio::select! {
+                request = requests.next() => match request {
+                    Some(_) => n += 1,
+                    None => return n,
+                },
+                _ = &mut stopped => break,
+            }
+        }
+        // What is already delivered, then the end of the subscription.
+        requests.unsubscribe().await.expect("unsubscribe");
+        while requests.next().await.is_some() {
+            n += 1;
+        }
+        n
+    });
+
+    let scenario = fleet_scenario(agents, profile, "");
+    let mut plan = fleetsim::scenario::parse_str(&scenario, "test.toml").expect("valid");
+    plan.broker.url = Some(broker.url());
+    plan.broker.monitor_url = Some(broker.monitor_url());
+    let out = tempfile::tempdir().expect("tempdir");
+    let options = fleetsim::run::RunOptions {
+        scenario_path: None,
+        scenario_text: scenario.clone(),
+        results_base: out.path().to_path_buf(),
+        run_dir: None,
+        proxy_program: None,
     };
-    assert!(sync_p50(&legacy.dir) > sync_p50(&kanade.dir));
+    let report = fleetsim::run::run(plan, options, std::future::pending())
+        .await
+        .expect("run reaches its results");
+    assert_eq!(
+        report.status,
+        RunStatus::Ok,
+        "{profile}: {:?}",
+        report.reasons
+    );
+
+    // Every request the run made reached this connection before the reply to a later
+    // PING: then the subscription ends, and the count is complete.
+    client.flush().await.expect("flush");
+    stop.send(()).expect("still counting");
+    let js = async_nats::jetstream::new(client.clone());
+    let keys = js
+        .get_key_value("agent_config")
+        .await
+        .expect("agent_config")
+        .keys()
+        .await
+        .expect("keys")
+        .count()
+        .await as u64;
+    let gets = counting.await.expect("counted");
+    CountedRun {
+        report,
+        gets,
+        keys,
+        _out: out,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,20 +293,65 @@ async fn consumer_cap_failures_are_counted_with_their_jetstream_code() {
 /// A Ctrl-C that comes while the broker is still starting stops the run there: it is
 /// neither swallowed (the run going on regardless) nor a crash, and the half-started
 /// broker is stopped with it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_interrupt_during_the_broker_start_stops_the_run_before_anything_runs() {
-    let out = tempfile::tempdir().expect("tempdir");
+#[test]
+fn an_interrupt_during_the_broker_start_stops_the_run_before_anything_runs() {
+    // The brokers of this test are told apart from those of tests running beside it in
+    // this process (`cargo test`) by the threads that started them.
+    let (runtime, threads) = common::TestThreads::runtime();
     let scenario = fleet_scenario(5, "kanade", "");
-    let plan = fleetsim::scenario::parse_str(&scenario, "test.toml").expect("valid");
+    let any_broker = || threads.running_child("nats-server", |_| true);
+
+    // An interrupt already there when the run begins: no broker is started at all.
+    interrupted_run(&runtime, &scenario, std::future::ready(()));
+    assert_eq!(any_broker(), None);
+
+    // An interrupt while the broker starts: as soon as this test's nats-server process
+    // runs (the run has not seen it healthy yet). The check is made each time the run
+    // is polled, before the broker's start goes on, and every 5 ms.
+    let started = std::sync::Mutex::new(None);
+    let mut tick: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let server_up = std::future::poll_fn(|cx| {
+        let server = threads.running_child("nats-server", |args| args.iter().any(|a| a == "-c"));
+        if let Some(server) = server {
+            *started.lock().expect("lock") = Some(server);
+            return Poll::Ready(());
+        }
+        let every = Duration::from_millis(5);
+        let tick = tick.get_or_insert_with(|| Box::pin(tokio::time::sleep(every)));
+        while tick.as_mut().poll(cx).is_ready() {
+            tick.as_mut().reset(tokio::time::Instant::now() + every);
+        }
+        Poll::Pending
+    });
+    interrupted_run(&runtime, &scenario, server_up);
+    let server = started
+        .lock()
+        .expect("lock")
+        .take()
+        .expect("the run was interrupted by its nats-server starting");
+    // SIGKILLed when the half-started broker is dropped: gone (or a zombie) within
+    // moments, and no other nats-server of this test is left.
+    server.wait_gone(Duration::from_secs(10), "the half-started nats-server");
+    assert_eq!(any_broker(), None);
+}
+
+/// Runs `scenario` until `shutdown`, which must come before the broker is up: the run
+/// ends `Interrupted`, without a run directory.
+fn interrupted_run(
+    runtime: &tokio::runtime::Runtime,
+    scenario: &str,
+    shutdown: impl Future<Output = ()>,
+) {
+    let out = tempfile::tempdir().expect("tempdir");
     let options = fleetsim::run::RunOptions {
         scenario_path: None,
-        scenario_text: scenario.clone(),
+        scenario_text: scenario.to_string(),
         results_base: out.path().to_path_buf(),
         run_dir: None,
         proxy_program: None,
     };
-    // The interrupt is already there when the run begins.
-    let result = fleetsim::run::run(plan, options, std::future::ready(())).await;
+    let plan = fleetsim::scenario::parse_str(scenario, "test.toml").expect("valid");
+    let result = runtime.block_on(fleetsim::run::run(plan, options, shutdown));
     assert!(
         matches!(result, Err(fleetsim::run::RunError::Interrupted)),
         "{result:?}"
@@ -179,14 +360,4 @@ async fn an_interrupt_during_the_broker_start_stops_the_run_before_anything_runs
         std::fs::read_dir(out.path()).expect("out").next().is_none(),
         "nothing measured, no run directory"
     );
-    // The broker the run may have begun to start is stopped: SIGKILLed on drop, so it
-    // is gone (or a zombie) within moments.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while let Some(pid) = common::running_child("nats-server") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nats-server {pid} still running"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
 }

@@ -4,29 +4,30 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
+use common::{LinesWithin, Proc, TestThreads, text, wait_within};
 use fleetsim::proxy_process::Ready;
 use fleetsim::results::RunStatus;
 use fleetsim::run::RunOptions;
 
+/// How long a reply, a ready line or an exit may take before the test fails.
+const WITHIN: Duration = Duration::from_secs(10);
+
 fn fleetsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .args(args)
-        .env("FLEETSIM_LOG", "warn")
-        .output()
-        .expect("fleetsim binary runs")
+    common::fleetsim(args, &common::project_root())
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn gone(pid: u32) -> bool {
-    !Path::new(&format!("/proc/{pid}")).exists()
+/// The ready line a `fleetsim proxy` child prints on stdout.
+fn ready_line(child: &mut Child) -> Ready {
+    let stdout = LinesWithin::new(child.stdout.take().expect("stdout is piped"));
+    let line = stdout
+        .next_before(Instant::now() + WITHIN, "fleetsim proxy's ready line")
+        .expect("fleetsim proxy printed its ready line before it exited");
+    Ready::parse(&line).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// `fleetsim proxy` on free ports in front of `upstream`, and its ready line.
@@ -38,12 +39,24 @@ fn start_proxy(upstream: &str) -> (Child, Ready) {
         .stdout(Stdio::piped())
         .spawn()
         .expect("fleetsim proxy starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("ready line");
-    let ready = Ready::parse(&line).unwrap_or_else(|e| panic!("{e}"));
+    let ready = ready_line(&mut child);
     (child, ready)
+}
+
+/// Reads `stream` to its end: the peer closed it (an end of stream or a reset); fails
+/// if it is still open after [`WITHIN`].
+fn assert_closed(mut stream: TcpStream, what: &str) {
+    stream.set_read_timeout(Some(WITHIN)).expect("read timeout");
+    let mut rest = Vec::new();
+    match stream.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+            ) => {}
+        Err(e) => panic!("{what} still open after {WITHIN:?}: {e}"),
+    }
 }
 
 /// A line-at-a-time client of the control port.
@@ -55,6 +68,7 @@ struct Control {
 impl Control {
     fn connect(ready: &Ready) -> Control {
         let stream = TcpStream::connect(ready.control).expect("control port");
+        stream.set_read_timeout(Some(WITHIN)).expect("read timeout");
         Control {
             reader: BufReader::new(stream.try_clone().expect("clone")),
             writer: stream,
@@ -67,7 +81,9 @@ impl Control {
 
     fn receive(&mut self) -> String {
         let mut line = String::new();
-        self.reader.read_line(&mut line).expect("reply");
+        self.reader
+            .read_line(&mut line)
+            .unwrap_or_else(|e| panic!("no control reply within {WITHIN:?}: {e}"));
         line.trim_end().to_string()
     }
 }
@@ -88,13 +104,12 @@ fn proxy_by_hand_announces_its_ports_cuts_on_command_and_quits() {
         "ok accepted=0 dropped=0 live=0 accepting=true"
     );
     // An agent connects; once the stand-in broker accepts, the proxy is forwarding it.
-    let mut agent = TcpStream::connect(ready.listen).expect("agent connects");
+    let agent = TcpStream::connect(ready.listen).expect("agent connects");
     let (_upstream_side, _) = broker.accept().expect("proxy reaches the broker");
     control.send("cut 0");
     assert_eq!(control.receive(), "ok dropped=1");
     // The agent's connection is closed by the time the cut is reported.
-    let mut rest = Vec::new();
-    let _ = std::io::Read::read_to_end(&mut agent, &mut rest);
+    assert_closed(agent, "the agent's connection after the cut");
     assert_eq!(control.receive(), "ok accepting");
     control.send("cut soon");
     assert!(
@@ -109,7 +124,7 @@ fn proxy_by_hand_announces_its_ports_cuts_on_command_and_quits() {
     );
     control.send("quit");
     assert_eq!(control.receive(), "ok bye");
-    assert!(child.wait().expect("exits").success());
+    assert!(wait_within(&mut child, WITHIN, "fleetsim proxy after quit").success());
 }
 
 #[test]
@@ -252,8 +267,11 @@ kind = "hold"
 duration = "10m"
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_interrupted_run_still_stops_its_proxy_process() {
+#[test]
+fn an_interrupted_run_still_stops_its_proxy_process() {
+    // The proxy process is this test's own child: other tests of this binary start
+    // fleetsim processes too when they run as threads of one process (`cargo test`).
+    let (runtime, threads) = TestThreads::runtime();
     let out = tempfile::tempdir().expect("tempdir");
     let plan = fleetsim::scenario::parse_str(SMALL, "test.toml").expect("valid");
     let options = RunOptions {
@@ -265,17 +283,38 @@ async fn an_interrupted_run_still_stops_its_proxy_process() {
     };
     // Interrupted as soon as the proxy process is up (it starts before the steps), so
     // it is the run's epilogue that must stop it.
+    let seen = std::sync::Mutex::new(None);
     let proxy_up = async {
-        while common::running_child("fleetsim").is_none() {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(proxy) =
+                threads.running_child("fleetsim", |a| a.first().is_some_and(|c| c == "proxy"))
+            {
+                *seen.lock().expect("lock") = Some(proxy);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no fleetsim proxy process of this run within 120 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
-    let report = fleetsim::run::run(plan, options, proxy_up)
-        .await
+    let report = runtime
+        .block_on(fleetsim::run::run(plan, options, proxy_up))
         .expect("run reaches its results");
     assert_eq!(report.status, RunStatus::Partial);
-    let pid = report.proxy_pid.expect("a proxy process ran");
-    assert!(gone(pid), "proxy process {pid} outlived the run");
+    let proxy: Proc = seen
+        .lock()
+        .expect("lock")
+        .take()
+        .expect("the interrupt saw the proxy");
+    assert_eq!(report.proxy_pid, Some(proxy.pid), "the run's proxy process");
+    assert!(
+        !proxy.running(),
+        "proxy process {} outlived the run",
+        proxy.pid
+    );
 }
 
 /// The log without ANSI colour codes.
@@ -309,11 +348,12 @@ fn ctrl_c_during_a_run_stops_the_proxy_process_too() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("fleetsim run starts");
-    let mut log = BufReader::new(run.stderr.take().expect("stderr")).lines();
+    let log = LinesWithin::new(run.stderr.take().expect("stderr"));
+    let deadline = Instant::now() + Duration::from_secs(120);
     let mut proxy_pid = None;
     // Until the hold step begins: the fleet is up and Ctrl-C is being listened for.
-    for line in log.by_ref() {
-        let line = plain(&line.expect("log line"));
+    while let Some(line) = log.next_before(deadline, "fleetsim run's log until 3:hold") {
+        let line = plain(&line);
         if line.contains("fault proxy process started") {
             proxy_pid = line
                 .split_whitespace()
@@ -325,19 +365,24 @@ fn ctrl_c_during_a_run_stops_the_proxy_process_too() {
         }
     }
     let pid = proxy_pid.expect("the run logged its proxy process");
-    assert!(!gone(pid), "the proxy runs during the run");
+    let proxy = Proc::of(pid).filter(Proc::running);
+    let proxy = proxy.expect("the proxy runs during the run");
     // SAFETY: sends SIGINT to the child we started, by its pid.
     let sent = unsafe { libc::kill(run.id() as libc::pid_t, libc::SIGINT) };
     assert_eq!(sent, 0);
-    let rest: Vec<String> = log.map_while(Result::ok).map(|l| plain(&l)).collect();
-    let status = run.wait().expect("fleetsim exits");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut rest = Vec::new();
+    while let Some(line) = log.next_before(deadline, "fleetsim run's log after Ctrl-C") {
+        rest.push(plain(&line));
+    }
+    let status = wait_within(&mut run, WITHIN, "fleetsim run after Ctrl-C");
     assert_eq!(status.code(), Some(1), "interrupted: {rest:?}");
     assert!(
         rest.iter()
             .any(|l| l.contains("fault proxy process stopped")),
         "{rest:?}"
     );
-    assert!(gone(pid), "proxy process {pid} outlived fleetsim");
+    assert!(!proxy.running(), "proxy process {pid} outlived fleetsim");
 }
 
 #[test]
@@ -356,12 +401,8 @@ fn a_child_proxy_exits_when_its_stdin_closes_as_when_fleetsim_dies() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("fleetsim proxy starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("ready line");
-    Ready::parse(&line).unwrap_or_else(|e| panic!("{e}"));
+    ready_line(&mut child);
     // What a killed parent leaves behind: the write end of the child's stdin closes.
     drop(child.stdin.take());
-    assert!(child.wait().expect("exits").success());
+    assert!(wait_within(&mut child, WITHIN, "fleetsim proxy after its stdin closed").success());
 }
