@@ -37,6 +37,8 @@ pub fn delay(pc_id: &str, window: Duration) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
     use crate::provision::pc_id;
 
@@ -48,12 +50,37 @@ mod tests {
         assert_eq!(fnv1a64(b"foobar"), 0x85944171f73967e8);
     }
 
+    /// The same id gives the same delay in any process, any language: these values come
+    /// from the formula in the module doc computed outside fleetsim (Python:
+    /// `h = 0xcbf29ce484222325; for b in pc.encode(): h = ((h ^ b) * 0x100000001b3) % 2**64;
+    /// h % window_ms`), which a hash seeded per process would not match.
     #[test]
-    fn the_delay_is_deterministic_per_id() {
-        let window = Duration::from_secs(5);
-        for i in 0..100 {
-            assert_eq!(delay(&pc_id(i), window), delay(&pc_id(i), window));
+    fn the_delay_is_the_documented_function_of_the_id() {
+        let reference = [
+            ("pc-00000", 5_000, 3289),
+            ("pc-00001", 5_000, 78),
+            ("pc-00002", 5_000, 1867),
+            ("pc-00999", 5_000, 2540),
+            ("pc-00999", 2_000, 1540),
+            ("pc-12345", 2_000, 1602),
+        ];
+        for (pc, window_ms, expected_ms) in reference {
+            assert_eq!(
+                delay(pc, Duration::from_millis(window_ms)),
+                Duration::from_millis(expected_ms),
+                "{pc} in a {window_ms} ms window"
+            );
         }
+    }
+
+    #[test]
+    fn different_agents_get_different_delays_inside_the_window() {
+        let window = Duration::from_secs(5);
+        let delays: Vec<Duration> = (0..100).map(|i| delay(&pc_id(i), window)).collect();
+        assert!(delays.iter().all(|d| *d < window), "{delays:?}");
+        let distinct: BTreeSet<Duration> = delays.iter().copied().collect();
+        // 100 ids in 5,000 ms: a few may share a millisecond, not more.
+        assert!(distinct.len() >= 95, "{} distinct of 100", distinct.len());
         assert_ne!(delay("pc-00001", window), delay("pc-00002", window));
     }
 
