@@ -289,8 +289,15 @@ mod tests {
         addr
     }
 
+    /// Within 5 s, or the test fails saying what it waited for.
+    async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(5), future)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: not within 5 s"))
+    }
+
     #[tokio::test]
-    async fn a_cut_drops_connections_and_refuses_new_ones_for_a_while() {
+    async fn a_cut_drops_connections_and_refuses_new_ones_until_it_ends() {
         let upstream = echo_server().await;
         let proxy = FaultProxy::start("127.0.0.1:0".parse().expect("addr"), &upstream.to_string())
             .await
@@ -301,23 +308,27 @@ mod tests {
         conn.read_exact(&mut buf).await.expect("echo");
         assert_eq!(&buf, b"ping");
 
-        let cutting = {
-            let proxy = &proxy;
-            async move { proxy.cut(Duration::from_millis(300)).await }
-        };
-        let check = async {
-            // The established connection ends.
-            let mut rest = Vec::new();
-            let _ = conn.read_to_end(&mut rest).await;
-            // While refusing, connects fail.
-            assert!(
-                TcpStream::connect(proxy.addr()).await.is_err(),
-                "refused during the outage"
-            );
-        };
-        let (cut, ()) = tokio::join!(cutting, check);
-        assert_eq!(cut.expect("cut"), 1, "the cut dropped one connection");
+        // The cut's two halves, with no clock between them: while it lasts, the
+        // listener is closed.
+        let cut = within("the cut's first half", proxy.begin_cut(true)).await;
+        assert_eq!(cut.dropped, 1, "the cut dropped one connection");
+        assert!(!proxy.accepting());
+        // The established connection has ended (an end of stream, or a reset).
+        let mut rest = Vec::new();
+        let _ = within("the dropped connection's end", conn.read_to_end(&mut rest)).await;
+        let refused = TcpStream::connect(proxy.addr())
+            .await
+            .expect_err("a connect during the cut");
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            proxy.accepted(),
+            1,
+            "the refused connect was never accepted"
+        );
+        cut.end().expect("listens again");
+        assert!(proxy.accepting());
         assert_eq!(proxy.dropped(), 1);
+
         // After the outage the same address accepts again.
         let mut again = TcpStream::connect(proxy.addr())
             .await
@@ -325,5 +336,15 @@ mod tests {
         again.write_all(b"pong").await.expect("write");
         again.read_exact(&mut buf).await.expect("echo");
         assert_eq!(&buf, b"pong");
+
+        // A timed cut is the same two halves with the refusal slept between them: it
+        // returns what it dropped once the listener is open again.
+        let dropped = within("a 50 ms cut", proxy.cut(Duration::from_millis(50))).await;
+        assert_eq!(dropped.expect("cut"), 1);
+        assert!(proxy.accepting());
+        assert_eq!(proxy.dropped(), 2);
+        TcpStream::connect(proxy.addr())
+            .await
+            .expect("accepts after the timed cut");
     }
 }

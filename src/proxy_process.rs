@@ -588,40 +588,89 @@ mod tests {
         let mut agent = tokio::net::TcpStream::connect(ready.listen)
             .await
             .expect("agent connects");
-        let stream = tokio::net::TcpStream::connect(ready.control)
-            .await
-            .expect("control");
-        let (r, writer) = stream.into_split();
-        let mut control = Control {
-            lines: BufReader::new(r).lines(),
-            writer,
+        let connect = |addr: SocketAddr| async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.expect("control");
+            let (r, writer) = stream.into_split();
+            Control {
+                lines: BufReader::new(r).lines(),
+                writer,
+            }
         };
+        let mut control = connect(ready.control).await;
+        // A second control connection, served while the first waits out a cut.
+        let mut observer = connect(ready.control).await;
         let within = Duration::from_secs(5);
         // The agent's connection is forwarded once the proxy reached the upstream.
-        loop {
-            control.send("stats").await.expect("send");
-            let stats = control.receive(within).await.expect("stats");
-            if stats.contains("live=1") {
-                break;
+        let forwarded = async {
+            loop {
+                control.send("stats").await.expect("send");
+                let stats = control.receive(within).await.expect("stats");
+                if stats.contains("live=1") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            tokio::task::yield_now().await;
-        }
+        };
+        tokio::time::timeout(within, forwarded)
+            .await
+            .expect("the agent's connection forwarded within 5 s");
         control.send("frobnicate").await.expect("send");
         let err = control.receive(within).await.expect("reply");
         assert!(err.starts_with("err unknown command"), "{err}");
 
-        control.send("cut 200").await.expect("send");
-        assert_eq!(
-            control.receive(within).await.expect("reply"),
-            "ok dropped=1"
+        // `cut <ms>` replies once every connection is closed, and again once the
+        // listener is open again; in between it is closed, as the other connection's
+        // stats say. Whether they land inside the refusal depends on this machine's
+        // speed: the refusal doubles until they do (FaultProxy's own tests pin that a
+        // closed listener refuses connects, without a clock).
+        let mut refuse_ms = 250;
+        let mut seen_closed = false;
+        for cut in 0.. {
+            control
+                .send(&format!("cut {refuse_ms}"))
+                .await
+                .expect("send");
+            let dropped = if cut == 0 { 1 } else { 0 };
+            assert_eq!(
+                control.receive(within).await.expect("reply"),
+                format!("ok dropped={dropped}")
+            );
+            if cut == 0 {
+                // The agent's connection is closed by the time the cut is reported.
+                let mut rest = Vec::new();
+                let read = tokio::io::AsyncReadExt::read_to_end(&mut agent, &mut rest);
+                let _ = tokio::time::timeout(within, read)
+                    .await
+                    .expect("the agent's connection closed");
+            }
+            observer.send("stats").await.expect("send");
+            let during = observer.receive(within).await.expect("stats");
+            assert_eq!(
+                control
+                    .receive(within + Duration::from_millis(refuse_ms))
+                    .await
+                    .expect("reply"),
+                "ok accepting"
+            );
+            if during.ends_with("accepting=false") {
+                seen_closed = true;
+                break;
+            }
+            assert!(during.ends_with("accepting=true"), "{during}");
+            if refuse_ms >= 16_000 {
+                break;
+            }
+            refuse_ms *= 2;
+        }
+        assert!(
+            seen_closed,
+            "no stats during a cut of up to {refuse_ms} ms saw the listener closed"
         );
-        // The cut is in effect: the agent's connection is closed, connects are refused.
-        let mut rest = Vec::new();
-        let _ = tokio::io::AsyncReadExt::read_to_end(&mut agent, &mut rest).await;
-        assert!(tokio::net::TcpStream::connect(ready.listen).await.is_err());
-        assert_eq!(
-            control.receive(within).await.expect("reply"),
-            "ok accepting"
+        observer.send("stats").await.expect("send");
+        let after = observer.receive(within).await.expect("stats");
+        assert!(
+            after.ends_with("dropped=1 live=0 accepting=true"),
+            "{after}"
         );
         tokio::net::TcpStream::connect(ready.listen)
             .await
