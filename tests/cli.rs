@@ -3,23 +3,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-use common::{project_root, read_csv};
-
-fn fleetsim(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .args(args)
-        .current_dir(cwd)
-        .env("FLEETSIM_LOG", "warn")
-        .output()
-        .expect("fleetsim binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::{fleetsim, project_root, read_csv, text};
 
 #[test]
 fn every_shipped_scenario_passes_validate() {

@@ -6,22 +6,23 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::project_root;
+use common::{fleetsim, project_root, text};
 use serde::Deserialize;
 
-fn fleetsim(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .args(args)
-        .current_dir(cwd)
-        .env("FLEETSIM_LOG", "warn")
-        .output()
-        .expect("fleetsim binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// How many checks `scenarios/ci-gate.toml`'s `[thresholds]` holds.
+fn ci_gate_checks() -> usize {
+    let path = project_root().join("scenarios/ci-gate.toml");
+    let scenario: toml::Table = std::fs::read_to_string(&path)
+        .expect("scenarios/ci-gate.toml")
+        .parse()
+        .expect("TOML");
+    let checks = scenario["thresholds"]["checks"]
+        .as_array()
+        .expect("[thresholds] checks");
+    assert!(!checks.is_empty(), "the gate has checks");
+    checks.len()
 }
 
 /// A row of `thresholds.csv`; unknown columns fail the test.
@@ -601,11 +602,15 @@ fn ci_gate_script_runs_end_to_end_without_docker() {
     let log = format!("{}{}", text(&output.stdout), text(&output.stderr));
     assert_eq!(output.status.code(), Some(0), "{log}");
     assert!(log.contains("ci-gate: gate passed"), "{log}");
-    assert!(log.contains("thresholds: all 15 pass"), "{log}");
+    let checks = ci_gate_checks();
+    assert!(
+        log.contains(&format!("thresholds: all {checks} pass")),
+        "{log}"
+    );
 
     let suites = junit(&out.join("junit.xml"));
     let thresholds = &suites.suites[1];
-    assert_eq!((thresholds.tests, thresholds.failures), (15, 0));
+    assert_eq!((thresholds.tests, thresholds.failures), (checks as u64, 0));
     let compare = junit(&out.join("junit-compare.xml"));
     assert!(compare.suites[0].tests > 0 && compare.suites[0].failures == 0);
     let run = std::fs::read_dir(&out)
@@ -634,9 +639,18 @@ start() {
 }
 stop() {
   if [ -f "$state/pid" ]; then
-    kill -9 "$(cat "$state/pid")" 2>/dev/null
+    pid=$(cat "$state/pid")
+    kill -9 "$pid" 2>/dev/null
     rm -f "$state/pid"
-    sleep 0.5
+    # As docker does, return once the old server has exited: its process gone, or a
+    # zombie nobody reaps (its ports are closed then). Within 10 s, or fail.
+    for _ in $(seq 500); do
+      st=$(sed -e 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)
+      if [ -z "$st" ] || [ "$st" = Z ]; then return 0; fi
+      sleep 0.02
+    done
+    echo "fake docker: nats-server $pid still running 10 s after SIGKILL" >&2
+    exit 1
   fi
 }
 if [ "$1" = compose ]; then
@@ -739,7 +753,8 @@ fn ci_gate_script_drives_the_container_in_docker_mode() {
         .find(|p| p.is_dir())
         .expect("a run directory");
     let found: Vec<ThresholdRow> = rows(&run.join("thresholds.csv"));
-    assert_eq!(found.len(), 15);
+    let checks = ci_gate_checks();
+    assert_eq!(found.len(), checks);
     assert!(found.iter().all(|r| r.result == "pass"), "{found:?}");
     let manifest: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(run.join("manifest.json")).expect("manifest"),
@@ -755,7 +770,10 @@ fn ci_gate_script_drives_the_container_in_docker_mode() {
     assert!(password.len() >= 16, "a random password: {password:?}");
     common::assert_secret_nowhere(&password, &log, &out);
     let suites = junit(&out.join("junit.xml"));
-    assert_eq!((suites.suites[1].tests, suites.suites[1].failures), (15, 0));
+    assert_eq!(
+        (suites.suites[1].tests, suites.suites[1].failures),
+        (checks as u64, 0)
+    );
 }
 
 #[test]
