@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Row, float, num, read_csv, run_scenario};
+use common::{Row, float, num, read_csv, run_scenario, step_row};
 use fleetsim::results::RunStatus;
 
 fn scenario(agents: usize, fleet_extra: &str, steps: &str) -> String {
@@ -122,9 +122,30 @@ kind = "wait_ready"
         reconcile.iter().all(|r| num(r, "missed") == 0),
         "{reconcile:?}"
     );
-    // The writes straddled the outage: agents reconnected meanwhile.
+    // The writes straddled the outage, by the run's own clocks: writes are paced by
+    // intended time (the step's start + i / rate, never earlier), and some fell due
+    // while the proxy refused the agents (from the cut's trigger for `refuse_for`).
+    let began = float(
+        step_row(&read_csv(&report.dir, "steps.csv"), "3:write"),
+        "began_secs",
+    );
+    let recovery = read_csv(&report.dir, "recovery.csv");
+    assert_eq!(recovery.len(), 1, "{recovery:?}");
+    let cut = float(&recovery[0], "trigger_secs");
+    let during_refusal = (0..30)
+        .map(|i| began + f64::from(i) / 10.0)
+        .filter(|due| (cut..cut + 2.0).contains(due))
+        .count();
+    assert!(
+        during_refusal > 0,
+        "no write fell due in the refusal {cut}..{} s (writes from {began} s)",
+        cut + 2.0
+    );
+    // Every agent was cut off (it reconnected) and recovered, and still got every write.
+    assert_eq!(num(&recovery[0], "recovered"), 15, "{recovery:?}");
     let agents = read_csv(&report.dir, "agents.csv");
-    assert!(agents.iter().all(|a| num(a, "connects") >= 2));
+    assert_eq!(agents.len(), 15);
+    assert!(agents.iter().all(|a| num(a, "connects") >= 2), "{agents:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,6 +171,7 @@ drain_timeout = "3s"
         report.reasons
     );
     let reconcile = read_csv(&report.dir, "reconcile.csv");
+    assert_eq!(reconcile.len(), 10, "every agent expected the jobs writes");
     for row in &reconcile {
         let expected_missed = if row["pc"] == "pc-00003" { 5 } else { 0 };
         assert_eq!(num(row, "missed"), expected_missed, "{row:?}");
