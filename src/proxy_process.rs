@@ -584,7 +584,10 @@ mod tests {
             },
             std::future::pending(),
         ));
-        let ready = ready_rx.await.expect("ready");
+        let ready = tokio::time::timeout(Duration::from_secs(5), ready_rx)
+            .await
+            .expect("ready within 5 s")
+            .expect("ready");
         let mut agent = tokio::net::TcpStream::connect(ready.listen)
             .await
             .expect("agent connects");
@@ -678,6 +681,10 @@ mod tests {
 
         control.send("quit").await.expect("send");
         assert_eq!(control.receive(within).await.expect("reply"), "ok bye");
-        server.await.expect("joined").expect("served");
+        tokio::time::timeout(within, server)
+            .await
+            .expect("the proxy stops within 5 s of quit")
+            .expect("joined")
+            .expect("served");
     }
 }

@@ -59,6 +59,22 @@ fn assert_closed(mut stream: TcpStream, what: &str) {
     }
 }
 
+/// The next connection `listener` accepts; fails naming `what` after [`WITHIN`].
+fn accept_within(listener: &TcpListener, what: &str) -> TcpStream {
+    listener.set_nonblocking(true).expect("nonblocking");
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => return stream,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "{what}: not within {WITHIN:?}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+}
+
 /// A line-at-a-time client of the control port.
 struct Control {
     reader: BufReader<TcpStream>,
@@ -105,7 +121,7 @@ fn proxy_by_hand_announces_its_ports_cuts_on_command_and_quits() {
     );
     // An agent connects; once the stand-in broker accepts, the proxy is forwarding it.
     let agent = TcpStream::connect(ready.listen).expect("agent connects");
-    let (_upstream_side, _) = broker.accept().expect("proxy reaches the broker");
+    let _upstream_side = accept_within(&broker, "the proxy reaching the stand-in broker");
     control.send("cut 0");
     assert_eq!(control.receive(), "ok dropped=1");
     // The agent's connection is closed by the time the cut is reported.
