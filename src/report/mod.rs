@@ -6,6 +6,13 @@
 //! and SVG, no scripts, nothing fetched), so it can be attached to an issue or opened
 //! from a CI artifact. Each chart is also written as `charts/<name>.svg`.
 //!
+//! The header sets the scenario's description (the file's prose, which may name another
+//! fleet size) beside the fleet actually run, and says when the file's `[fleet] agents`
+//! was overridden. The broker chart draws the profile's long-lived consumers as a dotted
+//! level and says under it why the count rises above it after every sync (the catalog
+//! walks' transient `keys()` consumers). Numbers are shown with their units (see
+//! `format`); the files keep the raw values.
+//!
 //! It is built only from the files of the directory (see [`crate::results`]), so it can
 //! be (re)generated for any run, old ones included. Every file but `manifest.json` is
 //! optional; a file that exists but cannot be read is an error naming it.
@@ -17,11 +24,13 @@
 //! first on the page.
 
 mod charts;
+mod format;
 mod html;
 mod read;
 mod sweep;
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::results::{BROKER_FILE, STEPS_FILE, TIMESERIES_FILE};
@@ -30,11 +39,13 @@ use read::{ChartRun, Table};
 
 pub const REPORT_FILE: &str = "report.html";
 pub const CHARTS_DIR: &str = "charts";
+/// An A/B directory's comparison (see [`crate::compare`]), shown formatted.
+const COMPARE_FILE: &str = "compare.csv";
 
 /// Tables shown, in order, when present.
 const TABLES: [&str; 9] = [
     "runs.csv",
-    "compare.csv",
+    COMPARE_FILE,
     "summary.csv",
     "recovery.csv",
     "writes.csv",
@@ -88,6 +99,8 @@ pub enum ReportError {
 struct Chart {
     name: String,
     svg: String,
+    /// What the chart cannot say by itself, shown under it.
+    note: Option<String>,
 }
 
 /// Writes `dir/report.html` and `dir/charts/*.svg` from the files of the run directory
@@ -120,7 +133,7 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, ReportError> {
         std::fs::write(&path, &chart.svg).map_err(|source| ReportError::Write { path, source })?;
     }
 
-    let compare = read::csv(dir, "compare.csv")?;
+    let compare = read::csv(dir, COMPARE_FILE)?;
     let tables = TABLES
         .iter()
         .filter_map(|name| {
@@ -162,7 +175,11 @@ fn chart(
         &format!("<svg id=\"chart-{}\" class=\"chart\" ", html::escape(&name)),
         1,
     );
-    Ok(Chart { name, svg })
+    Ok(Chart {
+        name,
+        svg,
+        note: None,
+    })
 }
 
 /// A line of a timeline: in a single run coloured by quantity; in an A/B run coloured
@@ -282,6 +299,7 @@ fn timeline_charts(
 ) -> Result<(Vec<Chart>, Vec<String>), ReportError> {
     let (mut charts, mut notes) = (Vec::new(), Vec::new());
     for spec in &TIMELINES {
+        let mut levels = Vec::new();
         let mut timeline = Timeline {
             title: spec.title.to_string(),
             y_left: spec.axes.0.to_string(),
@@ -305,6 +323,9 @@ fn timeline_charts(
                     .push(line((v, &run.variant), (k, label), *right, segments));
             }
             timeline.gaps.extend(table.gaps()?);
+            if spec.name == "broker" {
+                levels.extend(consumer_level(v, run, &timeline.lines));
+            }
         }
         if timeline.lines.iter().all(|l| l.segments.is_empty()) {
             notes.push(format!(
@@ -313,11 +334,142 @@ fn timeline_charts(
             ));
             continue;
         }
-        charts.push(chart(spec.name.to_string(), charts_dir, || {
+        let note = consumers_note(&levels);
+        timeline
+            .lines
+            .extend(levels.drain(..).map(|(line, _)| line));
+        let mut drawn = chart(spec.name.to_string(), charts_dir, || {
             charts::timeline(&timeline)
-        })?);
+        })?;
+        drawn.note = note;
+        charts.push(drawn);
     }
     Ok((charts, notes))
+}
+
+/// What one agent of a run's profile holds on the broker: its long-lived consumers (one
+/// per `[[consumers]]` entry, for as long as it is connected) and the transient ones
+/// each sync opens (one per catalog walk: `keys()` opens an ordered consumer, which the
+/// server reaps about 30 s after it is dropped). From the run's manifest.
+struct ConsumersPerAgent {
+    /// The variant's name; empty for a single run.
+    variant: String,
+    profile: String,
+    agents: u64,
+    long_lived: u64,
+    walks: u64,
+}
+
+impl ConsumersPerAgent {
+    fn of(run: &ChartRun) -> Option<ConsumersPerAgent> {
+        let settings = run.manifest.as_ref()?.get("settings")?;
+        let profile = settings.get("profile")?;
+        let walks = profile
+            .get("sync")
+            .and_then(|s| s.as_array())
+            .map_or(0, |ops| {
+                ops.iter()
+                    .filter(|op| op.get("type").and_then(|t| t.as_str()) == Some("walk"))
+                    .count()
+            });
+        Some(ConsumersPerAgent {
+            variant: run.variant.clone(),
+            profile: profile.get("name")?.as_str()?.to_string(),
+            agents: settings.pointer("/fleet/agents")?.as_u64()?,
+            long_lived: profile.get("consumers")?.as_array()?.len() as u64,
+            walks: walks as u64,
+        })
+    }
+}
+
+/// The level of a run's long-lived consumers on the broker chart (agents × the
+/// profile's consumers), drawn dotted across the run's samples, so what lies above it
+/// reads as transient.
+fn consumer_level(v: usize, run: &ChartRun, lines: &[Line]) -> Option<(Line, ConsumersPerAgent)> {
+    let per = ConsumersPerAgent::of(run)?;
+    let single = run.variant.is_empty();
+    let color = if single { 0 } else { v };
+    let end = lines
+        .iter()
+        .filter(|l| l.color == color || single)
+        .flat_map(|l| l.segments.iter().flatten())
+        .map(|p| p.0)
+        .fold(0.0_f64, f64::max);
+    let level = (per.long_lived * per.agents) as f64;
+    let label = format!("long-lived: {} per agent", per.long_lived);
+    let line = Line {
+        label: if single {
+            label
+        } else {
+            format!("{} · {label}", run.variant)
+        },
+        color,
+        dash: 2,
+        right: false,
+        underlay: false,
+        segments: vec![vec![(0.0, level), (end, level)]],
+    };
+    Some((line, per))
+}
+
+/// The broker chart's note: which consumers are long-lived and why the count rises
+/// above them for a while after every (re)sync.
+fn consumers_note(levels: &[(Line, ConsumersPerAgent)]) -> Option<String> {
+    if levels.is_empty() {
+        return None;
+    }
+    let mut text = String::from("Consumers: ");
+    let key = |per: &ConsumersPerAgent| (per.profile.clone(), per.long_lived, per.agents);
+    // Variants alike in this are said once.
+    let alike = levels.iter().all(|(_, per)| key(per) == key(&levels[0].1));
+    let said = if alike { &levels[..1] } else { levels };
+    for (i, (_, per)) in said.iter().enumerate() {
+        let _ = write!(
+            text,
+            "{}{}the {} profile keeps {} long-lived consumers per agent ({} × {} agents = {}, \
+             the dotted line)",
+            if i > 0 { "; " } else { "" },
+            if alike || per.variant.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", per.variant)
+            },
+            per.profile,
+            per.long_lived,
+            per.long_lived,
+            format::count(per.agents),
+            format::count(per.long_lived * per.agents),
+        );
+    }
+    text.push_str(". ");
+    let mut walks: Vec<(u64, u64)> = levels
+        .iter()
+        .map(|(_, per)| (per.walks, per.long_lived))
+        .filter(|(walks, _)| *walks > 0)
+        .collect();
+    walks.dedup();
+    match walks[..] {
+        [] => text.push_str(
+            "The profile walks no catalog: no transient consumers are expected above it.",
+        ),
+        [(walks, long_lived)] => {
+            let _ = write!(
+                text,
+                "Above it are transient ones: each sync's {walks} catalog walk{s} (keys()) \
+                 open{verb} an ordered consumer that the server reaps about 30 s after it is \
+                 dropped, so for about 30 s after a start or a reconnect the count reaches up \
+                 to {peak} per agent.",
+                s = if walks == 1 { "" } else { "s" },
+                verb = if walks == 1 { "s" } else { "" },
+                peak = long_lived + walks,
+            );
+        }
+        _ => text.push_str(
+            "Above it are transient ones: each catalog walk (keys()) of a sync opens an \
+             ordered consumer that the server reaps about 30 s after it is dropped.",
+        ),
+    }
+    Some(text)
 }
 
 /// Metrics drawn as percentile curves; the others are in the summary table.
