@@ -404,8 +404,9 @@ impl ProxyChild {
     }
 
     /// Cuts every connection and refuses new ones for `refuse_for`; returns once the
-    /// proxy accepts again, with how many connections it dropped.
-    pub async fn cut(&self, refuse_for: Duration) -> Result<u64, String> {
+    /// proxy accepts again, with how many connections it dropped. `closed` is called
+    /// once the child said every connection is closed, before the refusal.
+    pub async fn cut(&self, refuse_for: Duration, closed: impl FnOnce()) -> Result<u64, String> {
         let mut control = self.control.lock().await;
         let command = format!("cut {}", refuse_for.as_millis());
         control.send(&command).await?;
@@ -415,6 +416,7 @@ impl ProxyChild {
             .and_then(|n| n.parse::<u64>().ok())
             .ok_or_else(|| format!("fault proxy answered {command:?} with {first:?}"))?;
         info!(dropped, "fault proxy process cut every connection");
+        closed();
         let second = control.receive(REPLY_WITHIN + refuse_for).await?;
         if second != "ok accepting" {
             return Err(format!("fault proxy after the cut: {second}"));

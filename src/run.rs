@@ -572,11 +572,19 @@ impl AgentProxy {
     }
 
     /// Drops every agent connection, refuses new ones for `refuse_for`, and returns once
-    /// the proxy accepts again, with how many connections it dropped.
-    async fn cut(&self, refuse_for: Duration) -> Result<u64, String> {
+    /// the proxy accepts again, with how many connections it dropped. `closed` is called
+    /// as soon as every agent connection is closed, before the refusal.
+    async fn cut(&self, refuse_for: Duration, closed: impl FnOnce()) -> Result<u64, String> {
         match self {
-            AgentProxy::InProcess(p) => p.cut(refuse_for).await.map_err(|e| e.to_string()),
-            AgentProxy::Process(p) => p.cut(refuse_for).await,
+            AgentProxy::InProcess(p) => {
+                let cut = p.begin_cut(!refuse_for.is_zero()).await;
+                let dropped = cut.dropped;
+                closed();
+                tokio::time::sleep(refuse_for).await;
+                cut.end().map_err(|e| e.to_string())?;
+                Ok(dropped)
+            }
+            AgentProxy::Process(p) => p.cut(refuse_for, closed).await,
         }
     }
 
@@ -836,11 +844,24 @@ impl StepRunner<'_> {
         let outcome = match trigger {
             Trigger::NetworkCut { refuse_for } => {
                 // The control connection does not go through the proxy: the broker takes
-                // the probes while the agents are cut off.
+                // the probes while the agents are cut off. They go out once the cut has
+                // closed every agent connection: a probe written earlier can still reach
+                // an agent through a connection not closed yet, and that agent would
+                // "recover" without reconnecting.
                 let proxy = self
                     .proxy
                     .expect("the scenario parser requires a proxy for network_cut");
-                let (cut, outcome) = tokio::join!(proxy.cut(*refuse_for), probing);
+                let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
+                let cutting = proxy.cut(*refuse_for, move || {
+                    let _ = closed_tx.send(());
+                });
+                let probing = async move {
+                    // A cut that failed before closing anything drops the sender: the
+                    // probes go out all the same.
+                    let _ = closed_rx.await;
+                    probing.await
+                };
+                let (cut, outcome) = tokio::join!(cutting, probing);
                 match cut {
                     Ok(dropped) => info!(step = %label, dropped, "network cut"),
                     Err(e) => trigger_error = Some(format!("fault proxy: {e}")),
