@@ -694,7 +694,7 @@ fn compare(
     });
     let (now, before) = match loaded {
         Ok(sides) => sides,
-        Err(message) => return report.fail_early("compare", 2, &message),
+        Err(e) => return report.fail_early("compare", 2, &e.to_string()),
     };
     // Per-metric tolerances: the scenario named on the command line, else the one the
     // run kept in its manifest.
