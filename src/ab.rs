@@ -266,16 +266,7 @@ pub async fn run_ab(
 
     let mut summary = render_summary(&dir, status, &entries, &rows);
     summary.push_str(&render_thresholds(&thresholds));
-    // As for a single run: the page is a view of the files just written.
-    match crate::report::write_report(&dir) {
-        Ok(path) => {
-            if !summary.is_empty() && !summary.ends_with('\n') {
-                summary.push('\n');
-            }
-            summary.push_str(&format!("report: {}\n", path.display()));
-        }
-        Err(e) => tracing::warn!(error = %e, "report.html not written"),
-    }
+    crate::report::write_report_line(&dir, &mut summary);
     Ok(AbReport {
         dir,
         status,

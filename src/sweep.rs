@@ -166,16 +166,7 @@ pub async fn sweep(
     let path = dir.join(SIZING_FILE);
     std::fs::write(&path, &sizing).map_err(ResultsError::io(&path))?;
     let mut summary = render_summary(&dir, &rows, knee);
-    // As for a run: the page is a view of the files, so failing to draw it loses nothing.
-    match crate::report::write_report(&dir) {
-        Ok(path) => {
-            if !summary.is_empty() && !summary.ends_with('\n') {
-                summary.push('\n');
-            }
-            summary.push_str(&format!("report: {}\n", path.display()));
-        }
-        Err(e) => tracing::warn!(error = %e, "report.html not written"),
-    }
+    crate::report::write_report_line(&dir, &mut summary);
     Ok(SweepReport {
         dir,
         rows,

@@ -51,9 +51,7 @@ pub fn read_csv(dir: &Path, name: &str) -> Vec<std::collections::HashMap<String,
 /// Every row of `R`'s file in `dir`, typed (`deny_unknown_fields`); panics naming the
 /// file and line otherwise.
 pub fn rows<R: CsvFile>(dir: &Path) -> Vec<R> {
-    RunDir::new(dir)
-        .rows()
-        .unwrap_or_else(|e| panic!("{e}"))
+    RunDir::new(dir).rows().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The rows of `R`'s file where an A/B run may have merged it (`variant,repeat` first).

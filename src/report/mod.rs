@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use crate::results::{BROKER_FILE, STEPS_FILE, TIMESERIES_FILE};
 use charts::{Curve, Line, Marker, Timeline};
+pub(crate) use html::escape;
 use read::{ChartRun, Table};
 
 pub const REPORT_FILE: &str = "report.html";
@@ -88,6 +89,21 @@ pub enum ReportError {
 struct Chart {
     name: String,
     svg: String,
+}
+
+/// Writes the report of `dir` ([`write_report`]) and adds its line (`report: <path>`)
+/// to the end-of-run `summary`. The page is a view of the files, so one that cannot be
+/// drawn loses nothing measured: that is a warning, not a failed run.
+pub fn write_report_line(dir: &Path, summary: &mut String) {
+    match write_report(dir) {
+        Ok(path) => {
+            if !summary.is_empty() && !summary.ends_with('\n') {
+                summary.push('\n');
+            }
+            summary.push_str(&format!("report: {}\n", path.display()));
+        }
+        Err(e) => tracing::warn!(error = %e, "report.html not written"),
+    }
 }
 
 /// Writes `dir/report.html` and `dir/charts/*.svg` from the files of the run directory
