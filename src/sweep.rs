@@ -29,7 +29,8 @@ use crate::results::rows::{
     BrokerRow, CsvFile, ErrorRow, RecoveryRow, StepRow, SummaryRow, TimeseriesRow,
 };
 use crate::results::{
-    self, ReadError, ResultsError, RunDir, RunStatus, SIZING_FILE, SWEEP_COLUMNS, SWEEP_FILE,
+    self, RUNS_DIR, ReadError, ResultsError, RunDir, RunStatus, SIZING_FILE, SWEEP_COLUMNS,
+    SWEEP_FILE,
 };
 use crate::run::{self, RunError, RunOptions};
 
@@ -88,17 +89,12 @@ pub async fn sweep(
     let mut sizes = sizes.to_vec();
     sizes.sort_unstable();
     sizes.dedup();
-    let dir = match &options.run_dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(ResultsError::io(dir))?;
-            dir.clone()
-        }
-        None => results::create_run_dir(
-            &options.results_base,
-            &format!("{}-sweep", plan.name),
-            SystemTime::now(),
-        )?,
-    };
+    let dir = results::open_run_dir(
+        options.run_dir.as_deref(),
+        &options.results_base,
+        &format!("{}-sweep", plan.name),
+        SystemTime::now(),
+    )?;
     let shutdown = shutdown.boxed_local().shared();
     let mut rows = Vec::new();
     let mut knee = None;
@@ -106,11 +102,11 @@ pub async fn sweep(
         info!(agents = n, "sweep: next fleet size");
         let mut sized = plan.clone();
         sized.fleet.agents = n;
-        let run_dir = dir.join("runs").join(n.to_string());
+        let run_dir = dir.join(RUNS_DIR).join(n.to_string());
         let sub = RunOptions {
             scenario_path: options.scenario_path.clone(),
             scenario_text: options.scenario_text.clone(),
-            results_base: dir.join("runs"),
+            results_base: dir.join(RUNS_DIR),
             run_dir: Some(run_dir.clone()),
             proxy_program: options.proxy_program.clone(),
         };

@@ -68,7 +68,9 @@ pub use rows::{CsvFile, Fixed3, Merged, RunEntry};
 pub use summary::render_summary;
 pub use time::rfc3339;
 pub(crate) use write::write_csv;
-pub use write::{write_agents, write_errors, write_rows, write_run, write_steps, write_summary};
+pub use write::{
+    write_agents, write_errors, write_file, write_rows, write_run, write_steps, write_summary,
+};
 
 /// Histograms record µs; every file shows ms, the unit latency budgets are stated in.
 const MICROS_PER_MS: f64 = 1000.0;
@@ -220,6 +222,24 @@ pub fn create_run_dir(
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 10_000 => n += 1,
             Err(e) => return Err(ResultsError::io(&dir)(e)),
         }
+    }
+}
+
+/// The directory an A/B run or a sweep writes into: `explicit` when given (created if
+/// needed, as a sub-run's directory is), else a fresh one under `base` as
+/// [`create_run_dir`] names it.
+pub fn open_run_dir(
+    explicit: Option<&Path>,
+    base: &Path,
+    name: &str,
+    now: SystemTime,
+) -> Result<PathBuf, ResultsError> {
+    match explicit {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(ResultsError::io(dir))?;
+            Ok(dir.to_path_buf())
+        }
+        None => create_run_dir(base, name, now),
     }
 }
 

@@ -112,6 +112,13 @@ pub fn write_rows<W: Write, R: CsvFile>(
     write_csv(out, R::COLUMNS, rows)
 }
 
+/// Writes `dir/<R's file>`: its header, then `rows`.
+pub fn write_file<R: CsvFile>(dir: &Path, rows: &[R]) -> Result<(), ResultsError> {
+    let path = dir.join(R::FILE);
+    let mut out = write_csv(create(&path)?, R::COLUMNS, rows).map_err(ResultsError::csv(&path))?;
+    out.flush().map_err(ResultsError::io(&path))
+}
+
 /// `summary.csv`: one row per (metric, phase) of `snapshot`, in the snapshot's order.
 pub fn write_summary<W: Write>(snapshot: &Snapshot, phases: &[String], out: W) -> csv::Result<W> {
     let rows = snapshot.histograms.iter().map(|h| {

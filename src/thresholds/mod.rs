@@ -28,17 +28,15 @@ use std::path::Path;
 
 use serde::{Serialize, Serializer};
 
-use crate::results::ResultsError;
+use crate::results::rows::ThresholdRow;
+use crate::results::{self, ResultsError, write_rows};
 pub use eval::{Outcome, evaluate};
 pub use grammar::{
     Check, Known, LATENCY_METRICS, Op, Source, Unit, check_latency_metric, parse_check,
     parse_percent, phase_matches,
 };
 
-pub const THRESHOLDS_FILE: &str = "thresholds.csv";
-/// Column order of `thresholds.csv` (an A/B run's merged file has `variant,repeat` first).
-pub const THRESHOLDS_COLUMNS: [&str; 7] =
-    ["check", "value", "limit", "unit", "result", "phase", "note"];
+pub use crate::results::{THRESHOLDS_COLUMNS, THRESHOLDS_FILE};
 
 /// A scenario's `[thresholds]`: the checks of a run and the settings of
 /// `fleetsim compare` against a baseline.
@@ -81,50 +79,32 @@ pub fn pattern_covers(pattern: &str, metric: &str, stat: &str) -> bool {
         || pattern.strip_suffix(stat).and_then(|p| p.strip_suffix('.')) == Some(metric)
 }
 
-#[derive(Serialize)]
-struct Row<'a> {
-    check: &'a str,
-    value: String,
-    limit: String,
-    unit: &'static str,
-    result: &'static str,
-    phase: &'a str,
-    note: &'a str,
+/// The row of `thresholds.csv` for one outcome.
+fn row(o: &Outcome) -> ThresholdRow {
+    ThresholdRow {
+        check: o.check.clone(),
+        value: match o.value {
+            Some(v) if v.is_finite() => o.unit.cell(v),
+            // Never reached (recovery) or not measured: the note says which.
+            _ => String::new(),
+        },
+        limit: o.unit.cell(o.limit),
+        unit: o.unit.name().to_string(),
+        result: if o.passed { "pass" } else { "fail" }.to_string(),
+        phase: o.phase.clone(),
+        note: o.note.clone(),
+    }
 }
 
 /// Writes `thresholds.csv` into `out`.
 pub fn write_outcomes<W: std::io::Write>(outcomes: &[Outcome], out: W) -> csv::Result<W> {
-    let mut writer = csv::WriterBuilder::new()
-        .has_headers(false)
-        .from_writer(out);
-    writer.write_record(THRESHOLDS_COLUMNS)?;
-    for o in outcomes {
-        writer.serialize(Row {
-            check: &o.check,
-            value: match o.value {
-                Some(v) if v.is_finite() => o.unit.cell(v),
-                // Never reached (recovery) or not measured: the note says which.
-                _ => String::new(),
-            },
-            limit: o.unit.cell(o.limit),
-            unit: o.unit.name(),
-            result: if o.passed { "pass" } else { "fail" },
-            phase: &o.phase,
-            note: &o.note,
-        })?;
-    }
-    writer.into_inner().map_err(|e| e.into_error().into())
+    write_rows(out, outcomes.iter().map(row))
 }
 
 /// Writes `dir/thresholds.csv`.
 pub fn write_file(dir: &Path, outcomes: &[Outcome]) -> Result<(), ResultsError> {
-    let path = dir.join(THRESHOLDS_FILE);
-    let file = std::fs::File::create(&path).map_err(ResultsError::io(&path))?;
-    write_outcomes(outcomes, std::io::BufWriter::new(file))
-        .map_err(ResultsError::csv(&path))?
-        .into_inner()
-        .map_err(|e| ResultsError::io(&path)(e.into_error()))?;
-    Ok(())
+    let rows: Vec<ThresholdRow> = outcomes.iter().map(row).collect();
+    results::write_file(dir, &rows)
 }
 
 /// The end-of-run lines: a count, then one line per check.
