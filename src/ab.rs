@@ -16,7 +16,7 @@
 //!   runs.csv                 order,variant,repeat,status,dir,consumers_at_start
 //!   summary.csv, ...         every CSV of the runs, concatenated, with leading
 //!                            `variant,repeat` columns
-//!   compare.csv              see [`crate::compare`]
+//!   compare.csv              see [`crate::ab_stats`]
 //!   manifest.json            the A/B run: variants, repeat, order, status
 //! ```
 //!
@@ -31,7 +31,7 @@ use std::time::SystemTime;
 use futures::FutureExt;
 use tracing::{info, warn};
 
-use crate::compare::{CompareRow, VariantMeasurements, compare};
+use crate::ab_stats::{CompareRow, VariantMeasurements, compare};
 use crate::metrics::Snapshot;
 use crate::plan::Plan;
 use crate::results::{

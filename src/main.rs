@@ -9,10 +9,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use fleetsim::gate::compare as baseline;
 use fleetsim::gate::{self, GateOutcome};
 use fleetsim::plan::{Plan, StepAction, Trigger};
 use fleetsim::run::RunOptions;
-use fleetsim::{baseline, junit, scenario, thresholds};
+use fleetsim::{junit, scenario, thresholds};
 
 #[derive(Parser)]
 #[command(

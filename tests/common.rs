@@ -87,7 +87,7 @@ fn assert_typed(dir: &Path, name: &str) {
         BROKER_FILE => check::<BrokerRow>(dir),
         THRESHOLDS_FILE => check::<ThresholdRow>(dir),
         RUNS_FILE => check::<RunEntry>(dir),
-        COMPARE_FILE => check::<fleetsim::compare::CompareRow>(dir),
+        COMPARE_FILE => check::<fleetsim::ab_stats::CompareRow>(dir),
         SWEEP_FILE => check::<fleetsim::sweep::SweepRow>(dir),
         other => panic!("{other}: not a file of a run directory (add its row type here)"),
     }

@@ -28,12 +28,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::compare::CompareRow;
-use crate::junit;
+use super::junit;
+use super::thresholds::{BaselineSettings, pattern_covers};
+use crate::ab_stats::CompareRow;
 use crate::results::read::{AnyManifest, read_csv, read_merged};
 use crate::results::rows::SummaryRow;
 use crate::results::{COMPARE_FILE, ReadError, RunDir, SUMMARY_FILE};
-use crate::thresholds::{BaselineSettings, pattern_covers};
 
 pub const DEFAULT_TOLERANCE: f64 = 0.10;
 pub const DEFAULT_FLOOR_MS: f64 = 5.0;

@@ -7,7 +7,7 @@
 //! added or dropped column breaks a test (`tests.rs` writes a run and reads every file
 //! back). The other files are written from the types of the code that measures them
 //! (`timeseries::Sample`, `broker::sampler::BrokerSample`, `results/herd.rs`,
-//! `results/writes.rs`, `compare::CompareRow`, `sweep::SweepRow`, `ab::RunEntry`); their
+//! `results/writes.rs`, `ab_stats::CompareRow`, `sweep::SweepRow`, `ab::RunEntry`); their
 //! rows here are the reading side, pinned to the same column lists by that round trip.
 //!
 //! Figures written with a fixed number of decimals are [`Fixed3`]: `12.345` on disk,
