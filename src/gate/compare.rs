@@ -33,7 +33,7 @@ use super::thresholds::{BaselineSettings, pattern_covers};
 use crate::ab_stats::CompareRow;
 use crate::results::read::{AnyManifest, read_csv, read_merged};
 use crate::results::rows::SummaryRow;
-use crate::results::{COMPARE_FILE, ReadError, RunDir, SUMMARY_FILE};
+use crate::results::{COMPARE_FILE, ReadError, RunDir, SUMMARY_FILE, text_table};
 
 pub const DEFAULT_TOLERANCE: f64 = 0.10;
 pub const DEFAULT_FLOOR_MS: f64 = 5.0;
@@ -467,31 +467,7 @@ pub fn render(c: &Comparison, all: bool) -> String {
     if rows.is_empty() {
         out.push_str("nothing moved beyond its tolerance\n");
     } else {
-        let mut widths = header.map(str::len);
-        for row in &rows {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.len());
-            }
-        }
-        let mut line = |cells: [&str; 8]| {
-            let mut text = String::new();
-            for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-                if i > 0 {
-                    text.push_str("  ");
-                }
-                if (3..7).contains(&i) {
-                    text.push_str(&format!("{cell:>w$}"));
-                } else {
-                    text.push_str(&format!("{cell:<w$}"));
-                }
-            }
-            out.push_str(text.trim_end());
-            out.push('\n');
-        };
-        line(header);
-        for row in &rows {
-            line(row.each_ref().map(String::as_str));
-        }
+        out.push_str(&text_table(header, &rows, |i| (3..7).contains(&i)));
     }
     out.push_str(&format!(
         "{}: {} regressed, {} improved, {} within tolerance, {} below the {:.0} ms floor, {} missing, {} new\n",

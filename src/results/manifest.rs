@@ -45,6 +45,18 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// How a run (or an A/B run) ended: `partial` if it was interrupted, else `failed`
+    /// when there is any reason to say so, else `ok`.
+    pub fn of(interrupted: bool, reasons: &[String]) -> RunStatus {
+        if interrupted {
+            RunStatus::Partial
+        } else if reasons.is_empty() {
+            RunStatus::Ok
+        } else {
+            RunStatus::Failed
+        }
+    }
+
     /// The name used in the manifest and the summary.
     pub fn as_str(&self) -> &'static str {
         match self {

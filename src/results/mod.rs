@@ -65,7 +65,7 @@ pub use manifest::{
 pub use read::{ReadError, RunDir};
 pub use redact::{is_secret_key, redact_json, redact_scenario_text, redact_urls};
 pub use rows::{CsvFile, Fixed3, Merged, RunEntry};
-pub use summary::render_summary;
+pub use summary::{render_summary, text_table};
 pub use time::rfc3339;
 pub(crate) use write::write_csv;
 pub use write::{

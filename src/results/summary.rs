@@ -22,6 +22,43 @@ fn short_ms(micros: u64) -> String {
 /// The table printed at the end of a run: latencies per (metric, phase), errors by kind,
 /// agent figures and the status with its reasons. The files hold everything; this is
 /// what a person reads in a terminal or a CI log to know whether to open them.
+/// Columns padded to their widest cell, two spaces apart, trailing blanks trimmed;
+/// column `i` right-aligned where `right(i)`. The terminal tables of a run and of
+/// `fleetsim compare`.
+pub fn text_table<const N: usize>(
+    header: [&str; N],
+    rows: &[[String; N]],
+    right: impl Fn(usize) -> bool,
+) -> String {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: [&str; N]| {
+        let mut text = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i > 0 {
+                text.push_str("  ");
+            }
+            if right(i) {
+                text.push_str(&format!("{cell:>w$}"));
+            } else {
+                text.push_str(&format!("{cell:<w$}"));
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(header);
+    for row in rows {
+        line(row.each_ref().map(String::as_str));
+    }
+    out
+}
+
 pub fn render_summary(record: &RunRecord) -> String {
     let mut out = String::new();
     let header = ["metric", "phase", "count", "p50 ms", "p99 ms", "max ms"];
@@ -44,32 +81,8 @@ pub fn render_summary(record: &RunRecord) -> String {
     if rows.is_empty() {
         out.push_str("no latencies recorded\n");
     } else {
-        let mut widths = header.map(str::len);
-        for row in &rows {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.len());
-            }
-        }
-        let mut line = |cells: [&str; 6]| {
-            let mut text = String::new();
-            for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-                if i > 0 {
-                    text.push_str("  ");
-                }
-                // Names left-aligned, numbers right-aligned.
-                if i < 2 {
-                    text.push_str(&format!("{cell:<w$}"));
-                } else {
-                    text.push_str(&format!("{cell:>w$}"));
-                }
-            }
-            out.push_str(text.trim_end());
-            out.push('\n');
-        };
-        line(header);
-        for row in &rows {
-            line(row.each_ref().map(String::as_str));
-        }
+        // Names left-aligned, numbers right-aligned.
+        out.push_str(&text_table(header, &rows, |i| i >= 2));
     }
 
     let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
