@@ -22,6 +22,22 @@
 //! | `steps.csv` | `step,began_secs,ended_secs,agents_ready,agents_failed,broker_connections,broker_consumers,broker_consumers_long_lived,broker_api_total,broker_api_errors`: each step's timing (seconds since the first step began) and the broker's counts after it (empty when the broker could not be sampled) |
 //! | `manifest.json` | what ran, where and how it ended: see [`Manifest`]; written last, so its presence means the directory is complete |
 //!
+//! The CSVs of herds (`timeseries.csv`, `recovery.csv`, `unrecovered.csv`), writes
+//! (`writes.csv`, `reconcile.csv`) and the broker (`broker.csv`) are described where
+//! they are written; every name is in `files.rs`.
+//!
+//! # One module per file format, both ways
+//!
+//! - `files`: every file name and every CSV's column order.
+//! - [`rows`]: one typed row per CSV ([`rows::CsvFile`] ties it to its file), used by
+//!   the writers and the reader alike.
+//! - [`manifest`](Manifest): `manifest.json`, single run and A/B, typed both ways.
+//! - `write`: [`write_run`] and the per-file writers; [`summary`](render_summary): the
+//!   text printed at the end.
+//! - [`read`]: [`RunDir`], the one reader (thresholds, sweep, `fleetsim compare`, the
+//!   report and the tests use it), with one error policy: missing is an error or an
+//!   explicit "not measured", malformed names the file and line.
+//!
 //! # Secrets
 //!
 //! Every string written that came from the scenario, the broker or an error message has
