@@ -40,7 +40,7 @@ use read::{ChartRun, Table};
 
 pub const REPORT_FILE: &str = "report.html";
 pub const CHARTS_DIR: &str = "charts";
-/// An A/B directory's comparison (see [`crate::compare`]), shown formatted.
+/// An A/B directory's comparison (see [`crate::ab_stats`]), shown formatted.
 const COMPARE_FILE: &str = "compare.csv";
 
 /// Tables shown, in order, when present.
