@@ -184,7 +184,12 @@ impl GateOutcome {
                     })
                     .collect()
             })
-            .unwrap_or_default();
+            .unwrap_or_else(|e| {
+                // The key latencies are a digest of files the gate has already judged;
+                // a run that stopped before writing them has none to show.
+                tracing::warn!(error = %e, "key latencies not read");
+                Vec::new()
+            });
         GateOutcome {
             scenario: scenario.to_string(),
             status,
