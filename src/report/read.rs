@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use super::ReportError;
-use crate::results::{self, ReadError, RunDir};
+use crate::results::{self, ReadError, RunDir, RunEntry};
 
 impl From<ReadError> for ReportError {
     fn from(e: ReadError) -> ReportError {
@@ -192,34 +192,29 @@ pub struct ChartRun {
 /// repeats cannot be merged exactly, and one run per variant keeps the timelines on one
 /// run's clock. `compare.csv` pools every repeat.
 pub fn chart_runs(dir: &Path) -> Result<Vec<ChartRun>, ReportError> {
-    let Some(runs) = csv(dir, results::RUNS_FILE)? else {
+    let Some(runs) = RunDir::new(dir).rows_if_present::<RunEntry>()? else {
         return Ok(vec![ChartRun {
             variant: String::new(),
             dir: dir.to_path_buf(),
             manifest: manifest(dir)?,
         }]);
     };
-    let repeats = runs.floats("repeat")?;
-    let mut chosen: Vec<(String, f64, PathBuf)> = Vec::new();
-    for (i, repeat) in repeats.iter().enumerate() {
-        let (Some(variant), Some(sub)) = (runs.get(i, "variant"), runs.get(i, "dir")) else {
-            continue;
-        };
-        let repeat = repeat.unwrap_or(f64::MAX);
-        match chosen.iter_mut().find(|(v, _, _)| v == variant) {
-            Some(entry) if repeat < entry.1 => *entry = (variant.into(), repeat, dir.join(sub)),
+    let mut chosen: Vec<&RunEntry> = Vec::new();
+    for run in &runs {
+        match chosen.iter_mut().find(|c| c.variant == run.variant) {
+            Some(c) if run.repeat < c.repeat => *c = run,
             Some(_) => {}
-            None => chosen.push((variant.into(), repeat, dir.join(sub))),
+            None => chosen.push(run),
         }
     }
     chosen
         .into_iter()
-        .map(|(variant, _, dir)| {
-            let manifest = manifest(&dir)?;
+        .map(|run| {
+            let dir = dir.join(&run.dir);
             Ok(ChartRun {
-                variant,
+                variant: run.variant.clone(),
+                manifest: manifest(&dir)?,
                 dir,
-                manifest,
             })
         })
         .collect()
