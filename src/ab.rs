@@ -39,7 +39,7 @@ use crate::results::{
     redact_scenario_text, rfc3339,
 };
 use crate::run::{self, RunError, RunOptions};
-use crate::thresholds::Outcome;
+use crate::thresholds::CheckOutcome;
 
 /// One run of an A/B run, in the order it ran: a row of `runs.csv`.
 pub use crate::results::RunEntry;
@@ -63,7 +63,7 @@ pub struct AbReport {
 pub struct RunThresholds {
     pub variant: String,
     pub repeat: usize,
-    pub outcomes: Vec<Outcome>,
+    pub outcomes: Vec<CheckOutcome>,
 }
 
 /// Runs every variant of `plan` `plan.repeat` times, interleaved, and writes the A/B
@@ -365,7 +365,7 @@ fn render_thresholds(runs: &[RunThresholds]) -> String {
             }
         }
         for check in checks {
-            let outcomes: Vec<(usize, &Outcome)> = mine
+            let outcomes: Vec<(usize, &CheckOutcome)> = mine
                 .iter()
                 .flat_map(|r| {
                     r.outcomes
@@ -374,7 +374,7 @@ fn render_thresholds(runs: &[RunThresholds]) -> String {
                         .map(move |o| (r.repeat, o))
                 })
                 .collect();
-            let failing: Vec<&(usize, &Outcome)> =
+            let failing: Vec<&(usize, &CheckOutcome)> =
                 outcomes.iter().filter(|(_, o)| !o.passed).collect();
             if failing.is_empty() {
                 out.push_str(&format!(

@@ -25,7 +25,7 @@ use crate::ab::AbReport;
 use crate::ab_stats::is_key_metric;
 use crate::results::RunStatus;
 use crate::run::RunReport;
-use thresholds::Outcome;
+use thresholds::CheckOutcome;
 
 /// One run of the gate: the run itself, or one run of an A/B run.
 #[derive(Debug, Clone, Serialize)]
@@ -52,7 +52,7 @@ pub struct GateThreshold {
     pub phase: String,
     pub note: String,
     #[serde(skip)]
-    outcome: Outcome,
+    outcome: CheckOutcome,
 }
 
 /// A key latency (p50/p99 in ms) from the run's summary.csv or the A/B compare.csv.
@@ -83,7 +83,7 @@ pub struct GateOutcome {
     pub summary: String,
 }
 
-fn threshold(variant: Option<&str>, repeat: Option<usize>, o: &Outcome) -> GateThreshold {
+fn threshold(variant: Option<&str>, repeat: Option<usize>, o: &CheckOutcome) -> GateThreshold {
     GateThreshold {
         variant: variant.map(String::from),
         repeat,

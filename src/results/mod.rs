@@ -88,6 +88,10 @@ pub use write::{
     write_agents, write_errors, write_file, write_rows, write_run, write_steps, write_summary,
 };
 
+/// The old name, for `run.rs` until it says [`RunOutcome`] (remove at merge).
+#[doc(hidden)]
+pub use RunOutcome as Outcome;
+
 /// Histograms record µs; every file shows ms, the unit latency budgets are stated in.
 const MICROS_PER_MS: f64 = 1000.0;
 
@@ -106,7 +110,7 @@ pub struct RunRecord<'a> {
     pub broker: Option<BrokerInfo>,
     pub started_at: SystemTime,
     pub ended_at: SystemTime,
-    pub outcome: Outcome,
+    pub outcome: RunOutcome,
     /// Phase index → label: `phases[0] == "0:setup"`, `phases[i]` is step `i`'s label
     /// (`"1:start"`). Snapshots tag samples with the index; files show the label.
     pub phases: Vec<String>,
@@ -129,7 +133,7 @@ pub struct RunRecord<'a> {
 
 /// The status and, unless it is `ok`, why: one human-readable reason per problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub struct RunOutcome {
     pub status: RunStatus,
     pub reasons: Vec<String>,
 }

@@ -127,7 +127,7 @@ fn record(plan: &Plan) -> RunRecord<'_> {
         }),
         started_at,
         ended_at: started_at + Duration::from_millis(12_345),
-        outcome: Outcome {
+        outcome: RunOutcome {
             status: RunStatus::Failed,
             reasons: vec!["1 of 2 agents failed".to_string()],
         },

@@ -28,10 +28,10 @@ use crate::results::{
 
 /// The outcome of one check in one run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Outcome {
+pub struct CheckOutcome {
     /// The check as written.
     pub check: String,
-    /// The measured value in [`Outcome::unit`]; `None` when not measured, infinite when
+    /// The measured value in [`CheckOutcome::unit`]; `None` when not measured, infinite when
     /// a recovery share was never reached.
     pub value: Option<f64>,
     pub limit: f64,
@@ -43,7 +43,7 @@ pub struct Outcome {
     pub note: String,
 }
 
-impl Outcome {
+impl CheckOutcome {
     /// `FAIL recovery.p100 < 30s: 41.20 s in 4:broker_restart (limit 30.00 s)`.
     pub fn describe(&self) -> String {
         let verdict = if self.passed { "pass" } else { "FAIL" };
@@ -108,7 +108,7 @@ macro_rules! rows {
 }
 
 /// Evaluates every check against the run directory `dir`.
-pub fn evaluate(dir: &Path, checks: &[Check]) -> Vec<Outcome> {
+pub fn evaluate(dir: &Path, checks: &[Check]) -> Vec<CheckOutcome> {
     let mut files = RunFiles {
         dir: RunDir::new(dir),
         summary: None,
@@ -135,8 +135,8 @@ enum Values {
     Unreadable(String),
 }
 
-fn evaluate_one(files: &mut RunFiles, check: &Check) -> Outcome {
-    let mut outcome = Outcome {
+fn evaluate_one(files: &mut RunFiles, check: &Check) -> CheckOutcome {
+    let mut outcome = CheckOutcome {
         check: check.text.clone(),
         value: None,
         limit: check.limit,
@@ -485,7 +485,7 @@ mod tests {
         dir
     }
 
-    fn eval(dir: &Path, check: &str) -> Outcome {
+    fn eval(dir: &Path, check: &str) -> CheckOutcome {
         let check = parse_check(check, &known()).expect("valid check");
         evaluate(dir, &[check]).remove(0)
     }

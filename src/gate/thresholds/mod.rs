@@ -30,7 +30,10 @@ use serde::{Serialize, Serializer};
 
 use crate::results::rows::ThresholdRow;
 use crate::results::{self, ResultsError, write_rows};
-pub use eval::{Outcome, evaluate};
+/// The old name, for `run.rs` until it says [`CheckOutcome`] (remove at merge).
+#[doc(hidden)]
+pub use eval::CheckOutcome as Outcome;
+pub use eval::{CheckOutcome, evaluate};
 pub use grammar::{
     Check, Known, LATENCY_METRICS, Op, Source, Unit, check_latency_metric, parse_check,
     parse_percent, phase_matches,
@@ -80,7 +83,7 @@ pub fn pattern_covers(pattern: &str, metric: &str, stat: &str) -> bool {
 }
 
 /// The row of `thresholds.csv` for one outcome.
-fn row(o: &Outcome) -> ThresholdRow {
+fn row(o: &CheckOutcome) -> ThresholdRow {
     ThresholdRow {
         check: o.check.clone(),
         value: match o.value {
@@ -97,18 +100,18 @@ fn row(o: &Outcome) -> ThresholdRow {
 }
 
 /// Writes `thresholds.csv` into `out`.
-pub fn write_outcomes<W: std::io::Write>(outcomes: &[Outcome], out: W) -> csv::Result<W> {
+pub fn write_outcomes<W: std::io::Write>(outcomes: &[CheckOutcome], out: W) -> csv::Result<W> {
     write_rows(out, outcomes.iter().map(row))
 }
 
 /// Writes `dir/thresholds.csv`.
-pub fn write_file(dir: &Path, outcomes: &[Outcome]) -> Result<(), ResultsError> {
+pub fn write_file(dir: &Path, outcomes: &[CheckOutcome]) -> Result<(), ResultsError> {
     let rows: Vec<ThresholdRow> = outcomes.iter().map(row).collect();
     results::write_file(dir, &rows)
 }
 
 /// The end-of-run lines: a count, then one line per check.
-pub fn render(outcomes: &[Outcome]) -> String {
+pub fn render(outcomes: &[CheckOutcome]) -> String {
     let failed = outcomes.iter().filter(|o| !o.passed).count();
     let mut out = if failed == 0 {
         format!("thresholds: all {} pass\n", outcomes.len())
@@ -131,7 +134,7 @@ mod tests {
     #[test]
     fn thresholds_csv_columns_are_pinned() {
         let outcomes = vec![
-            Outcome {
+            CheckOutcome {
                 check: "ready.p99 < 5s".into(),
                 value: Some(491.25),
                 limit: 5000.0,
@@ -140,7 +143,7 @@ mod tests {
                 phase: "1:start".into(),
                 note: String::new(),
             },
-            Outcome {
+            CheckOutcome {
                 check: "recovery.p100 < 30s".into(),
                 value: Some(f64::INFINITY),
                 limit: 30_000.0,
@@ -149,7 +152,7 @@ mod tests {
                 phase: "4:broker_restart".into(),
                 note: "never reached".into(),
             },
-            Outcome {
+            CheckOutcome {
                 check: "errors.total == 0".into(),
                 value: None,
                 limit: 0.0,
