@@ -15,9 +15,9 @@
 //! compare = ["ready", "recovery"]           # fleetsim compare: only these metrics
 //! ```
 //!
-//! This module owns the grammar ([`grammar`]: parsing and checking names against what a
-//! scenario can measure), the evaluation against a run directory ([`eval`]), and
-//! `thresholds.csv`. The scenario reader records a problem with file:line for a bad
+//! This module owns the grammar (`grammar`: parsing and checking names against what a
+//! scenario can measure), the evaluation against a run directory (`eval`, which reads
+//! it through [`crate::results::RunDir`]), and `thresholds.csv`. The scenario reader records a problem with file:line for a bad
 //! check; the runner evaluates the plan's checks after the results are written; `main`
 //! turns a failing check into exit code 1.
 
