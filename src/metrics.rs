@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::errors::ErrorKind;
+use crate::nats_failure::ErrorKind;
 
 /// Number of shards; a few per core is plenty.
 const SHARDS: usize = 8;

@@ -15,13 +15,12 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::agent::AgentContext;
 use crate::broker::monitor;
 use crate::broker::sampler::BrokerSampler;
 use crate::broker::{
     BrokerError, BrokerInfo, Credentials, EmbeddedBroker, EmbeddedOptions, redact_url,
 };
-use crate::fault_proxy::FaultProxy;
+use crate::fleet::agent::AgentContext;
 use crate::fleet::{AgentState, Fleet};
 use crate::herd::ProbePlan;
 use crate::host;
@@ -30,7 +29,8 @@ use crate::plan::ProxyMode;
 use crate::plan::{Plan, StepAction, StopSignal, Trigger, WriteLoad};
 use crate::progress::Progress;
 use crate::provision::{self, group_id, pc_id};
-use crate::proxy_process::{ProxyChild, upstream_of};
+use crate::proxy::in_process::FaultProxy;
+use crate::proxy::process::{ProxyChild, upstream_of};
 use crate::results::{
     self, AgentFinal, FleetFigures, HerdRecord, Outcome, RunRecord, RunStatus, StepRecord,
     Unrecovered,

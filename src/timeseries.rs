@@ -22,8 +22,8 @@ use futures::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::agent::AgentContext;
-use crate::errors::ErrorKind;
+use crate::fleet::agent::AgentContext;
+use crate::nats_failure::ErrorKind;
 
 /// Sampling interval of `timeseries.csv`.
 pub const INTERVAL: Duration = Duration::from_millis(100);

@@ -906,8 +906,8 @@ mod tests {
     use hdrhistogram::Histogram;
 
     use super::*;
-    use crate::errors::ErrorKind;
     use crate::metrics::{ErrorSnapshot, HistogramSnapshot};
+    use crate::nats_failure::ErrorKind;
     use crate::plan::{
         BrokerPlan, ConsumerKind, ConsumerSpec, FleetPlan, Profile, StartPacing, Step, StepAction,
     };

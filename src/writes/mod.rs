@@ -455,7 +455,7 @@ mod tests {
 pub struct WriteJob {
     pub label: String,
     pub js: async_nats::jetstream::Context,
-    pub ctx: std::sync::Arc<crate::agent::AgentContext>,
+    pub ctx: std::sync::Arc<crate::fleet::agent::AgentContext>,
     pub target: Target,
     pub load: crate::plan::WriteLoad,
     pub first_id: u64,

@@ -21,13 +21,13 @@ use futures::stream::{BoxStream, SelectAll};
 use rand::{RngExt, SeedableRng};
 use tokio::sync::{mpsc, watch};
 
-use crate::errors::ErrorKind;
+use crate::fleet::splay;
 use crate::fleet::{AgentState, Roster};
 use crate::herd::{Herd, parse_probe};
 use crate::metrics::{MetricId, Metrics};
+use crate::nats_failure::ErrorKind;
 use crate::plan::{Backoff, ConsumerKind, FleetPlan, Profile, SplayPlacement, SyncOp};
 use crate::provision::{group_id, pc_id};
-use crate::splay;
 use crate::writes::{KINDS, Ledger, Seen, classify_exec, classify_kv, parse_write};
 
 /// What every agent shares: where to connect, what to open, where to record.

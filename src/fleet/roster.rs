@@ -14,7 +14,7 @@ use governor::{Quota, RateLimiter};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use crate::agent::{self, AgentContext};
+use crate::fleet::agent::{self, AgentContext};
 use crate::plan::StartPacing;
 
 /// Where an agent is in its life. Stored as a `u8` in its cell.

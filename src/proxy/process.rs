@@ -40,7 +40,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::{Mutex, mpsc};
 use tracing::{info, warn};
 
-use crate::fault_proxy::FaultProxy;
+use crate::proxy::in_process::FaultProxy;
 
 /// What `fleetsim proxy` is asked to do.
 #[derive(Debug, Clone)]
