@@ -11,6 +11,10 @@
 //! agent and the proxy two, each process against its own limit.
 
 use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use crate::error::RunError;
+use crate::plan::{Plan, ProxyMode};
 
 /// Descriptors kept aside for the runtime, the control connection, files and the broker
 /// monitor: a fleet must fit in the limit minus this.
@@ -173,6 +177,34 @@ pub fn process_usage() -> ProcessUsage {
         // Linux reports ru_maxrss in KiB.
         max_rss_kib: usage.ru_maxrss.max(0) as u64,
     }
+}
+
+/// One socket per agent.
+const FDS_PER_AGENT: u64 = 1;
+
+/// Raises the open-files limit and refuses, before any agent connects, a fleet that
+/// cannot fit in it. Returns over how many loopback source addresses (127.0.0.1,
+/// 127.0.0.2, ...) the agents spread their connections: one address has only the
+/// ephemeral port range toward one broker port (~28k on Linux).
+pub fn check_fleet_fits(plan: &Plan) -> Result<u8, RunError> {
+    let (soft, hard) = raise_nofile_limit()
+        .map_err(|e| RunError::environment(format!("reading the open-files limit failed: {e}")))?;
+    if soft < hard {
+        warn!(
+            soft,
+            hard, "could not raise the open-files soft limit to the hard limit"
+        );
+    }
+    match plan.fleet.proxy {
+        ProxyMode::Off => check_fd_budget(plan.fleet.agents, FDS_PER_AGENT, soft),
+        ProxyMode::InProcess => check_proxied_fd_budget(plan.fleet.agents, false, soft),
+        // Checked here against this process's limit, which the child inherits; the child
+        // reports the limit it raised to and is checked again when it starts.
+        ProxyMode::Process => check_proxied_fd_budget(plan.fleet.agents, true, soft),
+    }
+    .map_err(RunError::environment)?;
+    let loopback = plan.broker.url.as_deref().is_none_or(is_loopback_url);
+    source_addresses(plan.fleet.agents, ephemeral_ports(), loopback).map_err(RunError::environment)
 }
 
 #[cfg(test)]

@@ -8,7 +8,10 @@
 //!
 //! Every sample is tagged with the *phase*: the index of the step that caused it (the
 //! `start` step for a cold start, later the herd trigger), so `summary.csv` has one row
-//! per metric and phase. Phase 0 is setup (provisioning), before any step runs.
+//! per metric and phase. Phase 0 is setup (provisioning), before any step runs. What an
+//! agent does on its own is caused by the step running (the current phase, set by the
+//! runner); a sample of a step that may still be running when later steps begin (a
+//! background write's acks and deliveries) names its step with [`Metrics::record_in`].
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -101,8 +104,21 @@ impl Metrics {
         );
     }
 
+    /// Records a duration caused by step `phase`, whichever step runs now.
+    pub fn record_in(&self, phase: usize, agent: usize, metric: MetricId, value: Duration) {
+        self.record_micros_in(
+            phase,
+            agent,
+            metric,
+            value.as_micros().min(u64::MAX as u128) as u64,
+        );
+    }
+
     pub fn record_micros(&self, agent: usize, metric: MetricId, micros: u64) {
-        let phase = self.phase();
+        self.record_micros_in(self.phase(), agent, metric, micros);
+    }
+
+    fn record_micros_in(&self, phase: usize, agent: usize, metric: MetricId, micros: u64) {
         let mut shard = self.shards[agent % SHARDS]
             .lock()
             .expect("metrics shard lock");
@@ -153,12 +169,12 @@ impl Metrics {
     }
 
     /// Failures counted so far by kind, in the order of
-    /// [`crate::timeseries::error_column`]: timeout, no responders, JetStream, refused, other.
+    /// [`ErrorKind::column`]: timeout, no responders, JetStream, refused, other.
     pub fn errors_by_kind(&self) -> [u64; 5] {
         let mut out = [0; 5];
         for shard in &self.shards {
             for (key, e) in &shard.lock().expect("metrics shard lock").errors {
-                out[crate::timeseries::error_column(key.kind)] += e.count;
+                out[key.kind.column()] += e.count;
             }
         }
         out
@@ -277,10 +293,11 @@ mod tests {
         }
         m.set_phase(2);
         m.record(0, ready, Duration::from_secs(3));
+        m.record_in(1, 0, ready, Duration::from_secs(4));
         let snap = m.snapshot();
         let p1 = snap.histogram("ready", 1).expect("phase 1 recorded");
-        assert_eq!(p1.len(), 100);
-        assert_eq!(p1.max(), p1.highest_equivalent(100_000));
+        assert_eq!(p1.len(), 101, "record_in tags its own phase");
+        assert_eq!(p1.max(), p1.highest_equivalent(4_000_000));
         assert_eq!(snap.histogram("ready", 2).expect("phase 2").len(), 1);
     }
 

@@ -26,6 +26,19 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// The column this kind is counted in, by index into `Metrics::errors_by_kind` (and
+    /// the `errors_*` columns of `timeseries.csv`): timeout, no responders, JetStream,
+    /// refused, other.
+    pub fn column(self) -> usize {
+        match self {
+            ErrorKind::Timeout => 0,
+            ErrorKind::NoResponders => 1,
+            ErrorKind::JetStream(_) => 2,
+            ErrorKind::ConnectionRefused => 3,
+            ErrorKind::Other => 4,
+        }
+    }
+
     /// Classifies an error by walking its source chain.
     pub fn classify(err: &(dyn std::error::Error + 'static)) -> ErrorKind {
         let mut text = String::new();
