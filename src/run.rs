@@ -23,23 +23,25 @@ use tracing::{info, warn};
 
 use crate::broker::monitor;
 use crate::broker::sampler::BrokerSampler;
-use crate::broker::{Broker, BrokerError, Credentials, redact_url};
+use crate::broker::{Broker, Credentials, redact_url};
 use crate::fleet::Fleet;
 use crate::fleet::agent::Connection;
 use crate::herd::{self, HerdRecord, Triggers};
 use crate::metrics::{Metrics, Snapshot};
 use crate::plan::{Plan, StepAction};
 use crate::progress::Progress;
-use crate::provision::{self, group_id, pc_id};
+use crate::provision;
 use crate::proxy::AgentProxy;
-use crate::results::{
-    self, AgentFinal, FleetFigures, Outcome, ResultsError, RunRecord, RunStatus, StepRecord,
-};
+use crate::results::{FleetFigures, Outcome, RunRecord, RunStatus, StepRecord};
 use crate::step::{StepEnv, StepInfo};
 use crate::timeseries::{ApiTap, FleetGauges, Sampler};
 use crate::writes::{self, Target, WriteSteps};
 
 pub use crate::error::{RunError, RunErrorKind};
+
+mod epilogue;
+
+use epilogue::{Observers, RunDir};
 
 /// How long stopping the fleet may take before its tasks are aborted.
 const FLEET_STOP_WITHIN: Duration = Duration::from_secs(30);
@@ -134,39 +136,6 @@ pub async fn run(
     outcome
 }
 
-/// The run directory, claimed before the broker starts.
-struct RunDir {
-    path: PathBuf,
-    /// This run made it (so may remove it again when nothing was measured).
-    created: bool,
-}
-
-impl RunDir {
-    fn claim(plan: &Plan, options: &RunOptions, started_at: SystemTime) -> Result<Self, RunError> {
-        match &options.run_dir {
-            Some(dir) => {
-                let created = !dir.exists();
-                std::fs::create_dir_all(dir).map_err(ResultsError::io(dir))?;
-                Ok(RunDir {
-                    path: dir.clone(),
-                    created,
-                })
-            }
-            None => Ok(RunDir {
-                path: results::create_run_dir(&options.results_base, &plan.name, started_at)?,
-                created: true,
-            }),
-        }
-    }
-
-    /// Nothing was measured: the directory this run made goes again, if still empty.
-    fn discard(self) {
-        if self.created {
-            let _ = std::fs::remove_dir(&self.path);
-        }
-    }
-}
-
 /// Everything between "broker up" and "broker down".
 async fn drive(
     plan: &Plan,
@@ -179,18 +148,7 @@ async fn drive(
 ) -> Result<RunReport, RunError> {
     let url = broker.url();
     info!(broker = %redact_url(&url), agents = plan.fleet.agents, profile = %plan.profile.name, "run starting");
-    let control = Credentials::of_url(&url)
-        .apply(async_nats::ConnectOptions::new())
-        .name("fleetsim-control")
-        .request_timeout(Some(Duration::from_secs(30)))
-        // The advisory tap gets one message per API request of the whole fleet.
-        .subscription_capacity(1 << 20)
-        .connect(Credentials::strip(&url))
-        .await
-        .map_err(|e| BrokerError::Connect {
-            url: redact_url(&url),
-            message: e.to_string(),
-        })?;
+    let control = broker.control_client().await?;
     let mut broker_info = broker.info(&control).await;
     let js = async_nats::jetstream::new(control.clone());
     let provisioned = provision::provision(&js, plan).await?;
@@ -199,10 +157,7 @@ async fn drive(
         secs = format!("{:.2}", provisioned.seconds),
         "provisioned"
     );
-    let consumers_at_start = match broker.monitor_url() {
-        Some(m) => monitor::broker_counts(&m).await.ok().map(|c| c.consumers),
-        None => None,
-    };
+    let consumers_at_start = broker.consumers().await;
     let (tap, system) = ApiTap::listen(&control, broker.system_client().await).await;
     broker_info.api_limit_reached_counted = system.is_some();
     let proxy = AgentProxy::start(plan, &url, options.proxy_program.as_deref()).await?;
@@ -220,17 +175,20 @@ async fn drive(
     let roster = fleet.roster().clone();
     let run_start = Instant::now();
     let (step_tx, step_rx) = watch::channel(StepInfo::SETUP);
-    let broker_sampler = broker
-        .monitor_url()
-        .map(|m| BrokerSampler::start(m, step_rx.clone(), run_start));
-    let progress = Progress::start(roster.clone(), step_rx.clone());
     let gauges = FleetGauges {
         roster: roster.clone(),
         herd: fleet.herd().clone(),
         creates: fleet.creates().clone(),
         metrics: metrics.clone(),
     };
-    let sampler = Sampler::start(gauges, tap, step_rx, run_start);
+    let observers = Observers {
+        broker_sampler: broker
+            .monitor_url()
+            .map(|m| BrokerSampler::start(m, step_rx.clone(), run_start)),
+        progress: Progress::start(roster.clone(), step_rx.clone()),
+        sampler: Sampler::start(gauges, tap, step_rx, run_start),
+        system,
+    };
     let mut env = StepEnv {
         plan,
         js: &js,
@@ -274,31 +232,11 @@ async fn drive(
     };
     let unfinished = roster.fail_unsettled(why);
     let counts = roster.counts();
-    let agents: Vec<AgentFinal> = (0..plan.fleet.agents)
-        .map(|i| {
-            let cell = roster.cell(i);
-            AgentFinal {
-                pc: pc_id(i),
-                group: group_id(i, plan.fleet.groups),
-                state: cell.state().name().to_string(),
-                reason: cell.reason(),
-                connects: cell.connects(),
-                last_resync: cell.last_resync(),
-            }
-        })
-        .collect();
-    progress.finish().await;
-    let timeseries = sampler.finish().await;
-    let broker_samples = match broker_sampler {
-        Some(s) => s.finish().await,
-        None => Vec::new(),
-    };
+    let agents = epilogue::agent_finals(plan, &roster);
+    let (timeseries, broker_samples) = observers.stop().await;
     fleet.shutdown(FLEET_STOP_WITHIN).await;
     if let Some(proxy) = proxy {
         proxy.stop().await;
-    }
-    if let Some((_client, listener)) = system {
-        listener.abort();
     }
     if counts.failed > 0 && !interrupted {
         reasons.push(format!(
@@ -337,7 +275,7 @@ async fn drive(
         writes: records.writes.into_done(),
         broker_samples,
     };
-    let (summary, thresholds) = write_results(dir, &record)?;
+    let (summary, thresholds) = epilogue::write_results(dir, &record)?;
     Ok(RunReport {
         dir: dir.to_path_buf(),
         status,
@@ -349,39 +287,6 @@ async fn drive(
         thresholds,
         proxy_pid,
     })
-}
-
-/// Writes the run directory, then the thresholds and the report over it. Returns the
-/// summary to print and the thresholds' outcomes.
-fn write_results(
-    dir: &Path,
-    record: &RunRecord,
-) -> Result<(String, Vec<crate::thresholds::Outcome>), RunError> {
-    results::write_run(dir, record)?;
-    let mut summary = results::render_summary(record);
-    // Thresholds read the files just written, so they judge exactly what the directory
-    // shows; thresholds.csv comes after the manifest.
-    let checks = &record.plan.thresholds.checks;
-    let thresholds = if checks.is_empty() {
-        Vec::new()
-    } else {
-        let outcomes = crate::thresholds::evaluate(dir, checks);
-        crate::thresholds::write_file(dir, &outcomes)?;
-        summary.push_str(&crate::thresholds::render(&outcomes));
-        outcomes
-    };
-    // The page is a view of the files: a report that cannot be drawn loses nothing
-    // measured, so it is a warning, not a failed run.
-    match crate::report::write_report(dir) {
-        Ok(path) => {
-            if !summary.is_empty() && !summary.ends_with('\n') {
-                summary.push('\n');
-            }
-            summary.push_str(&format!("report: {}\n", path.display()));
-        }
-        Err(e) => warn!(error = %e, "report.html not written"),
-    }
-    Ok((summary, thresholds))
 }
 
 /// What the steps recorded, kept when the run is interrupted midway.

@@ -174,6 +174,30 @@ impl Broker {
         }
     }
 
+    /// fleetsim's own connection to the broker (provisioning, probes, the advisory tap):
+    /// never through the fault proxy.
+    pub async fn control_client(&self) -> Result<async_nats::Client, BrokerError> {
+        let url = self.url();
+        Credentials::of_url(&url)
+            .apply(async_nats::ConnectOptions::new())
+            .name("fleetsim-control")
+            .request_timeout(Some(Duration::from_secs(30)))
+            // The advisory tap gets one message per API request of the whole fleet.
+            .subscription_capacity(1 << 20)
+            .connect(Credentials::strip(&url))
+            .await
+            .map_err(|e| BrokerError::Connect {
+                url: redact_url(&url),
+                message: e.to_string(),
+            })
+    }
+
+    /// Consumers on the broker now (`None`: no monitoring endpoint, or it did not answer).
+    pub async fn consumers(&self) -> Option<u64> {
+        let m = self.monitor_url()?;
+        monitor::broker_counts(&m).await.ok().map(|c| c.consumers)
+    }
+
     pub async fn info(&self, client: &async_nats::Client) -> BrokerInfo {
         match self {
             Broker::Embedded(b) => b.info(),

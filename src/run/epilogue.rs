@@ -1,0 +1,133 @@
+//! The end of every run, on every path out: what ran beside the steps stopped, each
+//! agent's final state, and the run directory written (then the thresholds and the
+//! report over it). Also the run directory itself, claimed before anything runs.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use tokio::task::JoinHandle;
+use tracing::warn;
+
+use super::RunOptions;
+use crate::broker::sampler::{BrokerSample, BrokerSampler};
+use crate::error::RunError;
+use crate::fleet::Roster;
+use crate::plan::Plan;
+use crate::progress::Progress;
+use crate::provision::{group_id, pc_id};
+use crate::results::{self, AgentFinal, ResultsError, RunRecord};
+use crate::thresholds;
+use crate::timeseries::{Sample, Sampler};
+
+/// The run directory, claimed before the broker starts: a results directory that
+/// cannot be written stops the run before anything is measured and lost.
+pub(super) struct RunDir {
+    pub path: PathBuf,
+    /// This run made it (so may remove it again when nothing was measured).
+    created: bool,
+}
+
+impl RunDir {
+    pub fn claim(
+        plan: &Plan,
+        options: &RunOptions,
+        started_at: SystemTime,
+    ) -> Result<Self, RunError> {
+        match &options.run_dir {
+            Some(dir) => {
+                let created = !dir.exists();
+                std::fs::create_dir_all(dir).map_err(ResultsError::io(dir))?;
+                Ok(RunDir {
+                    path: dir.clone(),
+                    created,
+                })
+            }
+            None => Ok(RunDir {
+                path: results::create_run_dir(&options.results_base, &plan.name, started_at)?,
+                created: true,
+            }),
+        }
+    }
+
+    /// Nothing was measured: the directory this run made goes again, if still empty.
+    pub fn discard(self) {
+        if self.created {
+            let _ = std::fs::remove_dir(&self.path);
+        }
+    }
+}
+
+/// What watches the run beside the steps: the progress line, the time series, the
+/// broker's monitoring samples, and the system-account listener.
+pub(super) struct Observers {
+    pub progress: Progress,
+    pub sampler: Sampler,
+    pub broker_sampler: Option<BrokerSampler>,
+    pub system: Option<(async_nats::Client, JoinHandle<()>)>,
+}
+
+impl Observers {
+    /// Stops every observer; returns the time series and the broker's samples.
+    pub async fn stop(self) -> (Vec<Sample>, Vec<BrokerSample>) {
+        self.progress.finish().await;
+        let timeseries = self.sampler.finish().await;
+        let broker_samples = match self.broker_sampler {
+            Some(s) => s.finish().await,
+            None => Vec::new(),
+        };
+        if let Some((_client, listener)) = self.system {
+            listener.abort();
+        }
+        (timeseries, broker_samples)
+    }
+}
+
+/// Every agent's final state (the epilogue has settled them: ready or failed).
+pub(super) fn agent_finals(plan: &Plan, roster: &Roster) -> Vec<AgentFinal> {
+    (0..plan.fleet.agents)
+        .map(|i| {
+            let cell = roster.cell(i);
+            AgentFinal {
+                pc: pc_id(i),
+                group: group_id(i, plan.fleet.groups),
+                state: cell.state().name().to_string(),
+                reason: cell.reason(),
+                connects: cell.connects(),
+                last_resync: cell.last_resync(),
+            }
+        })
+        .collect()
+}
+
+/// Writes the run directory, then the thresholds and the report over it. Returns the
+/// summary to print and the thresholds' outcomes.
+pub(super) fn write_results(
+    dir: &Path,
+    record: &RunRecord,
+) -> Result<(String, Vec<thresholds::Outcome>), RunError> {
+    results::write_run(dir, record)?;
+    let mut summary = results::render_summary(record);
+    // Thresholds read the files just written, so they judge exactly what the directory
+    // shows; thresholds.csv comes after the manifest.
+    let checks = &record.plan.thresholds.checks;
+    let outcomes = if checks.is_empty() {
+        Vec::new()
+    } else {
+        let outcomes = thresholds::evaluate(dir, checks);
+        thresholds::write_file(dir, &outcomes)?;
+        summary.push_str(&thresholds::render(&outcomes));
+        outcomes
+    };
+    // The page is a view of the files: a report that cannot be drawn loses nothing
+    // measured, so it is a warning, not a failed run.
+    match crate::report::write_report(dir) {
+        Ok(path) => {
+            if !summary.is_empty() && !summary.ends_with('\n') {
+                summary.push('\n');
+            }
+            summary.push_str(&format!("report: {}\n", path.display()));
+        }
+        Err(e) => warn!(error = %e, "report.html not written"),
+    }
+    Ok((summary, outcomes))
+}
