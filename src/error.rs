@@ -15,6 +15,7 @@
 use std::fmt;
 
 use crate::broker::BrokerError;
+use crate::host::HostLimit;
 use crate::provision::ProvisionError;
 use crate::results::ResultsError;
 
@@ -100,6 +101,12 @@ impl std::error::Error for RunError {
 
 impl From<BrokerError> for RunError {
     fn from(e: BrokerError) -> Self {
+        RunError::new(RunErrorKind::Environment, e)
+    }
+}
+
+impl From<HostLimit> for RunError {
+    fn from(e: HostLimit) -> Self {
         RunError::new(RunErrorKind::Environment, e)
     }
 }

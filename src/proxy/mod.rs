@@ -58,7 +58,7 @@ impl AgentProxy {
                 let nofile = child.ready().nofile;
                 if let Err(e) = host::check_proxied_fd_budget(plan.fleet.agents, true, nofile) {
                     let _ = child.stop().await;
-                    return Err(RunError::environment(e));
+                    return Err(e.into());
                 }
                 info!(pid = child.pid(), listen = %child.ready().listen, %upstream, nofile, "agents connect through the fault proxy process");
                 AgentProxy::Process(Box::new(child))
