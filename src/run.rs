@@ -2,9 +2,9 @@
 //! started, steps run in order, results written, broker down.
 //!
 //! This file only sequences; every part is owned elsewhere: the broker kinds in
-//! [`crate::broker`], the fault proxy in [`crate::proxy`], the fleet in
-//! [`crate::fleet`], each step kind by its room ([`crate::herd::run_step`],
-//! [`crate::writes::run_step`]), the files in [`crate::results`].
+//! [`crate::broker`], the fault proxy in [`crate::proxy`], the fleet in `fleet`, each
+//! step kind by its room (`herd::run_step`, `writes::run_step`), the files in
+//! [`crate::results`], the end of every run in `run/epilogue.rs`.
 //!
 //! The run owns every resource it starts and releases them on every path out: a failing
 //! step, an interrupted run (the `shutdown` future, Ctrl-C in the binary) or an error all

@@ -172,10 +172,6 @@ impl Roster {
         self.cells.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.cells.is_empty()
-    }
-
     pub fn cell(&self, agent: usize) -> &AgentCell {
         &self.cells[agent]
     }

@@ -25,10 +25,7 @@ use tokio::sync::{Notify, mpsc};
 mod probe;
 mod step;
 
-pub use probe::{
-    EXEC_PROBE_SUBJECT, ProbeOutcome, ProbePlan, ProbeWrite, WATCH_ALL_PROBE_KEY, parse_probe,
-    probe_value,
-};
+pub use probe::{ProbePlan, parse_probe};
 pub use step::{HerdRecord, Triggers, Unrecovered, run_step};
 
 /// Fleet-wide recovery state of the current herd, shared by the agents and the runner.
@@ -79,10 +76,6 @@ impl Herd {
 
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
-    }
-
-    pub fn trigger_at(&self) -> Option<Instant> {
-        *self.trigger_at.lock().expect("herd lock")
     }
 
     /// Agent `agent` has seen the probe of `generation` on every consumer. Returns the time

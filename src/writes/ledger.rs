@@ -50,10 +50,6 @@ impl Ledger {
         }
     }
 
-    pub fn phase(&self) -> usize {
-        self.phase
-    }
-
     /// Records a delivery to `agent`. Returns true when it is an intended first delivery
     /// (whose latency the agent should record); a write of another job is not recorded.
     pub fn record(&self, agent: usize, seen: &Seen) -> bool {

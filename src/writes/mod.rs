@@ -26,7 +26,7 @@ use bytes::Bytes;
 mod ledger;
 mod step;
 
-pub use ledger::{AgentReconciliation, KindFanout, Ledger, Ledgers, Reconciliation};
+pub use ledger::{AgentReconciliation, Ledger, Ledgers, Reconciliation};
 pub use step::{Target, WriteRecord, WriteSteps, run_step};
 
 /// The delivery kinds latency and fan-out are reported by (metric `delivery.<kind>`).

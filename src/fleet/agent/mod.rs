@@ -38,8 +38,6 @@ use crate::provision::{group_id, pc_id};
 use crate::writes::{KINDS, Ledgers, Seen};
 use calls::Stores;
 
-pub use connect::reconnect_delay;
-
 /// Where the agents connect.
 pub struct Connection {
     /// What the agents dial: the broker's or the fault proxy's URL, without userinfo.
