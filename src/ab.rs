@@ -203,13 +203,7 @@ pub async fn run_ab(
     if interrupted {
         reasons.push(format!("stopped after {} of {total} runs", entries.len()));
     }
-    let status = if interrupted {
-        RunStatus::Partial
-    } else if reasons.is_empty() {
-        RunStatus::Ok
-    } else {
-        RunStatus::Failed
-    };
+    let status = run::run_status(interrupted, &reasons);
 
     merge_csvs(&dir, &entries)?;
     let measurements: Vec<VariantMeasurements> = plan

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use super::{Herd, ProbePlan};
-use crate::broker::Broker;
+use crate::broker::{Broker, BrokerError};
 use crate::fleet::{AgentState, Control};
 use crate::plan::{StopSignal, Trigger};
 use crate::provision::pc_id;
-use crate::proxy::AgentProxy;
+use crate::proxy::{AgentProxy, CutError};
 use crate::step::StepEnv;
 
 /// What one herd step measured.
@@ -107,7 +107,7 @@ pub async fn run_step(
             let (cut, outcome) = tokio::join!(proxy.cut(*refuse_for), probing);
             match cut {
                 Ok(dropped) => info!(step = %label, dropped, "network cut"),
-                Err(e) => trigger_error = Some(format!("fault proxy: {e}")),
+                Err(e) => trigger_error = Some(TriggerError::from(e)),
             }
             outcome
         }
@@ -178,7 +178,7 @@ pub async fn run_step(
         probe_writes_acked: outcome.acked,
         first_probe_ack,
         unrecovered,
-        trigger_error,
+        trigger_error: trigger_error.map(|e| e.to_string()),
     };
     info!(
         step = %label,
@@ -191,26 +191,44 @@ pub async fn run_step(
     record
 }
 
+/// Why a herd trigger failed (written to `recovery.csv`'s `trigger_error`).
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    #[error("{0} needs the embedded broker")]
+    NeedsEmbeddedBroker(&'static str),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("fault proxy: {0}")]
+    Proxy(#[from] CutError),
+    #[error("command did not finish within {0:?}")]
+    CommandTimedOut(Duration),
+    #[error("command could not be started: {0}")]
+    CommandNotStarted(std::io::Error),
+    #[error("command exited with {0}")]
+    CommandFailed(std::process::ExitStatus),
+}
+
 /// Fires a trigger other than `network_cut`; returns why it failed, if it did.
-async fn fire(broker: &mut Broker, control: &Control, trigger: &Trigger) -> Result<(), String> {
+async fn fire(
+    broker: &mut Broker,
+    control: &Control,
+    trigger: &Trigger,
+) -> Result<(), TriggerError> {
     match trigger {
         Trigger::BrokerRestart { signal, downtime } => {
             let broker = broker
                 .embedded()
-                .ok_or("broker_restart needs the embedded broker")?;
-            broker
-                .stop(*signal == StopSignal::Kill)
-                .await
-                .map_err(|e| e.to_string())?;
+                .ok_or(TriggerError::NeedsEmbeddedBroker("broker_restart"))?;
+            broker.stop(*signal == StopSignal::Kill).await?;
             tokio::time::sleep(*downtime).await;
-            broker.start_again().await.map_err(|e| e.to_string())
+            Ok(broker.start_again().await?)
         }
         Trigger::LameDuck => {
             let broker = broker
                 .embedded()
-                .ok_or("lame_duck needs the embedded broker")?;
-            broker.lame_duck().await.map_err(|e| e.to_string())?;
-            broker.start_again().await.map_err(|e| e.to_string())
+                .ok_or(TriggerError::NeedsEmbeddedBroker("lame_duck"))?;
+            broker.lame_duck().await?;
+            Ok(broker.start_again().await?)
         }
         Trigger::ClientReconnect => {
             control.reconnect_all();
@@ -222,7 +240,7 @@ async fn fire(broker: &mut Broker, control: &Control, trigger: &Trigger) -> Resu
 }
 
 /// Runs `command` with `sh -c`, logging its output; fails on a non-zero exit or timeout.
-async fn run_command(command: &str, timeout: Duration) -> Result<(), String> {
+async fn run_command(command: &str, timeout: Duration) -> Result<(), TriggerError> {
     let child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(command)
@@ -230,8 +248,8 @@ async fn run_command(command: &str, timeout: Duration) -> Result<(), String> {
         .kill_on_drop(true)
         .output();
     let output = match tokio::time::timeout(timeout, child).await {
-        Err(_) => return Err(format!("command did not finish within {timeout:?}")),
-        Ok(Err(e)) => return Err(format!("command could not be started: {e}")),
+        Err(_) => return Err(TriggerError::CommandTimedOut(timeout)),
+        Ok(Err(e)) => return Err(TriggerError::CommandNotStarted(e)),
         Ok(Ok(output)) => output,
     };
     for line in String::from_utf8_lossy(&output.stdout).lines() {
@@ -243,7 +261,7 @@ async fn run_command(command: &str, timeout: Duration) -> Result<(), String> {
     if output.status.success() {
         Ok(())
     } else {
-        Err(format!("command exited with {}", output.status))
+        Err(TriggerError::CommandFailed(output.status))
     }
 }
 

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::error::RunError;
+use crate::error::{RunError, RunErrorKind};
 use crate::host;
 use crate::plan::{Plan, ProxyMode};
 use in_process::FaultProxy;
-use process::{ProxyChild, upstream_of};
+use process::{ProxyChild, ProxyChildError, upstream_of};
 
 /// The fault proxy the agents connect through: inside this process or a child process.
 pub enum AgentProxy {
@@ -53,7 +53,7 @@ impl AgentProxy {
                 };
                 let child = ProxyChild::spawn(&program, &upstream)
                     .await
-                    .map_err(RunError::environment)?;
+                    .map_err(|e| RunError::new(RunErrorKind::Environment, e))?;
                 // The child raised its own limit; refuse a fleet it cannot hold.
                 let nofile = child.ready().nofile;
                 if let Err(e) = host::check_proxied_fd_budget(plan.fleet.agents, true, nofile) {
@@ -83,10 +83,10 @@ impl AgentProxy {
 
     /// Drops every agent connection, refuses new ones for `refuse_for`, and returns once
     /// the proxy accepts again, with how many connections it dropped.
-    pub async fn cut(&self, refuse_for: Duration) -> Result<u64, String> {
+    pub async fn cut(&self, refuse_for: Duration) -> Result<u64, CutError> {
         match self {
-            AgentProxy::InProcess(p) => p.cut(refuse_for).await.map_err(|e| e.to_string()),
-            AgentProxy::Process(p) => p.cut(refuse_for).await,
+            AgentProxy::InProcess(p) => Ok(p.cut(refuse_for).await?),
+            AgentProxy::Process(p) => Ok(p.cut(refuse_for).await?),
         }
     }
 
@@ -103,4 +103,13 @@ impl AgentProxy {
             }
         }
     }
+}
+
+/// Why a `network_cut` failed at the proxy.
+#[derive(Debug, thiserror::Error)]
+pub enum CutError {
+    #[error(transparent)]
+    InProcess(#[from] std::io::Error),
+    #[error(transparent)]
+    Process(#[from] ProxyChildError),
 }
