@@ -126,8 +126,7 @@ pub fn ephemeral_ports() -> Option<u64> {
 
 /// Whether a broker URL points at this host's loopback (`127.x`, `localhost`, `[::1]`).
 pub fn is_loopback_url(url: &str) -> bool {
-    let rest = url.split("://").nth(1).unwrap_or(url);
-    let host = rest.rsplit('@').next().unwrap_or(rest);
+    let host = crate::broker::url::host_port(url);
     host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]")
 }
 

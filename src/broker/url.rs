@@ -70,13 +70,30 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// The host and port a URL points at, without scheme, userinfo or path:
+/// `nats://u:p@h:4222/x` -> `h:4222`; of a comma-separated server list, the first's; a
+/// bare `h:4222` as it is.
+pub fn host_port(url: &str) -> &str {
+    let first = url.split(',').next().unwrap_or(url).trim();
+    let start = first.find("://").map_or(0, |i| i + 3);
+    let authority = authority_of(&first[start..]);
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
+}
+
+/// The authority at the start of `rest` (a URL after its `scheme://`): up to the path.
+fn authority_of(rest: &str) -> &str {
+    &rest[..rest.find('/').unwrap_or(rest.len())]
+}
+
 /// Where a URL's userinfo is: (its first byte, the `@` after it), looked for in the
 /// authority only, so an `@` in the path is not taken for one.
 fn userinfo_span(url: &str) -> Option<(usize, usize)> {
     let start = url.find("://")? + 3;
-    let rest = &url[start..];
-    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-    authority.rfind('@').map(|at| (start, start + at))
+    authority_of(&url[start..])
+        .rfind('@')
+        .map(|at| (start, start + at))
 }
 
 /// `%XX` escapes of a URL's userinfo decoded (a password may hold `@`, `:` or `/`).
@@ -141,6 +158,16 @@ mod tests {
         assert_eq!(redact_url("nats://u:secret@h:4222"), "nats://***@h:4222");
         assert_eq!(redact_url("nats://tok3n@h:4222"), "nats://***@h:4222");
         assert_eq!(redact_url("nats://h:4222"), "nats://h:4222");
+    }
+
+    #[test]
+    fn host_port_is_the_authority_without_userinfo() {
+        use super::host_port;
+        assert_eq!(host_port("nats://u:p@h:4222/x@y"), "h:4222");
+        assert_eq!(host_port("tls://h:4222/x@y"), "h:4222");
+        assert_eq!(host_port("nats://a:1,nats://b:2"), "a:1");
+        assert_eq!(host_port("127.0.0.1:4222"), "127.0.0.1:4222");
+        assert_eq!(host_port("nats://[::1]"), "[::1]");
     }
 
     #[test]

@@ -519,10 +519,7 @@ impl Control {
 /// `nats://user:pw@broker:4222` -> `broker:4222`; no port -> 4222; of several
 /// comma-separated URLs, the first.
 pub fn upstream_of(url: &str) -> String {
-    let first = url.split(',').next().unwrap_or(url).trim();
-    let rest = first.split_once("://").map_or(first, |(_, rest)| rest);
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    let host_port = rest.split('/').next().unwrap_or(rest);
+    let host_port = crate::broker::url::host_port(url);
     let has_port = match host_port.rsplit_once(':') {
         // `[::1]` alone has colons but no port.
         Some((host, port)) => !port.is_empty() && !host.ends_with(':') && !port.ends_with(']'),
