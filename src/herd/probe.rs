@@ -132,9 +132,9 @@ impl ProbePlan {
         mut reprobes: mpsc::UnboundedReceiver<usize>,
         deadline: Instant,
         done: impl std::future::Future,
-    ) -> ProbeOutcome {
+    ) -> ProbesWritten {
         let all: Vec<usize> = (0..self.per_agent.len()).collect();
-        let mut outcome = write_batch(js, &self.writes_for(&all), generation, deadline).await;
+        let mut written = write_batch(js, &self.writes_for(&all), generation, deadline).await;
         tokio::pin!(done);
         let mut pending: BTreeSet<usize> = BTreeSet::new();
         loop {
@@ -148,12 +148,12 @@ impl ProbePlan {
                 _ = tokio::time::sleep(Duration::from_millis(100)), if !pending.is_empty() => {
                     let agents: Vec<usize> = std::mem::take(&mut pending).into_iter().collect();
                     let more = write_batch(js, &self.writes_for(&agents), generation, deadline).await;
-                    outcome.writes += more.writes;
-                    outcome.acked += more.acked;
+                    written.writes += more.writes;
+                    written.acked += more.acked;
                 }
             }
         }
-        outcome
+        written
     }
 }
 
@@ -162,7 +162,7 @@ async fn write_batch(
     writes: &[ProbeWrite],
     generation: u64,
     deadline: Instant,
-) -> ProbeOutcome {
+) -> ProbesWritten {
     let value = probe_value(generation);
     let first_ack: Mutex<Option<Instant>> = Mutex::new(None);
     let acked = futures::stream::iter(writes.iter())
@@ -184,7 +184,7 @@ async fn write_batch(
         .filter(|ok| std::future::ready(*ok))
         .count()
         .await;
-    ProbeOutcome {
+    ProbesWritten {
         writes: writes.len(),
         acked,
         first_ack: first_ack.into_inner().expect("probe lock"),
@@ -193,7 +193,7 @@ async fn write_batch(
 
 /// What [`ProbePlan::run`] wrote.
 #[derive(Debug, Clone, Copy)]
-pub struct ProbeOutcome {
+pub struct ProbesWritten {
     /// Writes made (the first round, then re-probes).
     pub writes: usize,
     pub acked: usize,

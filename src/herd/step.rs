@@ -97,19 +97,19 @@ pub async fn run_step(
     info!(step = %label, agents = expected.len(), "herd trigger fires");
 
     let mut trigger_error = None;
-    let outcome = match trigger {
+    let probes_written = match trigger {
         Trigger::NetworkCut { refuse_for } => {
             // The control connection does not go through the proxy: the broker takes
             // the probes while the agents are cut off.
             let proxy = triggers
                 .proxy
                 .expect("the scenario parser requires a proxy for network_cut");
-            let (cut, outcome) = tokio::join!(proxy.cut(*refuse_for), probing);
+            let (cut, written) = tokio::join!(proxy.cut(*refuse_for), probing);
             match cut {
                 Ok(dropped) => info!(step = %label, dropped, "network cut"),
                 Err(e) => trigger_error = Some(TriggerError::from(e)),
             }
-            outcome
+            written
         }
         other => {
             if let Err(e) = fire(triggers.broker, triggers.control, other).await {
@@ -139,7 +139,7 @@ pub async fn run_step(
     // agents' count.)
     let (counts, _) = roster.wait_until(deadline, |c| c.recovering == 0).await;
     let resyncing = counts.recovering;
-    let first_probe_ack = outcome.first_ack.map(|t| t - fired);
+    let first_probe_ack = probes_written.first_ack.map(|t| t - fired);
     let recovered = herd.recovered() >= expected.len();
     if recovered && resyncing > 0 {
         env.reasons.push(format!(
@@ -174,8 +174,8 @@ pub async fn run_step(
         trigger_secs: (fired - env.run_start).as_secs_f64(),
         agents: expected.len(),
         recovery_times: herd.recovery_times(),
-        probe_writes: outcome.writes,
-        probe_writes_acked: outcome.acked,
+        probe_writes: probes_written.writes,
+        probe_writes_acked: probes_written.acked,
         first_probe_ack,
         unrecovered,
         trigger_error: trigger_error.map(|e| e.to_string()),
