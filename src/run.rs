@@ -22,19 +22,17 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::broker::monitor;
-use crate::broker::sampler::BrokerSampler;
 use crate::broker::{Broker, Credentials, redact_url};
-use crate::fleet::Fleet;
 use crate::fleet::agent::Connection;
+use crate::fleet::{self, Fleet};
 use crate::herd::{self, HerdRecord, Triggers};
 use crate::metrics::{Metrics, Snapshot};
 use crate::plan::{Plan, StepAction};
-use crate::progress::Progress;
 use crate::provision;
 use crate::proxy::AgentProxy;
 use crate::results::{FleetFigures, Outcome, RunRecord, RunStatus, StepRecord};
 use crate::step::{StepEnv, StepInfo};
-use crate::timeseries::{ApiTap, FleetGauges, Sampler};
+use crate::timeseries::ApiTap;
 use crate::writes::{self, Target, WriteSteps};
 
 pub use crate::error::{RunError, RunErrorKind};
@@ -175,20 +173,7 @@ async fn drive(
     let roster = fleet.roster().clone();
     let run_start = Instant::now();
     let (step_tx, step_rx) = watch::channel(StepInfo::SETUP);
-    let gauges = FleetGauges {
-        roster: roster.clone(),
-        herd: fleet.herd().clone(),
-        creates: fleet.creates().clone(),
-        metrics: metrics.clone(),
-    };
-    let observers = Observers {
-        broker_sampler: broker
-            .monitor_url()
-            .map(|m| BrokerSampler::start(m, step_rx.clone(), run_start)),
-        progress: Progress::start(roster.clone(), step_rx.clone()),
-        sampler: Sampler::start(gauges, tap, step_rx, run_start),
-        system,
-    };
+    let observers = Observers::start(&fleet, broker, &metrics, step_rx, tap, system, run_start);
     let mut env = StepEnv {
         plan,
         js: &js,
@@ -319,18 +304,14 @@ async fn run_steps(
                 fleet.start(pacing).await;
             }
             StepAction::WaitReady { timeout } => {
-                let settled = env.roster.wait_settled(began + *timeout).await.1;
-                let counts = env.roster.counts();
-                if !settled {
-                    let stuck = counts.started() - counts.settled();
+                let deadline = began + *timeout;
+                let all_ready = &mut start_began;
+                if let Some(stuck) =
+                    fleet::wait_ready(env.roster, env.metrics, deadline, all_ready).await
+                {
                     env.reasons.push(format!(
                         "step {label}: {stuck} agents not ready within {timeout:?}"
                     ));
-                } else if counts.failed == 0
-                    && let Some(t0) = start_began.take()
-                {
-                    let all_ready = env.metrics.metric("fleet.all_ready");
-                    env.metrics.record(0, all_ready, t0.elapsed());
                 }
             }
             StepAction::Hold { duration } => {

@@ -66,6 +66,30 @@ impl Control {
     }
 }
 
+/// A `wait_ready` step: waits until every started agent is ready or failed, or until
+/// `deadline`. Returns how many agents were still on their way then (`None`: all
+/// settled). The first time the whole fleet is ready after a start (`start_began`,
+/// taken), records `fleet.all_ready`, the time from that start.
+pub async fn wait_ready(
+    roster: &Roster,
+    metrics: &Metrics,
+    deadline: Instant,
+    start_began: &mut Option<Instant>,
+) -> Option<usize> {
+    let settled = roster.wait_settled(deadline).await.1;
+    let counts = roster.counts();
+    if !settled {
+        return Some(counts.started() - counts.settled());
+    }
+    if counts.failed == 0
+        && let Some(t0) = start_began.take()
+    {
+        let all_ready = metrics.metric("fleet.all_ready");
+        metrics.record(0, all_ready, t0.elapsed());
+    }
+    None
+}
+
 /// The running fleet: the agents' tasks, the signal that stops them, and the handles
 /// the rest of the run reads them through.
 pub struct Fleet {

@@ -3,21 +3,26 @@
 //! report over it). Also the run directory itself, claimed before anything runs.
 
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
 use super::RunOptions;
+use crate::broker::Broker;
 use crate::broker::sampler::{BrokerSample, BrokerSampler};
 use crate::error::RunError;
-use crate::fleet::Roster;
+use crate::fleet::{Fleet, Roster};
+use crate::metrics::Metrics;
 use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::provision::{group_id, pc_id};
 use crate::results::{self, AgentFinal, ResultsError, RunRecord};
+use crate::step::StepInfo;
 use crate::thresholds;
-use crate::timeseries::{Sample, Sampler};
+use crate::timeseries::{ApiTap, FleetGauges, Sample, Sampler};
 
 /// The run directory, claimed before the broker starts: a results directory that
 /// cannot be written stops the run before anything is measured and lost.
@@ -60,13 +65,40 @@ impl RunDir {
 /// What watches the run beside the steps: the progress line, the time series, the
 /// broker's monitoring samples, and the system-account listener.
 pub(super) struct Observers {
-    pub progress: Progress,
-    pub sampler: Sampler,
-    pub broker_sampler: Option<BrokerSampler>,
-    pub system: Option<(async_nats::Client, JoinHandle<()>)>,
+    progress: Progress,
+    sampler: Sampler,
+    broker_sampler: Option<BrokerSampler>,
+    system: Option<(async_nats::Client, JoinHandle<()>)>,
 }
 
 impl Observers {
+    /// Starts watching `fleet` (and the broker, when it has a monitoring endpoint)
+    /// through the step broadcast `step`, on the run's clock `run_start`.
+    pub fn start(
+        fleet: &Fleet,
+        broker: &Broker,
+        metrics: &Arc<Metrics>,
+        step: watch::Receiver<StepInfo>,
+        tap: Option<Arc<ApiTap>>,
+        system: Option<(async_nats::Client, JoinHandle<()>)>,
+        run_start: Instant,
+    ) -> Self {
+        let gauges = FleetGauges {
+            roster: fleet.roster().clone(),
+            herd: fleet.herd().clone(),
+            creates: fleet.creates().clone(),
+            metrics: metrics.clone(),
+        };
+        Observers {
+            broker_sampler: broker
+                .monitor_url()
+                .map(|m| BrokerSampler::start(m, step.clone(), run_start)),
+            progress: Progress::start(fleet.roster().clone(), step.clone()),
+            sampler: Sampler::start(gauges, tap, step, run_start),
+            system,
+        }
+    }
+
     /// Stops every observer; returns the time series and the broker's samples.
     pub async fn stop(self) -> (Vec<Sample>, Vec<BrokerSample>) {
         self.progress.finish().await;
