@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::nats_failure::ErrorKind;
+use crate::nats_failure::FailureKind;
 
 /// Number of shards; a few per core is plenty.
 const SHARDS: usize = 8;
@@ -45,7 +45,7 @@ struct Shard {
 struct ErrorKey {
     phase: usize,
     operation: String,
-    kind: ErrorKind,
+    kind: FailureKind,
 }
 
 #[derive(Debug, Clone)]
@@ -134,7 +134,7 @@ impl Metrics {
     }
 
     /// Counts one failure of `operation` (e.g. `consumer_create.jobs`) for agent `agent`.
-    pub fn error(&self, agent: usize, operation: &str, kind: ErrorKind, message: &str) {
+    pub fn error(&self, agent: usize, operation: &str, kind: FailureKind, message: &str) {
         let key = ErrorKey {
             phase: self.phase(),
             operation: operation.to_string(),
@@ -154,7 +154,7 @@ impl Metrics {
     }
 
     /// Failures counted so far by kind, in the order of
-    /// `ErrorKind::column`: timeout, no responders, JetStream, refused, other.
+    /// `FailureKind::column`: timeout, no responders, JetStream, refused, other.
     pub fn errors_by_kind(&self) -> [u64; 5] {
         let mut out = [0; 5];
         for shard in &self.shards {
@@ -253,7 +253,7 @@ pub struct HistogramSnapshot {
 pub struct ErrorSnapshot {
     pub phase: usize,
     pub operation: String,
-    pub kind: ErrorKind,
+    pub kind: FailureKind,
     pub count: u64,
     /// The first message seen for this (phase, operation, kind).
     pub example: String,
@@ -294,17 +294,17 @@ mod tests {
             m.error(
                 agent,
                 "consumer_create.jobs",
-                ErrorKind::JetStream(10026),
+                FailureKind::JetStream(10026),
                 "limit",
             );
         }
-        m.error(3, "connect", ErrorKind::Timeout, "timed out");
+        m.error(3, "connect", FailureKind::Timeout, "timed out");
         let snap = m.snapshot();
         assert_eq!(snap.error_total(), 11);
         let js = snap
             .errors
             .iter()
-            .find(|e| e.kind == ErrorKind::JetStream(10026))
+            .find(|e| e.kind == FailureKind::JetStream(10026))
             .expect("jetstream row");
         assert_eq!((js.phase, js.count, js.example.as_str()), (1, 10, "limit"));
     }

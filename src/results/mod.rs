@@ -907,7 +907,7 @@ mod tests {
 
     use super::*;
     use crate::metrics::{ErrorSnapshot, HistogramSnapshot};
-    use crate::nats_failure::ErrorKind;
+    use crate::nats_failure::FailureKind;
     use crate::plan::{
         BrokerPlan, ConsumerKind, ConsumerSpec, FleetPlan, Profile, StartPacing, Step, StepAction,
     };
@@ -1001,7 +1001,7 @@ token = "tok-123"
             errors: vec![ErrorSnapshot {
                 phase: 1,
                 operation: "consumer_create.jobs".to_string(),
-                kind: ErrorKind::JetStream(10026),
+                kind: FailureKind::JetStream(10026),
                 count: 3,
                 example: "maximum consumers limit reached, server nats://u:pw@h:4222".to_string(),
             }],

@@ -11,7 +11,7 @@ use rand::{RngExt, SeedableRng};
 
 use super::{Agent, Delivery, Item};
 use crate::herd::parse_probe;
-use crate::nats_failure::ErrorKind;
+use crate::nats_failure::FailureKind;
 use crate::plan::{ConsumerKind, Profile, SyncOp};
 use crate::writes::{Seen, classify_exec, classify_kv, parse_write};
 
@@ -244,7 +244,7 @@ impl Agent<'_> {
                     self.ctx.metrics.error(
                         self.index,
                         operation,
-                        ErrorKind::classify(&e),
+                        FailureKind::classify(&e),
                         &message,
                     );
                     if attempt >= self.ctx.fleet.setup_retries {
@@ -261,7 +261,7 @@ impl Agent<'_> {
 }
 
 /// Lets one retried call fail with either of two async-nats error types.
-/// Its `source` is the original, so [`ErrorKind::classify`] still sees it.
+/// Its `source` is the original, so [`FailureKind::classify`] still sees it.
 #[derive(Debug)]
 struct BoxedError(Box<dyn std::error::Error + Send + Sync>);
 

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::{Agent, AgentEnv, ConnEvent};
 use crate::fleet::Roster;
-use crate::nats_failure::ErrorKind;
+use crate::nats_failure::FailureKind;
 use crate::plan::{Backoff, SplayPlacement};
 
 impl Agent<'_> {
@@ -35,7 +35,7 @@ impl Agent<'_> {
                     self.ctx.metrics.error(
                         self.index,
                         "connect",
-                        ErrorKind::classify(&e),
+                        FailureKind::classify(&e),
                         &message,
                     );
                 }

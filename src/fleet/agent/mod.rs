@@ -32,7 +32,7 @@ use super::{AgentState, Control, Roster, splay};
 use crate::broker::Credentials;
 use crate::herd::Herd;
 use crate::metrics::{MetricId, Metrics};
-use crate::nats_failure::ErrorKind;
+use crate::nats_failure::FailureKind;
 use crate::plan::{ConsumerKind, FleetPlan, Profile, SplayPlacement};
 use crate::provision::{group_id, pc_id};
 use crate::writes::{KINDS, Ledgers, Seen};
@@ -339,7 +339,7 @@ impl<'a> Agent<'a> {
                 self.ctx.metrics.error(
                     self.index,
                     &op,
-                    ErrorKind::classify_text(&message),
+                    FailureKind::classify_text(&message),
                     &message,
                 );
             }
