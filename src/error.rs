@@ -17,6 +17,7 @@ use std::fmt;
 use crate::broker::BrokerError;
 use crate::host::HostLimit;
 use crate::provision::ProvisionError;
+use crate::proxy::ProxyStartError;
 use crate::results::ResultsError;
 
 /// What kind of failure stopped a run; it decides the exit code.
@@ -58,11 +59,6 @@ impl RunError {
             kind,
             source: source.into(),
         }
-    }
-
-    /// An environment failure described by `message` (`cannot start the fault proxy: ...`).
-    pub fn environment(message: impl Into<String>) -> Self {
-        RunError::new(RunErrorKind::Environment, message.into())
     }
 
     /// Ctrl-C (the run's `shutdown` future) before the broker was up.
@@ -111,6 +107,12 @@ impl From<HostLimit> for RunError {
     }
 }
 
+impl From<ProxyStartError> for RunError {
+    fn from(e: ProxyStartError) -> Self {
+        RunError::new(RunErrorKind::Environment, e)
+    }
+}
+
 /// Wraps a cause with the words that say which part of the run it stopped.
 #[derive(Debug, thiserror::Error)]
 enum Stage {
@@ -139,7 +141,11 @@ mod tests {
     #[test]
     fn kinds_map_to_the_documented_exit_codes() {
         assert_eq!(RunError::interrupted().exit_code(), 1);
-        assert_eq!(RunError::environment("no").exit_code(), 3);
+        let e = RunError::from(HostLimit("too many agents".to_string()));
+        assert_eq!(
+            (e.exit_code(), e.to_string().as_str()),
+            (3, "too many agents")
+        );
         assert_eq!(RunError::new(RunErrorKind::Input, "bad").exit_code(), 2);
         assert_eq!(RunError::new(RunErrorKind::Failed, "x").exit_code(), 1);
         let e = RunError::from(BrokerError::BinaryNotFound);

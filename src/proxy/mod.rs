@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::error::{RunError, RunErrorKind};
-use crate::host;
+use crate::host::{self, HostLimit};
 use crate::plan::{Plan, ProxyMode};
 use in_process::FaultProxy;
 use process::{ProxyChild, ProxyChildError, upstream_of};
@@ -30,30 +29,24 @@ impl AgentProxy {
         plan: &Plan,
         url: &str,
         program: Option<&Path>,
-    ) -> Result<Option<AgentProxy>, RunError> {
+    ) -> Result<Option<AgentProxy>, ProxyStartError> {
         let upstream = upstream_of(url);
         let proxy = match plan.fleet.proxy {
             ProxyMode::Off => return Ok(None),
             ProxyMode::InProcess => {
                 let listen = "127.0.0.1:0".parse().expect("literal address");
-                let proxy = FaultProxy::start(listen, &upstream).await.map_err(|e| {
-                    RunError::environment(format!("cannot start the fault proxy: {e}"))
-                })?;
+                let proxy = FaultProxy::start(listen, &upstream)
+                    .await
+                    .map_err(ProxyStartError::InProcess)?;
                 info!(listen = %proxy.addr(), %upstream, "agents connect through the fault proxy");
                 AgentProxy::InProcess(proxy)
             }
             ProxyMode::Process => {
                 let program = match program {
                     Some(program) => program.to_path_buf(),
-                    None => std::env::current_exe().map_err(|e| {
-                        RunError::environment(format!(
-                            "cannot find fleetsim's own executable to start `fleetsim proxy`: {e}"
-                        ))
-                    })?,
+                    None => std::env::current_exe().map_err(ProxyStartError::OwnExecutable)?,
                 };
-                let child = ProxyChild::spawn(&program, &upstream)
-                    .await
-                    .map_err(|e| RunError::new(RunErrorKind::Environment, e))?;
+                let child = ProxyChild::spawn(&program, &upstream).await?;
                 // The child raised its own limit; refuse a fleet it cannot hold.
                 let nofile = child.ready().nofile;
                 if let Err(e) = host::check_proxied_fd_budget(plan.fleet.agents, true, nofile) {
@@ -112,4 +105,17 @@ pub enum CutError {
     InProcess(#[from] std::io::Error),
     #[error(transparent)]
     Process(#[from] ProxyChildError),
+}
+
+/// Why the fault proxy a run asked for could not start (an environment failure).
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyStartError {
+    #[error("cannot start the fault proxy: {0}")]
+    InProcess(std::io::Error),
+    #[error("cannot find fleetsim's own executable to start `fleetsim proxy`: {0}")]
+    OwnExecutable(std::io::Error),
+    #[error(transparent)]
+    Child(#[from] ProxyChildError),
+    #[error(transparent)]
+    Limit(#[from] HostLimit),
 }
