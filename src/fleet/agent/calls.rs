@@ -9,7 +9,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use rand::{RngExt, SeedableRng};
 
-use super::{Agent, Delivery, Item};
+use super::{Agent, AgentFailure, Delivery, Item};
 use crate::herd::parse_probe;
 use crate::nats_failure::FailureKind;
 use crate::plan::{ConsumerKind, Profile, SyncOp};
@@ -56,7 +56,7 @@ impl Agent<'_> {
         js: &jetstream::Context,
         stores: &mut Stores,
         bucket: &str,
-    ) -> Result<kv::Store, String> {
+    ) -> Result<kv::Store, AgentFailure> {
         if let Some(store) = stores.get(bucket) {
             return Ok(store.clone());
         }
@@ -77,7 +77,7 @@ impl Agent<'_> {
         stores: &mut Stores,
         kind: &ConsumerKind,
         slot: usize,
-    ) -> Result<BoxStream<'static, Delivery>, String> {
+    ) -> Result<BoxStream<'static, Delivery>, AgentFailure> {
         let op = format!("consumer_create.{}", self.ctx.profile.consumers[slot].name);
         let watch = match kind {
             ConsumerKind::Watch { bucket, key } => {
@@ -135,7 +135,7 @@ impl Agent<'_> {
         js: &jetstream::Context,
         op: &str,
         slot: usize,
-    ) -> Result<BoxStream<'static, Delivery>, String> {
+    ) -> Result<BoxStream<'static, Delivery>, AgentFailure> {
         let config = consumer::pull::Config {
             durable_name: Some(format!("agent_replay_{}", self.pc)),
             filter_subjects: vec![
@@ -189,7 +189,7 @@ impl Agent<'_> {
         js: &jetstream::Context,
         stores: &mut Stores,
         op: &SyncOp,
-    ) -> Result<(), String> {
+    ) -> Result<(), AgentFailure> {
         match op {
             SyncOp::Get { bucket, keys } => {
                 let store = self.store(js, stores, bucket).await?;
@@ -227,7 +227,7 @@ impl Agent<'_> {
         &self,
         operation: &str,
         mut call: F,
-    ) -> Result<T, String>
+    ) -> Result<T, AgentFailure>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, E>>,
@@ -248,7 +248,10 @@ impl Agent<'_> {
                         &message,
                     );
                     if attempt >= self.ctx.fleet.setup_retries {
-                        return Err(format!("{operation}: {message}"));
+                        return Err(AgentFailure {
+                            operation: operation.to_string(),
+                            message,
+                        });
                     }
                     attempt += 1;
                     let jitter = rng.random_range(-0.25..=0.25);

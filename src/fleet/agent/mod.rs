@@ -126,6 +126,20 @@ impl MetricIds {
     }
 }
 
+/// Why an agent failed: the operation and the last error of its retries. Its text is
+/// the agent's `reason` in `agents.csv`.
+#[derive(Debug)]
+struct AgentFailure {
+    operation: String,
+    message: String,
+}
+
+impl std::fmt::Display for AgentFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.operation, self.message)
+    }
+}
+
 /// What a polled consumer yields: which consumer (its slot in the profile), and either
 /// what the delivered value was or a failure.
 type Delivery = (usize, Result<Item, String>);
@@ -180,7 +194,7 @@ pub(super) async fn run(ctx: Arc<AgentEnv>, index: usize, mut stop: watch::Recei
     let mut dropped: u64 = 0;
 
     let mut setup = Some(Box::pin(agent.setup(opened_tx.clone(), events_tx)));
-    let mut resync: Option<futures::future::BoxFuture<'_, Result<(), String>>> = None;
+    let mut resync: Option<futures::future::BoxFuture<'_, Result<(), AgentFailure>>> = None;
     let mut session: Option<Session> = None;
     let mut disconnected_at: Option<Instant> = None;
     loop {
@@ -195,14 +209,14 @@ pub(super) async fn run(ctx: Arc<AgentEnv>, index: usize, mut stop: watch::Recei
                             ctx.roster.set(index, AgentState::Ready, None);
                         }
                     }
-                    Err(reason) => ctx.roster.set(index, AgentState::Failed, Some(reason)),
+                    Err(failure) => ctx.roster.set(index, AgentState::Failed, Some(failure.to_string())),
                 }
             }
             result = async { resync.as_mut().expect("guarded").await }, if resync.is_some() => {
                 resync = None;
                 match result {
                     Ok(()) => ctx.roster.set(index, AgentState::Ready, None),
-                    Err(reason) => ctx.roster.set(index, AgentState::Failed, Some(reason)),
+                    Err(failure) => ctx.roster.set(index, AgentState::Failed, Some(failure.to_string())),
                 }
             }
             Some(event) = events_rx.recv() => {
@@ -352,7 +366,7 @@ impl<'a> Agent<'a> {
         &self,
         opened: mpsc::UnboundedSender<Opened>,
         events: mpsc::UnboundedSender<ConnEvent>,
-    ) -> Result<Session, String> {
+    ) -> Result<Session, AgentFailure> {
         let started = Instant::now();
         let metrics = &self.ctx.metrics;
         let cold_splay = self
@@ -405,7 +419,7 @@ impl<'a> Agent<'a> {
         stores: &mut Stores,
         opened: &mpsc::UnboundedSender<Opened>,
         durables: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), AgentFailure> {
         for (i, spec) in self.ctx.profile.consumers.iter().enumerate() {
             let is_watch = !matches!(spec.kind, ConsumerKind::ExecReplay);
             if !is_watch && !durables {
@@ -432,7 +446,7 @@ impl<'a> Agent<'a> {
         js: jetstream::Context,
         mut stores: Stores,
         reopen: Option<mpsc::UnboundedSender<Opened>>,
-    ) -> Result<(), String> {
+    ) -> Result<(), AgentFailure> {
         let connected = Instant::now();
         let splay = match self.placement() {
             Some(SplayPlacement::BeforeGets | SplayPlacement::ReopenWatches) => self.splay(),
