@@ -39,18 +39,19 @@
 //! - [`host`]: open-file limits and this process's own CPU and memory use.
 //!
 //! **The run directory and what reads it**
-//! - [`results`]: writes a run directory (summary.csv, .hgrm, errors.csv, manifest.json).
+//! - [`results`]: the run directory, both ways: file names, typed rows and manifest, the
+//!   writer and the one reader (`results::RunDir`).
 //! - [`report`]: `report.html` of a run directory: timelines, percentile curves, tables.
 //!
 //! **The gate**
-//! - [`thresholds`]: `[thresholds]` checks over a run's results (`thresholds.csv`).
-//! - [`baseline`]: `fleetsim compare`: a run against a baseline run, ratio by ratio.
-//! - [`junit`]: JUnit XML of thresholds and comparisons, for CI systems.
-//! - [`gate`]: a run's outcome as a CI gate reads it: status, thresholds, key latencies.
+//! - [`gate`]: what decides pass or fail: [`thresholds`] (`[thresholds]` checks,
+//!   `thresholds.csv`), [`gate::compare`] (`fleetsim compare`: a run against a baseline,
+//!   ratio by ratio), [`junit`] (JUnit XML for CI systems), and a run's outcome as a CI
+//!   gate reads it.
 //!
 //! **Experiments**
 //! - [`ab`]: runs an A/B scenario's variants interleaved into one directory.
-//! - [`compare`]: per-variant percentiles, ratios and bootstrap intervals (`compare.csv`).
+//! - [`ab_stats`]: per-variant percentiles, ratios and bootstrap intervals (`compare.csv`).
 //! - [`sweep`]: one scenario at several fleet sizes: `sweep.csv`, the knee, `sizing.md`.
 //!
 //! Modules without a link are internal to the crate (`pub(crate)`).
@@ -79,14 +80,15 @@ pub(crate) mod timeseries;
 pub mod report;
 pub mod results;
 // The gate.
-pub mod baseline;
 pub mod gate;
-pub mod junit;
-pub mod thresholds;
 // Experiments.
 pub mod ab;
-pub mod compare;
+pub mod ab_stats;
 pub mod sweep;
+
+/// The gate's checks and JUnit output keep their short paths (`crate::thresholds`, used
+/// by the scenario reader, the plan and the runner).
+pub use gate::{junit, thresholds};
 
 // Paths kept for callers outside this branch's files (main.rs, tests/): the lead
 // rewrites them to `proxy::process` and `fleet::splay` at merge and drops these.

@@ -9,10 +9,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use fleetsim::gate::compare as baseline;
 use fleetsim::gate::{self, GateOutcome};
 use fleetsim::plan::{Plan, StepAction, Trigger};
 use fleetsim::run::RunOptions;
-use fleetsim::{baseline, junit, scenario, thresholds};
+use fleetsim::{junit, scenario, thresholds};
 
 #[derive(Parser)]
 #[command(
@@ -687,7 +688,7 @@ fn compare(
     });
     let (now, before) = match loaded {
         Ok(sides) => sides,
-        Err(message) => return report.fail_early("compare", 2, &message),
+        Err(e) => return report.fail_early("compare", 2, &e.to_string()),
     };
     // Per-metric tolerances: the scenario named on the command line, else the one the
     // run kept in its manifest.

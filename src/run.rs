@@ -30,7 +30,7 @@ use crate::metrics::{Metrics, Snapshot};
 use crate::plan::{Plan, StepAction};
 use crate::provision;
 use crate::proxy::AgentProxy;
-use crate::results::{FleetFigures, Outcome, RunRecord, RunStatus, StepRecord};
+use crate::results::{FleetFigures, RunOutcome, RunRecord, RunStatus, StepRecord};
 use crate::step::{StepEnv, StepInfo};
 use crate::timeseries::ApiTap;
 use crate::writes::{self, Target, WriteSteps};
@@ -39,7 +39,7 @@ pub use crate::error::{RunError, RunErrorKind};
 
 mod epilogue;
 
-use epilogue::{Observers, RunDir};
+use epilogue::{ClaimedDir, Observers};
 
 /// How long stopping the fleet may take before its tasks are aborted.
 const FLEET_STOP_WITHIN: Duration = Duration::from_secs(30);
@@ -75,21 +75,10 @@ pub struct RunReport {
     pub consumers_at_start: Option<u64>,
     /// The plan's `[thresholds]` checks, evaluated on the results (also in
     /// `thresholds.csv`); empty when the scenario has none.
-    pub thresholds: Vec<crate::thresholds::Outcome>,
+    pub thresholds: Vec<crate::thresholds::CheckOutcome>,
     /// The `fleetsim proxy` child's process id, with `[fleet] proxy = "process"`; it has
     /// exited and been waited for when the run returns.
     pub proxy_pid: Option<u32>,
-}
-
-/// A run's status: `partial` when interrupted, else `ok` unless something failed it.
-pub fn run_status(interrupted: bool, reasons: &[String]) -> RunStatus {
-    if interrupted {
-        RunStatus::Partial
-    } else if reasons.is_empty() {
-        RunStatus::Ok
-    } else {
-        RunStatus::Failed
-    }
 }
 
 /// Runs `plan` to the end, or until `shutdown` resolves (then the results are `partial`).
@@ -104,7 +93,7 @@ pub async fn run(
     tokio::pin!(shutdown);
     let started_at = SystemTime::now();
     // Before anything runs: results that cannot be written would lose the whole run.
-    let dir = RunDir::claim(&plan, &options, started_at)?;
+    let dir = ClaimedDir::claim(&plan, &options, started_at)?;
     let outcome = async {
         // A fleet that cannot fit is refused before the broker starts.
         let local_addresses = crate::host::check_fleet_fits(&plan)?;
@@ -229,7 +218,7 @@ async fn drive(
             counts.failed, plan.fleet.agents
         ));
     }
-    let status = run_status(interrupted, &reasons);
+    let status = RunStatus::of(interrupted, &reasons);
 
     let mut phases = vec![StepInfo::SETUP.label()];
     phases.extend(plan.steps.iter().map(|s| s.label()));
@@ -240,7 +229,7 @@ async fn drive(
         broker: Some(broker_info),
         started_at,
         ended_at: SystemTime::now(),
-        outcome: Outcome {
+        outcome: RunOutcome {
             status,
             reasons: reasons.clone(),
         },

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::write_csv;
 use crate::timeseries::Sample;
 
-/// Column order of `timeseries.csv` (the fields of [`Sample`]).
+/// Column order of `timeseries.csv` (the fields of `timeseries::Sample`).
 pub const TIMESERIES_COLUMNS: [&str; 24] = [
     "t_secs",
     "step",

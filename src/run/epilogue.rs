@@ -8,7 +8,6 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::warn;
 
 use super::RunOptions;
 use crate::broker::Broker;
@@ -19,39 +18,29 @@ use crate::metrics::Metrics;
 use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::provision::{group_id, pc_id};
-use crate::results::{self, AgentFinal, ResultsError, RunRecord};
+use crate::results::{self, AgentFinal, RunRecord};
 use crate::step::StepInfo;
 use crate::thresholds;
 use crate::timeseries::{ApiTap, FleetGauges, Sample, Sampler};
 
 /// The run directory, claimed before the broker starts: a results directory that
 /// cannot be written stops the run before anything is measured and lost.
-pub(super) struct RunDir {
+pub(super) struct ClaimedDir {
     pub path: PathBuf,
     /// This run made it (so may remove it again when nothing was measured).
     created: bool,
 }
 
-impl RunDir {
+impl ClaimedDir {
     pub fn claim(
         plan: &Plan,
         options: &RunOptions,
         started_at: SystemTime,
     ) -> Result<Self, RunError> {
-        match &options.run_dir {
-            Some(dir) => {
-                let created = !dir.exists();
-                std::fs::create_dir_all(dir).map_err(ResultsError::io(dir))?;
-                Ok(RunDir {
-                    path: dir.clone(),
-                    created,
-                })
-            }
-            None => Ok(RunDir {
-                path: results::create_run_dir(&options.results_base, &plan.name, started_at)?,
-                created: true,
-            }),
-        }
+        let explicit = options.run_dir.as_deref();
+        let created = explicit.is_none_or(|dir| !dir.exists());
+        let path = results::open_run_dir(explicit, &options.results_base, &plan.name, started_at)?;
+        Ok(ClaimedDir { path, created })
     }
 
     /// Nothing was measured: the directory this run made goes again, if still empty.
@@ -136,7 +125,7 @@ pub(super) fn agent_finals(plan: &Plan, roster: &Roster) -> Vec<AgentFinal> {
 pub(super) fn write_results(
     dir: &Path,
     record: &RunRecord,
-) -> Result<(String, Vec<thresholds::Outcome>), RunError> {
+) -> Result<(String, Vec<thresholds::CheckOutcome>), RunError> {
     results::write_run(dir, record)?;
     let mut summary = results::render_summary(record);
     // Thresholds read the files just written, so they judge exactly what the directory
@@ -150,16 +139,6 @@ pub(super) fn write_results(
         summary.push_str(&thresholds::render(&outcomes));
         outcomes
     };
-    // The page is a view of the files: a report that cannot be drawn loses nothing
-    // measured, so it is a warning, not a failed run.
-    match crate::report::write_report(dir) {
-        Ok(path) => {
-            if !summary.is_empty() && !summary.ends_with('\n') {
-                summary.push('\n');
-            }
-            summary.push_str(&format!("report: {}\n", path.display()));
-        }
-        Err(e) => warn!(error = %e, "report.html not written"),
-    }
+    crate::report::write_report_line(dir, &mut summary);
     Ok((summary, outcomes))
 }

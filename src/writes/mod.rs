@@ -26,6 +26,9 @@ use bytes::Bytes;
 mod ledger;
 mod step;
 
+/// The results' tests build a write record by hand.
+#[cfg(test)]
+pub(crate) use ledger::KindFanout;
 pub use ledger::{AgentReconciliation, Ledger, Ledgers, Reconciliation};
 pub use step::{Target, WriteRecord, WriteSteps, run_step};
 
