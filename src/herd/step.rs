@@ -100,11 +100,24 @@ pub async fn run_step(
     let probes_written = match trigger {
         Trigger::NetworkCut { refuse_for } => {
             // The control connection does not go through the proxy: the broker takes
-            // the probes while the agents are cut off.
+            // the probes while the agents are cut off. They go out once the cut has
+            // closed every agent connection: a probe written earlier can still reach
+            // an agent through a connection not closed yet, and that agent would
+            // "recover" without reconnecting.
             let proxy = triggers
                 .proxy
                 .expect("the scenario parser requires a proxy for network_cut");
-            let (cut, written) = tokio::join!(proxy.cut(*refuse_for), probing);
+            let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
+            let cutting = proxy.cut(*refuse_for, move || {
+                let _ = closed_tx.send(());
+            });
+            let probing = async move {
+                // A cut that failed before closing anything drops the sender: the
+                // probes go out all the same.
+                let _ = closed_rx.await;
+                probing.await
+            };
+            let (cut, written) = tokio::join!(cutting, probing);
             match cut {
                 Ok(dropped) => info!(step = %label, dropped, "network cut"),
                 Err(e) => trigger_error = Some(TriggerError::from(e)),

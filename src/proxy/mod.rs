@@ -75,11 +75,19 @@ impl AgentProxy {
     }
 
     /// Drops every agent connection, refuses new ones for `refuse_for`, and returns once
-    /// the proxy accepts again, with how many connections it dropped.
-    pub async fn cut(&self, refuse_for: Duration) -> Result<u64, CutError> {
+    /// the proxy accepts again, with how many connections it dropped. `closed` is called
+    /// as soon as every agent connection is closed, before the refusal.
+    pub async fn cut(&self, refuse_for: Duration, closed: impl FnOnce()) -> Result<u64, CutError> {
         match self {
-            AgentProxy::InProcess(p) => Ok(p.cut(refuse_for).await?),
-            AgentProxy::Process(p) => Ok(p.cut(refuse_for).await?),
+            AgentProxy::InProcess(p) => {
+                let cut = p.begin_cut(!refuse_for.is_zero()).await;
+                let dropped = cut.dropped;
+                closed();
+                tokio::time::sleep(refuse_for).await;
+                cut.end()?;
+                Ok(dropped)
+            }
+            AgentProxy::Process(p) => Ok(p.cut(refuse_for, closed).await?),
         }
     }
 

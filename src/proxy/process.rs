@@ -438,8 +438,13 @@ impl ProxyChild {
     }
 
     /// Cuts every connection and refuses new ones for `refuse_for`; returns once the
-    /// proxy accepts again, with how many connections it dropped.
-    pub async fn cut(&self, refuse_for: Duration) -> Result<u64, ProxyChildError> {
+    /// proxy accepts again, with how many connections it dropped. `closed` is called
+    /// once the child said every connection is closed, before the refusal.
+    pub async fn cut(
+        &self,
+        refuse_for: Duration,
+        closed: impl FnOnce(),
+    ) -> Result<u64, ProxyChildError> {
         let mut control = self.control.lock().await;
         let command = format!("cut {}", refuse_for.as_millis());
         control.send(&command).await?;
@@ -452,6 +457,7 @@ impl ProxyChild {
                 reply: first.clone(),
             })?;
         info!(dropped, "fault proxy process cut every connection");
+        closed();
         let second = control.receive(REPLY_WITHIN + refuse_for).await?;
         if second != "ok accepting" {
             return Err(ProxyChildError::NotAccepting(second));
