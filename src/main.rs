@@ -338,14 +338,10 @@ fn sweep(
                 ExitCode::from(1)
             }
         }
-        // Stopped before the first size was measured: nothing to show, the sweep failed.
-        Err(e @ fleetsim::run::RunError::Interrupted) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
-        }
+        // Stopped before the first size was measured (1), or the environment (3).
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(3)
+            ExitCode::from(e.exit_code())
         }
     }
 }
@@ -642,12 +638,9 @@ fn run(file: PathBuf, overrides: Overrides, out: Option<PathBuf>, report: Report
     };
     let outcome = match outcome {
         Ok(outcome) => outcome,
-        // Stopped by the operator before anything was measured: the run failed (1).
-        Err(e @ fleetsim::run::RunError::Interrupted) => {
-            return report.fail_early(&name, 1, &format!("error: {e}"));
-        }
-        // Broker, provisioning, host limits, results directory: the environment, not the run.
-        Err(e) => return report.fail_early(&name, 3, &format!("error: {e:#}")),
+        // Interrupted before anything was measured (1); broker, provisioning, host
+        // limits, results directory: the environment, not the run (3).
+        Err(e) => return report.fail_early(&name, e.exit_code(), &format!("error: {e:#}")),
     };
     let text = format!("{}\nresults: {}", outcome.summary, outcome.dir.display());
     if report.json {

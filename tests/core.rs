@@ -353,7 +353,7 @@ fn interrupted_run(
     let plan = fleetsim::scenario::parse_str(scenario, "test.toml").expect("valid");
     let result = runtime.block_on(fleetsim::run::run(plan, options, shutdown));
     assert!(
-        matches!(result, Err(fleetsim::run::RunError::Interrupted)),
+        matches!(result, Err(ref e) if e.is_interrupted()),
         "{result:?}"
     );
     assert!(
