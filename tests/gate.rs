@@ -637,16 +637,27 @@ start() {
   "$FAKE_NATS_SERVER" -c "$state/nats.conf" >>"$state/server.log" 2>&1 </dev/null &
   echo $! > "$state/pid"
 }
+# Every thread of process $1 has exited: it is gone, or a zombie nobody reaps. (A
+# zombie's first thread can be one while the others still exit, holding its sockets.)
+exited() {
+  local task st
+  for task in /proc/"$1"/task/*; do
+    st=$(sed -e 's/.*) //' "$task/stat" 2>/dev/null | cut -d' ' -f1)
+    case "$st" in ''|Z|X) ;; *) return 1 ;; esac
+  done
+}
+listening() { (: >"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 stop() {
   if [ -f "$state/pid" ]; then
     pid=$(cat "$state/pid")
     kill -9 "$pid" 2>/dev/null
     rm -f "$state/pid"
-    # As docker does, return once the old server has exited: its process gone, or a
-    # zombie nobody reaps (its ports are closed then). Within 10 s, or fail.
+    # As docker does, return once the old server has exited and its ports are free
+    # for the next one. Within 10 s, or fail.
     for _ in $(seq 500); do
-      st=$(sed -e 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)
-      if [ -z "$st" ] || [ "$st" = Z ]; then return 0; fi
+      if exited "$pid" && ! listening "$FAKE_NATS_PORT" && ! listening "$FAKE_MONITOR_PORT"; then
+        return 0
+      fi
       sleep 0.02
     done
     echo "fake docker: nats-server $pid still running 10 s after SIGKILL" >&2
