@@ -739,7 +739,12 @@ fn ci_gate_script_drives_the_container_in_docker_mode() {
         .expect("bash runs");
     let log = format!("{}{}", text(&output.stdout), text(&output.stderr));
     let calls = std::fs::read_to_string(state.join("calls")).unwrap_or_default();
-    assert_eq!(output.status.code(), Some(0), "{log}\ncalls:\n{calls}");
+    let server_log = std::fs::read_to_string(state.join("server.log")).unwrap_or_default();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{log}\ncalls:\n{calls}\nnats-server's log:\n{server_log}"
+    );
     assert!(log.contains("ci-gate: gate passed"), "{log}");
     // The herd was the container's restart: the broker_restart step became a command.
     assert!(
