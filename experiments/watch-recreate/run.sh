@@ -2,7 +2,7 @@
 # Reproduces the async-nats 0.48 vs 0.51 watch-recreation experiment and writes
 # result.txt beside this script. Needs cargo and a nats-server 2.15.x (found the
 # way fleetsim finds it: $NATS_SERVER_BIN, .tools/bin, PATH, else installed).
-# Takes about 8 minutes: a watch that is not recreated is waited for 45 s.
+# Takes about 12 minutes: a watch that is not recreated is waited for 45 s.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -19,8 +19,8 @@ out="$here/result.txt"
   echo "#   kill until 6 s after it; young = watch(\"d\") opened 1 s before the kill, never delivered."
   echo "#   After the restart a2, b3, c2, d1 are put 3 s after the broker listens again."
   echo
-  "$bin" "$server" kill both 1
-  "$bin" "$server" kill both 15
-  "$bin" "$server" term both 1
+  "$bin" "$server" kill all 1
+  "$bin" "$server" kill all 15
+  "$bin" "$server" term all 1
 } > "$out"
 echo "wrote $out"

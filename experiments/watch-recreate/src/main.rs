@@ -1,5 +1,6 @@
 //! watch-recreate: which JetStream API requests one KV watch makes across a
-//! broker restart, with async-nats 0.48 (kanade's) and 0.51 (fleetsim's).
+//! broker restart, with async-nats 0.48 and 0.50 (the versions kanade's stored
+//! lockfiles resolve) and 0.51 (fleetsim's).
 //!
 //! For each version it starts a fresh nats-server (JetStream, temp store dir,
 //! free loopback port), records every JetStream API request through the
@@ -10,7 +11,7 @@
 //! the same port and store dir, writes a new value for each watched key, waits
 //! until each watch delivers it, and prints the API requests each client made.
 //!
-//! Usage: watch-recreate <nats-server binary> [kill|term] [0.48|0.51|both] [outage seconds, default 1]
+//! Usage: watch-recreate <nats-server binary> [kill|term] [0.48|0.50|0.51|all] [outage seconds, default 1]
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -23,6 +24,10 @@ use futures::StreamExt;
 
 mod v048 {
     use async_nats_048 as nats;
+    include!("case.rs");
+}
+mod v050 {
+    use async_nats_050 as nats;
     include!("case.rs");
 }
 mod v051 {
@@ -97,6 +102,15 @@ struct Server {
     store: PathBuf,
     child: Option<Child>,
     starts: u32,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
 }
 
 impl Server {
@@ -222,15 +236,20 @@ async fn run_version(version: &str, bin: &Path, mode: &str, outage: u64, root: &
     };
 
     let mut cases048 = None;
+    let mut cases050 = None;
     let mut cases051 = None;
     match version {
         "0.48" => cases048 = Some(v048::open(&url, version, log.clone(), shared.clone(), &put).await),
+        "0.50" => cases050 = Some(v050::open(&url, version, log.clone(), shared.clone(), &put).await),
         _ => cases051 = Some(v051::open(&url, version, log.clone(), shared.clone(), &put).await),
     }
     // Past one idle-heartbeat interval (5 s) for the watches above; then the
     // young watch, 1 s before the kill.
     tokio::time::sleep(Duration::from_secs(7)).await;
     if let Some(c) = cases048.as_mut() {
+        c.open_young(&url, version, log.clone(), shared.clone()).await;
+    }
+    if let Some(c) = cases050.as_mut() {
         c.open_young(&url, version, log.clone(), shared.clone()).await;
     }
     if let Some(c) = cases051.as_mut() {
@@ -256,6 +275,9 @@ async fn run_version(version: &str, bin: &Path, mode: &str, outage: u64, root: &
     log.note("control", "put a=a2, b=b3, c=c2, d=d1");
     tokio::time::sleep(Duration::from_secs(2)).await;
     if let Some(c) = cases048.as_mut() {
+        c.resume_unpolled(log.clone(), shared.clone());
+    }
+    if let Some(c) = cases050.as_mut() {
         c.resume_unpolled(log.clone(), shared.clone());
     }
     if let Some(c) = cases051.as_mut() {
@@ -330,15 +352,18 @@ async fn run_version(version: &str, bin: &Path, mode: &str, outage: u64, root: &
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let bin = PathBuf::from(args.get(1).expect("usage: watch-recreate <nats-server> [kill|term] [0.48|0.51|both]"));
+    let bin = PathBuf::from(args.get(1).expect("usage: watch-recreate <nats-server> [kill|term] [0.48|0.50|0.51|all] [outage s]"));
     let mode = args.get(2).map(String::as_str).unwrap_or("kill").to_string();
-    let which = args.get(3).map(String::as_str).unwrap_or("both").to_string();
+    let which = args.get(3).map(String::as_str).unwrap_or("all").to_string();
     let outage: u64 = args.get(4).map(|s| s.parse().expect("outage seconds")).unwrap_or(1);
     let root = std::env::temp_dir().join(format!("watch-recreate-{}", std::process::id()));
     std::fs::create_dir_all(&root).unwrap();
     let versions: Vec<&str> = match which.as_str() {
-        "both" => vec!["0.48", "0.51"],
-        v => vec![if v == "0.48" { "0.48" } else { "0.51" }],
+        "all" => vec!["0.48", "0.50", "0.51"],
+        "0.48" => vec!["0.48"],
+        "0.50" => vec!["0.50"],
+        "0.51" => vec!["0.51"],
+        other => panic!("unknown version {other}: 0.48, 0.50, 0.51 or all"),
     };
     for version in versions {
         let section = run_version(version, &bin, &mode, outage, &root).await;
