@@ -19,6 +19,7 @@ out="$here/result.txt"
   echo "#   kill until 6 s after it; young = watch(\"d\") opened 1 s before the kill, never delivered."
   echo "#   After the restart a2, b3, c2, d1 are put 3 s after the broker listens again."
   echo
+  "$bin" "$server" probe
   "$bin" "$server" kill all 1
   "$bin" "$server" kill all 15
   "$bin" "$server" term all 1

@@ -12,6 +12,7 @@
 //! until each watch delivers it, and prints the API requests each client made.
 //!
 //! Usage: watch-recreate <nats-server binary> [kill|term] [0.48|0.50|0.51|all] [outage seconds, default 1]
+//!        watch-recreate <nats-server binary> probe   (which calls produce audit advisories at all)
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -349,6 +350,68 @@ async fn run_version(version: &str, bin: &Path, mode: &str, outage: u64, root: &
     out
 }
 
+/// Which client calls show up in the API audit advisories at all: a KV bind, a
+/// direct get, `keys()`, a watch, a put (async-nats 0.51, one client, no restart).
+async fn probe(bin: &Path, root: &Path) -> String {
+    let mut server = Server { bin: bin.to_path_buf(), port: free_port(), store: root.join("store-probe"), child: None, starts: 0 };
+    server.start();
+    let url = format!("nats://127.0.0.1:{}", server.port);
+    let control = control_nats::ConnectOptions::new().name("control").connect(&url).await.expect("connect");
+    let js = control_nats::jetstream::new(control.clone());
+    js.create_stream(control_nats::jetstream::stream::Config {
+        name: "AUDIT".into(),
+        subjects: vec!["$JS.EVENT.ADVISORY.API".into(), "$JS.EVENT.ADVISORY.API.>".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("audit stream");
+    js.create_key_value(control_nats::jetstream::kv::Config { bucket: "exp".into(), history: 5, ..Default::default() })
+        .await
+        .expect("bucket");
+    let agent = control_nats::ConnectOptions::new().name("probe").connect(&url).await.expect("connect");
+    let ajs = control_nats::jetstream::new(agent.clone());
+    let mut steps: Vec<(String, f64)> = Vec::new();
+    let mark = |steps: &mut Vec<(String, f64)>, what: &str| steps.push((what.to_string(), now_secs()));
+    mark(&mut steps, "get_key_value(\"exp\")");
+    let kv = ajs.get_key_value("exp").await.expect("bind");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    mark(&mut steps, "put(\"k\")");
+    kv.put("k", "v1".into()).await.expect("put");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    mark(&mut steps, "get(\"k\")");
+    kv.get("k").await.expect("get");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    mark(&mut steps, "keys()");
+    let keys: Vec<String> = kv.keys().await.expect("keys").filter_map(|k| async { k.ok() }).collect().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    mark(&mut steps, "watch(\"k\")");
+    let _watch = kv.watch("k").await.expect("watch");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    mark(&mut steps, "end");
+    let mut audit = js.get_stream("AUDIT").await.expect("audit");
+    let last = audit.info().await.expect("info").state.last_sequence;
+    let mut calls: Vec<(f64, String)> = Vec::new();
+    for seq in 1..=last {
+        let Ok(msg) = audit.get_raw_message(seq).await else { continue };
+        let adv: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap_or_default();
+        if adv["client"]["name"].as_str() != Some("probe") {
+            continue;
+        }
+        let ts = adv["timestamp"].as_str().and_then(rfc3339_secs).unwrap_or(0.0);
+        calls.push((ts, adv["subject"].as_str().unwrap_or("?").to_string()));
+    }
+    server.stop("term");
+    let mut out = String::from("== probe: which calls of one async-nats 0.51 client appear as API audit advisories ==\n");
+    for w in steps.windows(2) {
+        let (what, from) = (&w[0].0, w[0].1);
+        let to = w[1].1;
+        let seen: Vec<&str> = calls.iter().filter(|(t, _)| *t >= from && *t < to).map(|(_, s)| s.as_str()).collect();
+        out.push_str(&format!("  {what:<22} -> {}\n", if seen.is_empty() { "(no advisory)".to_string() } else { seen.join(", ") }));
+    }
+    out.push_str(&format!("  ({} keys listed)\n\n", keys.len()));
+    out
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -365,6 +428,11 @@ async fn main() {
         "0.51" => vec!["0.51"],
         other => panic!("unknown version {other}: 0.48, 0.50, 0.51 or all"),
     };
+    if mode == "probe" {
+        print!("{}", probe(&bin, &root).await);
+        std::fs::remove_dir_all(&root).ok();
+        return;
+    }
     for version in versions {
         let section = run_version(version, &bin, &mode, outage, &root).await;
         print!("{section}");
