@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Reproduces the async-nats 0.48 vs 0.51 watch-recreation experiment and writes
+# Reproduces the async-nats 0.48 / 0.50 / 0.51 watch-recreation experiment and writes
 # result.txt beside this script. Needs cargo and a nats-server 2.15.x (found the
 # way fleetsim finds it: $NATS_SERVER_BIN, .tools/bin, PATH, else installed).
-# Takes about 12 minutes: a watch that is not recreated is waited for 45 s.
+# Takes about 25 minutes: a watch that is not recreated is waited for 45 s.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -22,6 +22,7 @@ out="$here/result.txt"
   "$bin" "$server" probe
   "$bin" "$server" kill all 1
   "$bin" "$server" kill all 15
+  "$bin" "$server" kill all 60
   "$bin" "$server" term all 1
 } > "$out"
 echo "wrote $out"
