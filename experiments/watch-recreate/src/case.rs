@@ -30,7 +30,13 @@ fn poll_forever(mut watch: nats::jetstream::kv::Watch, tag: String, log: Log, sh
             match item {
                 Ok(entry) => {
                     let value = String::from_utf8_lossy(&entry.value).to_string();
-                    log.note(&tag, &format!("watch delivered {}={} (revision {})", entry.key, value, entry.revision));
+                    log.note(
+                        &tag,
+                        &format!(
+                            "watch delivered {}={} (revision {})",
+                            entry.key, value, entry.revision
+                        ),
+                    );
                     shared.delivered(&tag, &value);
                 }
                 Err(err) => log.note(&tag, &format!("watch error: {err}")),
@@ -59,7 +65,10 @@ where
     // then a put that it delivers.
     let tag = format!("{version}/delivered");
     let client = agent_client(url, &tag, log.clone()).await;
-    let kv = nats::jetstream::new(client.clone()).get_key_value("exp").await.expect("bind");
+    let kv = nats::jetstream::new(client.clone())
+        .get_key_value("exp")
+        .await
+        .expect("bind");
     let watch = kv.watch("a").await.expect("watch a");
     poll_forever(watch, tag.clone(), log.clone(), shared.clone());
     put("a", "a1").await;
@@ -73,7 +82,10 @@ where
     // a while.
     let tag = format!("{version}/never");
     let client = agent_client(url, &tag, log.clone()).await;
-    let kv = nats::jetstream::new(client.clone()).get_key_value("exp").await.expect("bind");
+    let kv = nats::jetstream::new(client.clone())
+        .get_key_value("exp")
+        .await
+        .expect("bind");
     let watch = kv.watch("b").await.expect("watch b");
     poll_forever(watch, tag.clone(), log.clone(), shared.clone());
     clients.push(client);
@@ -82,7 +94,10 @@ where
     // reconnect (a task busy elsewhere when the broker went away).
     let tag = format!("{version}/unpolled");
     let client = agent_client(url, &tag, log.clone()).await;
-    let kv = nats::jetstream::new(client.clone()).get_key_value("exp").await.expect("bind");
+    let kv = nats::jetstream::new(client.clone())
+        .get_key_value("exp")
+        .await
+        .expect("bind");
     let mut watch = kv.watch("c").await.expect("watch c");
     put("c", "c1").await;
     let first = tokio::time::timeout(std::time::Duration::from_secs(10), watch.next())
@@ -90,11 +105,21 @@ where
         .expect("c1 in time")
         .expect("watch c open")
         .expect("entry c1");
-    log.note(&tag, &format!("watch delivered c={} (revision {})", String::from_utf8_lossy(&first.value), first.revision));
+    log.note(
+        &tag,
+        &format!(
+            "watch delivered c={} (revision {})",
+            String::from_utf8_lossy(&first.value),
+            first.revision
+        ),
+    );
     shared.delivered(&tag, "c1");
     clients.push(client);
 
-    Cases { unpolled: Some((watch, tag)), clients }
+    Cases {
+        unpolled: Some((watch, tag)),
+        clients,
+    }
 }
 
 impl Cases {
@@ -103,7 +128,10 @@ impl Cases {
     pub async fn open_young(&mut self, url: &str, version: &str, log: Log, shared: Shared) {
         let tag = format!("{version}/young");
         let client = agent_client(url, &tag, log.clone()).await;
-        let kv = nats::jetstream::new(client.clone()).get_key_value("exp").await.expect("bind");
+        let kv = nats::jetstream::new(client.clone())
+            .get_key_value("exp")
+            .await
+            .expect("bind");
         let watch = kv.watch("d").await.expect("watch d");
         poll_forever(watch, tag, log, shared);
         self.clients.push(client);

@@ -44,7 +44,13 @@ fn now_secs() -> f64 {
 
 fn hms(secs: f64) -> String {
     let whole = secs as u64;
-    format!("{:02}:{:02}:{:02}.{:03}", whole / 3600, whole / 60 % 60, whole % 60, ((secs - whole as f64) * 1000.0) as u64)
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        whole / 3600,
+        whole / 60 % 60,
+        whole % 60,
+        ((secs - whole as f64) * 1000.0) as u64
+    )
 }
 
 /// Advisory timestamp "2026-12-01T15:10:01.123456789Z" → seconds since midnight.
@@ -65,7 +71,10 @@ impl Log {
     pub fn note(&self, tag: &str, text: &str) {
         let t = now_secs();
         eprintln!("{} [{tag}] {text}", hms(t));
-        self.0.lock().unwrap().push((t, tag.to_string(), text.to_string()));
+        self.0
+            .lock()
+            .unwrap()
+            .push((t, tag.to_string(), text.to_string()));
     }
 }
 
@@ -74,11 +83,19 @@ pub struct Shared(Arc<(Mutex<HashSet<(String, String)>>, tokio::sync::Notify)>);
 
 impl Shared {
     pub fn delivered(&self, tag: &str, value: &str) {
-        self.0 .0.lock().unwrap().insert((tag.to_string(), value.to_string()));
+        self.0
+             .0
+            .lock()
+            .unwrap()
+            .insert((tag.to_string(), value.to_string()));
         self.0 .1.notify_waiters();
     }
     pub fn has(&self, tag: &str, value: &str) -> bool {
-        self.0 .0.lock().unwrap().contains(&(tag.to_string(), value.to_string()))
+        self.0
+             .0
+            .lock()
+            .unwrap()
+            .contains(&(tag.to_string(), value.to_string()))
     }
     pub async fn wait_for(&self, tag: &str, value: &str, secs: u64) -> bool {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
@@ -117,7 +134,8 @@ impl Drop for Server {
 impl Server {
     fn start(&mut self) {
         self.starts += 1;
-        let log = std::fs::File::create(self.store.with_extension(format!("log{}", self.starts))).unwrap();
+        let log = std::fs::File::create(self.store.with_extension(format!("log{}", self.starts)))
+            .unwrap();
         let child = Command::new(&self.bin)
             .args(["-js", "-a", "127.0.0.1", "-n", "exp"])
             .arg("-p")
@@ -131,7 +149,10 @@ impl Server {
         self.child = Some(child);
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "nats-server did not listen in 20 s");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not listen in 20 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -141,7 +162,10 @@ impl Server {
             if mode == "kill" {
                 child.kill().ok();
             } else {
-                Command::new("kill").args(["-TERM", &child.id().to_string()]).status().ok();
+                Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status()
+                    .ok();
             }
             child.wait().ok();
         }
@@ -149,7 +173,11 @@ impl Server {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn essentials(subject: &str, request: &str, response: &str) -> String {
@@ -157,7 +185,16 @@ fn essentials(subject: &str, request: &str, response: &str) -> String {
     if let Ok(req) = serde_json::from_str::<serde_json::Value>(request) {
         if let Some(cfg) = req.get("config") {
             let mut bits = Vec::new();
-            for key in ["name", "durable_name", "deliver_policy", "opt_start_seq", "filter_subject", "filter_subjects", "mem_storage", "inactive_threshold"] {
+            for key in [
+                "name",
+                "durable_name",
+                "deliver_policy",
+                "opt_start_seq",
+                "filter_subject",
+                "filter_subjects",
+                "mem_storage",
+                "inactive_threshold",
+            ] {
                 if let Some(v) = cfg.get(key) {
                     bits.push(format!("{key}={v}"));
                 }
@@ -167,7 +204,12 @@ fn essentials(subject: &str, request: &str, response: &str) -> String {
     }
     if let Ok(resp) = serde_json::from_str::<serde_json::Value>(response) {
         if let Some(err) = resp.get("error") {
-            out.push_str(&format!(" -> error {}/{} {}", err["code"], err["err_code"], err["description"].as_str().unwrap_or("")));
+            out.push_str(&format!(
+                " -> error {}/{} {}",
+                err["code"],
+                err["err_code"],
+                err["description"].as_str().unwrap_or("")
+            ));
         } else if let Some(name) = resp.get("name") {
             out.push_str(&format!(" -> ok, consumer {name}"));
         } else {
@@ -179,7 +221,13 @@ fn essentials(subject: &str, request: &str, response: &str) -> String {
 
 async fn run_version(version: &str, bin: &Path, mode: &str, outage: u64, root: &Path) -> String {
     let store = root.join(format!("store-{version}"));
-    let mut server = Server { bin: bin.to_path_buf(), port: free_port(), store, child: None, starts: 0 };
+    let mut server = Server {
+        bin: bin.to_path_buf(),
+        port: free_port(),
+        store,
+        child: None,
+        starts: 0,
+    };
     server.start();
     let url = format!("nats://127.0.0.1:{}", server.port);
     let log = Log::default();
@@ -195,7 +243,10 @@ async fn run_version(version: &str, bin: &Path, mode: &str, outage: u64, root: &
     let js = control_nats::jetstream::new(control.clone());
     js.create_stream(control_nats::jetstream::stream::Config {
         name: "AUDIT".into(),
-        subjects: vec!["$JS.EVENT.ADVISORY.API".into(), "$JS.EVENT.ADVISORY.API.>".into()],
+        subjects: vec![
+            "$JS.EVENT.ADVISORY.API".into(),
+            "$JS.EVENT.ADVISORY.API.>".into(),
+        ],
         storage: control_nats::jetstream::stream::StorageType::File,
         ..Default::default()
     })
@@ -203,7 +254,10 @@ async fn run_version(version: &str, bin: &Path, mode: &str, outage: u64, root: &
     .expect("audit stream");
     let live_counts: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     for subject in ["$JS.EVENT.ADVISORY.API", "$JS.EVENT.ADVISORY.API.>"] {
-        let mut sub = control.subscribe(subject).await.expect("subscribe advisories");
+        let mut sub = control
+            .subscribe(subject)
+            .await
+            .expect("subscribe advisories");
         let counts = live_counts.clone();
         let pattern = subject.to_string();
         tokio::spawn(async move {
@@ -214,7 +268,11 @@ async fn run_version(version: &str, bin: &Path, mode: &str, outage: u64, root: &
         });
     }
     let kv = js
-        .create_key_value(control_nats::jetstream::kv::Config { bucket: "exp".into(), history: 5, ..Default::default() })
+        .create_key_value(control_nats::jetstream::kv::Config {
+            bucket: "exp".into(),
+            history: 5,
+            ..Default::default()
+        })
         .await
         .expect("bucket");
     for v in ["b0", "b1", "b2"] {
@@ -240,21 +298,28 @@ async fn run_version(version: &str, bin: &Path, mode: &str, outage: u64, root: &
     let mut cases050 = None;
     let mut cases051 = None;
     match version {
-        "0.48" => cases048 = Some(v048::open(&url, version, log.clone(), shared.clone(), &put).await),
-        "0.50" => cases050 = Some(v050::open(&url, version, log.clone(), shared.clone(), &put).await),
+        "0.48" => {
+            cases048 = Some(v048::open(&url, version, log.clone(), shared.clone(), &put).await)
+        }
+        "0.50" => {
+            cases050 = Some(v050::open(&url, version, log.clone(), shared.clone(), &put).await)
+        }
         _ => cases051 = Some(v051::open(&url, version, log.clone(), shared.clone(), &put).await),
     }
     // Past one idle-heartbeat interval (5 s) for the watches above; then the
     // young watch, 1 s before the kill.
     tokio::time::sleep(Duration::from_secs(7)).await;
     if let Some(c) = cases048.as_mut() {
-        c.open_young(&url, version, log.clone(), shared.clone()).await;
+        c.open_young(&url, version, log.clone(), shared.clone())
+            .await;
     }
     if let Some(c) = cases050.as_mut() {
-        c.open_young(&url, version, log.clone(), shared.clone()).await;
+        c.open_young(&url, version, log.clone(), shared.clone())
+            .await;
     }
     if let Some(c) = cases051.as_mut() {
-        c.open_young(&url, version, log.clone(), shared.clone()).await;
+        c.open_young(&url, version, log.clone(), shared.clone())
+            .await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -285,12 +350,26 @@ async fn run_version(version: &str, bin: &Path, mode: &str, outage: u64, root: &
         c.resume_unpolled(log.clone(), shared.clone());
     }
     let mut outcome = Vec::new();
-    for (case, value) in [("delivered", "a2"), ("never", "b3"), ("unpolled", "c2"), ("young", "d1")] {
+    for (case, value) in [
+        ("delivered", "a2"),
+        ("never", "b3"),
+        ("unpolled", "c2"),
+        ("young", "d1"),
+    ] {
         let tag = format!("{version}/{case}");
         let ok = shared.wait_for(&tag, value, 45).await;
-        let when = log.0.lock().unwrap().iter().find(|(_, t, text)| *t == tag && text.contains(&format!("={value} "))).map(|(t, _, _)| *t);
+        let when = log
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, t, text)| *t == tag && text.contains(&format!("={value} ")))
+            .map(|(t, _, _)| *t);
         outcome.push(match when {
-            Some(t) if ok => format!("{tag}: recreated, delivered {value} at kill+{:.2}s", t - t_kill),
+            Some(t) if ok => format!(
+                "{tag}: recreated, delivered {value} at kill+{:.2}s",
+                t - t_kill
+            ),
             _ => format!("{tag}: NOT recreated: {value} not delivered within 45 s"),
         });
         log.note(&tag, &outcome.last().unwrap().clone());
@@ -303,27 +382,45 @@ async fn run_version(version: &str, bin: &Path, mode: &str, outage: u64, root: &
     let mut by_client: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut total = 0;
     for seq in 1..=last {
-        let Ok(msg) = audit.get_raw_message(seq).await else { continue };
+        let Ok(msg) = audit.get_raw_message(seq).await else {
+            continue;
+        };
         total += 1;
         let adv: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap_or_default();
         let name = adv["client"]["name"].as_str().unwrap_or("").to_string();
         if !name.starts_with(version) {
             continue;
         }
-        let ts = adv["timestamp"].as_str().and_then(rfc3339_secs).unwrap_or(0.0);
-        let phase = if ts < t_kill { "before".to_string() } else { format!("kill+{:.2}s", ts - t_kill) };
+        let ts = adv["timestamp"]
+            .as_str()
+            .and_then(rfc3339_secs)
+            .unwrap_or(0.0);
+        let phase = if ts < t_kill {
+            "before".to_string()
+        } else {
+            format!("kill+{:.2}s", ts - t_kill)
+        };
         let line = essentials(
             adv["subject"].as_str().unwrap_or("?"),
             adv["request"].as_str().unwrap_or(""),
             adv["response"].as_str().unwrap_or(""),
         );
-        let name = format!("{name} (lang {} ver {})", adv["client"]["lang"].as_str().unwrap_or("?"), adv["client"]["ver"].as_str().unwrap_or("?"));
-        by_client.entry(name).or_default().push(format!("{phase:>12}  {line}"));
+        let name = format!(
+            "{name} (lang {} ver {})",
+            adv["client"]["lang"].as_str().unwrap_or("?"),
+            adv["client"]["ver"].as_str().unwrap_or("?")
+        );
+        by_client
+            .entry(name)
+            .or_default()
+            .push(format!("{phase:>12}  {line}"));
     }
     server.stop("term");
 
     let mut out = String::new();
-    out.push_str(&format!("== async-nats {version}, broker stopped by {mode}, down {outage} s ==\n"));
+    out.push_str(&format!(
+        "== async-nats {version}, broker stopped by {mode}, down {outage} s ==\n"
+    ));
     for (client, lines) in &by_client {
         out.push_str(&format!("-- client {client} --\n"));
         for l in lines {
@@ -353,25 +450,47 @@ async fn run_version(version: &str, bin: &Path, mode: &str, outage: u64, root: &
 /// Which client calls show up in the API audit advisories at all: a KV bind, a
 /// direct get, `keys()`, a watch, a put (async-nats 0.51, one client, no restart).
 async fn probe(bin: &Path, root: &Path) -> String {
-    let mut server = Server { bin: bin.to_path_buf(), port: free_port(), store: root.join("store-probe"), child: None, starts: 0 };
+    let mut server = Server {
+        bin: bin.to_path_buf(),
+        port: free_port(),
+        store: root.join("store-probe"),
+        child: None,
+        starts: 0,
+    };
     server.start();
     let url = format!("nats://127.0.0.1:{}", server.port);
-    let control = control_nats::ConnectOptions::new().name("control").connect(&url).await.expect("connect");
+    let control = control_nats::ConnectOptions::new()
+        .name("control")
+        .connect(&url)
+        .await
+        .expect("connect");
     let js = control_nats::jetstream::new(control.clone());
     js.create_stream(control_nats::jetstream::stream::Config {
         name: "AUDIT".into(),
-        subjects: vec!["$JS.EVENT.ADVISORY.API".into(), "$JS.EVENT.ADVISORY.API.>".into()],
+        subjects: vec![
+            "$JS.EVENT.ADVISORY.API".into(),
+            "$JS.EVENT.ADVISORY.API.>".into(),
+        ],
         ..Default::default()
     })
     .await
     .expect("audit stream");
-    js.create_key_value(control_nats::jetstream::kv::Config { bucket: "exp".into(), history: 5, ..Default::default() })
+    js.create_key_value(control_nats::jetstream::kv::Config {
+        bucket: "exp".into(),
+        history: 5,
+        ..Default::default()
+    })
+    .await
+    .expect("bucket");
+    let agent = control_nats::ConnectOptions::new()
+        .name("probe")
+        .connect(&url)
         .await
-        .expect("bucket");
-    let agent = control_nats::ConnectOptions::new().name("probe").connect(&url).await.expect("connect");
+        .expect("connect");
     let ajs = control_nats::jetstream::new(agent.clone());
     let mut steps: Vec<(String, f64)> = Vec::new();
-    let mark = |steps: &mut Vec<(String, f64)>, what: &str| steps.push((what.to_string(), now_secs()));
+    let mark =
+        |steps: &mut Vec<(String, f64)>, what: &str| steps.push((what.to_string(), now_secs()));
     mark(&mut steps, "get_key_value(\"exp\")");
     let kv = ajs.get_key_value("exp").await.expect("bind");
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -382,7 +501,13 @@ async fn probe(bin: &Path, root: &Path) -> String {
     kv.get("k").await.expect("get");
     tokio::time::sleep(Duration::from_millis(200)).await;
     mark(&mut steps, "keys()");
-    let keys: Vec<String> = kv.keys().await.expect("keys").filter_map(|k| async { k.ok() }).collect().await;
+    let keys: Vec<String> = kv
+        .keys()
+        .await
+        .expect("keys")
+        .filter_map(|k| async { k.ok() })
+        .collect()
+        .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     mark(&mut steps, "watch(\"k\")");
     let _watch = kv.watch("k").await.expect("watch");
@@ -392,21 +517,39 @@ async fn probe(bin: &Path, root: &Path) -> String {
     let last = audit.info().await.expect("info").state.last_sequence;
     let mut calls: Vec<(f64, String)> = Vec::new();
     for seq in 1..=last {
-        let Ok(msg) = audit.get_raw_message(seq).await else { continue };
+        let Ok(msg) = audit.get_raw_message(seq).await else {
+            continue;
+        };
         let adv: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap_or_default();
         if adv["client"]["name"].as_str() != Some("probe") {
             continue;
         }
-        let ts = adv["timestamp"].as_str().and_then(rfc3339_secs).unwrap_or(0.0);
+        let ts = adv["timestamp"]
+            .as_str()
+            .and_then(rfc3339_secs)
+            .unwrap_or(0.0);
         calls.push((ts, adv["subject"].as_str().unwrap_or("?").to_string()));
     }
     server.stop("term");
-    let mut out = String::from("== probe: which calls of one async-nats 0.51 client appear as API audit advisories ==\n");
+    let mut out = String::from(
+        "== probe: which calls of one async-nats 0.51 client appear as API audit advisories ==\n",
+    );
     for w in steps.windows(2) {
         let (what, from) = (&w[0].0, w[0].1);
         let to = w[1].1;
-        let seen: Vec<&str> = calls.iter().filter(|(t, _)| *t >= from && *t < to).map(|(_, s)| s.as_str()).collect();
-        out.push_str(&format!("  {what:<22} -> {}\n", if seen.is_empty() { "(no advisory)".to_string() } else { seen.join(", ") }));
+        let seen: Vec<&str> = calls
+            .iter()
+            .filter(|(t, _)| *t >= from && *t < to)
+            .map(|(_, s)| s.as_str())
+            .collect();
+        out.push_str(&format!(
+            "  {what:<22} -> {}\n",
+            if seen.is_empty() {
+                "(no advisory)".to_string()
+            } else {
+                seen.join(", ")
+            }
+        ));
     }
     out.push_str(&format!("  ({} keys listed)\n\n", keys.len()));
     out
@@ -415,10 +558,20 @@ async fn probe(bin: &Path, root: &Path) -> String {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let bin = PathBuf::from(args.get(1).expect("usage: watch-recreate <nats-server> [kill|term] [0.48|0.50|0.51|all] [outage s]"));
-    let mode = args.get(2).map(String::as_str).unwrap_or("kill").to_string();
+    let bin =
+        PathBuf::from(args.get(1).expect(
+            "usage: watch-recreate <nats-server> [kill|term] [0.48|0.50|0.51|all] [outage s]",
+        ));
+    let mode = args
+        .get(2)
+        .map(String::as_str)
+        .unwrap_or("kill")
+        .to_string();
     let which = args.get(3).map(String::as_str).unwrap_or("all").to_string();
-    let outage: u64 = args.get(4).map(|s| s.parse().expect("outage seconds")).unwrap_or(1);
+    let outage: u64 = args
+        .get(4)
+        .map(|s| s.parse().expect("outage seconds"))
+        .unwrap_or(1);
     let root = std::env::temp_dir().join(format!("watch-recreate-{}", std::process::id()));
     std::fs::create_dir_all(&root).unwrap();
     let versions: Vec<&str> = match which.as_str() {
