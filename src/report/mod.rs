@@ -104,6 +104,26 @@ struct Chart {
     note: Option<String>,
 }
 
+/// Writes `charts` into `charts_dir` as `<name>.svg`, first removing every `.svg` there:
+/// a chart an earlier report drew and this one does not must not linger.
+fn write_charts<'a>(
+    charts_dir: &Path,
+    charts: impl IntoIterator<Item = &'a Chart>,
+) -> Result<(), ReportError> {
+    std::fs::create_dir_all(charts_dir).map_err(|source| ReportError::Write {
+        path: charts_dir.to_path_buf(),
+        source,
+    })?;
+    for old in read::files_ending(charts_dir, ".svg")? {
+        std::fs::remove_file(&old).map_err(|source| ReportError::Write { path: old, source })?;
+    }
+    for chart in charts {
+        let path = charts_dir.join(format!("{}.svg", chart.name));
+        std::fs::write(&path, &chart.svg).map_err(|source| ReportError::Write { path, source })?;
+    }
+    Ok(())
+}
+
 /// Writes the report of `dir` ([`write_report`]) and adds its line (`report: <path>`)
 /// to the end-of-run `summary`. The page is a view of the files, so one that cannot be
 /// drawn loses nothing measured: that is a warning, not a failed run.
@@ -136,18 +156,7 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, ReportError> {
     let (timelines, notes) = timeline_charts(&runs, &charts_dir)?;
     let percentiles = percentile_charts(&runs, &charts_dir)?;
 
-    std::fs::create_dir_all(&charts_dir).map_err(|source| ReportError::Write {
-        path: charts_dir.clone(),
-        source,
-    })?;
-    // A chart an earlier report drew and this one does not must not linger.
-    for old in read::files_ending(&charts_dir, ".svg")? {
-        std::fs::remove_file(&old).map_err(|source| ReportError::Write { path: old, source })?;
-    }
-    for chart in timelines.iter().chain(&percentiles) {
-        let path = charts_dir.join(format!("{}.svg", chart.name));
-        std::fs::write(&path, &chart.svg).map_err(|source| ReportError::Write { path, source })?;
-    }
+    write_charts(&charts_dir, timelines.iter().chain(&percentiles))?;
 
     let compare = read::csv(dir, COMPARE_FILE)?;
     let tables = TABLES

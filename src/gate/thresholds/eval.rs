@@ -224,6 +224,15 @@ fn worst(values: &[(String, f64)], op: Op) -> (String, f64) {
     }
 }
 
+/// The values found per phase, or why there are none.
+fn per_phase(values: Vec<(String, f64)>, absent: impl FnOnce() -> String) -> Values {
+    if values.is_empty() {
+        Values::Absent(absent())
+    } else {
+        Values::PerPhase(values)
+    }
+}
+
 fn latency(
     files: &mut RunFiles,
     metric: &str,
@@ -237,10 +246,9 @@ fn latency(
         .filter(|r| r.metric == metric && selected(&r.phase))
         .filter_map(|r| Some((r.phase.clone(), r.stat(stat)?)))
         .collect();
-    if values.is_empty() {
-        return Values::Absent(format!("no {metric} latencies in {SUMMARY_FILE}{within}"));
-    }
-    Values::PerPhase(values)
+    per_phase(values, || {
+        format!("no {metric} latencies in {SUMMARY_FILE}{within}")
+    })
 }
 
 fn recovery(
@@ -262,10 +270,9 @@ fn recovery(
             (r.step.clone(), secs.map_or(f64::INFINITY, |s| s * 1000.0))
         })
         .collect();
-    if values.is_empty() {
-        return Values::Absent(format!("no herd step in {RECOVERY_FILE}{within}"));
-    }
-    Values::PerPhase(values)
+    per_phase(values, || {
+        format!("no herd step in {RECOVERY_FILE}{within}")
+    })
 }
 
 fn errors(
