@@ -104,6 +104,16 @@ struct Chart {
     note: Option<String>,
 }
 
+/// Writes the page as the directory's `report.html` and returns its path.
+fn write_page(dir: &Path, page: String) -> Result<PathBuf, ReportError> {
+    let path = dir.join(REPORT_FILE);
+    std::fs::write(&path, page).map_err(|source| ReportError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
+}
+
 /// Writes `charts` into `charts_dir` as `<name>.svg`, first removing every `.svg` there:
 /// a chart an earlier report drew and this one does not must not linger.
 fn write_charts<'a>(
@@ -176,12 +186,7 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, ReportError> {
         compare: compare.as_ref(),
         tables: &tables,
     });
-    let path = dir.join(REPORT_FILE);
-    std::fs::write(&path, page).map_err(|source| ReportError::Write {
-        path: path.clone(),
-        source,
-    })?;
-    Ok(path)
+    write_page(dir, page)
 }
 
 /// Draws a chart and gives its SVG element an id and class for the page's CSS (and for

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use super::charts::{self, BySize};
 use super::html::{self, STYLE};
 use super::read::{self, Table};
-use super::{CHARTS_DIR, Chart, REPORT_FILE, ReportError, chart, write_charts};
+use super::{CHARTS_DIR, Chart, ReportError, chart, write_charts, write_page};
 
 pub const SWEEP_FILE: &str = "sweep.csv";
 pub const SIZING_FILE: &str = "sizing.md";
@@ -86,12 +86,7 @@ pub fn write(dir: &Path) -> Result<PathBuf, ReportError> {
     let charts = size_charts(&table, knee, &charts_dir)?;
     write_charts(&charts_dir, &charts)?;
     let page = page(dir, &table, knee, sizing.as_deref(), &charts);
-    let path = dir.join(REPORT_FILE);
-    std::fs::write(&path, page).map_err(|source| ReportError::Write {
-        path: path.clone(),
-        source,
-    })?;
-    Ok(path)
+    write_page(dir, page)
 }
 
 /// The smallest size whose status is not `ok`.

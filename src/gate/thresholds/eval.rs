@@ -292,6 +292,25 @@ fn errors(
     Values::Total(total as f64, String::new())
 }
 
+/// The rows of `writes.csv` that `keep` selects; `Err` with what to report when the
+/// file is missing or unreadable, or `absent` when no row is selected.
+fn write_rows<'f>(
+    files: &'f mut RunFiles,
+    keep: impl Fn(&WritesRow) -> bool,
+    absent: impl FnOnce() -> String,
+) -> Result<Vec<&'f WritesRow>, Values> {
+    let rows = load(
+        &files.dir,
+        &mut files.writes,
+        &format!("no {WRITES_FILE}: the scenario ran no write or exec step"),
+    )?;
+    let rows: Vec<&WritesRow> = rows.iter().filter(|r| keep(r)).collect();
+    if rows.is_empty() {
+        return Err(Values::Absent(absent()));
+    }
+    Ok(rows)
+}
+
 fn fanout(
     files: &mut RunFiles,
     kind: &str,
@@ -299,17 +318,14 @@ fn fanout(
     selected: &dyn Fn(&str) -> bool,
     within: &str,
 ) -> Values {
-    let rows = rows!(
-        files.writes,
-        &format!("no {WRITES_FILE}: the scenario ran no write or exec step")
-    );
-    let rows: Vec<&WritesRow> = rows
-        .iter()
-        .filter(|r| r.kind == kind && selected(&r.step))
-        .collect();
-    if rows.is_empty() {
-        return Values::Absent(format!("no {kind} writes in {WRITES_FILE}{within}"));
-    }
+    let rows = match write_rows(
+        files,
+        |r| r.kind == kind && selected(&r.step),
+        || format!("no {kind} writes in {WRITES_FILE}{within}"),
+    ) {
+        Ok(rows) => rows,
+        Err(values) => return values,
+    };
     let ratio = match field {
         "ratio" => |r: &WritesRow| r.fanout_total.0,
         "intended" => |r: &WritesRow| r.fanout_intended.0,
@@ -327,14 +343,14 @@ fn writes(
     selected: &dyn Fn(&str) -> bool,
     within: &str,
 ) -> Values {
-    let rows = rows!(
-        files.writes,
-        &format!("no {WRITES_FILE}: the scenario ran no write or exec step")
-    );
-    let rows: Vec<&WritesRow> = rows.iter().filter(|r| selected(&r.step)).collect();
-    if rows.is_empty() {
-        return Values::Absent(format!("no write or exec step in {WRITES_FILE}{within}"));
-    }
+    let rows = match write_rows(
+        files,
+        |r| selected(&r.step),
+        || format!("no write or exec step in {WRITES_FILE}{within}"),
+    ) {
+        Ok(rows) => rows,
+        Err(values) => return values,
+    };
     if field == "unacked" {
         let sum: u64 = rows.iter().map(|r| r.writes.saturating_sub(r.acked)).sum();
         return Values::Total(sum as f64, String::new());
