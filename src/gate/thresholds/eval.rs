@@ -97,13 +97,20 @@ fn load<'s, R: CsvFile>(
     }
 }
 
-/// The rows of one file of `files`, or return what `load` said instead.
-macro_rules! rows {
-    ($files:ident . $file:ident, $absent:expr) => {
-        match load(&$files.dir, &mut $files.$file, $absent) {
+/// The `Ok` value, or return the `Err` [`Values`] (what a check reports instead).
+macro_rules! or_return {
+    ($result:expr) => {
+        match $result {
             Ok(rows) => rows,
             Err(values) => return values,
         }
+    };
+}
+
+/// The rows of one file of `files`, or return what `load` said instead.
+macro_rules! rows {
+    ($files:ident . $file:ident, $absent:expr) => {
+        or_return!(load(&$files.dir, &mut $files.$file, $absent))
     };
 }
 
@@ -294,11 +301,11 @@ fn errors(
 
 /// The rows of `writes.csv` that `keep` selects; `Err` with what to report when the
 /// file is missing or unreadable, or `absent` when no row is selected.
-fn write_rows<'f>(
-    files: &'f mut RunFiles,
+fn write_rows(
+    files: &mut RunFiles,
     keep: impl Fn(&WritesRow) -> bool,
     absent: impl FnOnce() -> String,
-) -> Result<Vec<&'f WritesRow>, Values> {
+) -> Result<Vec<&WritesRow>, Values> {
     let rows = load(
         &files.dir,
         &mut files.writes,
@@ -318,14 +325,11 @@ fn fanout(
     selected: &dyn Fn(&str) -> bool,
     within: &str,
 ) -> Values {
-    let rows = match write_rows(
+    let rows = or_return!(write_rows(
         files,
         |r| r.kind == kind && selected(&r.step),
         || format!("no {kind} writes in {WRITES_FILE}{within}"),
-    ) {
-        Ok(rows) => rows,
-        Err(values) => return values,
-    };
+    ));
     let ratio = match field {
         "ratio" => |r: &WritesRow| r.fanout_total.0,
         "intended" => |r: &WritesRow| r.fanout_intended.0,
@@ -343,14 +347,11 @@ fn writes(
     selected: &dyn Fn(&str) -> bool,
     within: &str,
 ) -> Values {
-    let rows = match write_rows(
+    let rows = or_return!(write_rows(
         files,
         |r| selected(&r.step),
         || format!("no write or exec step in {WRITES_FILE}{within}"),
-    ) {
-        Ok(rows) => rows,
-        Err(values) => return values,
-    };
+    ));
     if field == "unacked" {
         let sum: u64 = rows.iter().map(|r| r.writes.saturating_sub(r.acked)).sum();
         return Values::Total(sum as f64, String::new());
