@@ -167,8 +167,10 @@ fn api_request_subject(payload: &[u8]) -> Option<&str> {
 }
 
 /// One row of `timeseries.csv`: a state snapshot plus what happened during the interval
-/// that ended at `t_secs`.
-#[derive(Debug, Clone, serde::Serialize)]
+/// that ended at `t_secs`. Also the row `timeseries.csv` is read back as
+/// (`results::rows::TimeseriesRow`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Sample {
     /// Seconds since the first step began (the clock of `steps.csv`).
     pub t_secs: f64,
@@ -196,8 +198,15 @@ pub struct Sample {
     pub errors_jetstream: u64,
     pub errors_connection_refused: u64,
     pub errors_other: u64,
-    /// `begin` on the first sample of a step (set when written).
-    pub step_marker: &'static str,
+    /// `begin` on the first sample of a step (set when written), else empty.
+    pub step_marker: String,
+}
+
+impl Sample {
+    /// JetStream API requests seen in this interval, by every kind.
+    pub fn api_requests(&self) -> u64 {
+        self.api_consumer_create + self.api_consumer_delete + self.api_stream_info + self.api_other
+    }
 }
 
 /// A sampler running in the background; [`Sampler::finish`] stops it and returns the rows.
@@ -307,7 +316,7 @@ fn sample(
         errors_jetstream: err(2),
         errors_connection_refused: err(3),
         errors_other: err(4),
-        step_marker: "",
+        step_marker: String::new(),
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -21,8 +21,10 @@ pub const HERD_INTERVAL: Duration = Duration::from_millis(250);
 /// How long one endpoint may take to answer before the sample is a gap.
 const ANSWER_WITHIN: Duration = Duration::from_secs(1);
 
-/// One row of `broker.csv`.
-#[derive(Debug, Clone, Default, Serialize)]
+/// One row of `broker.csv`, written and read back (`results::rows::BrokerRow`); the
+/// figures are empty when the broker did not answer (`ok = false`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BrokerSample {
     /// Seconds since the first step began (the clock of `timeseries.csv`).
     pub t_secs: f64,
@@ -43,6 +45,27 @@ pub struct BrokerSample {
     pub api_errors: Option<u64>,
     /// JetStream API requests being processed (nats-server leaves it out when 0).
     pub api_inflight: Option<u64>,
+}
+
+impl BrokerSample {
+    /// A numeric column by name (`api_errors`, `mem_bytes`); `None` when empty or not
+    /// a figure.
+    pub fn figure(&self, name: &str) -> Option<f64> {
+        let count = |v: Option<u64>| v.map(|v| v as f64);
+        match name {
+            "connections" => count(self.connections),
+            "total_connections" => count(self.total_connections),
+            "slow_consumers" => count(self.slow_consumers),
+            "mem_bytes" => count(self.mem_bytes),
+            "cpu_percent" => self.cpu_percent,
+            "streams" => count(self.streams),
+            "consumers" => count(self.consumers),
+            "api_total" => count(self.api_total),
+            "api_errors" => count(self.api_errors),
+            "api_inflight" => count(self.api_inflight),
+            _ => None,
+        }
+    }
 }
 
 /// A sampler running in the background; [`BrokerSampler::finish`] returns the rows.

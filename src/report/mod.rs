@@ -104,6 +104,36 @@ struct Chart {
     note: Option<String>,
 }
 
+/// Writes the page as the directory's `report.html` and returns its path.
+fn write_page(dir: &Path, page: String) -> Result<PathBuf, ReportError> {
+    let path = dir.join(REPORT_FILE);
+    std::fs::write(&path, page).map_err(|source| ReportError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
+}
+
+/// Writes `charts` into `charts_dir` as `<name>.svg`, first removing every `.svg` there:
+/// a chart an earlier report drew and this one does not must not linger.
+fn write_charts<'a>(
+    charts_dir: &Path,
+    charts: impl IntoIterator<Item = &'a Chart>,
+) -> Result<(), ReportError> {
+    std::fs::create_dir_all(charts_dir).map_err(|source| ReportError::Write {
+        path: charts_dir.to_path_buf(),
+        source,
+    })?;
+    for old in read::files_ending(charts_dir, ".svg")? {
+        std::fs::remove_file(&old).map_err(|source| ReportError::Write { path: old, source })?;
+    }
+    for chart in charts {
+        let path = charts_dir.join(format!("{}.svg", chart.name));
+        std::fs::write(&path, &chart.svg).map_err(|source| ReportError::Write { path, source })?;
+    }
+    Ok(())
+}
+
 /// Writes the report of `dir` ([`write_report`]) and adds its line (`report: <path>`)
 /// to the end-of-run `summary`. The page is a view of the files, so one that cannot be
 /// drawn loses nothing measured: that is a warning, not a failed run.
@@ -136,18 +166,7 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, ReportError> {
     let (timelines, notes) = timeline_charts(&runs, &charts_dir)?;
     let percentiles = percentile_charts(&runs, &charts_dir)?;
 
-    std::fs::create_dir_all(&charts_dir).map_err(|source| ReportError::Write {
-        path: charts_dir.clone(),
-        source,
-    })?;
-    // A chart an earlier report drew and this one does not must not linger.
-    for old in read::files_ending(&charts_dir, ".svg")? {
-        std::fs::remove_file(&old).map_err(|source| ReportError::Write { path: old, source })?;
-    }
-    for chart in timelines.iter().chain(&percentiles) {
-        let path = charts_dir.join(format!("{}.svg", chart.name));
-        std::fs::write(&path, &chart.svg).map_err(|source| ReportError::Write { path, source })?;
-    }
+    write_charts(&charts_dir, timelines.iter().chain(&percentiles))?;
 
     let compare = read::csv(dir, COMPARE_FILE)?;
     let tables = TABLES
@@ -167,12 +186,7 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, ReportError> {
         compare: compare.as_ref(),
         tables: &tables,
     });
-    let path = dir.join(REPORT_FILE);
-    std::fs::write(&path, page).map_err(|source| ReportError::Write {
-        path: path.clone(),
-        source,
-    })?;
-    Ok(path)
+    write_page(dir, page)
 }
 
 /// Draws a chart and gives its SVG element an id and class for the page's CSS (and for

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use super::charts::{self, BySize};
 use super::html::{self, STYLE};
 use super::read::{self, Table};
-use super::{CHARTS_DIR, Chart, REPORT_FILE, ReportError, chart};
+use super::{CHARTS_DIR, Chart, ReportError, chart, write_charts, write_page};
 
 pub const SWEEP_FILE: &str = "sweep.csv";
 pub const SIZING_FILE: &str = "sizing.md";
@@ -84,24 +84,9 @@ pub fn write(dir: &Path) -> Result<PathBuf, ReportError> {
     let knee = knee(&table)?;
     let charts_dir = dir.join(CHARTS_DIR);
     let charts = size_charts(&table, knee, &charts_dir)?;
-    std::fs::create_dir_all(&charts_dir).map_err(|source| ReportError::Write {
-        path: charts_dir.clone(),
-        source,
-    })?;
-    for old in read::files_ending(&charts_dir, ".svg")? {
-        std::fs::remove_file(&old).map_err(|source| ReportError::Write { path: old, source })?;
-    }
-    for c in &charts {
-        let path = charts_dir.join(format!("{}.svg", c.name));
-        std::fs::write(&path, &c.svg).map_err(|source| ReportError::Write { path, source })?;
-    }
+    write_charts(&charts_dir, &charts)?;
     let page = page(dir, &table, knee, sizing.as_deref(), &charts);
-    let path = dir.join(REPORT_FILE);
-    std::fs::write(&path, page).map_err(|source| ReportError::Write {
-        path: path.clone(),
-        source,
-    })?;
-    Ok(path)
+    write_page(dir, page)
 }
 
 /// The smallest size whose status is not `ok`.

@@ -4,8 +4,8 @@
 use std::io::Write;
 use std::time::Duration;
 
-use serde::Serialize;
-
+use super::files::UNRECOVERED_COLUMNS;
+use super::rows::{Fixed3, RecoveryRow, UnrecoveredRow};
 use super::write_csv;
 use crate::timeseries::Sample;
 
@@ -65,9 +65,9 @@ pub fn write_timeseries<W: Write>(samples: &[Sample], out: W) -> csv::Result<W> 
         .map(|s| {
             let mut row = s.clone();
             row.step_marker = if previous != Some(s.step.as_str()) {
-                "begin"
+                "begin".to_string()
             } else {
-                ""
+                String::new()
             };
             previous = Some(s.step.as_str());
             row
@@ -76,34 +76,16 @@ pub fn write_timeseries<W: Write>(samples: &[Sample], out: W) -> csv::Result<W> 
     write_csv(out, &TIMESERIES_COLUMNS, rows)
 }
 
-#[derive(Serialize)]
-struct RecoveryRow<'a> {
-    step: &'a str,
-    trigger: &'a str,
-    trigger_secs: String,
-    agents: usize,
-    recovered: usize,
-    not_recovered: usize,
-    probe_writes: usize,
-    probe_writes_acked: usize,
-    first_probe_ack_secs: Option<String>,
-    recovered_50_secs: Option<String>,
-    recovered_90_secs: Option<String>,
-    recovered_99_secs: Option<String>,
-    recovered_100_secs: Option<String>,
-    trigger_error: &'a str,
-}
-
-fn secs(d: Option<Duration>) -> Option<String> {
-    d.map(|d| format!("{:.3}", d.as_secs_f64()))
+fn secs(d: Option<Duration>) -> Option<Fixed3> {
+    d.map(|d| Fixed3(d.as_secs_f64()))
 }
 
 /// `recovery.csv`: one row per herd step; a fraction never reached is left empty.
 pub fn write_recovery<W: Write>(herds: &[HerdRecord], out: W) -> csv::Result<W> {
     let rows = herds.iter().map(|h| RecoveryRow {
-        step: &h.label,
-        trigger: &h.trigger,
-        trigger_secs: format!("{:.3}", h.trigger_secs),
+        step: h.label.clone(),
+        trigger: h.trigger.clone(),
+        trigger_secs: Fixed3(h.trigger_secs),
         agents: h.agents,
         recovered: h.recovery_times.len(),
         not_recovered: h.agents.saturating_sub(h.recovery_times.len()),
@@ -114,27 +96,20 @@ pub fn write_recovery<W: Write>(herds: &[HerdRecord], out: W) -> csv::Result<W> 
         recovered_90_secs: secs(h.time_to(0.9)),
         recovered_99_secs: secs(h.time_to(0.99)),
         recovered_100_secs: secs(h.time_to(1.0)),
-        trigger_error: h.trigger_error.as_deref().unwrap_or(""),
+        trigger_error: h.trigger_error.clone().unwrap_or_default(),
     });
     write_csv(out, &RECOVERY_COLUMNS, rows)
 }
 
 /// `unrecovered.csv`: every agent not recovered by its herd step's timeout.
 pub fn write_unrecovered<W: Write>(herds: &[HerdRecord], out: W) -> csv::Result<W> {
-    #[derive(Serialize)]
-    struct Row<'a> {
-        step: &'a str,
-        pc: &'a str,
-        state: &'a str,
-        connected: bool,
-    }
     let rows = herds.iter().flat_map(|h| {
-        h.unrecovered.iter().map(|u| Row {
-            step: &h.label,
-            pc: &u.pc,
-            state: &u.state,
+        h.unrecovered.iter().map(|u| UnrecoveredRow {
+            step: h.label.clone(),
+            pc: u.pc.clone(),
+            state: u.state.clone(),
             connected: u.connected,
         })
     });
-    write_csv(out, &["step", "pc", "state", "connected"], rows)
+    write_csv(out, &UNRECOVERED_COLUMNS, rows)
 }

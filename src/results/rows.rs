@@ -5,10 +5,12 @@
 //! `thresholds.csv` serialize these very types, and every reader deserializes them
 //! with `deny_unknown_fields`, so writing and reading cannot drift apart: a renamed,
 //! added or dropped column breaks a test (`tests.rs` writes a run and reads every file
-//! back). The other files are written from the types of the code that measures them
-//! (`timeseries::Sample`, `broker::sampler::BrokerSample`, `results/herd.rs`,
-//! `results/writes.rs`, `ab_stats::CompareRow`, `sweep::SweepRow`, `ab::RunEntry`); their
-//! rows here are the reading side, pinned to the same column lists by that round trip.
+//! back). `timeseries.csv` and `broker.csv` are written and read as the types of the
+//! code that measures them (`timeseries::Sample`, `broker::sampler::BrokerSample`,
+//! re-exported here as [`TimeseriesRow`] and [`BrokerRow`]). The other files are written
+//! from the types of their own writers (`results/herd.rs`, `results/writes.rs`,
+//! `ab_stats::CompareRow`, `sweep::SweepRow`); their rows here are the reading side,
+//! pinned to the same column lists by that round trip.
 //!
 //! Figures written with a fixed number of decimals are [`Fixed3`]: `12.345` on disk,
 //! an `f64` in memory.
@@ -160,44 +162,9 @@ pub struct StepRow {
 }
 csv_file!(StepRow, STEPS_FILE, STEPS_COLUMNS);
 
-/// `timeseries.csv`: the fleet every 100 ms (written from `timeseries::Sample`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TimeseriesRow {
-    pub t_secs: f64,
-    pub step: String,
-    pub connected: usize,
-    pub ready: usize,
-    pub recovering: usize,
-    pub starting: usize,
-    pub failed: usize,
-    pub herd_recovered: usize,
-    pub creates_started: u64,
-    pub creates_completed: u64,
-    pub creates_in_flight: u64,
-    pub api_consumer_create: u64,
-    pub api_consumer_delete: u64,
-    pub api_stream_info: u64,
-    pub api_other: u64,
-    pub consumers_created: u64,
-    pub consumers_deleted: u64,
-    pub api_limit_reached: u64,
-    pub errors_timeout: u64,
-    pub errors_no_responders: u64,
-    pub errors_jetstream: u64,
-    pub errors_connection_refused: u64,
-    pub errors_other: u64,
-    /// `begin` on a step's first sample, else empty.
-    pub step_marker: String,
-}
+/// `timeseries.csv`: the fleet every 100 ms, the very type the sampler writes.
+pub use crate::timeseries::Sample as TimeseriesRow;
 csv_file!(TimeseriesRow, TIMESERIES_FILE, TIMESERIES_COLUMNS);
-
-impl TimeseriesRow {
-    /// JetStream API requests seen in this interval, by every kind.
-    pub fn api_requests(&self) -> u64 {
-        self.api_consumer_create + self.api_consumer_delete + self.api_stream_info + self.api_other
-    }
-}
 
 /// `recovery.csv`: one herd step; an empty `recovered_*` cell means that share of the
 /// agents never recovered.
@@ -284,49 +251,10 @@ pub struct ReconcileRow {
 }
 csv_file!(ReconcileRow, RECONCILE_FILE, RECONCILE_COLUMNS);
 
-/// `broker.csv`: one sample of the broker's monitoring endpoints; the figures are
-/// empty when it did not answer (`ok = false`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BrokerRow {
-    pub t_secs: f64,
-    pub step: String,
-    pub ok: bool,
-    pub error: String,
-    pub healthz: String,
-    pub connections: Option<u64>,
-    pub total_connections: Option<u64>,
-    pub slow_consumers: Option<u64>,
-    pub mem_bytes: Option<u64>,
-    pub cpu_percent: Option<f64>,
-    pub streams: Option<u64>,
-    pub consumers: Option<u64>,
-    pub api_total: Option<u64>,
-    pub api_errors: Option<u64>,
-    pub api_inflight: Option<u64>,
-}
+/// `broker.csv`: one sample of the broker's monitoring endpoints, the very type the
+/// broker sampler writes.
+pub use crate::broker::sampler::BrokerSample as BrokerRow;
 csv_file!(BrokerRow, BROKER_FILE, BROKER_COLUMNS);
-
-impl BrokerRow {
-    /// A numeric column by name (`api_errors`, `mem_bytes`); `None` when empty or not
-    /// a figure.
-    pub fn figure(&self, name: &str) -> Option<f64> {
-        let count = |v: Option<u64>| v.map(|v| v as f64);
-        match name {
-            "connections" => count(self.connections),
-            "total_connections" => count(self.total_connections),
-            "slow_consumers" => count(self.slow_consumers),
-            "mem_bytes" => count(self.mem_bytes),
-            "cpu_percent" => self.cpu_percent,
-            "streams" => count(self.streams),
-            "consumers" => count(self.consumers),
-            "api_total" => count(self.api_total),
-            "api_errors" => count(self.api_errors),
-            "api_inflight" => count(self.api_inflight),
-            _ => None,
-        }
-    }
-}
 
 /// `thresholds.csv`: one check's outcome. `value` and `limit` are written in the
 /// check's unit (`491.000` ms, `12` count), `value` empty when not measured or never

@@ -332,7 +332,7 @@ fn every_file_reads_back_as_written() {
         errors_jetstream: 0,
         errors_connection_refused: 0,
         errors_other: 0,
-        step_marker: "",
+        step_marker: String::new(),
     };
     record.timeseries = vec![sample(0.1, "1:start"), sample(0.2, "1:start")];
     record.broker_samples = vec![

@@ -3,8 +3,7 @@
 
 use std::io::Write;
 
-use serde::Serialize;
-
+use super::rows::{Fixed3, ReconcileRow, WritesRow};
 use super::write_csv;
 use crate::provision::pc_id;
 use crate::writes::WriteRecord;
@@ -37,23 +36,6 @@ pub const RECONCILE_COLUMNS: [&str; 9] = [
     "unintended",
 ];
 
-#[derive(Serialize)]
-struct FanoutRow<'a> {
-    step: &'a str,
-    kind: &'a str,
-    writes: u64,
-    acked: u64,
-    delivered: u64,
-    unintended: u64,
-    fanout_intended: String,
-    fanout_total: String,
-    missed: u64,
-    duplicates: u64,
-    stale_replays: u64,
-    redelivered: u64,
-    drained: bool,
-}
-
 /// `writes.csv`: per write step and kind, deliveries per acknowledged write (intended
 /// only, and with the unintended ones), and the step's reconciliation totals.
 pub fn write_fanout<W: Write>(records: &[WriteRecord], out: W) -> csv::Result<W> {
@@ -68,15 +50,15 @@ pub fn write_fanout<W: Write>(records: &[WriteRecord], out: W) -> csv::Result<W>
             sum(|a| a.stale_replays),
             sum(|a| a.redelivered),
         );
-        r.by_kind.iter().map(move |k| FanoutRow {
-            step: &w.label,
-            kind: k.kind,
+        r.by_kind.iter().map(move |k| WritesRow {
+            step: w.label.clone(),
+            kind: k.kind.to_string(),
             writes: k.writes,
             acked: k.acked,
             delivered: k.delivered,
             unintended: k.unintended,
-            fanout_intended: format!("{:.3}", k.intended_ratio()),
-            fanout_total: format!("{:.3}", k.total_ratio()),
+            fanout_intended: Fixed3(k.intended_ratio()),
+            fanout_total: Fixed3(k.total_ratio()),
             missed,
             duplicates: dups,
             stale_replays: stale,
@@ -89,25 +71,13 @@ pub fn write_fanout<W: Write>(records: &[WriteRecord], out: W) -> csv::Result<W>
 
 /// `reconcile.csv`: one row per write step and agent that expected a write or got one.
 pub fn write_reconcile<W: Write>(records: &[WriteRecord], out: W) -> csv::Result<W> {
-    #[derive(Serialize)]
-    struct Row<'a> {
-        step: &'a str,
-        pc: String,
-        expected: u64,
-        received: u64,
-        missed: u64,
-        duplicates: u64,
-        stale_replays: u64,
-        redelivered: u64,
-        unintended: u64,
-    }
     let rows = records.iter().flat_map(|w| {
         w.reconciliation
             .per_agent
             .iter()
             .filter(|a| a.expected > 0 || a.unintended > 0 || a.duplicates > 0)
-            .map(|a| Row {
-                step: &w.label,
+            .map(|a| ReconcileRow {
+                step: w.label.clone(),
                 pc: pc_id(a.agent),
                 expected: a.expected,
                 received: a.received,
