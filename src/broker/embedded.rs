@@ -29,6 +29,9 @@ fn random_password() -> String {
         .collect()
 }
 
+/// How many sets of free ports a first start tries.
+const PORT_TRIES: u32 = 3;
+
 /// How long a stopping server gets after SIGTERM before it is killed.
 const STOP_WITHIN: Duration = Duration::from_secs(60);
 
@@ -77,9 +80,24 @@ impl EmbeddedBroker {
             version,
             system_password: random_password(),
         };
-        std::fs::write(broker.config_path(), broker.config_text()).map_err(BrokerError::Files)?;
-        broker.spawn_and_wait().await?;
-        Ok(broker)
+        // The ports were free when picked, but another process can take one before the
+        // server binds it (a connection's ephemeral port, another broker's pick): then
+        // the server exits at once saying so, and the start picks again.
+        let mut tries = 1;
+        loop {
+            std::fs::write(broker.config_path(), broker.config_text())
+                .map_err(BrokerError::Files)?;
+            match broker.spawn_and_wait().await {
+                Err(BrokerError::ExitedEarly { log_tail, .. })
+                    if tries < PORT_TRIES && log_tail.contains("address already in use") =>
+                {
+                    tries += 1;
+                    broker.port = free_port().map_err(BrokerError::Files)?;
+                    broker.http_port = free_port().map_err(BrokerError::Files)?;
+                }
+                started => return started.map(|()| broker),
+            }
+        }
     }
 
     /// User and password of the system account, for fleetsim's own advisory listener.
