@@ -197,6 +197,8 @@ async fn drive(
         warn!("run interrupted: stopping the fleet and writing what was measured");
         reasons.push("interrupted before the last step finished".to_string());
     }
+    // Before the fleet stops: a background write that finished keeps its records.
+    let writes = records.writes.into_done(&mut reasons);
 
     // Epilogue: every agent ends ready or failed, then the fleet stops.
     let why = if interrupted {
@@ -246,7 +248,7 @@ async fn drive(
         process: crate::host::process_usage(),
         timeseries,
         herds: records.herds,
-        writes: records.writes.into_done(),
+        writes,
         broker_samples,
     };
     let (summary, thresholds) = epilogue::write_results(dir, &record)?;

@@ -136,16 +136,32 @@ async fn legacy_profile_walks_the_whole_config_bucket() {
         "a key per agent and more: {}",
         legacy.keys
     );
-    assert_eq!(
-        kanade.gets,
-        30 * 3,
-        "kanade: global, pcs.<pc>, groups.<group>"
+    // A get that failed was retried (and counted in errors.csv): on a loaded machine a
+    // timed-out get asks the broker again, so each counted failure allows one more.
+    let kanade_retries = config_get_failures(&kanade.report.dir);
+    assert!(
+        (30 * 3..=30 * 3 + kanade_retries).contains(&kanade.gets),
+        "kanade: global, pcs.<pc>, groups.<group>: {} gets, {kanade_retries} retried",
+        kanade.gets
     );
-    assert_eq!(
+    let legacy_retries = config_get_failures(&legacy.report.dir);
+    assert!(
+        (30 * legacy.keys..=30 * legacy.keys + legacy_retries).contains(&legacy.gets),
+        "legacy: every key of the bucket, by every agent: {} gets for {} keys, {legacy_retries} retried",
         legacy.gets,
-        30 * legacy.keys,
-        "legacy: every key of the bucket, by every agent"
+        legacy.keys
     );
+}
+
+/// Failed sync reads of `agent_config` the run counted in errors.csv: each was retried.
+fn config_get_failures(dir: &std::path::Path) -> u64 {
+    read_csv(dir, "errors.csv")
+        .iter()
+        .filter(|r| {
+            r["operation"].starts_with("sync_") && r["operation"].ends_with(".agent_config")
+        })
+        .map(|r| r["count"].parse::<u64>().expect("count"))
+        .sum()
 }
 
 /// A run against a broker of the test's own, and what the broker saw of it.

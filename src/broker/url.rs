@@ -1,15 +1,22 @@
 //! A broker URL's userinfo, parsed once: the credentials it carries, the URL without
 //! them (what fleetsim dials) and the URL with them masked (what it logs and writes).
-//! The userinfo is looked for in the authority only, so an `@` in a path is not taken
-//! for one.
+//! The userinfo is the authority's (`user:pass@` before the first `/`). NATS URLs carry
+//! no path, so an `@` after a `/` with no userinfo before it is taken for the end of a
+//! userinfo whose password holds an unescaped `/` (`nats://u:pa/ss@h`): a secret is masked
+//! even where the URL is malformed, at the price of masking a real path's `@` too.
 
-/// Removes `user:pass@` or `token@` from a URL so it can be logged and written to results.
-/// Only the authority's userinfo is: an `@` in the path (`tls://h/x@y`) stays.
+/// Removes `user:pass@` or `token@` from a URL, or from each URL of a comma-separated
+/// server list, so it can be logged and written to results.
 pub fn redact_url(url: &str) -> String {
-    match userinfo_span(url) {
-        Some((start, at)) => format!("{}***@{}", &url[..start], &url[at + 1..]),
-        None => url.to_string(),
-    }
+    each_server(url, |server| match userinfo_span(server) {
+        Some((start, at)) => format!("{}***@{}", &server[..start], &server[at + 1..]),
+        None => server.to_string(),
+    })
+}
+
+/// `f` applied to each URL of a comma-separated server list, joined again.
+fn each_server(url: &str, f: impl Fn(&str) -> String) -> String {
+    url.split(',').map(f).collect::<Vec<_>>().join(",")
 }
 
 /// The credentials of a `nats://user:password@host` or `nats://token@host` URL, the
@@ -42,10 +49,10 @@ impl Credentials {
     /// `url` without its userinfo: what fleetsim hands async-nats once the credentials
     /// are options, since async-nats logs the address it dials (at debug level).
     pub fn strip(url: &str) -> String {
-        match userinfo_span(url) {
-            Some((start, at)) => format!("{}{}", &url[..start], &url[at + 1..]),
-            None => url.to_string(),
-        }
+        each_server(url, |server| match userinfo_span(server) {
+            Some((start, at)) => format!("{}{}", &server[..start], &server[at + 1..]),
+            None => server.to_string(),
+        })
     }
 
     pub fn apply(&self, options: async_nats::ConnectOptions) -> async_nats::ConnectOptions {
@@ -75,11 +82,11 @@ impl std::fmt::Debug for Credentials {
 /// bare `h:4222` as it is.
 pub fn host_port(url: &str) -> &str {
     let first = url.split(',').next().unwrap_or(url).trim();
-    let start = first.find("://").map_or(0, |i| i + 3);
-    let authority = authority_of(&first[start..]);
-    authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host)
+    let start = match userinfo_span(first) {
+        Some((_, at)) => at + 1,
+        None => first.find("://").map_or(0, |i| i + 3),
+    };
+    authority_of(&first[start..])
 }
 
 /// The authority at the start of `rest` (a URL after its `scheme://`): up to the path.
@@ -87,12 +94,15 @@ fn authority_of(rest: &str) -> &str {
     &rest[..rest.find('/').unwrap_or(rest.len())]
 }
 
-/// Where a URL's userinfo is: (its first byte, the `@` after it), looked for in the
-/// authority only, so an `@` in the path is not taken for one.
+/// Where a URL's userinfo is: (its first byte, the `@` after it). The authority's, when
+/// it has one; otherwise up to the URL's last `@`, if any (see the module doc: a
+/// password with an unescaped `/` must not leak through a redaction).
 fn userinfo_span(url: &str) -> Option<(usize, usize)> {
     let start = url.find("://")? + 3;
-    authority_of(&url[start..])
+    let rest = &url[start..];
+    authority_of(rest)
         .rfind('@')
+        .or_else(|| rest.rfind('@'))
         .map(|at| (start, start + at))
 }
 
@@ -164,16 +174,33 @@ mod tests {
     fn host_port_is_the_authority_without_userinfo() {
         use super::host_port;
         assert_eq!(host_port("nats://u:p@h:4222/x@y"), "h:4222");
-        assert_eq!(host_port("tls://h:4222/x@y"), "h:4222");
+        assert_eq!(host_port("nats://u:pa/ss@h:4222"), "h:4222");
         assert_eq!(host_port("nats://a:1,nats://b:2"), "a:1");
         assert_eq!(host_port("127.0.0.1:4222"), "127.0.0.1:4222");
         assert_eq!(host_port("nats://[::1]"), "[::1]");
     }
 
     #[test]
-    fn an_at_sign_in_the_path_is_not_userinfo() {
-        assert_eq!(redact_url("tls://h:4222/x@y"), "tls://h:4222/x@y");
+    fn an_at_sign_after_the_userinfo_is_kept_and_a_slash_in_a_password_still_masked() {
         assert_eq!(redact_url("tls://u:p@h:4222/x@y"), "tls://***@h:4222/x@y");
         assert_eq!(redact_url("nats://u:p%40w@h"), "nats://***@h");
+        // An unescaped `/` in the password: the authority ends early, and without the
+        // fallback "pa/ss" would be written out.
+        assert_eq!(redact_url("nats://u:pa/ss@h:4222"), "nats://***@h:4222");
+        assert_eq!(
+            Credentials::of_url("nats://u:pa/ss@h:4222"),
+            Credentials::UserPassword("u".to_string(), "pa/ss".to_string())
+        );
+        assert_eq!(Credentials::strip("nats://u:pa/ss@h:4222"), "nats://h:4222");
+        // With no userinfo, a path's `@` is masked too: NATS URLs carry no path, so it is
+        // far likelier a malformed password than a path.
+        assert_eq!(redact_url("tls://h:4222/x@y"), "tls://***@y");
+    }
+
+    #[test]
+    fn every_server_of_a_list_is_redacted_and_stripped() {
+        let list = "nats://u:p1@h1:4222,nats://u:p2@h2:4222";
+        assert_eq!(redact_url(list), "nats://***@h1:4222,nats://***@h2:4222");
+        assert_eq!(Credentials::strip(list), "nats://h1:4222,nats://h2:4222");
     }
 }

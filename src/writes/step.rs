@@ -99,9 +99,23 @@ impl WriteSteps {
         }
     }
 
-    /// Every finished step's record, in the order they finished; jobs still running (an
-    /// interrupted run) are stopped.
-    pub fn into_done(self) -> Vec<WriteRecord> {
+    /// Every finished step's record, in the order they finished: background jobs that
+    /// finished but were not yet collected (an interrupted run) included, so their
+    /// writes.csv and reconcile.csv rows are not lost; jobs still running are stopped,
+    /// each with a reason.
+    pub fn into_done(mut self, reasons: &mut Vec<String>) -> Vec<WriteRecord> {
+        while let Some(done) = self.background.try_join_next() {
+            match done {
+                Ok(record) => finish_one(record, &mut self.done, reasons),
+                Err(e) => reasons.push(format!("a background write step failed: {e}")),
+            }
+        }
+        if !self.background.is_empty() {
+            reasons.push(format!(
+                "{} background write step(s) still running when the run ended: not reconciled",
+                self.background.len()
+            ));
+        }
         self.done
     }
 }
