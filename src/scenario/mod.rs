@@ -99,11 +99,34 @@ fn render(problems: &[Problem]) -> String {
 
 /// Reads and checks a scenario file; messages name the file as `path` is written.
 pub fn parse_file(path: &Path) -> Result<Plan, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+    let bytes = std::fs::read(path).map_err(|source| ScenarioError::Read {
         path: path.display().to_string(),
         source,
     })?;
-    parse_str(&text, &path.display().to_string())
+    parse_bytes(&bytes, &path.display().to_string())
+}
+
+/// Checks the bytes of a scenario file, as [`parse_file`] does once it has read them:
+/// text that is not UTF-8 (TOML's only encoding) is one problem at the line of the
+/// first bad byte, like a syntax error. This is the entry point the fuzzer drives.
+pub fn parse_bytes(bytes: &[u8], origin: &str) -> Result<Plan, ScenarioError> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse_str(text, origin),
+        Err(e) => {
+            let valid = &bytes[..e.valid_up_to()];
+            let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+            Err(ScenarioError::Invalid(vec![Problem {
+                file: origin.to_string(),
+                line,
+                key: String::new(),
+                message: format!(
+                    "invalid TOML: not UTF-8 (byte {:#04x} at offset {}); save the file as UTF-8",
+                    bytes[e.valid_up_to()],
+                    e.valid_up_to()
+                ),
+            }]))
+        }
+    }
 }
 
 /// Checks scenario text; `origin` is the file name used in messages, and its stem is the
