@@ -31,6 +31,9 @@ else
   export RUSTC_BOOTSTRAP=1
   cargo=(cargo)
 fi
+# The fuzzed parser is the shipped one: the same versions of toml and every other crate
+# as the root Cargo.lock (cargo adds libfuzzer-sys to the copy).
+cp "$root/Cargo.lock" "$root/fuzz/Cargo.lock"
 target_dir="${FUZZ_TARGET_DIR:-$root/fuzz/target}"
 kept="$root/fuzz/corpus/parse_scenario"
 fuzz=("${cargo[@]}" fuzz)
