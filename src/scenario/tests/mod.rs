@@ -1,5 +1,5 @@
-//! Tests of the scenario parser, one file per submodule it tests ([`root`] for the
-//! tables `mod.rs` reads), and the invalid scenarios as data.
+//! Tests of the scenario parser, one file per submodule it tests ([`root`] for
+//! `mod.rs`), and the invalid scenarios as data, one folder per submodule.
 //!
 //! # Invalid scenarios are data
 //!
@@ -11,6 +11,8 @@
 //! one loop and lists every mismatch; `FLEETSIM_BLESS=1` rewrites the `.expected` files
 //! that no longer match from what the parser says (review the diff). A new case is two new files, no code.
 
+mod broker;
+mod fleet;
 mod profile;
 mod root;
 mod steps;
