@@ -16,18 +16,23 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-# Where cargo puts the release build (CARGO_TARGET_DIR if set).
-release="${CARGO_TARGET_DIR:-$root/target}/release"
+# Where cargo puts the release build (CARGO_TARGET_DIR if set). FLEETSIM_RELEASE_DIR
+# names an already built one instead (scripts/bench-revs.sh measures another commit's).
 NATS_SERVER_BIN="$(./scripts/provision-nats.sh | tail -n 1)"
 export NATS_SERVER_BIN
-cargo build --release --quiet --bin fleetsim --example bare_agents
+if [[ -n "${FLEETSIM_RELEASE_DIR:-}" ]]; then
+  release="$FLEETSIM_RELEASE_DIR"
+else
+  release="${CARGO_TARGET_DIR:-$root/target}/release"
+  cargo build --release --quiet --bin fleetsim --example bare_agents
+fi
 
 sizes=("$@")
 [[ ${#sizes[@]} -eq 0 ]] && sizes=(1000 3000)
 out_dir="results/bench"
 runs="$(mktemp -d)"
 mkdir -p "$out_dir"
-csv="$out_dir/core.csv"
+csv="${BENCH_CSV:-$out_dir/core.csv}"
 echo "date,start,agents,status,wall_all_ready_s,ready_p50_ms,ready_p99_ms,errors,cpu_s,cpu_ms_per_agent,peak_rss_mib,rss_kib_per_agent,broker_version" > "$csv"
 
 row() { # start-label agents scenario

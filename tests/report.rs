@@ -3,8 +3,10 @@
 //! drawn SVG, and screenshot to a real PNG.
 //!
 //! Chromium comes from `$CHROMIUM_BIN` or `PATH` (`scripts/provision-chromium.sh`
-//! installs it). Without it the rendering part is skipped, loudly, unless
-//! `FLEETSIM_REQUIRE_CHROMIUM=1`, which makes it a failure.
+//! installs it). Without it the rendering part is skipped, loudly, on a developer's
+//! machine; it is a failure where the check is required: `FLEETSIM_REQUIRE_CHROMIUM=1`
+//! (`scripts/test.sh` sets it when it provides Chromium) or in CI (`CI` set, as GitHub
+//! Actions, GitLab CI and most others do), where a skip would pass unseen.
 
 mod common;
 
@@ -53,6 +55,23 @@ const CHROMIUM_FLAGS: [&str; 9] = [
     "--disable-sync",
     "--hide-scrollbars",
 ];
+
+/// Why a missing Chromium must fail the test, if it must: `FLEETSIM_REQUIRE_CHROMIUM=1`,
+/// or `CI` set to anything but empty, `0` or `false`.
+fn chromium_required() -> Option<&'static str> {
+    let set = |name| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "false"))
+    };
+    if std::env::var("FLEETSIM_REQUIRE_CHROMIUM").as_deref() == Ok("1") {
+        Some("FLEETSIM_REQUIRE_CHROMIUM=1")
+    } else if set("CI").is_some() {
+        Some("CI is set")
+    } else {
+        None
+    }
+}
 
 fn find_chromium() -> Option<PathBuf> {
     if let Some(bin) = std::env::var_os("CHROMIUM_BIN").map(PathBuf::from) {
@@ -130,6 +149,14 @@ fn data_lines(svg: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_of_a_broker_crash_renders_in_chromium() {
+    // Before the run: a required render without Chromium fails at once.
+    let found = find_chromium();
+    if let (None, Some(why)) = (&found, chromium_required()) {
+        panic!(
+            "chromium not found (CHROMIUM_BIN, PATH) and {why}: report.html must be rendered \
+             (scripts/provision-chromium.sh installs it)"
+        );
+    }
     let out = tempfile::tempdir().expect("tempdir");
     let report = run_scenario(SCENARIO, out.path()).await;
     assert_eq!(report.status, RunStatus::Ok, "{:?}", report.reasons);
@@ -146,16 +173,24 @@ async fn report_of_a_broker_crash_renders_in_chromium() {
         assert!(svg.is_file(), "{} missing", svg.display());
     }
     let html = std::fs::read_to_string(&html_path).expect("read report");
+    assert!(
+        html.contains("<p class=\"fleet-run\">Fleet run: 20 agents.</p>"),
+        "the fleet actually run"
+    );
+    // kanade: 7 long-lived consumers per agent, and 2 catalog walks whose keys()
+    // consumers linger after each sync.
+    assert!(
+        html.contains("7 long-lived consumers per agent (7 × 20 agents = 140, the dotted line)")
+            && html.contains("reaches up to 9 per agent"),
+        "the broker chart's note"
+    );
     assert!(!html.contains("<script"), "no scripts");
     assert!(
         !html.contains("src=\"http") && !html.contains("href=\"http"),
         "nothing fetched"
     );
 
-    let Some(bin) = find_chromium() else {
-        if std::env::var("FLEETSIM_REQUIRE_CHROMIUM").as_deref() == Ok("1") {
-            panic!("chromium not found (CHROMIUM_BIN, PATH) and FLEETSIM_REQUIRE_CHROMIUM=1");
-        }
+    let Some(bin) = found else {
         eprintln!(
             "\n*** SKIPPED: chromium not found (set CHROMIUM_BIN or run scripts/provision-chromium.sh); report.html was not rendered ***\n"
         );
@@ -177,6 +212,10 @@ async fn report_of_a_broker_crash_renders_in_chromium() {
     );
     let broker = svg(&dom, "broker");
     assert!(data_lines(broker) >= 1, "consumers on the broker");
+    assert!(
+        broker.contains("long-lived: 7 per agent"),
+        "the level's legend"
+    );
     assert!(broker.contains("no sample"), "the crash is a marked gap");
     assert!(data_lines(svg(&dom, "api")) >= 1);
     for latency in ["latency-1-ready", "latency-3-recovery"] {

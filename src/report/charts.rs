@@ -85,6 +85,68 @@ fn top(values: impl Iterator<Item = f64>, headroom: f64) -> f64 {
     if max > 0.0 { max * headroom } else { 1.0 }
 }
 
+/// The plot of one chart: its coordinates on the SVG backend.
+type Plot<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// An SVG document of `size` on white, drawn by `draw`.
+fn svg(
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> Result<(), Error>,
+) -> Result<String, Error> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        draw(&root)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// How a chart's axes are labelled: descriptions, the x axis's labels (how many, and
+/// as what text); the y axis's numbers are [`number`]s.
+struct Axes<'a> {
+    x_desc: &'a str,
+    y_desc: &'a str,
+    x_labels: Option<usize>,
+    x_format: &'a dyn Fn(&f64) -> String,
+}
+
+/// The grid and axes every chart draws alike: light grid lines, the same label font.
+fn mesh(plot: &mut Plot, axes: &Axes) -> Result<(), Error> {
+    let mut mesh = plot.configure_mesh();
+    mesh.x_desc(axes.x_desc)
+        .y_desc(axes.y_desc)
+        .x_label_formatter(axes.x_format)
+        .y_label_formatter(&number)
+        .light_line_style(RGBColor(238, 238, 238))
+        .label_style((FONT, 16));
+    if let Some(n) = axes.x_labels {
+        mesh.x_labels(n);
+    }
+    mesh.draw().map_err(err)
+}
+
+/// A small chart (percentiles, by size): `title` over a plot of `[0, x_max] × [0,
+/// y_max]` with its axes drawn.
+fn small_plot<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    title: &str,
+    (x_max, y_max): (f64, f64),
+    axes: &Axes,
+) -> Result<Plot<'a, 'b>, Error> {
+    let mut plot = ChartBuilder::on(root)
+        .caption(title, (FONT, 22))
+        .margin(10)
+        .margin_right(20)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+        .map_err(err)?;
+    mesh(&mut plot, axes)?;
+    Ok(plot)
+}
+
 /// Draws `chart` and returns the SVG document.
 pub fn timeline(chart: &Timeline) -> Result<String, Error> {
     let points = |right: bool| {
@@ -106,11 +168,8 @@ pub fn timeline(chart: &Timeline) -> Result<String, Error> {
     let y_max = top(points(false).map(|p| p.1), 1.4);
     let y2_max = top(points(true).map(|p| p.1), 1.4);
 
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, TIMELINE_SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut ctx = ChartBuilder::on(&root)
+    svg(TIMELINE_SIZE, |root| {
+        let mut ctx = ChartBuilder::on(root)
             .caption(&chart.title, (FONT, 24))
             .margin(10)
             .margin_right(LEGEND_WIDTH)
@@ -120,15 +179,13 @@ pub fn timeline(chart: &Timeline) -> Result<String, Error> {
             .build_cartesian_2d(0.0..x_max, 0.0..y_max)
             .map_err(err)?
             .set_secondary_coord(0.0..x_max, 0.0..y2_max);
-        ctx.configure_mesh()
-            .x_desc("seconds since the first step")
-            .y_desc(&chart.y_left)
-            .x_label_formatter(&number)
-            .y_label_formatter(&number)
-            .light_line_style(RGBColor(238, 238, 238))
-            .label_style((FONT, 16))
-            .draw()
-            .map_err(err)?;
+        let axes = Axes {
+            x_desc: "seconds since the first step",
+            y_desc: &chart.y_left,
+            x_labels: None,
+            x_format: &number,
+        };
+        mesh(&mut ctx, &axes)?;
         if let Some(y_right) = &chart.y_right {
             ctx.configure_secondary_axes()
                 .y_desc(y_right)
@@ -192,10 +249,8 @@ pub fn timeline(chart: &Timeline) -> Result<String, Error> {
             }
         }
 
-        legend(&root, chart)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        legend(root, chart)
+    })
 }
 
 /// At most four points per pixel column of the plot: the first, lowest, highest and
@@ -233,9 +288,7 @@ fn thin(points: &[(f64, f64)], x_max: f64, columns: usize) -> Vec<(f64, f64)> {
 }
 
 /// The boxed legend of the labelled series, top left (percentile and by-size charts).
-fn series_legend<'a, 'b: 'a>(
-    ctx: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
-) -> Result<(), Error> {
+fn series_legend<'a, 'b: 'a>(ctx: &mut Plot<'a, 'b>) -> Result<(), Error> {
     ctx.configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.85))
@@ -337,28 +390,14 @@ pub fn percentiles(title: &str, curves: &[Curve]) -> Result<String, Error> {
     let x_max = top(all().map(|p| p.0), 1.0).ceil().max(2.0);
     let y_max = top(all().map(|p| p.1), 1.1);
 
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, PERCENTILE_SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut ctx = ChartBuilder::on(&root)
-            .caption(title, (FONT, 22))
-            .margin(10)
-            .margin_right(20)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
-            .map_err(err)?;
-        ctx.configure_mesh()
-            .x_desc("percentile")
-            .y_desc("ms")
-            .x_labels(2 * x_max as usize + 1)
-            .x_label_formatter(&nines_label)
-            .y_label_formatter(&number)
-            .light_line_style(RGBColor(238, 238, 238))
-            .label_style((FONT, 16))
-            .draw()
-            .map_err(err)?;
+    svg(PERCENTILE_SIZE, |root| {
+        let axes = Axes {
+            x_desc: "percentile",
+            y_desc: "ms",
+            x_labels: Some(2 * x_max as usize + 1),
+            x_format: &nines_label,
+        };
+        let mut ctx = small_plot(root, title, (x_max, y_max), &axes)?;
         for (curve, points) in &lines {
             let style = color(curve.color).stroke_width(2);
             ctx.draw_series(LineSeries::new(points.iter().copied(), style))
@@ -369,9 +408,8 @@ pub fn percentiles(title: &str, curves: &[Curve]) -> Result<String, Error> {
         if curves.len() > 1 {
             series_legend(&mut ctx)?;
         }
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// A quantity over fleet size (a sweep): one line per quantity through the measured
@@ -390,27 +428,14 @@ pub fn by_size(chart: &BySize) -> Result<String, Error> {
     let x_max = top(all().map(|p| p.0).chain(chart.knee), 1.05);
     let y_max = top(all().map(|p| p.1), 1.15);
 
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, PERCENTILE_SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut ctx = ChartBuilder::on(&root)
-            .caption(&chart.title, (FONT, 22))
-            .margin(10)
-            .margin_right(20)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
-            .map_err(err)?;
-        ctx.configure_mesh()
-            .x_desc("agents")
-            .y_desc(&chart.y_desc)
-            .x_label_formatter(&number)
-            .y_label_formatter(&number)
-            .light_line_style(RGBColor(238, 238, 238))
-            .label_style((FONT, 16))
-            .draw()
-            .map_err(err)?;
+    svg(PERCENTILE_SIZE, |root| {
+        let axes = Axes {
+            x_desc: "agents",
+            y_desc: &chart.y_desc,
+            x_labels: None,
+            x_format: &number,
+        };
+        let mut ctx = small_plot(root, &chart.title, (x_max, y_max), &axes)?;
         if let Some(knee) = chart.knee {
             let red = color(3);
             ctx.draw_series(std::iter::once(PathElement::new(
@@ -430,10 +455,8 @@ pub fn by_size(chart: &BySize) -> Result<String, Error> {
             ctx.draw_series(points.iter().map(|&p| Circle::new(p, 4, color(i).filled())))
                 .map_err(err)?;
         }
-        series_legend(&mut ctx)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+        series_legend(&mut ctx)
+    })
 }
 
 #[cfg(test)]
@@ -466,6 +489,66 @@ mod tests {
         assert!(thinned.windows(2).all(|w| w[0].0 < w[1].0), "time order");
         // A short series is drawn as it is.
         assert_eq!(thin(&points[..100], 10.0, 1_000), points[..100].to_vec());
+    }
+
+    #[test]
+    fn every_kind_of_chart_draws_its_axes_and_lines() {
+        let by_size = by_size(&BySize {
+            title: "Consumers".into(),
+            y_desc: "count".into(),
+            lines: vec![(
+                "consumers".into(),
+                vec![(20.0, 140.0), (40.0, 280.0), (80.0, 560.0)],
+            )],
+            knee: Some(80.0),
+        })
+        .expect("by size");
+        for text in [
+            "Consumers",
+            "\nagents\n",
+            "\ncount\n",
+            "knee: 80",
+            "consumers",
+        ] {
+            assert!(by_size.contains(text), "{text} in {by_size}");
+        }
+        let curve = Curve {
+            label: "ready".into(),
+            color: 0,
+            rows: vec![
+                (0.0, 1.0, 1.0),
+                (0.9, 2.0, 9.0),
+                (0.99, 3.0, 10.0),
+                (1.0, 4.0, 10.0),
+            ],
+        };
+        let percentiles = percentiles("ready in 1:start (ms)", &[curve]).expect("percentiles");
+        for text in ["\npercentile\n", "\nms\n", "\n90%\n", "\n99%\n"] {
+            assert!(percentiles.contains(text), "{text} in {percentiles}");
+        }
+        let timeline = timeline(&Timeline {
+            title: "Broker".into(),
+            y_left: "consumers".into(),
+            y_right: Some("API in flight".into()),
+            lines: vec![Line {
+                label: "consumers".into(),
+                color: 0,
+                dash: 0,
+                right: false,
+                underlay: false,
+                segments: vec![vec![(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)]],
+            }],
+            markers: Vec::new(),
+            gaps: Vec::new(),
+        })
+        .expect("timeline");
+        for text in [
+            "\nseconds since the first step\n",
+            "\nconsumers\n",
+            "\nAPI in flight\n",
+        ] {
+            assert!(timeline.contains(text), "{text} in {timeline}");
+        }
     }
 
     #[test]

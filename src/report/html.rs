@@ -5,8 +5,8 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use super::Chart;
 use super::read::{ChartRun, Table};
+use super::{COMPARE_FILE, Chart, format};
 
 pub const STYLE: &str = "body{font-family:sans-serif;margin:24px auto;max-width:1320px;color:#222}\
 h1{margin-bottom:4px}h2{border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:32px}\
@@ -87,8 +87,21 @@ pub fn page(p: &Page) -> String {
             "single run"
         },
     );
-    if let Some(description) = pick(m, &["/settings/description"]) {
-        let _ = write!(html, "<p>{}</p>", escape(&show(Some(description))));
+    // An A/B manifest has no settings: the description is its runs'.
+    let description = pick(m, &["/settings/description"]).or_else(|| {
+        p.runs
+            .iter()
+            .find_map(|r| r.manifest.as_ref()?.pointer("/settings/description"))
+    });
+    if let Some(description) = description.filter(|d| d.as_str() != Some("")) {
+        let _ = write!(
+            html,
+            "<p class=\"description\">{}</p>",
+            escape(&show(Some(description)))
+        );
+    }
+    if let Some(fleet) = fleet_run(m, p.runs) {
+        let _ = write!(html, "<p class=\"fleet-run\">{}</p>", escape(&fleet));
     }
     let reasons: Vec<String> = match m.get("reasons") {
         Some(Value::Array(r)) => r.iter().map(|r| show(Some(r))).collect(),
@@ -132,6 +145,14 @@ pub fn page(p: &Page) -> String {
     }
     for chart in p.timelines {
         html.push_str(&chart.svg);
+        if let Some(note) = &chart.note {
+            let _ = write!(
+                html,
+                "<p class=\"note\" id=\"note-{}\">{}</p>",
+                escape(&chart.name),
+                escape(note)
+            );
+        }
     }
     html.push_str("</section>\n<section id=\"latency\"><h2>Latency percentiles</h2>");
     if p.percentiles.is_empty() {
@@ -143,7 +164,12 @@ pub fn page(p: &Page) -> String {
     }
     html.push_str("</div></section>\n<section id=\"tables\"><h2>Tables</h2>");
     for (file, t) in p.tables {
-        let _ = write!(html, "<h3>{}</h3>{}", escape(file), table(t, |_| true, ""));
+        let shown = if *file == COMPARE_FILE {
+            compare_table(t, |_| true, true)
+        } else {
+            table(t, |_| true, "")
+        };
+        let _ = write!(html, "<h3>{}</h3>{shown}", escape(file));
     }
     html.push_str("</section>\n<section id=\"manifest\"><h2>Scenario and manifest</h2>");
     if let Some(text) = pick(m, &["/scenario/text", "/scenario_text"]) {
@@ -162,6 +188,41 @@ pub fn page(p: &Page) -> String {
     html
 }
 
+/// The fleet actually run, beside the description, which is the file's prose and may
+/// name another size: `Fleet run: 300 agents (the scenario file's [fleet] sets 1,000;
+/// overridden for this run).` `None` when no run's settings are known.
+fn fleet_run(m: &Value, runs: &[ChartRun]) -> Option<String> {
+    let agents_of = |m: &Value| m.pointer("/settings/fleet/agents").and_then(Value::as_u64);
+    let mut sizes: Vec<(&str, u64)> = runs
+        .iter()
+        .filter_map(|r| Some((r.variant.as_str(), agents_of(r.manifest.as_ref()?)?)))
+        .collect();
+    if sizes.is_empty() {
+        sizes.push(("", agents_of(m)?));
+    }
+    let ran = if sizes.iter().all(|(_, n)| *n == sizes[0].1) {
+        format!("{} agents", format::count(sizes[0].1))
+    } else {
+        sizes
+            .iter()
+            .map(|(variant, n)| format!("{variant} {} agents", format::count(*n)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let text = pick(m, &["/scenario/text", "/scenario_text"]).and_then(Value::as_str);
+    let in_file = text
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("fleet")?.get("agents")?.as_integer())
+        .and_then(|n| u64::try_from(n).ok());
+    Some(match in_file {
+        Some(n) if sizes.iter().any(|(_, ran)| *ran != n) => format!(
+            "Fleet run: {ran} (the scenario file's [fleet] sets {}; overridden for this run).",
+            format::count(n)
+        ),
+        _ => format!("Fleet run: {ran}."),
+    })
+}
+
 /// What ran: one column per charted run (the single run, or each variant).
 fn facts(runs: &[ChartRun]) -> String {
     const ROWS: [(&str, &[&str]); 7] = [
@@ -173,7 +234,7 @@ fn facts(runs: &[ChartRun]) -> String {
         ("agents ready / failed", &["/fleet/ready"]),
         ("host", &["/host/hostname"]),
     ];
-    let mut html = String::from("<table class=\"facts\"><tr><th></th>");
+    let mut html = String::from("<table class=\"facts\" id=\"facts\"><tr><th></th>");
     for run in runs {
         let label = if run.variant.is_empty() {
             "run"
@@ -195,6 +256,14 @@ fn facts(runs: &[ChartRun]) -> String {
                         show(m.pointer("/fleet/failed"))
                     )
                 }
+                (Some(m), "fleet size") => m
+                    .pointer("/settings/fleet/agents")
+                    .and_then(Value::as_u64)
+                    .map_or_else(
+                        || "–".to_string(),
+                        |n| format!("{} agents", format::count(n)),
+                    ),
+                (Some(m), "splay") => format::splay(m.pointer("/settings/fleet/splay")),
                 (Some(m), "host") => format!(
                     "{} ({} cores)",
                     show(m.pointer("/host/hostname")),
@@ -227,35 +296,139 @@ fn verdicts(compare: &Table) -> String {
     html.push_str("</ul>");
     let key = |row| (compare.get(row, "phase"), compare.get(row, "metric"));
     let keys: Vec<_> = judged.iter().map(|&r| key(r)).collect();
-    html.push_str(&table(compare, |row| keys.contains(&key(row)), "verdict"));
+    html.push_str(&compare_table(
+        compare,
+        |row| keys.contains(&key(row)),
+        false,
+    ));
     html.push_str("<p class=\"note\">Every metric: compare.csv under Tables.</p>");
     html
 }
 
 /// A CSV as an HTML table (the rows `keep` accepts, without column `skip`), numbers
-/// right-aligned, scrolling sideways rather than squeezing the page.
+/// right-aligned (floating-point noise rounded, see [`format::cell`]), scrolling
+/// sideways rather than squeezing the page.
 pub fn table(t: &Table, keep: impl Fn(usize) -> bool, skip: &str) -> String {
     let shown = |col: &usize| t.headers.get(*col).is_none_or(|h| h != skip);
+    let headers: Vec<String> = t.headers.iter().filter(|h| *h != skip).cloned().collect();
+    let rows = t
+        .rows
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| keep(*i))
+        .map(|(_, row)| {
+            row.iter()
+                .enumerate()
+                .filter(|(c, _)| shown(c))
+                .map(|(_, cell)| Cell::of(format::cell(cell)))
+                .collect()
+        })
+        .collect();
+    grid(&headers, rows)
+}
+
+/// One cell of [`grid`]: its text (escaped when written) and whether it is a number.
+struct Cell {
+    text: String,
+    num: bool,
+}
+
+impl Cell {
+    /// A cell that is right-aligned when it reads as a number.
+    fn of(text: String) -> Cell {
+        let num = text.parse::<f64>().is_ok();
+        Cell { text, num }
+    }
+
+    /// A right-aligned cell: a value with its unit.
+    fn num(text: String) -> Cell {
+        Cell { text, num: true }
+    }
+}
+
+/// Headers and rows as an HTML table in a sideways-scrolling box; "(no rows)" when empty.
+fn grid(headers: &[String], rows: Vec<Vec<Cell>>) -> String {
     let mut html = String::from("<div class=\"scroll\"><table><tr>");
-    for h in t.headers.iter().filter(|h| *h != skip) {
+    for h in headers {
         let _ = write!(html, "<th>{}</th>", escape(h));
     }
     html.push_str("</tr>");
-    for (_, row) in t.rows.iter().enumerate().filter(|(i, _)| keep(*i)) {
+    let empty = rows.is_empty();
+    for row in rows {
         html.push_str("<tr>");
-        for (_, cell) in row.iter().enumerate().filter(|(c, _)| shown(c)) {
-            let class = if cell.parse::<f64>().is_ok() {
-                " class=\"num\""
-            } else {
-                ""
-            };
-            let _ = write!(html, "<td{class}>{}</td>", escape(cell));
+        for cell in row {
+            let class = if cell.num { " class=\"num\"" } else { "" };
+            let _ = write!(html, "<td{class}>{}</td>", escape(&cell.text));
         }
         html.push_str("</tr>");
     }
     html.push_str("</table></div>");
-    if t.rows.is_empty() {
+    if empty {
         html.push_str("<p class=\"note\">(no rows)</p>");
     }
     html
+}
+
+/// `compare.csv` for reading (the rows `keep` accepts): latencies with their unit, ratios
+/// and the 95 % intervals of the differences against the first variant, named in the
+/// headers. The file keeps the raw values.
+pub fn compare_table(t: &Table, keep: impl Fn(usize) -> bool, with_verdict: bool) -> String {
+    let first = t.get(0, "variant").unwrap_or("A");
+    let mut headers: Vec<String> = ["phase", "metric", "variant", "runs", "samples"]
+        .into_iter()
+        .chain(["p50", "p99", "max"])
+        .map(String::from)
+        .collect();
+    headers.extend([
+        format!("p50 ÷ {first}"),
+        format!("p99 ÷ {first}"),
+        format!("p50 − {first} (95% CI)"),
+        format!("p99 − {first} (95% CI)"),
+    ]);
+    if with_verdict {
+        headers.push("verdict".to_string());
+    }
+    let float = |row: usize, col: &str| {
+        t.get(row, col)
+            .and_then(|c| c.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+    };
+    let dash = || "–".to_string();
+    let text = |row: usize, col: &str| Cell::of(t.get(row, col).unwrap_or("").to_string());
+    let rows = (0..t.rows.len())
+        .filter(|&r| keep(r))
+        .map(|r| {
+            let latency = |col| Cell::num(float(r, col).map_or_else(dash, format::ms));
+            let ratio = |col| Cell::num(float(r, col).map_or_else(dash, format::ratio));
+            let interval = |q: &str| {
+                let low = float(r, &format!("{q}_diff_ci_low"));
+                let high = float(r, &format!("{q}_diff_ci_high"));
+                Cell::num(match (low, high) {
+                    (Some(low), Some(high)) => {
+                        format!("{} … {}", format::signed_ms(low), format::signed_ms(high))
+                    }
+                    _ => dash(),
+                })
+            };
+            let mut cells = vec![
+                text(r, "phase"),
+                text(r, "metric"),
+                text(r, "variant"),
+                text(r, "runs"),
+                Cell::num(float(r, "count").map_or_else(dash, |n| format::count(n as u64))),
+                latency("p50"),
+                latency("p99"),
+                latency("max"),
+                ratio("p50_ratio"),
+                ratio("p99_ratio"),
+                interval("p50"),
+                interval("p99"),
+            ];
+            if with_verdict {
+                cells.push(text(r, "verdict"));
+            }
+            cells
+        })
+        .collect();
+    grid(&headers, rows)
 }

@@ -6,6 +6,13 @@
 //! and SVG, no scripts, nothing fetched), so it can be attached to an issue or opened
 //! from a CI artifact. Each chart is also written as `charts/<name>.svg`.
 //!
+//! The header sets the scenario's description (the file's prose, which may name another
+//! fleet size) beside the fleet actually run, and says when the file's `[fleet] agents`
+//! was overridden. The broker chart draws the profile's long-lived consumers as a dotted
+//! level and says under it why the count rises above it after every sync (see
+//! `consumers`). Numbers are shown with their units (see
+//! `format`); the files keep the raw values.
+//!
 //! It is built only from the files of the directory (see [`crate::results`]), so it can
 //! be (re)generated for any run, old ones included. Every file but `manifest.json` is
 //! optional; a file that exists but cannot be read is an error naming it.
@@ -17,6 +24,8 @@
 //! first on the page.
 
 mod charts;
+mod consumers;
+mod format;
 mod html;
 mod read;
 mod sweep;
@@ -30,11 +39,13 @@ use read::{ChartRun, Table};
 
 pub const REPORT_FILE: &str = "report.html";
 pub const CHARTS_DIR: &str = "charts";
+/// An A/B directory's comparison (see [`crate::compare`]), shown formatted.
+const COMPARE_FILE: &str = "compare.csv";
 
 /// Tables shown, in order, when present.
 const TABLES: [&str; 9] = [
     "runs.csv",
-    "compare.csv",
+    COMPARE_FILE,
     "summary.csv",
     "recovery.csv",
     "writes.csv",
@@ -88,6 +99,8 @@ pub enum ReportError {
 struct Chart {
     name: String,
     svg: String,
+    /// What the chart cannot say by itself, shown under it.
+    note: Option<String>,
 }
 
 /// Writes `dir/report.html` and `dir/charts/*.svg` from the files of the run directory
@@ -120,7 +133,7 @@ pub fn write_report(dir: &Path) -> Result<PathBuf, ReportError> {
         std::fs::write(&path, &chart.svg).map_err(|source| ReportError::Write { path, source })?;
     }
 
-    let compare = read::csv(dir, "compare.csv")?;
+    let compare = read::csv(dir, COMPARE_FILE)?;
     let tables = TABLES
         .iter()
         .filter_map(|name| {
@@ -162,7 +175,11 @@ fn chart(
         &format!("<svg id=\"chart-{}\" class=\"chart\" ", html::escape(&name)),
         1,
     );
-    Ok(Chart { name, svg })
+    Ok(Chart {
+        name,
+        svg,
+        note: None,
+    })
 }
 
 /// A line of a timeline: in a single run coloured by quantity; in an A/B run coloured
@@ -282,6 +299,7 @@ fn timeline_charts(
 ) -> Result<(Vec<Chart>, Vec<String>), ReportError> {
     let (mut charts, mut notes) = (Vec::new(), Vec::new());
     for spec in &TIMELINES {
+        let mut levels = Vec::new();
         let mut timeline = Timeline {
             title: spec.title.to_string(),
             y_left: spec.axes.0.to_string(),
@@ -305,6 +323,9 @@ fn timeline_charts(
                     .push(line((v, &run.variant), (k, label), *right, segments));
             }
             timeline.gaps.extend(table.gaps()?);
+            if spec.name == "broker" {
+                levels.extend(consumers::level(v, run, &timeline.lines));
+            }
         }
         if timeline.lines.iter().all(|l| l.segments.is_empty()) {
             notes.push(format!(
@@ -313,9 +334,15 @@ fn timeline_charts(
             ));
             continue;
         }
-        charts.push(chart(spec.name.to_string(), charts_dir, || {
+        let note = consumers::note(&levels);
+        timeline
+            .lines
+            .extend(levels.drain(..).map(|(line, _)| line));
+        let mut drawn = chart(spec.name.to_string(), charts_dir, || {
             charts::timeline(&timeline)
-        })?);
+        })?;
+        drawn.note = note;
+        charts.push(drawn);
     }
     Ok((charts, notes))
 }

@@ -34,7 +34,15 @@ fn hgrm(n: u32, scale: f64) -> String {
 fn single_run(dir: &Path, name: &str, scale: f64) {
     let manifest = serde_json::json!({
         "scenario": {"name": name, "text": "name = \"x\"\n[fleet]\nagents = 3\n"},
-        "settings": {"fleet": {"agents": 3, "profile": "kanade", "splay": null}},
+        "settings": {
+            "description": "a herd at 1,000 agents",
+            "fleet": {"agents": 3, "profile": "kanade", "splay": null},
+            "profile": {
+                "name": "kanade",
+                "consumers": [{}, {}, {}, {}, {}, {}, {}],
+                "sync": [{"type": "get"}, {"type": "walk"}, {"type": "walk"}],
+            },
+        },
         "broker": {"kind": "embedded", "version": "2.15.1"},
         "status": "failed", "reasons": ["agent <pc-1> & co failed"],
         "started_at": "2026-01-01T00:00:00.000Z", "ended_at": "2026-01-01T00:00:03.000Z",
@@ -83,6 +91,27 @@ fn single_run(dir: &Path, name: &str, scale: f64) {
     put(dir, "1-ready.hgrm", &hgrm(20, scale));
     put(dir, "2-recovery.hgrm", &hgrm(5, 100.0 * scale));
     put(dir, "1-kv_bind.hgrm", &hgrm(3, scale));
+}
+
+/// Changes a run directory's `manifest.json`.
+fn edit_manifest(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+    edit(&mut manifest);
+    std::fs::write(path, manifest.to_string()).expect("write");
+}
+
+/// The text of the first `<{tag} ... id="{id}" ...>` element, up to its closing tag.
+fn element<'a>(html: &'a str, tag: &str, id: &str) -> &'a str {
+    let at = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no element {id}"));
+    let start = html[..at].rfind(&format!("<{tag}")).expect("opening tag");
+    let end = html[start..]
+        .find(&format!("</{tag}>"))
+        .expect("closing tag");
+    &html[start..start + end]
 }
 
 /// The `<svg id="chart-NAME"` element's text.
@@ -151,6 +180,64 @@ fn a_single_run_has_its_charts_and_tables_escaped() {
         "the gap is marked"
     );
     assert!(html.contains("<h3>summary.csv</h3>") && !html.contains("<h3>recovery.csv</h3>"));
+    assert!(html.contains("<p class=\"fleet-run\">Fleet run: 3 agents.</p>"));
+}
+
+#[test]
+fn the_description_stands_beside_the_fleet_actually_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    single_run(dir.path(), "herd", 1.0);
+    // `--agents 3` over a file that says 1000 (and whose description says 1,000).
+    edit_manifest(dir.path(), |m| {
+        m["scenario"]["text"] = "name = \"x\"\n[fleet]\nagents = 1000\n".into();
+    });
+    let html = std::fs::read_to_string(write_report(dir.path()).expect("report")).expect("read");
+    let description = html
+        .find("<p class=\"description\">a herd at 1,000 agents</p>")
+        .expect("description");
+    let fleet = html
+        .find(
+            "<p class=\"fleet-run\">Fleet run: 3 agents (the scenario file&#39;s [fleet] sets \
+             1,000; overridden for this run).</p>",
+        )
+        .expect("the fleet run, with the override");
+    assert!(fleet > description, "beside the description");
+    assert!(element(&html, "table", "facts").contains("<td>3 agents</td>"));
+}
+
+#[test]
+fn the_broker_chart_tells_long_lived_consumers_from_transient_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    single_run(dir.path(), "herd", 1.0);
+    let html = std::fs::read_to_string(write_report(dir.path()).expect("report")).expect("read");
+    let broker = svg(&html, "broker");
+    assert!(
+        broker.contains("long-lived: 7 per agent"),
+        "the level's legend"
+    );
+    // The level is drawn: a dotted path at 7 × 3 = 21 consumers, beside the data.
+    assert!(data_lines(broker) >= 2, "consumers and API in flight");
+    let note = element(&html, "p", "note-broker");
+    assert!(
+        note.contains("the kanade profile keeps 7 long-lived consumers per agent (7 × 3 agents = 21, the dotted line)"),
+        "{note}"
+    );
+    assert!(
+        note.contains("2 catalog walks (keys()) open an ordered consumer")
+            && note.contains("up to 9 per agent"),
+        "{note}"
+    );
+    assert!(
+        html.find("id=\"note-broker\"") > html.find("id=\"chart-broker\""),
+        "under its chart"
+    );
+
+    // A profile without walks has nothing transient to explain.
+    edit_manifest(dir.path(), |m| {
+        m["settings"]["profile"]["sync"] = serde_json::json!([{"type": "get"}]);
+    });
+    let html = std::fs::read_to_string(write_report(dir.path()).expect("report")).expect("read");
+    assert!(element(&html, "p", "note-broker").contains("walks no catalog"));
 }
 
 #[test]
@@ -177,13 +264,22 @@ fn an_ab_run_charts_each_variants_first_repeat_and_leads_with_verdicts() {
         ("04-on-r2", 50.0),
     ] {
         single_run(&top.join("runs").join(sub), "splay-ab", scale);
+        if sub.contains("-on-") {
+            edit_manifest(&top.join("runs").join(sub), |m| {
+                m["settings"]["fleet"]["splay"] = serde_json::json!(
+                    {"on_start": false, "placement": "reconnect_delay", "window": "5s"}
+                );
+            });
+        }
     }
     put(
         top,
         "compare.csv",
         "phase,metric,variant,runs,count,p50,p99,max,p50_ratio,p99_ratio,p50_diff_ci_low,p50_diff_ci_high,p99_diff_ci_low,p99_diff_ci_high,verdict\n\
          2:broker_restart,recovery,off,2,10,1,2,2,,,,,,,\n\
-         2:broker_restart,recovery,on,2,10,2,4,4,2,2,,,,,on is <slower> than off\n",
+         2:broker_restart,recovery,on,2,10,2,4,4,2,2,,,,,on is <slower> than off\n\
+         2:broker_restart,ready,off,3,1200,10.5,1500.25,1600,,,,,,,\n\
+         2:broker_restart,ready,on,3,1200,5.25,1081.43399999999997,1100,0.5,0.72083,-5.31,-5.1,-418.81600000000003,-12.3,on: ready p99 lower\n",
     );
 
     let runs = read::chart_runs(top).expect("runs");
@@ -207,6 +303,41 @@ fn an_ab_run_charts_each_variants_first_repeat_and_leads_with_verdicts() {
         verdict < html.find("id=\"timeline\"").expect("timeline"),
         "verdicts first"
     );
+    // The comparison reads as the rest of the page: units, rounded, no float noise.
+    assert!(!html.contains("418.816000"), "raw floats");
+    let compare = element(&html, "section", "compare");
+    for expected in [
+        "<th>p50 ÷ off</th>",
+        "<th>p99 − off (95% CI)</th>",
+        "<td class=\"num\">1.08 s</td>",
+        "<td class=\"num\">×0.72</td>",
+        "<td class=\"num\">\u{2212}418.8 ms … \u{2212}12.3 ms</td>",
+        "<td class=\"num\">1,200</td>",
+    ] {
+        assert!(compare.contains(expected), "{expected} in {compare}");
+    }
+    let tables = element(&html, "section", "tables");
+    assert!(
+        tables.contains("<td class=\"num\">\u{2212}5.3 ms … \u{2212}5.1 ms</td>"),
+        "compare.csv under Tables too"
+    );
+    // The splay in words, not the plan's JSON.
+    let facts = element(&html, "table", "facts");
+    assert!(
+        facts.contains("<td>off</td><td>5s in the reconnect delay</td>"),
+        "{facts}"
+    );
+    assert!(!facts.contains("on_start"), "{facts}");
+
+    // Variants with the same fleet and profile: their consumers are explained once.
+    let note = element(&html, "p", "note-broker");
+    assert_eq!(
+        note.matches("long-lived consumers per agent").count(),
+        1,
+        "{note}"
+    );
+    assert!(svg(&html, "broker").contains("on · long-lived: 7 per agent"));
+
     let fleet = svg(&html, "fleet");
     assert!(
         fleet.contains("off · ready") && fleet.contains("on · ready"),
