@@ -8,8 +8,13 @@
 //! built-in profile (`src/profiles/<name>.toml`). The only error without a line is
 //! `ScenarioError::Read` (the file cannot be read at all), which bytes already in
 //! memory cannot produce: it fails the target too.
+//!
+//! An accepted plan goes on as `fleetsim run` takes it: the command line's overrides
+//! apply or are refused without a panic, and the plan serializes to JSON (the run's
+//! manifest.json holds it).
 #![no_main]
 
+use fleetsim::plan::{Overrides, Plan};
 use fleetsim::scenario::{self, ScenarioError};
 use libfuzzer_sys::fuzz_target;
 
@@ -17,7 +22,7 @@ const ORIGIN: &str = "fuzz.toml";
 
 fuzz_target!(|data: &[u8]| {
     let problems = match scenario::parse_bytes(data, ORIGIN) {
-        Ok(_) => return,
+        Ok(plan) => return accepted(plan, data),
         Err(ScenarioError::Invalid(problems)) => problems,
         Err(e) => panic!("a rejection without a location: {e}"),
     };
@@ -55,3 +60,16 @@ fuzz_target!(|data: &[u8]| {
         );
     }
 });
+
+/// The second stage of the input: overrides chosen from the input's length, then the
+/// manifest's JSON.
+fn accepted(mut plan: Plan, data: &[u8]) {
+    let overrides = Overrides {
+        agents: Some(data.len() % 7),
+        server: (data.len() % 2 == 0).then(|| "nats://127.0.0.1:4222".to_string()),
+        herd_command: (data.len() % 3 == 0).then(|| "true".to_string()),
+        ..Overrides::default()
+    };
+    let _ = overrides.apply(&mut plan);
+    serde_json::to_value(&plan).expect("an accepted plan serializes to JSON");
+}
