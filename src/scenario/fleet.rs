@@ -35,7 +35,11 @@ const DEFAULT_RECONNECT_BASE: Duration = Duration::from_millis(100);
 const DEFAULT_RECONNECT_CAP: Duration = Duration::from_secs(4);
 /// The longest splay window: the splay spreads a fleet's re-sync over a few seconds.
 const MAX_SPLAY: Duration = Duration::from_secs(300);
-const SPLAY_PLACEMENTS: &str = "before_gets, reopen_watches, reconnect_delay";
+const SPLAY_PLACEMENTS: [(&str, SplayPlacement); 3] = [
+    ("before_gets", SplayPlacement::BeforeGets),
+    ("reopen_watches", SplayPlacement::ReopenWatches),
+    ("reconnect_delay", SplayPlacement::ReconnectDelay),
+];
 
 /// Reads `[fleet]`; also returns the span of `fleet.profile` for resolving it later.
 pub(super) fn read_fleet(
@@ -190,22 +194,11 @@ fn read_splay(ctx: &mut Ctx<'_>, node: &Node<'_, '_>) -> Option<Splay> {
         Some((d, _)) => (Some(d), false),
         None => (None, node.get("splay").is_none()),
     };
-    let placement = match node.string(ctx, "splay_placement") {
+    let placement = match node.get("splay_placement") {
         None => Some(SplayPlacement::BeforeGets),
-        Some((name, span)) => {
-            let placement = match name {
-                "before_gets" => Some(SplayPlacement::BeforeGets),
-                "reopen_watches" => Some(SplayPlacement::ReopenWatches),
-                "reconnect_delay" => Some(SplayPlacement::ReconnectDelay),
-                _ => None,
-            };
-            if placement.is_none() {
-                let message =
-                    format!("unknown splay_placement {name:?}; use one of {SPLAY_PLACEMENTS}");
-                ctx.report(&span, node.key("splay_placement"), message);
-            }
-            placement
-        }
+        Some(_) => node
+            .choice(ctx, "splay_placement", "splay_placement", &SPLAY_PLACEMENTS)
+            .map(|(p, _)| p),
     };
     let on_start = node.boolean(ctx, "splay_on_start");
     if off {

@@ -6,10 +6,23 @@ use std::time::Duration;
 
 use super::Setup;
 use crate::plan::{ExecTarget, StepAction, WriteLoad, WriteTarget};
-use crate::scenario::walk::{Ctx, Node, Value, describe};
+use crate::scenario::walk::{Ctx, Node, Value, describe, names};
 
-const WRITE_TARGETS: &str = "pc, pc_each, pcs, group, global, jobs, schedules, freeze";
-const EXEC_TARGETS: &str = "pc, group, all";
+const WRITE_TARGETS: [(&str, WriteTarget); 8] = [
+    ("pc", WriteTarget::Pc),
+    ("pc_each", WriteTarget::PcEach),
+    ("pcs", WriteTarget::Pcs { agents: Vec::new() }),
+    ("group", WriteTarget::Group),
+    ("global", WriteTarget::Global),
+    ("jobs", WriteTarget::Jobs),
+    ("schedules", WriteTarget::Schedules),
+    ("freeze", WriteTarget::Freeze),
+];
+const EXEC_TARGETS: [(&str, ExecTarget); 3] = [
+    ("pc", ExecTarget::Pc),
+    ("group", ExecTarget::Group),
+    ("all", ExecTarget::All),
+];
 /// Writes (or commands) per second of a `write` or `exec` step.
 const DEFAULT_WRITE_RATE: f64 = 10.0;
 /// Writes of a `write` or `exec` step that gives neither `count` nor `duration`.
@@ -28,32 +41,7 @@ pub(super) fn read_write(
     kind_span: &Range<usize>,
     setup: &Setup,
 ) -> Option<StepAction> {
-    let target = match node.string(ctx, "target") {
-        None if node.get("target").is_some() => None,
-        None => {
-            let message = format!("required for kind = \"write\": one of {WRITE_TARGETS}");
-            node.missing(ctx, "target", Some(kind_span.clone()), &message);
-            None
-        }
-        Some((name, span)) => {
-            let target = match name {
-                "pc" => Some(WriteTarget::Pc),
-                "pc_each" => Some(WriteTarget::PcEach),
-                "pcs" => Some(WriteTarget::Pcs { agents: Vec::new() }),
-                "group" => Some(WriteTarget::Group),
-                "global" => Some(WriteTarget::Global),
-                "jobs" => Some(WriteTarget::Jobs),
-                "schedules" => Some(WriteTarget::Schedules),
-                "freeze" => Some(WriteTarget::Freeze),
-                _ => None,
-            };
-            if target.is_none() {
-                let message = format!("unknown write target {name:?}; use one of {WRITE_TARGETS}");
-                ctx.report(&span, node.key("target"), message);
-            }
-            target.map(|t| (t, span))
-        }
-    };
+    let target = target(ctx, node, kind_span, "write", &WRITE_TARGETS);
     // `agents` is read against a known target only: with a wrong one it is unclear.
     let target = match target {
         Some((WriteTarget::Pcs { .. }, span)) => {
@@ -88,27 +76,28 @@ pub(super) fn read_exec(
     node: &Node<'_, '_>,
     kind_span: &Range<usize>,
 ) -> Option<StepAction> {
-    let target = match node.string(ctx, "target") {
-        None if node.get("target").is_some() => None,
-        None => {
-            let message = format!("required for kind = \"exec\": one of {EXEC_TARGETS}");
-            node.missing(ctx, "target", Some(kind_span.clone()), &message);
-            None
-        }
-        Some(("pc", _)) => Some(ExecTarget::Pc),
-        Some(("group", _)) => Some(ExecTarget::Group),
-        Some(("all", _)) => Some(ExecTarget::All),
-        Some((name, span)) => {
-            let message = format!("unknown exec target {name:?}; use one of {EXEC_TARGETS}");
-            ctx.report(&span, node.key("target"), message);
-            None
-        }
-    };
+    let target = target(ctx, node, kind_span, "exec", &EXEC_TARGETS).map(|(t, _)| t);
     let load = read_load(ctx, node, "commands per second");
     Some(StepAction::Exec {
         target: target?,
         load: load?,
     })
+}
+
+/// `target`, required for `kind`: one of `targets`.
+fn target<T: Clone>(
+    ctx: &mut Ctx<'_>,
+    node: &Node<'_, '_>,
+    kind_span: &Range<usize>,
+    kind: &str,
+    targets: &[(&str, T)],
+) -> Option<(T, Range<usize>)> {
+    if node.get("target").is_none() {
+        let message = format!("required for kind = \"{kind}\": one of {}", names(targets));
+        node.missing(ctx, "target", Some(kind_span.clone()), &message);
+        return None;
+    }
+    node.choice(ctx, "target", &format!("{kind} target"), targets)
 }
 
 /// `rate`, `count` or `duration`, `value_size`, `drain_timeout`, `background`; `unit` says
