@@ -166,6 +166,15 @@ timeout = "30s"
     assert!(manifest["process"]["max_rss_kib"].as_u64().unwrap_or(0) > 0);
 }
 
+/// A loopback URL nothing listens on: a run against it fails to connect (exit 3).
+fn closed_server() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    format!("nats://127.0.0.1:{port}")
+}
+
 #[test]
 fn run_and_sweep_refuse_a_broker_restart_against_server_alike() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -174,19 +183,18 @@ fn run_and_sweep_refuse_a_broker_restart_against_server_alike() {
         "[fleet]\nagents = 4\n\n[[steps]]\nkind = \"start\"\n\n[[steps]]\nkind = \"broker_restart\"\n",
     )
     .expect("write scenario");
-    let server = "nats://127.0.0.1:4222";
-    for args in [
-        vec!["run", "restart.toml", "--server", server],
-        vec![
-            "sweep",
-            "restart.toml",
-            "--agents",
-            "2,4",
-            "--server",
-            server,
-        ],
-    ] {
-        let out = fleetsim(&args, dir.path());
+    let server = closed_server();
+    let run = ["run", "restart.toml", "--server", &server];
+    let sweep = [
+        "sweep",
+        "restart.toml",
+        "--agents",
+        "2,4",
+        "--server",
+        &server,
+    ];
+    for args in [&run[..], &sweep[..]] {
+        let out = fleetsim(args, dir.path());
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(
@@ -198,6 +206,13 @@ fn run_and_sweep_refuse_a_broker_restart_against_server_alike() {
             !dir.path().join("results").exists(),
             "{args:?}: refused before anything ran"
         );
+        // With the fix it names, both go on to the broker (which is not there: exit 3).
+        let mut fixed = args.to_vec();
+        fixed.extend(["--herd-command", "true", "--out", "out"]);
+        let out = fleetsim(&fixed, dir.path());
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{fixed:?}: {err}");
+        assert!(err.contains("cannot connect"), "{fixed:?}: {err}");
     }
 }
 
@@ -209,13 +224,9 @@ fn logs_are_plain_text_when_stderr_is_not_a_terminal() {
         "[fleet]\nagents = 2\n\n[[steps]]\nkind = \"start\"\n",
     )
     .expect("write scenario");
-    // A loopback port nothing listens on: the run logs its start, then cannot connect.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let server = format!("nats://127.0.0.1:{port}");
-    let out = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+    // The run logs its start, then cannot connect.
+    let server = closed_server();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetsim"))
         .args(["run", "tiny.toml", "--server", &server, "--out", "out"])
         .current_dir(dir.path())
         .env("FLEETSIM_LOG", "info")

@@ -59,10 +59,6 @@ pub struct RunArgs {
     /// Directory the run directory is created in (default: results).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Replace the scenario's broker_restart and lame_duck triggers with this command
-    /// (run with sh -c) for a broker fleetsim does not own, e.g. "docker restart nats".
-    #[arg(long, requires = "server", value_name = "COMMAND")]
-    pub herd_command: Option<String>,
     #[command(flatten)]
     pub output: OutputFlags,
 }
@@ -72,13 +68,12 @@ impl RunArgs {
     pub fn overrides(&self) -> Overrides {
         Overrides {
             agents: self.agents,
-            herd_command: self.herd_command.clone(),
             ..self.broker.overrides()
         }
     }
 }
 
-/// `--server` and `--monitor`, shared by `run` and `sweep`.
+/// `--server`, `--monitor` and `--herd-command`, shared by `run` and `sweep`.
 #[derive(Args)]
 pub struct BrokerArgs {
     /// Drive an external broker at this URL instead of starting an embedded one (a
@@ -88,6 +83,10 @@ pub struct BrokerArgs {
     /// Monitoring URL (http://host:8222) of the external broker.
     #[arg(long, requires = "server")]
     pub monitor: Option<String>,
+    /// Replace the scenario's broker_restart and lame_duck triggers with this command
+    /// (run with sh -c) for a broker fleetsim does not own, e.g. "docker restart nats".
+    #[arg(long, requires = "server", value_name = "COMMAND")]
+    pub herd_command: Option<String>,
 }
 
 impl BrokerArgs {
@@ -96,6 +95,7 @@ impl BrokerArgs {
         Overrides {
             server: self.server.clone(),
             monitor: self.monitor.clone(),
+            herd_command: self.herd_command.clone(),
             system_url: fleetsim::plan::system_url_from_env(),
             ..Overrides::default()
         }
