@@ -16,7 +16,7 @@
 //!   runs.csv                 order,variant,repeat,status,dir,consumers_at_start
 //!   summary.csv, ...         every CSV of the runs, concatenated, with leading
 //!                            `variant,repeat` columns
-//!   compare.csv              see [`crate::compare`]
+//!   compare.csv              see [`crate::ab_stats`]
 //!   manifest.json            the A/B run: variants, repeat, order, status
 //! ```
 //!
@@ -29,40 +29,20 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use futures::FutureExt;
-use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::compare::{COMPARE_COLUMNS, CompareRow, VariantMeasurements, compare};
+use crate::ab_stats::{CompareRow, VariantMeasurements, compare};
 use crate::metrics::Snapshot;
 use crate::plan::Plan;
-use crate::results::{self, ResultsError, RunStatus, redact_json, redact_scenario_text, rfc3339};
+use crate::results::{
+    self, AbManifest, MANIFEST_FILE, RUNS_DIR, ResultsError, RunStatus, redact_json,
+    redact_scenario_text, rfc3339,
+};
 use crate::run::{self, RunError, RunOptions};
-use crate::thresholds::Outcome;
+use crate::thresholds::CheckOutcome;
 
-/// One run of an A/B run, in the order it ran.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunEntry {
-    pub order: usize,
-    pub variant: String,
-    pub repeat: usize,
-    pub status: String,
-    /// The run's directory, relative to the A/B directory.
-    pub dir: String,
-    pub consumers_at_start: Option<u64>,
-    /// Why the run failed (empty when ok); `;`-separated.
-    pub reasons: String,
-}
-
-/// Column order of `runs.csv`.
-const RUNS_COLUMNS: [&str; 7] = [
-    "order",
-    "variant",
-    "repeat",
-    "status",
-    "dir",
-    "consumers_at_start",
-    "reasons",
-];
+/// One run of an A/B run, in the order it ran: a row of `runs.csv`.
+pub use crate::results::RunEntry;
 
 /// What an A/B run produced.
 #[derive(Debug)]
@@ -83,24 +63,7 @@ pub struct AbReport {
 pub struct RunThresholds {
     pub variant: String,
     pub repeat: usize,
-    pub outcomes: Vec<Outcome>,
-}
-
-/// `manifest.json` of an A/B directory.
-#[derive(Debug, Serialize)]
-struct AbManifest {
-    kind: &'static str,
-    fleetsim_version: &'static str,
-    scenario: String,
-    scenario_file: Option<String>,
-    scenario_text: String,
-    repeat: usize,
-    variants: Vec<serde_json::Value>,
-    runs: Vec<RunEntry>,
-    started_at: String,
-    ended_at: String,
-    status: String,
-    reasons: Vec<String>,
+    pub outcomes: Vec<CheckOutcome>,
 }
 
 /// Runs every variant of `plan` `plan.repeat` times, interleaved, and writes the A/B
@@ -112,13 +75,12 @@ pub async fn run_ab(
     shutdown: impl Future<Output = ()>,
 ) -> Result<AbReport, RunError> {
     let started_at = SystemTime::now();
-    let dir = match &options.run_dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(ResultsError::io(dir))?;
-            dir.clone()
-        }
-        None => results::create_run_dir(&options.results_base, &plan.name, started_at)?,
-    };
+    let dir = results::open_run_dir(
+        options.run_dir.as_deref(),
+        &options.results_base,
+        &plan.name,
+        started_at,
+    )?;
     let shutdown = shutdown.boxed_local().shared();
     let total = plan.variants.len() * plan.repeat;
     let mut entries: Vec<RunEntry> = Vec::new();
@@ -130,7 +92,7 @@ pub async fn run_ab(
     'runs: for repeat in 1..=plan.repeat {
         for (index, variant) in plan.variants.iter().enumerate() {
             let order = entries.len() + 1;
-            let rel = format!("runs/{order:02}-{}-r{repeat}", variant.name);
+            let rel = format!("{RUNS_DIR}/{order:02}-{}-r{repeat}", variant.name);
             let mut sub_plan = variant.plan.clone();
             if order > 1 && sub_plan.broker.url.is_some() {
                 sub_plan.broker.reset = true;
@@ -143,7 +105,7 @@ pub async fn run_ab(
             let sub_options = RunOptions {
                 scenario_path: options.scenario_path.clone(),
                 scenario_text: options.scenario_text.clone(),
-                results_base: dir.join("runs"),
+                results_base: dir.join(RUNS_DIR),
                 run_dir: Some(dir.join(&rel)),
                 proxy_program: options.proxy_program.clone(),
             };
@@ -203,13 +165,7 @@ pub async fn run_ab(
     if interrupted {
         reasons.push(format!("stopped after {} of {total} runs", entries.len()));
     }
-    let status = if interrupted {
-        RunStatus::Partial
-    } else if reasons.is_empty() {
-        RunStatus::Ok
-    } else {
-        RunStatus::Failed
-    };
+    let status = RunStatus::of(interrupted, &reasons);
 
     merge_csvs(&dir, &entries)?;
     let measurements: Vec<VariantMeasurements> = plan
@@ -224,12 +180,12 @@ pub async fn run_ab(
         })
         .collect();
     let rows = compare(&measurements, &phases, plan.seed);
-    write_rows(&dir.join("compare.csv"), &COMPARE_COLUMNS, &rows)?;
-    write_rows(&dir.join("runs.csv"), &RUNS_COLUMNS, &entries)?;
+    results::write_file(&dir, &rows)?;
+    results::write_file(&dir, &entries)?;
 
     let manifest = AbManifest {
-        kind: "ab",
-        fleetsim_version: env!("CARGO_PKG_VERSION"),
+        kind: AbManifest::KIND.to_string(),
+        fleetsim_version: env!("CARGO_PKG_VERSION").to_string(),
         scenario: plan.name.clone(),
         scenario_file: options
             .scenario_path
@@ -254,10 +210,10 @@ pub async fn run_ab(
         runs: entries.clone(),
         started_at: rfc3339(started_at),
         ended_at: rfc3339(SystemTime::now()),
-        status: status.to_string(),
+        status,
         reasons: reasons.clone(),
     };
-    let path = dir.join("manifest.json");
+    let path = dir.join(MANIFEST_FILE);
     let text = serde_json::to_string_pretty(&manifest).map_err(|source| ResultsError::Json {
         path: path.clone(),
         source,
@@ -266,16 +222,7 @@ pub async fn run_ab(
 
     let mut summary = render_summary(&dir, status, &entries, &rows);
     summary.push_str(&render_thresholds(&thresholds));
-    // As for a single run: the page is a view of the files just written.
-    match crate::report::write_report(&dir) {
-        Ok(path) => {
-            if !summary.is_empty() && !summary.ends_with('\n') {
-                summary.push('\n');
-            }
-            summary.push_str(&format!("report: {}\n", path.display()));
-        }
-        Err(e) => tracing::warn!(error = %e, "report.html not written"),
-    }
+    crate::report::write_report_line(&dir, &mut summary);
     Ok(AbReport {
         dir,
         status,
@@ -345,18 +292,6 @@ fn merge_csvs(dir: &Path, entries: &[RunEntry]) -> Result<(), ResultsError> {
         out.flush().map_err(ResultsError::io(&path))?;
     }
     Ok(())
-}
-
-fn write_rows<R: Serialize>(path: &Path, columns: &[&str], rows: &[R]) -> Result<(), ResultsError> {
-    let mut out = csv::WriterBuilder::new()
-        .has_headers(false)
-        .from_path(path)
-        .map_err(ResultsError::csv(path))?;
-    out.write_record(columns).map_err(ResultsError::csv(path))?;
-    for row in rows {
-        out.serialize(row).map_err(ResultsError::csv(path))?;
-    }
-    out.flush().map_err(ResultsError::io(path))
 }
 
 /// The end-of-run text: the runs in order, then each verdict line.
@@ -430,7 +365,7 @@ fn render_thresholds(runs: &[RunThresholds]) -> String {
             }
         }
         for check in checks {
-            let outcomes: Vec<(usize, &Outcome)> = mine
+            let outcomes: Vec<(usize, &CheckOutcome)> = mine
                 .iter()
                 .flat_map(|r| {
                     r.outcomes
@@ -439,7 +374,7 @@ fn render_thresholds(runs: &[RunThresholds]) -> String {
                         .map(move |o| (r.repeat, o))
                 })
                 .collect();
-            let failing: Vec<&(usize, &Outcome)> =
+            let failing: Vec<&(usize, &CheckOutcome)> =
                 outcomes.iter().filter(|(_, o)| !o.passed).collect();
             if failing.is_empty() {
                 out.push_str(&format!(

@@ -21,29 +21,39 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use futures::FutureExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use crate::plan::{ConsumerKind, Plan, Profile, StepAction};
-use crate::results::{self, ResultsError, RunStatus};
+use crate::results::rows::{
+    BrokerRow, CsvFile, ErrorRow, RecoveryRow, StepRow, SummaryRow, TimeseriesRow,
+};
+use crate::results::{
+    self, RUNS_DIR, ReadError, ResultsError, RunDir, RunStatus, SIZING_FILE, SWEEP_COLUMNS,
+    SWEEP_FILE,
+};
 use crate::run::{self, RunError, RunOptions};
 
 /// The fleet tiers of seeds 000/001, always in the sizing table.
 pub const TIERS: [usize; 4] = [500, 3_000, 10_000, 50_000];
 
 /// One fleet size's measurements, read from its run directory.
-#[derive(Debug, Clone, Default, Serialize)]
+///
+/// A figure the run did not measure (the broker could not be sampled) is empty, never
+/// a zero that reads like a measurement.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SweepRow {
     pub agents: usize,
     pub status: String,
     /// Long-lived consumers on the broker at the end of the run (the steady state).
-    pub consumers: u64,
-    pub consumers_per_agent: f64,
-    pub connections: u64,
+    pub consumers: Option<u64>,
+    pub consumers_per_agent: Option<f64>,
+    pub connections: Option<u64>,
     /// Peak broker RSS (MiB) and CPU (% of one core) from `/varz`.
-    pub broker_mem_mib: f64,
-    pub broker_cpu_percent: f64,
-    pub broker_mem_kib_per_consumer: f64,
+    pub broker_mem_mib: Option<f64>,
+    pub broker_cpu_percent: Option<f64>,
+    pub broker_mem_kib_per_consumer: Option<f64>,
     /// JetStream API requests (from advisories) per agent during the start steps.
     pub api_per_agent_cold_start: f64,
     /// JetStream API requests per agent during herd steps (empty without a herd).
@@ -79,17 +89,12 @@ pub async fn sweep(
     let mut sizes = sizes.to_vec();
     sizes.sort_unstable();
     sizes.dedup();
-    let dir = match &options.run_dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(ResultsError::io(dir))?;
-            dir.clone()
-        }
-        None => results::create_run_dir(
-            &options.results_base,
-            &format!("{}-sweep", plan.name),
-            SystemTime::now(),
-        )?,
-    };
+    let dir = results::open_run_dir(
+        options.run_dir.as_deref(),
+        &options.results_base,
+        &format!("{}-sweep", plan.name),
+        SystemTime::now(),
+    )?;
     let shutdown = shutdown.boxed_local().shared();
     let mut rows = Vec::new();
     let mut knee = None;
@@ -97,11 +102,11 @@ pub async fn sweep(
         info!(agents = n, "sweep: next fleet size");
         let mut sized = plan.clone();
         sized.fleet.agents = n;
-        let run_dir = dir.join("runs").join(n.to_string());
+        let run_dir = dir.join(RUNS_DIR).join(n.to_string());
         let sub = RunOptions {
             scenario_path: options.scenario_path.clone(),
             scenario_text: options.scenario_text.clone(),
-            results_base: dir.join("runs"),
+            results_base: dir.join(RUNS_DIR),
             run_dir: Some(run_dir.clone()),
             proxy_program: options.proxy_program.clone(),
         };
@@ -152,21 +157,12 @@ pub async fn sweep(
             break;
         }
     }
-    write_sweep_csv(&dir.join("sweep.csv"), &rows)?;
+    write_sweep_csv(&dir.join(SWEEP_FILE), &rows)?;
     let sizing = sizing_markdown(&plan, &rows, knee);
-    let path = dir.join("sizing.md");
+    let path = dir.join(SIZING_FILE);
     std::fs::write(&path, &sizing).map_err(ResultsError::io(&path))?;
     let mut summary = render_summary(&dir, &rows, knee);
-    // As for a run: the page is a view of the files, so failing to draw it loses nothing.
-    match crate::report::write_report(&dir) {
-        Ok(path) => {
-            if !summary.is_empty() && !summary.ends_with('\n') {
-                summary.push('\n');
-            }
-            summary.push_str(&format!("report: {}\n", path.display()));
-        }
-        Err(e) => tracing::warn!(error = %e, "report.html not written"),
-    }
+    crate::report::write_report_line(&dir, &mut summary);
     Ok(SweepReport {
         dir,
         rows,
@@ -175,119 +171,81 @@ pub async fn sweep(
     })
 }
 
-type Row = BTreeMap<String, String>;
-
-fn read(dir: &Path, name: &str) -> Result<Vec<Row>, String> {
-    let path = dir.join(name);
-    let mut reader = csv::Reader::from_path(&path).map_err(|e| format!("{name}: {e}"))?;
-    let headers = reader
-        .headers()
-        .map_err(|e| format!("{name}: {e}"))?
-        .clone();
-    reader
-        .records()
-        .map(|r| {
-            let r = r.map_err(|e| format!("{name}: {e}"))?;
-            Ok(headers
-                .iter()
-                .map(String::from)
-                .zip(r.iter().map(String::from))
-                .collect())
-        })
-        .collect()
+impl CsvFile for SweepRow {
+    const FILE: &'static str = SWEEP_FILE;
+    const COLUMNS: &'static [&'static str] = &SWEEP_COLUMNS;
 }
 
-fn num(row: &Row, col: &str) -> f64 {
-    row.get(col).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-}
-
-/// Reads one size's row from its run directory.
-pub fn measure(dir: &Path, agents: usize) -> Result<SweepRow, String> {
-    let steps = read(dir, "steps.csv")?;
-    let broker = read(dir, "broker.csv")?;
-    let timeseries = read(dir, "timeseries.csv")?;
-    let summary = read(dir, "summary.csv")?;
-    let recovery = read(dir, "recovery.csv").unwrap_or_default();
-    let errors = read(dir, "errors.csv")?;
+/// Reads one size's row from its run directory: every file it needs must be there and
+/// parse (the error names the file and line); `recovery.csv` only when a herd ran.
+pub fn measure(dir: &Path, agents: usize) -> Result<SweepRow, ReadError> {
+    let run = RunDir::new(dir);
+    let steps: Vec<StepRow> = run.rows()?;
+    let broker: Vec<BrokerRow> = run.rows()?;
+    let timeseries: Vec<TimeseriesRow> = run.rows()?;
+    let summary: Vec<SummaryRow> = run.rows()?;
+    let recovery: Vec<RecoveryRow> = run.rows_if_present()?.unwrap_or_default();
+    let errors: Vec<ErrorRow> = run.rows()?;
 
     let last = steps.last();
     // Long-lived only: a sync's keys() walks leave short-lived consumers the server
     // reaps ~30 s later, which are not the fleet's steady state.
-    let consumers = last.map_or(0.0, |s| {
-        if s["broker_consumers_long_lived"].is_empty() {
-            num(s, "broker_consumers")
-        } else {
-            num(s, "broker_consumers_long_lived")
-        }
-    }) as u64;
-    let answered: Vec<&Row> = broker.iter().filter(|r| r["ok"] == "true").collect();
-    let peak = |col: &str| answered.iter().map(|r| num(r, col)).fold(0.0, f64::max);
-    let broker_mem_mib = peak("mem_bytes") / 1_048_576.0;
-    let api = |r: &Row| {
-        [
-            "api_consumer_create",
-            "api_consumer_delete",
-            "api_stream_info",
-            "api_other",
-        ]
-        .iter()
-        .map(|c| num(r, c))
-        .sum::<f64>()
+    let consumers = last.and_then(|s| s.broker_consumers_long_lived.or(s.broker_consumers));
+    let peak = |figure: fn(&BrokerRow) -> Option<f64>| {
+        broker
+            .iter()
+            .filter(|r| r.ok)
+            .filter_map(figure)
+            .reduce(f64::max)
     };
-    let herd_steps: Vec<&str> = recovery.iter().map(|r| r["step"].as_str()).collect();
+    let broker_mem_mib = peak(|r| r.mem_bytes.map(|b| b as f64)).map(|b| b / 1_048_576.0);
+    let herd_steps: Vec<&str> = recovery.iter().map(|r| r.step.as_str()).collect();
     let is_start = |step: &str| step.ends_with(":start") || step.ends_with(":wait_ready");
-    let cold: f64 = timeseries
+    let cold: u64 = timeseries
         .iter()
-        .take_while(|r| !herd_steps.contains(&r["step"].as_str()))
-        .filter(|r| is_start(&r["step"]))
-        .map(api)
+        .take_while(|r| !herd_steps.contains(&r.step.as_str()))
+        .filter(|r| is_start(&r.step))
+        .map(TimeseriesRow::api_requests)
         .sum();
-    let herd: f64 = timeseries
+    let herd: u64 = timeseries
         .iter()
-        .filter(|r| herd_steps.contains(&r["step"].as_str()))
-        .map(api)
+        .filter(|r| herd_steps.contains(&r.step.as_str()))
+        .map(TimeseriesRow::api_requests)
         .sum();
-    let worst = |col: &str| {
+    // The slowest herd; none when one never got every agent back.
+    let worst = |pct: u32| {
         recovery
             .iter()
-            .map(|r| r[col].parse::<f64>().ok())
+            .map(|r| r.recovered_secs(pct).flatten())
             .try_fold(0.0f64, |acc, v| v.map(|v| acc.max(v)))
     };
     let ready_p99 = summary
         .iter()
-        .filter(|r| r["metric"] == "ready")
-        .map(|r| num(r, "p99"))
+        .filter(|r| r.metric == "ready")
+        .map(|r| r.p99.0)
         .reduce(f64::max);
     let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
     for e in &errors {
-        *by_kind.entry(e["kind"].clone()).or_default() += num(e, "count") as u64;
+        *by_kind.entry(e.kind.clone()).or_default() += e.count;
     }
     let n = agents.max(1) as f64;
+    let herded = !recovery.is_empty();
     Ok(SweepRow {
         agents,
         status: String::new(),
         consumers,
-        consumers_per_agent: round(consumers as f64 / n, 2),
-        connections: last.map_or(0.0, |s| num(s, "broker_connections")) as u64,
-        broker_mem_mib: round(broker_mem_mib, 1),
-        broker_cpu_percent: round(peak("cpu_percent"), 1),
-        broker_mem_kib_per_consumer: if consumers > 0 {
-            round(broker_mem_mib * 1024.0 / consumers as f64, 2)
-        } else {
-            0.0
+        consumers_per_agent: consumers.map(|c| round(c as f64 / n, 2)),
+        connections: last.and_then(|s| s.broker_connections),
+        broker_mem_mib: broker_mem_mib.map(|m| round(m, 1)),
+        broker_cpu_percent: peak(|r| r.cpu_percent).map(|c| round(c, 1)),
+        broker_mem_kib_per_consumer: match (broker_mem_mib, consumers) {
+            (Some(mem), Some(c)) if c > 0 => Some(round(mem * 1024.0 / c as f64, 2)),
+            _ => None,
         },
-        api_per_agent_cold_start: round(cold / n, 2),
-        api_per_agent_herd: (!recovery.is_empty()).then(|| round(herd / n, 2)),
-        recovery_p99_s: if recovery.is_empty() {
-            None
-        } else {
-            worst("recovered_99_secs")
-        },
-        recovery_p100_s: if recovery.is_empty() {
-            None
-        } else {
-            worst("recovered_100_secs")
-        },
+        api_per_agent_cold_start: round(cold as f64 / n, 2),
+        api_per_agent_herd: herded.then(|| round(herd as f64 / n, 2)),
+        recovery_p99_s: if herded { worst(99) } else { None },
+        recovery_p100_s: if herded { worst(100) } else { None },
         ready_p99_ms: ready_p99,
         errors_total: by_kind.values().sum(),
         errors_by_kind: by_kind
@@ -421,8 +379,8 @@ pub fn sizing_markdown(plan: &Plan, rows: &[SweepRow], knee: Option<usize>) -> S
             .collect();
         fit_line(&points)
     };
-    let consumers = fit(&|r| Some(r.consumers as f64));
-    let mem = fit(&|r| Some(r.broker_mem_mib));
+    let consumers = fit(&|r| r.consumers.map(|c| c as f64));
+    let mem = fit(&|r| r.broker_mem_mib);
     let api = fit(&|r| r.api_per_agent_herd.map(|a| a * r.agents as f64));
     let recovery = fit(&|r| r.recovery_p100_s);
     let mut sizes: Vec<usize> = rows.iter().map(|r| r.agents).collect();
@@ -435,9 +393,9 @@ pub fn sizing_markdown(plan: &Plan, rows: &[SweepRow], knee: Option<usize>) -> S
             Some(r) => {
                 let _ = writeln!(
                     md,
-                    "| {n} | measured | {} | {:.1} | {} | {} | {} |",
-                    r.consumers,
-                    r.broker_mem_mib,
+                    "| {n} | measured | {} | {} | {} | {} | {} |",
+                    fmt_opt(r.consumers.map(|c| c as f64), 0),
+                    fmt_opt(r.broker_mem_mib, 1),
                     fmt_opt(r.api_per_agent_herd.map(|a| a * n as f64), 0),
                     fmt_opt(r.recovery_p100_s, 1),
                     r.status
@@ -522,11 +480,11 @@ fn render_summary(dir: &Path, rows: &[SweepRow], knee: Option<usize>) -> String 
     for r in rows {
         let _ = writeln!(
             out,
-            "{:>7}  {:<7} {:>9} {:>10.1} {:>14} {:>10} {:>7}",
+            "{:>7}  {:<7} {:>9} {:>10} {:>14} {:>10} {:>7}",
             r.agents,
             r.status,
-            r.consumers,
-            r.broker_mem_mib,
+            fmt_opt(r.consumers.map(|c| c as f64), 0),
+            fmt_opt(r.broker_mem_mib, 1),
             fmt_opt(r.api_per_agent_herd, 1),
             fmt_opt(r.recovery_p100_s, 1),
             r.errors_total
@@ -546,6 +504,34 @@ fn render_summary(dir: &Path, rows: &[SweepRow], knee: Option<usize>) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_run_did_not_measure_stays_empty_and_a_missing_file_is_named() {
+        fn empty<R: CsvFile>(dir: &Path) {
+            let file = std::fs::File::create(dir.join(R::FILE)).expect("create");
+            results::write_rows::<_, R>(file, []).expect("write");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        empty::<StepRow>(dir.path());
+        empty::<BrokerRow>(dir.path());
+        empty::<TimeseriesRow>(dir.path());
+        empty::<SummaryRow>(dir.path());
+        let e = measure(dir.path(), 10).expect_err("no errors.csv");
+        assert!(e.to_string().contains("errors.csv"), "{e}");
+        empty::<ErrorRow>(dir.path());
+        let row = measure(dir.path(), 10).expect("measured");
+        // The broker was never sampled: no consumer count, not zero consumers.
+        assert_eq!(
+            (row.consumers, row.connections, row.broker_mem_mib),
+            (None, None, None)
+        );
+        assert_eq!((row.api_per_agent_herd, row.recovery_p100_s), (None, None));
+        let mut out = csv::Writer::from_writer(Vec::new());
+        out.serialize(&row).expect("row");
+        let text = String::from_utf8(out.into_inner().expect("flush")).expect("utf-8");
+        assert_eq!(text.lines().next(), Some(SWEEP_COLUMNS.join(",").as_str()));
+        assert!(text.contains("\n10,,,,,,,,0.0,,,,,0,,\n"), "{text}");
+    }
 
     #[test]
     fn a_line_through_exact_points_is_recovered() {

@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use fleetsim::results::rows::*;
+use fleetsim::results::*;
 use fleetsim::run::{RunOptions, RunReport};
 
 /// Runs `scenario` (TOML text) to completion; results go under `out`.
@@ -24,7 +26,12 @@ pub async fn run_scenario(scenario: &str, out: &Path) -> RunReport {
 }
 
 /// Reads a CSV file of a run into rows of (header -> value).
+///
+/// The file is first read through the run directory's own reader as the writer's row
+/// type (`deny_unknown_fields`), so a column added, renamed or dropped on either side
+/// fails the test that reads it, even one that looks at a single cell.
 pub fn read_csv(dir: &Path, name: &str) -> Vec<std::collections::HashMap<String, String>> {
+    assert_typed(dir, name);
     let mut reader =
         csv::Reader::from_path(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
     let headers = reader.headers().expect("csv header").clone();
@@ -39,6 +46,51 @@ pub fn read_csv(dir: &Path, name: &str) -> Vec<std::collections::HashMap<String,
                 .collect()
         })
         .collect()
+}
+
+/// Every row of `R`'s file in `dir`, typed (`deny_unknown_fields`); panics naming the
+/// file and line otherwise.
+pub fn rows<R: CsvFile>(dir: &Path) -> Vec<R> {
+    RunDir::new(dir).rows().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The rows of `R`'s file where an A/B run may have merged it (`variant,repeat` first).
+pub fn merged_rows<R: CsvFile>(dir: &Path) -> Vec<Merged<R>> {
+    RunDir::new(dir)
+        .merged_rows()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A single run's `manifest.json`, typed (`deny_unknown_fields`).
+pub fn manifest(dir: &Path) -> Manifest {
+    RunDir::new(dir)
+        .manifest()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Reads `dir/name` as the row type its writer uses, when it is a file of the run
+/// directory; a file this list does not know is a test that needs a new entry.
+fn assert_typed(dir: &Path, name: &str) {
+    fn check<R: CsvFile>(dir: &Path) {
+        merged_rows::<R>(dir);
+    }
+    match name {
+        SUMMARY_FILE => check::<SummaryRow>(dir),
+        ERRORS_FILE => check::<ErrorRow>(dir),
+        AGENTS_FILE => check::<AgentRow>(dir),
+        STEPS_FILE => check::<StepRow>(dir),
+        TIMESERIES_FILE => check::<TimeseriesRow>(dir),
+        RECOVERY_FILE => check::<RecoveryRow>(dir),
+        UNRECOVERED_FILE => check::<UnrecoveredRow>(dir),
+        WRITES_FILE => check::<WritesRow>(dir),
+        RECONCILE_FILE => check::<ReconcileRow>(dir),
+        BROKER_FILE => check::<BrokerRow>(dir),
+        THRESHOLDS_FILE => check::<ThresholdRow>(dir),
+        RUNS_FILE => check::<RunEntry>(dir),
+        COMPARE_FILE => check::<fleetsim::ab_stats::CompareRow>(dir),
+        SWEEP_FILE => check::<fleetsim::sweep::SweepRow>(dir),
+        other => panic!("{other}: not a file of a run directory (add its row type here)"),
+    }
 }
 
 pub fn project_root() -> PathBuf {

@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use fleetsim::gate::GateOutcome;
+use fleetsim::gate::compare as baseline;
 use fleetsim::plan::{Overrides, Plan};
 use fleetsim::run::RunOptions;
-use fleetsim::{baseline, scenario};
+use fleetsim::scenario;
 
 use super::args::{CompareArgs, ProxyArgs, RunArgs, SweepArgs};
 use super::{run_error_code, runtime};

@@ -35,11 +35,12 @@ use std::path::{Path, PathBuf};
 
 use crate::results::{BROKER_FILE, STEPS_FILE, TIMESERIES_FILE};
 use charts::{Curve, Line, Marker, Timeline};
+pub(crate) use html::escape;
 use read::{ChartRun, Table};
 
 pub const REPORT_FILE: &str = "report.html";
 pub const CHARTS_DIR: &str = "charts";
-/// An A/B directory's comparison (see [`crate::compare`]), shown formatted.
+/// An A/B directory's comparison (see [`crate::ab_stats`]), shown formatted.
 const COMPARE_FILE: &str = "compare.csv";
 
 /// Tables shown, in order, when present.
@@ -101,6 +102,21 @@ struct Chart {
     svg: String,
     /// What the chart cannot say by itself, shown under it.
     note: Option<String>,
+}
+
+/// Writes the report of `dir` ([`write_report`]) and adds its line (`report: <path>`)
+/// to the end-of-run `summary`. The page is a view of the files, so one that cannot be
+/// drawn loses nothing measured: that is a warning, not a failed run.
+pub fn write_report_line(dir: &Path, summary: &mut String) {
+    match write_report(dir) {
+        Ok(path) => {
+            if !summary.is_empty() && !summary.ends_with('\n') {
+                summary.push('\n');
+            }
+            summary.push_str(&format!("report: {}\n", path.display()));
+        }
+        Err(e) => tracing::warn!(error = %e, "report.html not written"),
+    }
 }
 
 /// Writes `dir/report.html` and `dir/charts/*.svg` from the files of the run directory

@@ -4,11 +4,35 @@
 //! both), and which runs an A/B directory's charts are drawn from.
 //!
 //! Every optional file may be missing (`Ok(None)`); a file that exists but cannot be
-//! parsed is an error naming the file and line, never a panic.
+//! parsed is an error naming the file and line, never a panic. The files are read
+//! through the run directory's one reader ([`crate::results::RunDir`]); what is here
+//! is the report's view of them.
 
 use std::path::{Path, PathBuf};
 
 use super::ReportError;
+use crate::results::{self, ReadError, RunDir, RunEntry};
+
+impl From<ReadError> for ReportError {
+    fn from(e: ReadError) -> ReportError {
+        match e {
+            ReadError::Malformed {
+                path,
+                line,
+                message,
+            } => ReportError::Parse {
+                path,
+                line: line as usize,
+                message,
+            },
+            ReadError::Io { path, source } => ReportError::Io { path, source },
+            ReadError::Missing { path } => ReportError::Io {
+                path,
+                source: std::io::ErrorKind::NotFound.into(),
+            },
+        }
+    }
+}
 
 /// One CSV file, header and rows, as written.
 #[derive(Debug, Clone)]
@@ -105,49 +129,17 @@ impl Table {
 
 /// Reads `dir/name`; `Ok(None)` when the file does not exist.
 pub fn csv(dir: &Path, name: &str) -> Result<Option<Table>, ReportError> {
-    let path = dir.join(name);
-    if !path.is_file() {
-        return Ok(None);
-    }
-    let csv_error = |source| ReportError::Csv {
-        path: path.clone(),
-        source,
-    };
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_path(&path)
-        .map_err(csv_error)?;
-    let headers = reader
-        .headers()
-        .map_err(csv_error)?
-        .iter()
-        .map(String::from)
-        .collect();
-    let rows = reader
-        .records()
-        .map(|r| r.map(|r| r.iter().map(String::from).collect()))
-        .collect::<Result<_, _>>()
-        .map_err(csv_error)?;
-    Ok(Some(Table {
-        path,
-        headers,
-        rows,
+    Ok(RunDir::new(dir).raw_csv(name)?.map(|raw| Table {
+        path: raw.path,
+        headers: raw.headers,
+        rows: raw.rows,
     }))
 }
 
-/// `dir/manifest.json` as JSON; `Ok(None)` when missing (a sub-run that never finished).
+/// `dir/manifest.json` as JSON, single or A/B alike; `Ok(None)` when missing (a sub-run
+/// that never finished).
 pub fn manifest(dir: &Path) -> Result<Option<serde_json::Value>, ReportError> {
-    let path = dir.join(crate::results::MANIFEST_FILE);
-    if !path.is_file() {
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(&path).map_err(|source| ReportError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|source| ReportError::Json { path, source })
+    Ok(RunDir::new(dir).manifest_json()?)
 }
 
 /// A `.hgrm` file of a run: `<phase index>-<metric>.hgrm`.
@@ -158,78 +150,30 @@ pub struct HgrmFile {
     pub path: PathBuf,
 }
 
-/// The files in `dir` (not recursive) whose names end with `suffix`, sorted; none when
-/// `dir` does not exist.
+/// The files in `dir` (not recursive) whose names end with `suffix` (`.svg`), sorted;
+/// none when `dir` does not exist.
 pub fn files_ending(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, ReportError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(ReportError::Io {
-                path: dir.to_path_buf(),
-                source,
-            });
-        }
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && p.to_string_lossy().ends_with(suffix))
-        .collect();
-    files.sort();
-    Ok(files)
+    let extension = suffix.strip_prefix('.').unwrap_or(suffix);
+    Ok(results::read::files_ending(dir, extension)?)
 }
 
 /// Every `.hgrm` file in `dir`, sorted by phase then metric.
 pub fn hgrm_files(dir: &Path) -> Result<Vec<HgrmFile>, ReportError> {
-    let mut files: Vec<HgrmFile> = files_ending(dir, ".hgrm")?
+    Ok(RunDir::new(dir)
+        .hgrm_files()?
         .into_iter()
-        .filter_map(|path| {
-            let name = path.file_name()?.to_string_lossy().into_owned();
-            let (phase, metric) = name.strip_suffix(".hgrm")?.split_once('-')?;
-            Some(HgrmFile {
-                phase: phase.parse().ok()?,
-                metric: metric.to_string(),
-                path: path.clone(),
-            })
+        .map(|(phase, metric, path)| HgrmFile {
+            phase,
+            metric,
+            path,
         })
-        .collect();
-    files.sort_by(|a, b| (a.phase, &a.metric).cmp(&(b.phase, &b.metric)));
-    Ok(files)
+        .collect())
 }
 
 /// The (percentile in [0, 1], value in ms, total count so far) rows of a
 /// percentile-distribution file; the header and the `#[...]` footer are skipped.
 pub fn hgrm(path: &Path) -> Result<Vec<(f64, f64, f64)>, ReportError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ReportError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut rows = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() || line.starts_with('#') || line.trim_start().starts_with("Value")
-        {
-            continue;
-        }
-        let fields: Vec<Option<f64>> = line
-            .split_whitespace()
-            .take(3)
-            .map(|f| f.parse::<f64>().ok().filter(|v| v.is_finite()))
-            .collect();
-        match fields[..] {
-            [Some(value), Some(p), Some(count)] if (0.0..=1.0).contains(&p) => {
-                rows.push((p, value, count))
-            }
-            _ => {
-                return Err(ReportError::Parse {
-                    path: path.to_path_buf(),
-                    line: i + 1,
-                    message: format!("not a percentile-distribution row: {line:?}"),
-                });
-            }
-        }
-    }
-    Ok(rows)
+    Ok(results::read::hgrm(path)?)
 }
 
 /// A run the charts are drawn from: the directory itself for a single run, one sub-run
@@ -248,34 +192,29 @@ pub struct ChartRun {
 /// repeats cannot be merged exactly, and one run per variant keeps the timelines on one
 /// run's clock. `compare.csv` pools every repeat.
 pub fn chart_runs(dir: &Path) -> Result<Vec<ChartRun>, ReportError> {
-    let Some(runs) = csv(dir, "runs.csv")? else {
+    let Some(runs) = RunDir::new(dir).rows_if_present::<RunEntry>()? else {
         return Ok(vec![ChartRun {
             variant: String::new(),
             dir: dir.to_path_buf(),
             manifest: manifest(dir)?,
         }]);
     };
-    let repeats = runs.floats("repeat")?;
-    let mut chosen: Vec<(String, f64, PathBuf)> = Vec::new();
-    for (i, repeat) in repeats.iter().enumerate() {
-        let (Some(variant), Some(sub)) = (runs.get(i, "variant"), runs.get(i, "dir")) else {
-            continue;
-        };
-        let repeat = repeat.unwrap_or(f64::MAX);
-        match chosen.iter_mut().find(|(v, _, _)| v == variant) {
-            Some(entry) if repeat < entry.1 => *entry = (variant.into(), repeat, dir.join(sub)),
+    let mut chosen: Vec<&RunEntry> = Vec::new();
+    for run in &runs {
+        match chosen.iter_mut().find(|c| c.variant == run.variant) {
+            Some(c) if run.repeat < c.repeat => *c = run,
             Some(_) => {}
-            None => chosen.push((variant.into(), repeat, dir.join(sub))),
+            None => chosen.push(run),
         }
     }
     chosen
         .into_iter()
-        .map(|(variant, _, dir)| {
-            let manifest = manifest(&dir)?;
+        .map(|run| {
+            let dir = dir.join(&run.dir);
             Ok(ChartRun {
-                variant,
+                variant: run.variant.clone(),
+                manifest: manifest(&dir)?,
                 dir,
-                manifest,
             })
         })
         .collect()

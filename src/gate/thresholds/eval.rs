@@ -13,19 +13,25 @@
 //! A name the scenario allows but the run did not measure fails with a "not measured"
 //! note: a gate must not pass on a metric that was never there.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Serialize;
 
 use super::grammar::{BROKER_ADVISORIES, BROKER_COUNTERS, Check, Op, Source, Unit, phase_matches};
+use crate::results::rows::{
+    AgentRow, BrokerRow, CsvFile, ErrorRow, RecoveryRow, SummaryRow, TimeseriesRow, WritesRow,
+};
+use crate::results::{
+    AGENTS_FILE, BROKER_FILE, ERRORS_FILE, RECOVERY_FILE, ReadError, RunDir, SUMMARY_FILE,
+    TIMESERIES_FILE, WRITES_FILE,
+};
 
 /// The outcome of one check in one run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Outcome {
+pub struct CheckOutcome {
     /// The check as written.
     pub check: String,
-    /// The measured value in [`Outcome::unit`]; `None` when not measured, infinite when
+    /// The measured value in [`CheckOutcome::unit`]; `None` when not measured, infinite when
     /// a recovery share was never reached.
     pub value: Option<f64>,
     pub limit: f64,
@@ -37,7 +43,7 @@ pub struct Outcome {
     pub note: String,
 }
 
-impl Outcome {
+impl CheckOutcome {
     /// `FAIL recovery.p100 < 30s: 41.20 s in 4:broker_restart (limit 30.00 s)`.
     pub fn describe(&self) -> String {
         let verdict = if self.passed { "pass" } else { "FAIL" };
@@ -56,91 +62,81 @@ impl Outcome {
     }
 }
 
-type Row = HashMap<String, String>;
+/// A file's rows, read once on first use; `Err` holds what to report instead of a value
+/// (not measured, or unreadable).
+type Loaded<R> = Option<Result<Vec<R>, Values>>;
 
-/// The CSV files of a run directory, read once each on first use.
-struct RunFiles<'d> {
-    dir: &'d Path,
-    cache: HashMap<&'static str, Option<Vec<Row>>>,
+/// The files of a run directory, each read once, on first use, through the one reader.
+struct RunFiles {
+    dir: RunDir,
+    summary: Loaded<SummaryRow>,
+    errors: Loaded<ErrorRow>,
+    agents: Loaded<AgentRow>,
+    recovery: Loaded<RecoveryRow>,
+    writes: Loaded<WritesRow>,
+    broker: Loaded<BrokerRow>,
+    timeseries: Loaded<TimeseriesRow>,
 }
 
-impl RunFiles<'_> {
-    /// The rows of `name`, or `None` if the file is missing or unreadable.
-    fn rows(&mut self, name: &'static str) -> Option<&Vec<Row>> {
-        let dir = self.dir;
-        self.cache
-            .entry(name)
-            .or_insert_with(|| read_rows(&dir.join(name)))
-            .as_ref()
+/// The rows of `R`'s file from `slot`, reading it the first time. A missing file is
+/// "not measured" (`absent` says what that means); a malformed one fails the check with
+/// the reader's error, which names the file and line.
+fn load<'s, R: CsvFile>(
+    dir: &RunDir,
+    slot: &'s mut Loaded<R>,
+    absent: &str,
+) -> Result<&'s [R], Values> {
+    let loaded = slot.get_or_insert_with(|| match dir.rows_if_present::<R>() {
+        Ok(Some(rows)) => Ok(rows),
+        Ok(None) => Err(Values::Absent(absent.to_string())),
+        Err(e) => Err(Values::Unreadable(e.to_string())),
+    });
+    match loaded {
+        Ok(rows) => Ok(rows),
+        Err(values) => Err(values.clone()),
     }
 }
 
-/// An advisory count from `timeseries.csv`, summed over the selected steps; not measured
-/// when the run had no system-account listener (a zero would then mean nothing).
-fn advisories(files: &mut RunFiles<'_>, field: &str, selected: &dyn Fn(&str) -> bool) -> Values {
-    let counted = std::fs::read_to_string(files.dir.join("manifest.json"))
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .and_then(|m| m.pointer("/broker/api_limit_reached_counted")?.as_bool());
-    if counted != Some(true) {
-        return Values::Absent(
-            "the run did not listen in the broker's system account (set FLEETSIM_SYSTEM_URL \
-             for an external broker; see manifest.json broker.api_limit_reached_counted)"
-                .to_string(),
-        );
-    }
-    let Some(rows) = files.rows("timeseries.csv") else {
-        return Values::Absent("no timeseries.csv".to_string());
+/// The rows of one file of `files`, or return what `load` said instead.
+macro_rules! rows {
+    ($files:ident . $file:ident, $absent:expr) => {
+        match load(&$files.dir, &mut $files.$file, $absent) {
+            Ok(rows) => rows,
+            Err(values) => return values,
+        }
     };
-    let sum = rows
-        .iter()
-        .filter(|r| r.get("step").is_some_and(|s| selected(s)))
-        .filter_map(|r| cell(r, field))
-        .fold(0.0, |a, b| a + b);
-    Values::Total(sum, String::new())
-}
-
-fn read_rows(path: &Path) -> Option<Vec<Row>> {
-    let mut reader = csv::Reader::from_path(path).ok()?;
-    let headers = reader.headers().ok()?.clone();
-    let mut rows = Vec::new();
-    for record in reader.records() {
-        let record = record.ok()?;
-        rows.push(
-            headers
-                .iter()
-                .map(String::from)
-                .zip(record.iter().map(String::from))
-                .collect(),
-        );
-    }
-    Some(rows)
-}
-
-fn cell(row: &Row, column: &str) -> Option<f64> {
-    row.get(column)?.trim().parse().ok()
 }
 
 /// Evaluates every check against the run directory `dir`.
-pub fn evaluate(dir: &Path, checks: &[Check]) -> Vec<Outcome> {
+pub fn evaluate(dir: &Path, checks: &[Check]) -> Vec<CheckOutcome> {
     let mut files = RunFiles {
-        dir,
-        cache: HashMap::new(),
+        dir: RunDir::new(dir),
+        summary: None,
+        errors: None,
+        agents: None,
+        recovery: None,
+        writes: None,
+        broker: None,
+        timeseries: None,
     };
     checks.iter().map(|c| evaluate_one(&mut files, c)).collect()
 }
 
 /// What a source yielded: values per phase/step, or why there are none.
+#[derive(Debug, Clone)]
 enum Values {
     /// (phase or step label, value), in file order.
     PerPhase(Vec<(String, f64)>),
     /// One whole value (a sum or a maximum) over what the check covers.
     Total(f64, String),
+    /// Not measured: the run did not write what the check needs.
     Absent(String),
+    /// A file the check needs exists but cannot be read (the error names file and line).
+    Unreadable(String),
 }
 
-fn evaluate_one(files: &mut RunFiles<'_>, check: &Check) -> Outcome {
-    let mut outcome = Outcome {
+fn evaluate_one(files: &mut RunFiles, check: &Check) -> CheckOutcome {
+    let mut outcome = CheckOutcome {
         check: check.text.clone(),
         value: None,
         limit: check.limit,
@@ -171,6 +167,9 @@ fn evaluate_one(files: &mut RunFiles<'_>, check: &Check) -> Outcome {
     match values {
         Values::Absent(why) => {
             outcome.note = format!("not measured: {why}");
+        }
+        Values::Unreadable(why) => {
+            outcome.note = format!("unreadable: {why}");
         }
         Values::Total(value, note) => {
             outcome.value = Some(value);
@@ -226,164 +225,148 @@ fn worst(values: &[(String, f64)], op: Op) -> (String, f64) {
 }
 
 fn latency(
-    files: &mut RunFiles<'_>,
+    files: &mut RunFiles,
     metric: &str,
     stat: &str,
     selected: &dyn Fn(&str) -> bool,
     within: &str,
 ) -> Values {
-    let Some(rows) = files.rows("summary.csv") else {
-        return Values::Absent("no summary.csv".to_string());
-    };
+    let rows = rows!(files.summary, &format!("no {SUMMARY_FILE}"));
     let values: Vec<(String, f64)> = rows
         .iter()
-        .filter(|r| r.get("metric").is_some_and(|m| m == metric))
-        .filter(|r| r.get("phase").is_some_and(|p| selected(p)))
-        .filter_map(|r| Some((r.get("phase")?.clone(), cell(r, stat)?)))
+        .filter(|r| r.metric == metric && selected(&r.phase))
+        .filter_map(|r| Some((r.phase.clone(), r.stat(stat)?)))
         .collect();
     if values.is_empty() {
-        return Values::Absent(format!("no {metric} latencies in summary.csv{within}"));
+        return Values::Absent(format!("no {metric} latencies in {SUMMARY_FILE}{within}"));
     }
     Values::PerPhase(values)
 }
 
 fn recovery(
-    files: &mut RunFiles<'_>,
+    files: &mut RunFiles,
     pct: u32,
     selected: &dyn Fn(&str) -> bool,
     within: &str,
 ) -> Values {
-    let Some(rows) = files.rows("recovery.csv") else {
-        return Values::Absent("no recovery.csv: the scenario ran no herd step".to_string());
-    };
-    let column = format!("recovered_{pct}_secs");
+    let rows = rows!(
+        files.recovery,
+        &format!("no {RECOVERY_FILE}: the scenario ran no herd step")
+    );
     let values: Vec<(String, f64)> = rows
         .iter()
-        .filter(|r| r.get("step").is_some_and(|s| selected(s)))
+        .filter(|r| selected(&r.step))
         .map(|r| {
-            let label = r.get("step").cloned().unwrap_or_default();
             // An empty cell: that share of the agents never recovered.
-            let value = cell(r, &column).map_or(f64::INFINITY, |secs| secs * 1000.0);
-            (label, value)
+            let secs = r.recovered_secs(pct).flatten();
+            (r.step.clone(), secs.map_or(f64::INFINITY, |s| s * 1000.0))
         })
         .collect();
     if values.is_empty() {
-        return Values::Absent(format!("no herd step in recovery.csv{within}"));
+        return Values::Absent(format!("no herd step in {RECOVERY_FILE}{within}"));
     }
     Values::PerPhase(values)
 }
 
 fn errors(
-    files: &mut RunFiles<'_>,
+    files: &mut RunFiles,
     kind: &str,
     code: Option<u64>,
     selected: &dyn Fn(&str) -> bool,
 ) -> Values {
-    let Some(rows) = files.rows("errors.csv") else {
-        return Values::Absent("no errors.csv".to_string());
-    };
-    let total: f64 = rows
+    let rows = rows!(files.errors, &format!("no {ERRORS_FILE}"));
+    let total: u64 = rows
         .iter()
-        .filter(|r| r.get("phase").is_some_and(|p| selected(p)))
-        .filter(|r| kind == "total" || r.get("kind").is_some_and(|k| k == kind))
-        .filter(|r| code.is_none_or(|c| cell(r, "code") == Some(c as f64)))
-        .filter_map(|r| cell(r, "count"))
-        .fold(0.0, |a, b| a + b);
-    Values::Total(total, String::new())
+        .filter(|r| selected(&r.phase))
+        .filter(|r| kind == "total" || r.kind == kind)
+        .filter(|r| code.is_none_or(|c| r.code == Some(c)))
+        .map(|r| r.count)
+        .sum();
+    Values::Total(total as f64, String::new())
 }
 
 fn fanout(
-    files: &mut RunFiles<'_>,
+    files: &mut RunFiles,
     kind: &str,
     field: &str,
     selected: &dyn Fn(&str) -> bool,
     within: &str,
 ) -> Values {
-    let Some(rows) = files.rows("writes.csv") else {
-        return Values::Absent("no writes.csv: the scenario ran no write or exec step".to_string());
-    };
-    let rows: Vec<&Row> = rows
+    let rows = rows!(
+        files.writes,
+        &format!("no {WRITES_FILE}: the scenario ran no write or exec step")
+    );
+    let rows: Vec<&WritesRow> = rows
         .iter()
-        .filter(|r| r.get("kind").is_some_and(|k| k == kind))
-        .filter(|r| r.get("step").is_some_and(|s| selected(s)))
+        .filter(|r| r.kind == kind && selected(&r.step))
         .collect();
     if rows.is_empty() {
-        return Values::Absent(format!("no {kind} writes in writes.csv{within}"));
+        return Values::Absent(format!("no {kind} writes in {WRITES_FILE}{within}"));
     }
-    let column = match field {
-        "ratio" => "fanout_total",
-        "intended" => "fanout_intended",
+    let ratio = match field {
+        "ratio" => |r: &WritesRow| r.fanout_total.0,
+        "intended" => |r: &WritesRow| r.fanout_intended.0,
         _ => {
-            let sum = rows
-                .iter()
-                .filter_map(|r| cell(r, "unintended"))
-                .fold(0.0, |a, b| a + b);
-            return Values::Total(sum, String::new());
+            let sum: u64 = rows.iter().map(|r| r.unintended).sum();
+            return Values::Total(sum as f64, String::new());
         }
     };
-    Values::PerPhase(
-        rows.iter()
-            .filter_map(|r| Some((r.get("step")?.clone(), cell(r, column)?)))
-            .collect(),
-    )
+    Values::PerPhase(rows.iter().map(|r| (r.step.clone(), ratio(r))).collect())
 }
 
 fn writes(
-    files: &mut RunFiles<'_>,
+    files: &mut RunFiles,
     field: &str,
     selected: &dyn Fn(&str) -> bool,
     within: &str,
 ) -> Values {
-    let Some(rows) = files.rows("writes.csv") else {
-        return Values::Absent("no writes.csv: the scenario ran no write or exec step".to_string());
-    };
-    let rows: Vec<&Row> = rows
-        .iter()
-        .filter(|r| r.get("step").is_some_and(|s| selected(s)))
-        .collect();
+    let rows = rows!(
+        files.writes,
+        &format!("no {WRITES_FILE}: the scenario ran no write or exec step")
+    );
+    let rows: Vec<&WritesRow> = rows.iter().filter(|r| selected(&r.step)).collect();
     if rows.is_empty() {
-        return Values::Absent(format!("no write or exec step in writes.csv{within}"));
+        return Values::Absent(format!("no write or exec step in {WRITES_FILE}{within}"));
     }
     if field == "unacked" {
-        let sum = rows
-            .iter()
-            .filter_map(|r| Some(cell(r, "writes")? - cell(r, "acked")?))
-            .fold(0.0, |a, b| a + b);
-        return Values::Total(sum, String::new());
+        let sum: u64 = rows.iter().map(|r| r.writes.saturating_sub(r.acked)).sum();
+        return Values::Total(sum as f64, String::new());
     }
+    let total = match field {
+        "missed" => |r: &WritesRow| r.missed,
+        "duplicates" => |r: &WritesRow| r.duplicates,
+        "stale_replays" => |r: &WritesRow| r.stale_replays,
+        "redelivered" => |r: &WritesRow| r.redelivered,
+        _ => return Values::Absent(format!("no {field} column in {WRITES_FILE}")),
+    };
     // The reconciliation totals are the step's, repeated on each of its kind rows.
     let mut seen: Vec<&str> = Vec::new();
-    let mut sum = 0.0;
+    let mut sum = 0;
     for r in rows {
-        let step = r.get("step").map(String::as_str).unwrap_or_default();
-        if !seen.contains(&step) {
-            seen.push(step);
-            sum += cell(r, field).unwrap_or(0.0);
+        if !seen.contains(&r.step.as_str()) {
+            seen.push(&r.step);
+            sum += total(r);
         }
     }
-    Values::Total(sum, String::new())
+    Values::Total(sum as f64, String::new())
 }
 
 fn broker(
-    files: &mut RunFiles<'_>,
+    files: &mut RunFiles,
     field: &str,
     selected: &dyn Fn(&str) -> bool,
     within: &str,
 ) -> Values {
     if BROKER_ADVISORIES.contains(&field) {
-        return advisories(files, field, selected);
+        return advisories(files, selected);
     }
-    let Some(rows) = files.rows("broker.csv") else {
-        return Values::Absent("no broker.csv: no monitoring endpoint".to_string());
-    };
-    let ok: Vec<&Row> = rows
-        .iter()
-        .filter(|r| r.get("ok").is_some_and(|v| v == "true"))
-        .collect();
-    let in_scope = |r: &Row| r.get("step").is_some_and(|s| selected(s));
-    if !ok.iter().any(|r| in_scope(r)) {
+    let rows = rows!(
+        files.broker,
+        &format!("no {BROKER_FILE}: no monitoring endpoint")
+    );
+    if !rows.iter().any(|r| r.ok && selected(&r.step)) {
         return Values::Absent(format!(
-            "no successful broker samples in broker.csv{within}"
+            "no successful broker samples in {BROKER_FILE}{within}"
         ));
     }
     if BROKER_COUNTERS.contains(&field) {
@@ -396,17 +379,15 @@ fn broker(
         let mut before: Option<f64> = None;
         let mut was_down = false;
         for r in rows {
-            if r.get("ok").is_none_or(|v| v != "true") {
-                was_down |= r
-                    .get("error")
-                    .is_some_and(|e| e.to_ascii_lowercase().contains("connection refused"));
+            if !r.ok {
+                was_down |= r.error.to_ascii_lowercase().contains("connection refused");
                 continue;
             }
-            let Some(after) = cell(r, field) else {
+            let Some(after) = r.figure(field) else {
                 continue;
             };
             if let Some(b) = before
-                && in_scope(r)
+                && selected(&r.step)
             {
                 if was_down || after < b {
                     sum += after;
@@ -425,35 +406,53 @@ fn broker(
         };
         return Values::Total(sum, note);
     }
-    let max = ok
+    let max = rows
         .iter()
-        .filter(|r| in_scope(r))
-        .filter_map(|r| cell(r, field))
+        .filter(|r| r.ok && selected(&r.step))
+        .filter_map(|r| r.figure(field))
         .fold(0.0, f64::max);
     Values::Total(max, "maximum over the samples".to_string())
 }
 
-fn agents(files: &mut RunFiles<'_>, field: &str) -> Values {
-    if field == "unrecovered" {
-        let Some(rows) = files.rows("recovery.csv") else {
-            return Values::Absent("no recovery.csv: the scenario ran no herd step".to_string());
-        };
-        if rows.is_empty() {
-            return Values::Absent("no herd step in recovery.csv".to_string());
-        }
-        let sum = rows
-            .iter()
-            .filter_map(|r| cell(r, "not_recovered"))
-            .fold(0.0, |a, b| a + b);
-        return Values::Total(sum, String::new());
-    }
-    let Some(rows) = files.rows("agents.csv") else {
-        return Values::Absent("no agents.csv".to_string());
+/// `api_limit_reached` from `timeseries.csv`, summed over the selected steps; not
+/// measured when the run had no system-account listener (a zero would then mean
+/// nothing).
+fn advisories(files: &mut RunFiles, selected: &dyn Fn(&str) -> bool) -> Values {
+    let counted = match files.dir.manifest() {
+        Ok(m) => m.broker.is_some_and(|b| b.api_limit_reached_counted),
+        Err(ReadError::Missing { .. }) => false,
+        Err(e) => return Values::Unreadable(e.to_string()),
     };
-    let count = rows
+    if !counted {
+        return Values::Absent(
+            "the run did not listen in the broker's system account (set FLEETSIM_SYSTEM_URL \
+             for an external broker; see manifest.json broker.api_limit_reached_counted)"
+                .to_string(),
+        );
+    }
+    let rows = rows!(files.timeseries, &format!("no {TIMESERIES_FILE}"));
+    let sum: u64 = rows
         .iter()
-        .filter(|r| r.get("state").is_some_and(|s| s == field))
-        .count();
+        .filter(|r| selected(&r.step))
+        .map(|r| r.api_limit_reached)
+        .sum();
+    Values::Total(sum as f64, String::new())
+}
+
+fn agents(files: &mut RunFiles, field: &str) -> Values {
+    if field == "unrecovered" {
+        let rows = rows!(
+            files.recovery,
+            &format!("no {RECOVERY_FILE}: the scenario ran no herd step")
+        );
+        if rows.is_empty() {
+            return Values::Absent(format!("no herd step in {RECOVERY_FILE}"));
+        }
+        let sum: usize = rows.iter().map(|r| r.not_recovered).sum();
+        return Values::Total(sum as f64, String::new());
+    }
+    let rows = rows!(files.agents, &format!("no {AGENTS_FILE}"));
+    let count = rows.iter().filter(|r| r.state == field).count();
     Values::Total(count as f64, String::new())
 }
 
@@ -486,7 +485,7 @@ mod tests {
         dir
     }
 
-    fn eval(dir: &Path, check: &str) -> Outcome {
+    fn eval(dir: &Path, check: &str) -> CheckOutcome {
         let check = parse_check(check, &known()).expect("valid check");
         evaluate(dir, &[check]).remove(0)
     }
@@ -659,15 +658,72 @@ mod tests {
 
     #[test]
     fn limit_reached_advisories_count_only_where_the_run_listened() {
-        const TIMESERIES: &str = "t_secs,step,api_limit_reached\n\
-            0.1,1:start,0\n0.2,1:start,3\n0.3,1:start,2\n5.0,3:broker_restart,4\n";
-        let manifest = |counted: bool| {
-            format!(
-                r#"{{"broker": {{"kind": "external", "api_limit_reached_counted": {counted}}}}}"#
-            )
+        use crate::results::{
+            FleetFigures, Manifest, ManifestBroker, ManifestHost, ManifestScenario, RunStatus,
+            TIMESERIES_COLUMNS,
         };
+        // Every column of timeseries.csv, `api_limit_reached` set.
+        let timeseries = |rows: &[(&str, &str, &str)]| {
+            let mut text = TIMESERIES_COLUMNS.join(",") + "\n";
+            for (t, step, limit) in rows {
+                let mut cells = vec!["0"; TIMESERIES_COLUMNS.len()];
+                let at = |name| TIMESERIES_COLUMNS.iter().position(|c| *c == name).unwrap();
+                cells[at("t_secs")] = t;
+                cells[at("step")] = step;
+                cells[at("api_limit_reached")] = limit;
+                cells[at("step_marker")] = "";
+                text += &(cells.join(",") + "\n");
+            }
+            text
+        };
+        let manifest = |counted: bool| {
+            let m = Manifest {
+                fleetsim_version: "0.1.0".to_string(),
+                async_nats_version: "0.51".to_string(),
+                scenario: ManifestScenario {
+                    name: "t".to_string(),
+                    path: None,
+                    text: String::new(),
+                },
+                settings: serde_json::Value::Null,
+                seed: 1,
+                broker: Some(ManifestBroker {
+                    kind: "external".to_string(),
+                    url: "nats://h:4222".to_string(),
+                    monitor_url: None,
+                    version: None,
+                    limits: Default::default(),
+                    api_limit_reached_counted: counted,
+                }),
+                host: ManifestHost {
+                    hostname: "h".to_string(),
+                    os: "linux".to_string(),
+                    cores: 1,
+                    memory_bytes: None,
+                },
+                started_at: String::new(),
+                ended_at: String::new(),
+                duration_secs: 1.0,
+                status: RunStatus::Ok,
+                reasons: Vec::new(),
+                fleet: FleetFigures::default(),
+                process: Default::default(),
+                phases: Vec::new(),
+                files: Vec::new(),
+            };
+            serde_json::to_string(&m).expect("json")
+        };
+        let listened_series = timeseries(&[
+            ("0.1", "1:start", "0"),
+            ("0.2", "1:start", "3"),
+            ("0.3", "1:start", "2"),
+            ("5.0", "3:broker_restart", "4"),
+        ]);
         let listened = manifest(true);
-        let dir = run_dir(&[("timeseries.csv", TIMESERIES), ("manifest.json", &listened)]);
+        let dir = run_dir(&[
+            ("timeseries.csv", &listened_series),
+            ("manifest.json", &listened),
+        ]);
         let o = eval(dir.path(), "broker.api_limit_reached == 0");
         assert_eq!((o.value, o.passed), (Some(9.0), false), "{o:?}");
         let o = eval(dir.path(), "broker[1:start].api_limit_reached <= 5");
@@ -676,14 +732,22 @@ mod tests {
         // No system-account listener: a zero would be a guess, so the gate fails.
         let deaf = manifest(false);
         let dir = run_dir(&[
-            (
-                "timeseries.csv",
-                "t_secs,step,api_limit_reached\n0.1,1:start,0\n",
-            ),
+            ("timeseries.csv", &timeseries(&[("0.1", "1:start", "0")])),
             ("manifest.json", &deaf),
         ]);
         let o = eval(dir.path(), "broker.api_limit_reached == 0");
         assert!(!o.passed && o.value.is_none(), "{o:?}");
         assert!(o.note.contains("FLEETSIM_SYSTEM_URL"), "{}", o.note);
+    }
+
+    #[test]
+    fn a_malformed_file_fails_its_checks_naming_file_and_line() {
+        let bad = SUMMARY.replace("495.500,495.500,495.500", "495.500,fast,495.500");
+        let dir = run_dir(&[("summary.csv", &bad), ("errors.csv", ERRORS)]);
+        let o = eval(dir.path(), "ready.p99 < 500ms");
+        assert!(!o.passed && o.value.is_none(), "{o:?}");
+        assert!(o.note.contains("summary.csv: line 2"), "{}", o.note);
+        // A check reading another file is unaffected.
+        assert!(eval(dir.path(), "errors.total == 25").passed);
     }
 }

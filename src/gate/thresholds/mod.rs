@@ -15,9 +15,9 @@
 //! compare = ["ready", "recovery"]           # fleetsim compare: only these metrics
 //! ```
 //!
-//! This module owns the grammar ([`grammar`]: parsing and checking names against what a
-//! scenario can measure), the evaluation against a run directory ([`eval`]), and
-//! `thresholds.csv`. The scenario reader records a problem with file:line for a bad
+//! This module owns the grammar (`grammar`: parsing and checking names against what a
+//! scenario can measure), the evaluation against a run directory (`eval`, which reads
+//! it through [`crate::results::RunDir`]), and `thresholds.csv`. The scenario reader records a problem with file:line for a bad
 //! check; the runner evaluates the plan's checks after the results are written; `main`
 //! turns a failing check into exit code 1.
 
@@ -28,17 +28,18 @@ use std::path::Path;
 
 use serde::{Serialize, Serializer};
 
-use crate::results::ResultsError;
-pub use eval::{Outcome, evaluate};
+use crate::results::rows::ThresholdRow;
+use crate::results::{self, ResultsError, write_rows};
+/// The old name, for `run.rs` until it says [`CheckOutcome`] (remove at merge).
+#[doc(hidden)]
+pub use eval::CheckOutcome as Outcome;
+pub use eval::{CheckOutcome, evaluate};
 pub use grammar::{
     Check, Known, LATENCY_METRICS, Op, Source, Unit, check_latency_metric, parse_check,
     parse_percent, phase_matches,
 };
 
-pub const THRESHOLDS_FILE: &str = "thresholds.csv";
-/// Column order of `thresholds.csv` (an A/B run's merged file has `variant,repeat` first).
-pub const THRESHOLDS_COLUMNS: [&str; 7] =
-    ["check", "value", "limit", "unit", "result", "phase", "note"];
+pub use crate::results::{THRESHOLDS_COLUMNS, THRESHOLDS_FILE};
 
 /// A scenario's `[thresholds]`: the checks of a run and the settings of
 /// `fleetsim compare` against a baseline.
@@ -81,54 +82,36 @@ pub fn pattern_covers(pattern: &str, metric: &str, stat: &str) -> bool {
         || pattern.strip_suffix(stat).and_then(|p| p.strip_suffix('.')) == Some(metric)
 }
 
-#[derive(Serialize)]
-struct Row<'a> {
-    check: &'a str,
-    value: String,
-    limit: String,
-    unit: &'static str,
-    result: &'static str,
-    phase: &'a str,
-    note: &'a str,
+/// The row of `thresholds.csv` for one outcome.
+fn row(o: &CheckOutcome) -> ThresholdRow {
+    ThresholdRow {
+        check: o.check.clone(),
+        value: match o.value {
+            Some(v) if v.is_finite() => o.unit.cell(v),
+            // Never reached (recovery) or not measured: the note says which.
+            _ => String::new(),
+        },
+        limit: o.unit.cell(o.limit),
+        unit: o.unit.name().to_string(),
+        result: if o.passed { "pass" } else { "fail" }.to_string(),
+        phase: o.phase.clone(),
+        note: o.note.clone(),
+    }
 }
 
 /// Writes `thresholds.csv` into `out`.
-pub fn write_outcomes<W: std::io::Write>(outcomes: &[Outcome], out: W) -> csv::Result<W> {
-    let mut writer = csv::WriterBuilder::new()
-        .has_headers(false)
-        .from_writer(out);
-    writer.write_record(THRESHOLDS_COLUMNS)?;
-    for o in outcomes {
-        writer.serialize(Row {
-            check: &o.check,
-            value: match o.value {
-                Some(v) if v.is_finite() => o.unit.cell(v),
-                // Never reached (recovery) or not measured: the note says which.
-                _ => String::new(),
-            },
-            limit: o.unit.cell(o.limit),
-            unit: o.unit.name(),
-            result: if o.passed { "pass" } else { "fail" },
-            phase: &o.phase,
-            note: &o.note,
-        })?;
-    }
-    writer.into_inner().map_err(|e| e.into_error().into())
+pub fn write_outcomes<W: std::io::Write>(outcomes: &[CheckOutcome], out: W) -> csv::Result<W> {
+    write_rows(out, outcomes.iter().map(row))
 }
 
 /// Writes `dir/thresholds.csv`.
-pub fn write_file(dir: &Path, outcomes: &[Outcome]) -> Result<(), ResultsError> {
-    let path = dir.join(THRESHOLDS_FILE);
-    let file = std::fs::File::create(&path).map_err(ResultsError::io(&path))?;
-    write_outcomes(outcomes, std::io::BufWriter::new(file))
-        .map_err(ResultsError::csv(&path))?
-        .into_inner()
-        .map_err(|e| ResultsError::io(&path)(e.into_error()))?;
-    Ok(())
+pub fn write_file(dir: &Path, outcomes: &[CheckOutcome]) -> Result<(), ResultsError> {
+    let rows: Vec<ThresholdRow> = outcomes.iter().map(row).collect();
+    results::write_file(dir, &rows)
 }
 
 /// The end-of-run lines: a count, then one line per check.
-pub fn render(outcomes: &[Outcome]) -> String {
+pub fn render(outcomes: &[CheckOutcome]) -> String {
     let failed = outcomes.iter().filter(|o| !o.passed).count();
     let mut out = if failed == 0 {
         format!("thresholds: all {} pass\n", outcomes.len())
@@ -151,7 +134,7 @@ mod tests {
     #[test]
     fn thresholds_csv_columns_are_pinned() {
         let outcomes = vec![
-            Outcome {
+            CheckOutcome {
                 check: "ready.p99 < 5s".into(),
                 value: Some(491.25),
                 limit: 5000.0,
@@ -160,7 +143,7 @@ mod tests {
                 phase: "1:start".into(),
                 note: String::new(),
             },
-            Outcome {
+            CheckOutcome {
                 check: "recovery.p100 < 30s".into(),
                 value: Some(f64::INFINITY),
                 limit: 30_000.0,
@@ -169,7 +152,7 @@ mod tests {
                 phase: "4:broker_restart".into(),
                 note: "never reached".into(),
             },
-            Outcome {
+            CheckOutcome {
                 check: "errors.total == 0".into(),
                 value: None,
                 limit: 0.0,

@@ -25,6 +25,8 @@ use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
 use crate::metrics::Snapshot;
+pub use crate::results::COMPARE_COLUMNS;
+use crate::results::{COMPARE_FILE, CsvFile};
 
 /// Repeats per variant below which no confidence interval is computed.
 pub const MIN_REPEAT_FOR_CI: usize = 3;
@@ -74,8 +76,9 @@ impl VariantMeasurements {
     }
 }
 
-/// One row of `compare.csv`.
-#[derive(Debug, Clone, serde::Serialize)]
+/// One row of `compare.csv`, written by the A/B run and read back by `fleetsim compare`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CompareRow {
     pub phase: String,
     pub metric: String,
@@ -97,24 +100,10 @@ pub struct CompareRow {
     pub verdict: String,
 }
 
-/// Column order of `compare.csv`.
-pub const COMPARE_COLUMNS: [&str; 15] = [
-    "phase",
-    "metric",
-    "variant",
-    "runs",
-    "count",
-    "p50",
-    "p99",
-    "max",
-    "p50_ratio",
-    "p99_ratio",
-    "p50_diff_ci_low",
-    "p50_diff_ci_high",
-    "p99_diff_ci_low",
-    "p99_diff_ci_high",
-    "verdict",
-];
+impl CsvFile for CompareRow {
+    const FILE: &'static str = COMPARE_FILE;
+    const COLUMNS: &'static [&'static str] = &COMPARE_COLUMNS;
+}
 
 /// Compares every (phase, metric) the variants measured; `phases` maps phase indexes
 /// to labels. Rows are grouped per metric, the first variant first.

@@ -1,21 +1,31 @@
-//! The outcome of `fleetsim run` as a CI gate reads it: how the run ended, every
-//! threshold's outcome (per variant and repeat in an A/B run) and the key latencies, as
-//! one [`GateOutcome`] that `main` prints as text or JSON and writes as JUnit XML.
+//! The gate: what decides whether a run passes, as CI reads it.
+//!
+//! - [`thresholds`]: the scenario's `[thresholds]` checks, evaluated against the run
+//!   directory (`thresholds.csv`).
+//! - [`compare`]: `fleetsim compare RUN --baseline DIR`, a run against a committed
+//!   baseline, ratio by ratio.
+//! - [`junit`]: JUnit XML of thresholds and comparisons.
+//! - this module: the outcome of `fleetsim run` as a CI gate reads it: how the run
+//!   ended, every threshold's outcome (per variant and repeat in an A/B run) and the key
+//!   latencies, as one [`GateOutcome`] that `main` prints as text or JSON and writes as
+//!   JUnit XML.
 //!
 //! The gate passes when the run's status is `ok` and every threshold passed; that is
 //! exit code 0. Anything else that reached results is exit code 1.
+
+pub mod compare;
+pub mod junit;
+pub mod thresholds;
 
 use std::path::PathBuf;
 
 use serde::Serialize;
 
 use crate::ab::AbReport;
-use crate::baseline;
-use crate::compare::is_key_metric;
-use crate::junit;
+use crate::ab_stats::is_key_metric;
 use crate::results::RunStatus;
 use crate::run::RunReport;
-use crate::thresholds::Outcome;
+use thresholds::CheckOutcome;
 
 /// One run of the gate: the run itself, or one run of an A/B run.
 #[derive(Debug, Clone, Serialize)]
@@ -42,7 +52,7 @@ pub struct GateThreshold {
     pub phase: String,
     pub note: String,
     #[serde(skip)]
-    outcome: Outcome,
+    outcome: CheckOutcome,
 }
 
 /// A key latency (p50/p99 in ms) from the run's summary.csv or the A/B compare.csv.
@@ -73,7 +83,7 @@ pub struct GateOutcome {
     pub summary: String,
 }
 
-fn threshold(variant: Option<&str>, repeat: Option<usize>, o: &Outcome) -> GateThreshold {
+fn threshold(variant: Option<&str>, repeat: Option<usize>, o: &CheckOutcome) -> GateThreshold {
     GateThreshold {
         variant: variant.map(String::from),
         repeat,
@@ -160,7 +170,7 @@ impl GateOutcome {
         summary: String,
     ) -> GateOutcome {
         let passed = status == RunStatus::Ok && thresholds.iter().all(|t| t.outcome.passed);
-        let metrics = baseline::load(&dir)
+        let metrics = compare::load(&dir)
             .map(|f| {
                 f.rows
                     .into_iter()
@@ -174,7 +184,12 @@ impl GateOutcome {
                     })
                     .collect()
             })
-            .unwrap_or_default();
+            .unwrap_or_else(|e| {
+                // The key latencies are a digest of files the gate has already judged;
+                // a run that stopped before writing them has none to show.
+                tracing::warn!(error = %e, "key latencies not read");
+                Vec::new()
+            });
         GateOutcome {
             scenario: scenario.to_string(),
             status,

@@ -141,23 +141,20 @@ pub fn write(path: &Path, name: &str, suites: &[Suite]) -> std::io::Result<()> {
     std::fs::write(path, render(name, suites))
 }
 
-/// Text and attribute escaping; characters XML 1.0 cannot hold at all are dropped.
+/// Text and attribute escaping: the report's HTML escaping (`&`, `<`, `>`, quotes), plus
+/// what XML attributes need besides: a newline kept as `&#10;`, tabs and carriage
+/// returns as spaces, and the control characters XML 1.0 cannot hold at all dropped.
 fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\n' => out.push_str("&#10;"),
-            '\t' | '\r' => out.push(' '),
-            c if (c as u32) < 0x20 => {}
-            c => out.push(c),
-        }
-    }
-    out
+    let xml: String = text
+        .chars()
+        .filter_map(|c| match c {
+            '\t' | '\r' => Some(' '),
+            '\n' => Some('\n'),
+            c if (c as u32) < 0x20 => None,
+            c => Some(c),
+        })
+        .collect();
+    crate::report::escape(&xml).replace('\n', "&#10;")
 }
 
 #[cfg(test)]

@@ -28,8 +28,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::junit;
-use crate::thresholds::{BaselineSettings, pattern_covers};
+use super::junit;
+use super::thresholds::{BaselineSettings, pattern_covers};
+use crate::ab_stats::CompareRow;
+use crate::results::read::{AnyManifest, read_csv, read_merged};
+use crate::results::rows::SummaryRow;
+use crate::results::{COMPARE_FILE, ReadError, RunDir, SUMMARY_FILE, text_table};
 
 pub const DEFAULT_TOLERANCE: f64 = 0.10;
 pub const DEFAULT_FLOOR_MS: f64 = 5.0;
@@ -66,96 +70,91 @@ impl FigureRow {
     }
 }
 
+/// Why a side cannot be compared.
+#[derive(Debug, thiserror::Error)]
+pub enum BaselineError {
+    #[error("{}: no such file or directory", path.display())]
+    NotFound { path: PathBuf },
+    #[error("{}: no summary.csv or compare.csv: not a fleetsim run directory", path.display())]
+    NotARunDir { path: PathBuf },
+    /// A file that does not read as a summary.csv or compare.csv (or its manifest).
+    #[error("not a summary.csv or compare.csv (needs phase, metric, p50 and p99 columns): {0}")]
+    Unreadable(#[from] ReadError),
+    #[error(
+        "not comparable: the run has {run} agents, the baseline {baseline} ({}); compare runs of the same scenario and fleet size",
+        source_file.display()
+    )]
+    DifferentFleets {
+        run: u64,
+        baseline: u64,
+        source_file: PathBuf,
+    },
+}
+
 /// Reads one side. `path` is a run directory (its `compare.csv` if it has one, else its
-/// `summary.csv`) or one of those files.
-pub fn load(path: &Path) -> Result<Figures, String> {
-    let (file, manifest) = if path.is_dir() {
-        let compare = path.join("compare.csv");
-        let summary = path.join("summary.csv");
-        let file = if compare.is_file() {
-            compare
-        } else if summary.is_file() {
-            summary
+/// `summary.csv`) or one of those files; the manifest next to it, if any, gives the
+/// fleet size and the scenario.
+pub fn load(path: &Path) -> Result<Figures, BaselineError> {
+    let (dir, file) = if path.is_dir() {
+        let dir = RunDir::new(path);
+        let file = if dir.has(COMPARE_FILE) {
+            COMPARE_FILE
+        } else if dir.has(SUMMARY_FILE) {
+            SUMMARY_FILE
         } else {
-            return Err(format!(
-                "{}: no summary.csv or compare.csv: not a fleetsim run directory",
-                path.display()
-            ));
+            return Err(BaselineError::NotARunDir {
+                path: path.to_path_buf(),
+            });
         };
-        (file, path.join("manifest.json"))
+        let file = dir.path(file);
+        (dir, file)
     } else if path.is_file() {
-        let manifest = path.parent().map_or_else(
-            || PathBuf::from("manifest.json"),
-            |p| p.join("manifest.json"),
-        );
-        (path.to_path_buf(), manifest)
+        let parent = path.parent().unwrap_or(Path::new("."));
+        (RunDir::new(parent), path.to_path_buf())
     } else {
-        return Err(format!("{}: no such file or directory", path.display()));
+        return Err(BaselineError::NotFound {
+            path: path.to_path_buf(),
+        });
     };
     let (kind, rows) = read_figures(&file)?;
-    let manifest: Option<serde_json::Value> = std::fs::read_to_string(&manifest)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
-    let agents = manifest.as_ref().and_then(|m| {
-        m.pointer("/settings/fleet/agents")
-            .or_else(|| m.pointer("/variants/0/fleet/agents"))
-            .and_then(|v| v.as_u64())
-    });
-    let scenario_text = manifest.as_ref().and_then(|m| {
-        m.pointer("/scenario/text")
-            .or_else(|| m.get("scenario_text"))
-            .and_then(|v| v.as_str())
-            .map(String::from)
-    });
+    let manifest = dir.any_manifest()?;
     Ok(Figures {
         source: file,
         kind,
         rows,
-        agents,
-        scenario_text,
+        agents: manifest.as_ref().and_then(AnyManifest::agents),
+        scenario_text: manifest.map(|m| m.scenario_text().to_string()),
     })
 }
 
-fn read_figures(path: &Path) -> Result<(String, Vec<FigureRow>), String> {
-    let fail = |e: csv::Error| format!("{}: {e}", path.display());
-    let mut reader = csv::Reader::from_path(path).map_err(fail)?;
-    let headers = reader.headers().map_err(fail)?.clone();
-    let col = |name: &str| headers.iter().position(|h| h == name);
-    let (Some(phase), Some(metric), Some(p50), Some(p99)) =
-        (col("phase"), col("metric"), col("p50"), col("p99"))
-    else {
-        return Err(format!(
-            "{}: not a summary.csv or compare.csv (needs phase, metric, p50 and p99 columns)",
-            path.display()
-        ));
-    };
-    let variant = col("variant");
-    let pooled = col("runs").is_some();
+/// The figures of a `compare.csv` (pooled over repeats: one row per variant) or of a
+/// `summary.csv`, single or merged from an A/B run's repeats (the median of each figure
+/// over the repeats).
+fn read_figures(path: &Path) -> Result<(String, Vec<FigureRow>), ReadError> {
+    let pooled = path.file_name().and_then(|n| n.to_str()) == Some(COMPARE_FILE);
+    if pooled {
+        let rows: Vec<CompareRow> = read_csv(path)?;
+        let rows = rows
+            .into_iter()
+            .map(|r| FigureRow {
+                variant: r.variant,
+                phase: r.phase,
+                metric: r.metric,
+                p50: r.p50,
+                p99: r.p99,
+            })
+            .collect();
+        return Ok(("compare.csv (pooled over repeats)".to_string(), rows));
+    }
     let mut samples: BTreeMap<(String, String, String), Vec<(f64, f64)>> = BTreeMap::new();
     let mut order: Vec<(String, String, String)> = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(fail)?;
-        let get = |i: usize| record.get(i).unwrap_or_default().to_string();
-        let number = |i: usize| -> Result<f64, String> {
-            get(i).trim().parse().map_err(|_| {
-                format!(
-                    "{}: line {}: {:?} is not a number",
-                    path.display(),
-                    record.position().map_or(0, |p| p.line()),
-                    get(i)
-                )
-            })
-        };
-        let key = (
-            variant.map(get).unwrap_or_default(),
-            get(phase),
-            get(metric),
-        );
-        let values = (number(p50)?, number(p99)?);
+    for merged in read_merged::<SummaryRow>(path)? {
+        let r = merged.row;
+        let key = (merged.variant.unwrap_or_default(), r.phase, r.metric);
         if !samples.contains_key(&key) {
             order.push(key.clone());
         }
-        samples.entry(key).or_default().push(values);
+        samples.entry(key).or_default().push((r.p50.0, r.p99.0));
     }
     let repeats = samples.values().map(Vec::len).max().unwrap_or(1);
     let rows = order
@@ -172,9 +171,7 @@ fn read_figures(path: &Path) -> Result<(String, Vec<FigureRow>), String> {
             }
         })
         .collect();
-    let kind = if pooled {
-        "compare.csv (pooled over repeats)".to_string()
-    } else if repeats > 1 {
+    let kind = if repeats > 1 {
         format!("summary.csv (median of {repeats} repeats)")
     } else {
         "summary.csv".to_string()
@@ -320,12 +317,13 @@ impl Comparison {
 }
 
 /// Refuses figures that cannot be compared: different fleet sizes.
-pub fn comparable(run: &Figures, baseline: &Figures) -> Result<(), String> {
+pub fn comparable(run: &Figures, baseline: &Figures) -> Result<(), BaselineError> {
     match (run.agents, baseline.agents) {
-        (Some(a), Some(b)) if a != b => Err(format!(
-            "not comparable: the run has {a} agents, the baseline {b} ({}); compare runs of the same scenario and fleet size",
-            baseline.source.display()
-        )),
+        (Some(a), Some(b)) if a != b => Err(BaselineError::DifferentFleets {
+            run: a,
+            baseline: b,
+            source_file: baseline.source.clone(),
+        }),
         _ => Ok(()),
     }
 }
@@ -469,31 +467,7 @@ pub fn render(c: &Comparison, all: bool) -> String {
     if rows.is_empty() {
         out.push_str("nothing moved beyond its tolerance\n");
     } else {
-        let mut widths = header.map(str::len);
-        for row in &rows {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.len());
-            }
-        }
-        let mut line = |cells: [&str; 8]| {
-            let mut text = String::new();
-            for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-                if i > 0 {
-                    text.push_str("  ");
-                }
-                if (3..7).contains(&i) {
-                    text.push_str(&format!("{cell:>w$}"));
-                } else {
-                    text.push_str(&format!("{cell:<w$}"));
-                }
-            }
-            out.push_str(text.trim_end());
-            out.push('\n');
-        };
-        line(header);
-        for row in &rows {
-            line(row.each_ref().map(String::as_str));
-        }
+        out.push_str(&text_table(header, &rows, |i| (3..7).contains(&i)));
     }
     out.push_str(&format!(
         "{}: {} regressed, {} improved, {} within tolerance, {} below the {:.0} ms floor, {} missing, {} new\n",
@@ -688,18 +662,21 @@ mod tests {
         assert!(
             load(Path::new("/nonexistent/x"))
                 .unwrap_err()
+                .to_string()
                 .contains("no such file")
         );
         let dir = tempfile::tempdir().expect("tempdir");
         assert!(
             load(dir.path())
                 .unwrap_err()
+                .to_string()
                 .contains("not a fleetsim run directory")
         );
         std::fs::write(dir.path().join("summary.csv"), "a,b\n1,2\n").expect("write");
         assert!(
             load(dir.path())
                 .unwrap_err()
+                .to_string()
                 .contains("needs phase, metric")
         );
         let (_a, mut a) = figures(SUMMARY);
@@ -709,6 +686,7 @@ mod tests {
         assert!(
             comparable(&a, &b)
                 .unwrap_err()
+                .to_string()
                 .contains("30 agents, the baseline 300")
         );
         b.agents = None;
