@@ -85,15 +85,20 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}:{}: {}", self.file, self.line, self.message)
-        } else {
-            write!(
-                f,
-                "{}:{}: {}: {}",
-                self.file, self.line, self.key, self.message
-            )
+        write!(f, "{}:{}: ", self.file, self.line)?;
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
         }
+        // One problem, one line: messages quote what the file says, but a control
+        // character that slipped through unquoted is shown escaped, not acted on.
+        for c in self.message.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -335,10 +340,12 @@ fn resolve_profile(
     }
     // Only a name written in the file can be unknown: the default is a built-in.
     let span = span.unwrap_or(0..0);
+    // Names as TOML writes them: quoted unless bare, so a message stays on one line.
     let message = if custom.is_empty() {
-        format!("unknown profile {name:?}; use kanade or legacy, or define [profiles.{name}]")
+        let table = walk::join("profiles", name);
+        format!("unknown profile {name:?}; use kanade or legacy, or define [{table}]")
     } else {
-        let names: Vec<&str> = custom.keys().map(String::as_str).collect();
+        let names: Vec<String> = custom.keys().map(|n| walk::join("", n)).collect();
         format!(
             "unknown profile {name:?}; use kanade, legacy, or one of this file's [profiles]: {}",
             names.join(", ")

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::Setup;
 use crate::plan::{ExecTarget, StepAction, WriteLoad, WriteTarget};
-use crate::scenario::walk::{Ctx, Node, Value, describe, names};
+use crate::scenario::walk::{Ctx, Node, Value, describe, join, names};
 
 const WRITE_TARGETS: [(&str, WriteTarget); 8] = [
     ("pc", WriteTarget::Pc),
@@ -247,11 +247,12 @@ pub(super) fn read_drop_consumer(
         }
         Some(value) => agent_index(ctx, value, node.key("agent"), setup.agents),
     };
-    let profile = &setup.profile;
+    let profile = join("", &setup.profile);
     let allowed = setup.consumers.as_ref().map(|names| {
         if names.is_empty() {
             format!("profile {profile} has no consumers")
         } else {
+            let names: Vec<String> = names.iter().map(|n| join("", n)).collect();
             format!("profile {profile} has: {}", names.join(", "))
         }
     });

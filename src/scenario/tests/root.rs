@@ -277,3 +277,17 @@ fn shipped_scenarios_are_valid() {
         }
     }
 }
+
+#[test]
+fn a_problem_renders_on_one_line() {
+    let problem = Problem {
+        file: "q.toml".into(),
+        line: 3,
+        key: "fleet.profile".into(),
+        message: "a control character\nslipped\tthrough".into(),
+    };
+    assert_eq!(
+        problem.to_string(),
+        r"q.toml:3: fleet.profile: a control character\nslipped\tthrough"
+    );
+}
