@@ -11,6 +11,9 @@
 //! agent and the proxy two, each process against its own limit.
 
 use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use crate::plan::{Plan, ProxyMode};
 
 /// Descriptors kept aside for the runtime, the control connection, files and the broker
 /// monitor: a fleet must fit in the limit minus this.
@@ -48,18 +51,18 @@ pub fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
 }
 
 /// Checks that `agents` connections, `fds_per_agent` descriptors each, fit in `limit`.
-pub fn check_fd_budget(agents: usize, fds_per_agent: u64, limit: u64) -> Result<(), String> {
+pub fn check_fd_budget(agents: usize, fds_per_agent: u64, limit: u64) -> Result<(), HostLimit> {
     let needed = agents as u64 * fds_per_agent + FD_RESERVE;
     if needed <= limit {
         return Ok(());
     }
     let fits = limit.saturating_sub(FD_RESERVE) / fds_per_agent.max(1);
-    Err(format!(
+    Err(HostLimit(format!(
         "{agents} agents need about {needed} open files ({fds_per_agent} per agent + {FD_RESERVE} reserved) \
          but this process may open {limit} (the hard limit of `ulimit -n`). \
          Run at most {fits} agents here, raise the hard limit (ulimit -Hn, or LimitNOFILE= in systemd), \
          or split the fleet over several processes or hosts"
-    ))
+    )))
 }
 
 /// The largest proxied fleet each proxy mode holds when every process may open `limit`
@@ -73,7 +76,11 @@ pub fn proxied_capacity(limit: u64) -> (u64, u64) {
 /// Checks that a fleet of `agents` proxied agents fits in `limit` open files per process,
 /// with the proxy in fleetsim's process (`own_process` false) or in its own. The refusal
 /// says how many agents each mode holds, and which one would run this fleet.
-pub fn check_proxied_fd_budget(agents: usize, own_process: bool, limit: u64) -> Result<(), String> {
+pub fn check_proxied_fd_budget(
+    agents: usize,
+    own_process: bool,
+    limit: u64,
+) -> Result<(), HostLimit> {
     let (in_process, process) = proxied_capacity(limit);
     let holds = if own_process { process } else { in_process };
     if agents as u64 <= holds {
@@ -97,7 +104,7 @@ pub fn check_proxied_fd_budget(agents: usize, own_process: bool, limit: u64) -> 
     } else {
         format!("Run at most {holds} proxied agents here")
     };
-    Err(format!(
+    Err(HostLimit(format!(
         "{needed}, but a process may open {limit} (the hard limit of `ulimit -n`). \
          With this limit the proxy inside fleetsim's process (proxy = true: \
          {FDS_IN_PROCESS_PROXY} files per agent) holds at most {in_process} agents, and the \
@@ -105,7 +112,7 @@ pub fn check_proxied_fd_budget(agents: usize, own_process: bool, limit: u64) -> 
          agent in fleetsim, {FDS_PROXY_PROCESS} in the proxy) at most {process}. {fix}, \
          raise the hard limit (ulimit -Hn, or LimitNOFILE= in systemd), or split the fleet \
          over several hosts"
-    ))
+    )))
 }
 
 /// How many ports the kernel hands out for outgoing connections (`ip_local_port_range`);
@@ -119,8 +126,7 @@ pub fn ephemeral_ports() -> Option<u64> {
 
 /// Whether a broker URL points at this host's loopback (`127.x`, `localhost`, `[::1]`).
 pub fn is_loopback_url(url: &str) -> bool {
-    let rest = url.split("://").nth(1).unwrap_or(url);
-    let host = rest.rsplit('@').next().unwrap_or(rest);
+    let host = crate::broker::url::host_port(url);
     host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]")
 }
 
@@ -128,7 +134,11 @@ pub fn is_loopback_url(url: &str) -> bool {
 /// address needs at most 90 % of the `ports` ephemeral ports (the rest is left to the
 /// host). Toward loopback, up to 250 addresses (127.0.0.1 ... 127.0.0.250) can be
 /// used; toward another host only one, so a fleet too big for it is an error.
-pub fn source_addresses(agents: usize, ports: Option<u64>, loopback: bool) -> Result<u8, String> {
+pub fn source_addresses(
+    agents: usize,
+    ports: Option<u64>,
+    loopback: bool,
+) -> Result<u8, HostLimit> {
     let Some(ports) = ports else {
         return Ok(1);
     };
@@ -138,12 +148,12 @@ pub fn source_addresses(agents: usize, ports: Option<u64>, loopback: bool) -> Re
         return Ok(1);
     }
     if !loopback {
-        return Err(format!(
+        return Err(HostLimit(format!(
             "{agents} agents need {agents} ephemeral ports toward the broker, but this host has              {ports} (net.ipv4.ip_local_port_range), about {per_address} usable. Run at most              {per_address} agents per fleetsim host, or widen the range              (sysctl net.ipv4.ip_local_port_range=\"1024 65000\")"
-        ));
+        )));
     }
     u8::try_from(needed).ok().filter(|&n| n <= 250).ok_or_else(|| {
-        format!("{agents} agents need more than 250 loopback source addresses of {per_address} ports each")
+        HostLimit(format!("{agents} agents need more than 250 loopback source addresses of {per_address} ports each"))
     })
 }
 
@@ -175,6 +185,39 @@ pub fn process_usage() -> ProcessUsage {
     }
 }
 
+/// One socket per agent.
+const FDS_PER_AGENT: u64 = 1;
+
+/// The host cannot hold the fleet (open files, ports, the limit itself unreadable):
+/// refused before anything connects, with the limit and the fix in the message.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct HostLimit(pub String);
+
+/// Raises the open-files limit and refuses, before any agent connects, a fleet that
+/// cannot fit in it. Returns over how many loopback source addresses (127.0.0.1,
+/// 127.0.0.2, ...) the agents spread their connections: one address has only the
+/// ephemeral port range toward one broker port (~28k on Linux).
+pub fn check_fleet_fits(plan: &Plan) -> Result<u8, HostLimit> {
+    let (soft, hard) = raise_nofile_limit()
+        .map_err(|e| HostLimit(format!("reading the open-files limit failed: {e}")))?;
+    if soft < hard {
+        warn!(
+            soft,
+            hard, "could not raise the open-files soft limit to the hard limit"
+        );
+    }
+    match plan.fleet.proxy {
+        ProxyMode::Off => check_fd_budget(plan.fleet.agents, FDS_PER_AGENT, soft),
+        ProxyMode::InProcess => check_proxied_fd_budget(plan.fleet.agents, false, soft),
+        // Checked here against this process's limit, which the child inherits; the child
+        // reports the limit it raised to and is checked again when it starts.
+        ProxyMode::Process => check_proxied_fd_budget(plan.fleet.agents, true, soft),
+    }?;
+    let loopback = plan.broker.url.as_deref().is_none_or(is_loopback_url);
+    source_addresses(plan.fleet.agents, ephemeral_ports(), loopback)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -187,7 +230,7 @@ mod tests {
         assert_eq!(source_addresses(100_000, ports, true), Ok(4));
         assert_eq!(source_addresses(10_000, None, false), Ok(1));
         let err = source_addresses(30_000, ports, false).expect_err("remote");
-        assert!(err.contains("ip_local_port_range"), "{err}");
+        assert!(err.0.contains("ip_local_port_range"), "{err}");
         assert!(is_loopback_url("nats://127.0.0.1:4222"));
         assert!(is_loopback_url("nats://u:p@localhost:4222"));
         assert!(!is_loopback_url("nats://broker.example:4222"));
@@ -199,9 +242,9 @@ mod tests {
     fn a_fleet_larger_than_the_limit_is_refused_with_the_limit_and_the_fix() {
         assert!(check_fd_budget(1000, 1, 20_000).is_ok());
         let err = check_fd_budget(10_000, 3, 20_000).expect_err("30,000 descriptors do not fit");
-        assert!(err.contains("20000"), "{err}");
-        assert!(err.contains("at most 6645 agents"), "{err}");
-        assert!(err.contains("ulimit -Hn"), "{err}");
+        assert!(err.0.contains("20000"), "{err}");
+        assert!(err.0.contains("at most 6645 agents"), "{err}");
+        assert!(err.0.contains("ulimit -Hn"), "{err}");
     }
 
     #[test]
@@ -213,40 +256,44 @@ mod tests {
 
         let err = check_proxied_fd_budget(8000, false, 20_000).expect_err("in-process");
         assert!(
-            err.contains("need about 24064 open files in this process"),
+            err.0
+                .contains("need about 24064 open files in this process"),
             "{err}"
         );
         assert!(
-            err.contains("proxy = true: 3 files per agent) holds at most 6645"),
+            err.0
+                .contains("proxy = true: 3 files per agent) holds at most 6645"),
             "{err}"
         );
         assert!(
-            err.contains(
+            err.0.contains(
                 "(proxy = \"process\": 1 per agent in fleetsim, 2 in the proxy) at most 9968"
             ),
             "{err}"
         );
         assert!(
-            err.contains("Set proxy = \"process\" in [fleet] to run this fleet"),
+            err.0
+                .contains("Set proxy = \"process\" in [fleet] to run this fleet"),
             "{err}"
         );
 
         let err = check_proxied_fd_budget(12_000, false, 20_000).expect_err("fits neither");
         assert!(
-            err.contains("Run at most 6645 proxied agents here"),
+            err.0.contains("Run at most 6645 proxied agents here"),
             "{err}"
         );
         let err = check_proxied_fd_budget(12_000, true, 20_000).expect_err("process");
         assert!(
-            err.contains("need about 24064 open files in the proxy process"),
+            err.0
+                .contains("need about 24064 open files in the proxy process"),
             "{err}"
         );
-        assert!(err.contains("holds at most 6645 agents"), "{err}");
+        assert!(err.0.contains("holds at most 6645 agents"), "{err}");
         assert!(
-            err.contains("Run at most 9968 proxied agents here"),
+            err.0.contains("Run at most 9968 proxied agents here"),
             "{err}"
         );
-        assert!(err.contains("ulimit -Hn"), "{err}");
+        assert!(err.0.contains("ulimit -Hn"), "{err}");
     }
 
     #[test]

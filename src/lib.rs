@@ -2,55 +2,95 @@
 //!
 //! # Layout
 //!
-//! The modules follow the data flow of a run:
+//! The modules follow the data flow of a run; a newcomer reads them in this order.
 //!
+//! **Input**
 //! - [`scenario`]: reads a TOML scenario file, reports every problem with file:line.
 //! - [`plan`]: the validated, resolved scenario the rest of the crate executes.
+//!
+//! **The system under test**
 //! - [`broker`]: the nats-server under test: an embedded one fleetsim starts and owns, or an
-//!   external one it is pointed at; plus its monitoring endpoints.
+//!   external one it is pointed at (`Broker`); its monitoring endpoints and sampler; a
+//!   broker URL's credentials parsed once (`broker::url`).
 //! - [`provision`]: creates the kanade buckets and the EXEC stream and seeds their keys.
-//! - [`agent`]: one simulated agent: its own connection, its consumers, its sync.
-//! - [`fleet`]: spawns and paces agents, tracks every agent's state.
-//! - [`metrics`]: HdrHistograms and error counters, sharded so agents never contend.
-//! - [`fault_proxy`]: a TCP proxy between agents and broker that cuts every connection at once.
-//! - [`proxy_process`]: that proxy as its own process (`fleetsim proxy`), its control
-//!   protocol, and the child a run starts with `[fleet] proxy = "process"`.
-//! - [`errors`]: classifies async-nats failures into the kinds the results count.
+//! - [`proxy`]: the fault proxy between agents and broker that cuts every connection at
+//!   once, in this process or as its own (`fleetsim proxy`), and `AgentProxy`, the one a
+//!   run puts in front of its broker.
+//!
+//! **The fleet and its steps**
+//! - `fleet`: the simulated agents (`fleet::agent`: connection, consumers, sync), the
+//!   roster of their states, intended-time pacing for the start and for writes
+//!   (`fleet::pacing`), the splay (`fleet::splay`).
+//! - `herd`: herd steps: the trigger, the probes, the recovery tracker the agents report
+//!   to, and `HerdRecord`.
+//! - `writes`: `write`/`exec` steps: paced writes, one ledger per write job, the
+//!   reconciliation, and `WriteRecord`.
+//! - `step`: what a step runner is handed (`StepEnv`) and the typed step the samplers
+//!   see (`StepInfo`).
+//! - [`run`]: sequences a run: run directory, broker, provisioning, fleet, steps, epilogue.
+//!   Its errors are typed (`run::RunError`, with the exit code).
+//!
+//! **Measurements**
+//! - [`metrics`]: HdrHistograms and error counters, sharded so agents never contend, each
+//!   sample tagged with the step that caused it.
+//! - `nats_failure`: classifies async-nats failures into the kinds the results count.
+//! - `timeseries`: the 100 ms timeline of fleet and broker activity (`timeseries.csv`).
+//! - `progress`: the live progress line (or periodic log line) of a running run.
 //! - [`host`]: open-file limits and this process's own CPU and memory use.
-//! - [`run`]: executes a plan's steps against a broker and a fleet.
-//! - [`results`]: writes a run directory (summary.csv, .hgrm, errors.csv, manifest.json).
+//!
+//! **The run directory and what reads it**
+//! - [`results`]: the run directory, both ways: file names, typed rows and manifest, the
+//!   writer and the one reader (`results::RunDir`).
 //! - [`report`]: `report.html` of a run directory: timelines, percentile curves, tables.
-//! - [`ab`]: runs an A/B scenario's variants interleaved into one directory.
-//! - [`ab_stats`]: per-variant percentiles, ratios and bootstrap intervals (`compare.csv`).
+//!
+//! **The gate**
 //! - [`gate`]: what decides pass or fail: [`thresholds`] (`[thresholds]` checks,
 //!   `thresholds.csv`), [`gate::compare`] (`fleetsim compare`: a run against a baseline,
 //!   ratio by ratio), [`junit`] (JUnit XML for CI systems), and a run's outcome as a CI
 //!   gate reads it.
+//!
+//! **Experiments**
+//! - [`ab`]: runs an A/B scenario's variants interleaved into one directory.
+//! - [`ab_stats`]: per-variant percentiles, ratios and bootstrap intervals (`compare.csv`).
 //! - [`sweep`]: one scenario at several fleet sizes: `sweep.csv`, the knee, `sizing.md`.
+//!
+//! Modules without a link are internal to the crate (`pub(crate)`).
 
-pub mod ab;
-pub mod ab_stats;
-pub mod agent;
+// Input.
+pub mod plan;
+pub mod scenario;
+// The system under test.
 pub mod broker;
-pub mod errors;
-pub mod fault_proxy;
-pub mod fleet;
-pub mod gate;
-pub mod herd;
+pub mod provision;
+pub mod proxy;
+// The fleet and its steps.
+pub(crate) mod error;
+pub(crate) mod fleet;
+pub(crate) mod herd;
+pub mod run;
+pub(crate) mod step;
+pub(crate) mod writes;
+// Measurements.
 pub mod host;
 pub mod metrics;
-pub mod plan;
-pub mod progress;
-pub mod provision;
-pub mod proxy_process;
+pub(crate) mod nats_failure;
+pub(crate) mod progress;
+pub(crate) mod timeseries;
+// The run directory and what reads it.
 pub mod report;
 pub mod results;
-pub mod run;
-pub mod scenario;
-pub mod splay;
+// The gate.
+pub mod gate;
+// Experiments.
+pub mod ab;
+pub mod ab_stats;
 pub mod sweep;
-pub mod timeseries;
-pub mod writes;
+
 /// The gate's checks and JUnit output keep their short paths (`crate::thresholds`, used
 /// by the scenario reader, the plan and the runner).
 pub use gate::{junit, thresholds};
+
+// Paths kept for callers outside this branch's files (main.rs, tests/): the lead
+// rewrites them to `proxy::process` and `fleet::splay` at merge and drops these.
+pub use fleet::splay;
+pub use proxy::process as proxy_process;

@@ -8,7 +8,10 @@
 //!
 //! Every sample is tagged with the *phase*: the index of the step that caused it (the
 //! `start` step for a cold start, later the herd trigger), so `summary.csv` has one row
-//! per metric and phase. Phase 0 is setup (provisioning), before any step runs.
+//! per metric and phase. Phase 0 is setup (provisioning), before any step runs. What an
+//! agent does on its own is caused by the step running (the current phase, set by the
+//! runner); a sample of a step that may still be running when later steps begin (a
+//! background write's acks and deliveries) names its step with [`Metrics::record_in`].
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,7 +20,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::errors::ErrorKind;
+use crate::nats_failure::FailureKind;
 
 /// Number of shards; a few per core is plenty.
 const SHARDS: usize = 8;
@@ -42,7 +45,7 @@ struct Shard {
 struct ErrorKey {
     phase: usize,
     operation: String,
-    kind: ErrorKind,
+    kind: FailureKind,
 }
 
 #[derive(Debug, Clone)]
@@ -101,8 +104,21 @@ impl Metrics {
         );
     }
 
+    /// Records a duration caused by step `phase`, whichever step runs now.
+    pub fn record_in(&self, phase: usize, agent: usize, metric: MetricId, value: Duration) {
+        self.record_micros_in(
+            phase,
+            agent,
+            metric,
+            value.as_micros().min(u64::MAX as u128) as u64,
+        );
+    }
+
     pub fn record_micros(&self, agent: usize, metric: MetricId, micros: u64) {
-        let phase = self.phase();
+        self.record_micros_in(self.phase(), agent, metric, micros);
+    }
+
+    fn record_micros_in(&self, phase: usize, agent: usize, metric: MetricId, micros: u64) {
         let mut shard = self.shards[agent % SHARDS]
             .lock()
             .expect("metrics shard lock");
@@ -118,7 +134,7 @@ impl Metrics {
     }
 
     /// Counts one failure of `operation` (e.g. `consumer_create.jobs`) for agent `agent`.
-    pub fn error(&self, agent: usize, operation: &str, kind: ErrorKind, message: &str) {
+    pub fn error(&self, agent: usize, operation: &str, kind: FailureKind, message: &str) {
         let key = ErrorKey {
             phase: self.phase(),
             operation: operation.to_string(),
@@ -137,28 +153,13 @@ impl Metrics {
             .count += 1;
     }
 
-    /// Total failures counted so far, all kinds and phases.
-    pub fn error_total(&self) -> u64 {
-        self.shards
-            .iter()
-            .map(|s| {
-                s.lock()
-                    .expect("metrics shard lock")
-                    .errors
-                    .values()
-                    .map(|e| e.count)
-                    .sum::<u64>()
-            })
-            .sum()
-    }
-
     /// Failures counted so far by kind, in the order of
-    /// [`crate::timeseries::error_column`]: timeout, no responders, JetStream, refused, other.
+    /// `FailureKind::column`: timeout, no responders, JetStream, refused, other.
     pub fn errors_by_kind(&self) -> [u64; 5] {
         let mut out = [0; 5];
         for shard in &self.shards {
             for (key, e) in &shard.lock().expect("metrics shard lock").errors {
-                out[crate::timeseries::error_column(key.kind)] += e.count;
+                out[key.kind.column()] += e.count;
             }
         }
         out
@@ -252,7 +253,7 @@ pub struct HistogramSnapshot {
 pub struct ErrorSnapshot {
     pub phase: usize,
     pub operation: String,
-    pub kind: ErrorKind,
+    pub kind: FailureKind,
     pub count: u64,
     /// The first message seen for this (phase, operation, kind).
     pub example: String,
@@ -277,10 +278,11 @@ mod tests {
         }
         m.set_phase(2);
         m.record(0, ready, Duration::from_secs(3));
+        m.record_in(1, 0, ready, Duration::from_secs(4));
         let snap = m.snapshot();
         let p1 = snap.histogram("ready", 1).expect("phase 1 recorded");
-        assert_eq!(p1.len(), 100);
-        assert_eq!(p1.max(), p1.highest_equivalent(100_000));
+        assert_eq!(p1.len(), 101, "record_in tags its own phase");
+        assert_eq!(p1.max(), p1.highest_equivalent(4_000_000));
         assert_eq!(snap.histogram("ready", 2).expect("phase 2").len(), 1);
     }
 
@@ -292,18 +294,17 @@ mod tests {
             m.error(
                 agent,
                 "consumer_create.jobs",
-                ErrorKind::JetStream(10026),
+                FailureKind::JetStream(10026),
                 "limit",
             );
         }
-        m.error(3, "connect", ErrorKind::Timeout, "timed out");
+        m.error(3, "connect", FailureKind::Timeout, "timed out");
         let snap = m.snapshot();
         assert_eq!(snap.error_total(), 11);
-        assert_eq!(m.error_total(), 11);
         let js = snap
             .errors
             .iter()
-            .find(|e| e.kind == ErrorKind::JetStream(10026))
+            .find(|e| e.kind == FailureKind::JetStream(10026))
             .expect("jetstream row");
         assert_eq!((js.phase, js.count, js.example.as_str()), (1, 10, "limit"));
     }

@@ -13,7 +13,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
 
-use crate::agent::AgentContext;
+use crate::fleet::Roster;
+use crate::step::StepInfo;
 
 const TERMINAL_EVERY: Duration = Duration::from_millis(200);
 const LOG_EVERY: Duration = Duration::from_secs(5);
@@ -25,7 +26,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn start(ctx: Arc<AgentContext>, mut step: watch::Receiver<String>) -> Progress {
+    pub fn start(roster: Arc<Roster>, mut step: watch::Receiver<StepInfo>) -> Progress {
         let (stop, mut stopped) = watch::channel(false);
         let terminal = std::io::stderr().is_terminal();
         let task = tokio::spawn(async move {
@@ -39,8 +40,8 @@ impl Progress {
             });
             let mut step_began = Instant::now();
             loop {
-                let label = step.borrow_and_update().clone();
-                let c = ctx.roster.counts();
+                let label = step.borrow_and_update().label();
+                let c = roster.counts();
                 let line = format!(
                     "step {label} {:.1}s | ready {} | recovering {} | starting {} | failed {} | connected {}",
                     step_began.elapsed().as_secs_f64(),
@@ -48,7 +49,7 @@ impl Progress {
                     c.recovering,
                     c.connecting + c.opening + c.syncing,
                     c.failed,
-                    ctx.roster.connected(),
+                    roster.connected(),
                 );
                 match &bar {
                     Some(bar) => bar.set_message(line),

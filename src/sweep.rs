@@ -114,7 +114,7 @@ pub async fn sweep(
             Ok(report) => report,
             // Interrupted while this size's broker was starting: the sizes before it
             // are measured and still written; with none, there is nothing to write.
-            Err(run::RunError::Interrupted) if !rows.is_empty() => {
+            Err(e) if e.is_interrupted() && !rows.is_empty() => {
                 tracing::warn!(
                     agents = n,
                     "sweep interrupted before this size ran; the sizes measured are written"

@@ -21,9 +21,13 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::warn;
 
-use crate::agent::AgentContext;
-use crate::errors::ErrorKind;
+use crate::fleet::Roster;
+use crate::fleet::agent::CreateCounters;
+use crate::herd::Herd;
+use crate::metrics::Metrics;
+use crate::step::StepInfo;
 
 /// Sampling interval of `timeseries.csv`.
 pub const INTERVAL: Duration = Duration::from_millis(100);
@@ -60,6 +64,37 @@ impl ApiTap {
             }
         });
         Ok(tap)
+    }
+
+    /// Starts the tap on the control connection and, given a system-account
+    /// connection, the `API.LIMIT_REACHED` listener. A tap that cannot subscribe leaves
+    /// the API columns at 0, and the log says so; the listener's task ends when its
+    /// handle is aborted.
+    pub async fn listen(
+        control: &async_nats::Client,
+        system: Option<async_nats::Client>,
+    ) -> (
+        Option<Arc<ApiTap>>,
+        Option<(async_nats::Client, JoinHandle<()>)>,
+    ) {
+        let tap = match ApiTap::start(control).await {
+            Ok(tap) => tap,
+            Err(e) => {
+                warn!(error = %e, "cannot subscribe to JetStream advisories: API columns of timeseries.csv stay 0");
+                return (None, None);
+            }
+        };
+        let system = match system {
+            Some(client) => match tap.listen_system(&client).await {
+                Ok(listener) => Some((client, listener)),
+                Err(e) => {
+                    warn!(error = %e, "cannot subscribe to API.LIMIT_REACHED: api_limit_reached stays 0");
+                    None
+                }
+            },
+            None => None,
+        };
+        (Some(tap), system)
     }
 
     /// Also counts `API.LIMIT_REACHED`, which nats-server publishes in the *system*
@@ -175,11 +210,12 @@ impl Sampler {
     /// Samples every [`INTERVAL`] from `run_start` until finished. `step` names the step
     /// running (updated by the runner).
     pub fn start(
-        ctx: Arc<AgentContext>,
+        fleet: FleetGauges,
         tap: Option<Arc<ApiTap>>,
-        step: watch::Receiver<String>,
+        step: watch::Receiver<StepInfo>,
         run_start: Instant,
     ) -> Sampler {
+        let ctx = fleet;
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             let mut rows = Vec::new();
@@ -208,6 +244,14 @@ impl Sampler {
     }
 }
 
+/// What the time series reads of the fleet.
+pub struct FleetGauges {
+    pub roster: Arc<Roster>,
+    pub herd: Arc<Herd>,
+    pub creates: Arc<CreateCounters>,
+    pub metrics: Arc<Metrics>,
+}
+
 /// Cumulative counters at one instant.
 #[derive(Default)]
 struct Totals {
@@ -218,7 +262,7 @@ struct Totals {
 }
 
 impl Totals {
-    fn read(ctx: &AgentContext, tap: Option<&ApiTap>) -> Totals {
+    fn read(ctx: &FleetGauges, tap: Option<&ApiTap>) -> Totals {
         Totals {
             creates_started: ctx.creates.started.load(Ordering::Relaxed),
             creates_completed: ctx.creates.completed.load(Ordering::Relaxed),
@@ -229,8 +273,8 @@ impl Totals {
 }
 
 fn sample(
-    ctx: &AgentContext,
-    step: &watch::Receiver<String>,
+    ctx: &FleetGauges,
+    step: &watch::Receiver<StepInfo>,
     run_start: Instant,
     now: &Totals,
     last: &Totals,
@@ -241,7 +285,7 @@ fn sample(
     let err = |i: usize| d(now.errors[i], last.errors[i]);
     Sample {
         t_secs: (run_start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
-        step: step.borrow().clone(),
+        step: step.borrow().label(),
         connected: ctx.roster.connected(),
         ready: c.ready,
         recovering: c.recovering,
@@ -264,17 +308,6 @@ fn sample(
         errors_connection_refused: err(3),
         errors_other: err(4),
         step_marker: "",
-    }
-}
-
-/// The column an error kind is counted in, by index into `Metrics::errors_by_kind`.
-pub fn error_column(kind: ErrorKind) -> usize {
-    match kind {
-        ErrorKind::Timeout => 0,
-        ErrorKind::NoResponders => 1,
-        ErrorKind::JetStream(_) => 2,
-        ErrorKind::ConnectionRefused => 3,
-        ErrorKind::Other => 4,
     }
 }
 

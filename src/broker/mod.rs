@@ -3,15 +3,23 @@
 //! Either fleetsim starts and owns a `nats-server` ([`embedded`]: loopback, free ports, a
 //! temp store dir, a config file written from the scenario's limits) or it is pointed at an
 //! external one by URL. Both answer the same questions: where do agents connect, where is
-//! the monitoring port, what version and limits is it running with.
+//! the monitoring port, what version and limits is it running with. [`Broker`] is the
+//! one a run talks to; [`url`] parses a broker URL's credentials.
 
 pub mod embedded;
 pub mod monitor;
 pub mod sampler;
+pub mod url;
+
+use std::time::Duration;
 
 use serde::Serialize;
+use tracing::{info, warn};
 
 pub use embedded::{EmbeddedBroker, EmbeddedOptions};
+pub use url::{Credentials, redact_url};
+
+use crate::plan::Plan;
 
 /// Failures starting, reaching or stopping a broker. These are environment errors
 /// (exit code 3), not input errors.
@@ -68,144 +76,170 @@ pub struct BrokerLimits {
     pub default_max_consumers: Option<i64>,
 }
 
-/// Removes `user:pass@` or `token@` from a URL so it can be logged and written to results.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}://***@{}", &url[..scheme_end], &url[at + 1..])
-        }
-        _ => url.to_string(),
-    }
+/// The broker a run talks to.
+pub enum Broker {
+    Embedded(Box<EmbeddedBroker>),
+    External {
+        url: String,
+        monitor: Option<String>,
+        /// `$FLEETSIM_SYSTEM_URL`, with its credentials.
+        system_url: Option<String>,
+    },
 }
 
-/// The credentials of a `nats://user:password@host` or `nats://token@host` URL, the
-/// forms the NATS tools accept. async-nats 0.51 parses such a URL but never sends its
-/// userinfo, so every connection fleetsim makes applies them as connect options; the
-/// agents need that most, as they may dial the fault proxy's URL instead of the broker's.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub enum Credentials {
-    #[default]
-    None,
-    UserPassword(String, String),
-    Token(String),
-}
-
-impl Credentials {
-    pub fn of_url(url: &str) -> Credentials {
-        let Some((start, at)) = userinfo_span(url) else {
-            return Credentials::None;
-        };
-        let userinfo = &url[start..at];
-        match userinfo.split_once(':') {
-            Some((user, password)) => {
-                Credentials::UserPassword(percent_decode(user), percent_decode(password))
-            }
-            None if userinfo.is_empty() => Credentials::None,
-            None => Credentials::Token(percent_decode(userinfo)),
+impl Broker {
+    pub async fn start(plan: &Plan) -> Result<Broker, BrokerError> {
+        match &plan.broker.url {
+            Some(url) => Ok(Broker::External {
+                url: url.clone(),
+                monitor: plan.broker.monitor_url.clone(),
+                system_url: plan.broker.system_url.clone(),
+            }),
+            None => Ok(Broker::Embedded(Box::new(
+                EmbeddedBroker::start(EmbeddedOptions {
+                    max_connections: plan.broker.max_connections,
+                    request_queue_limit: plan.broker.request_queue_limit,
+                    default_max_consumers: plan.broker.default_max_consumers,
+                    lame_duck_duration: plan.broker.lame_duck_duration,
+                    lame_duck_grace_period: plan.broker.lame_duck_grace_period,
+                })
+                .await?,
+            ))),
         }
     }
 
-    /// `url` without its userinfo: what fleetsim hands async-nats once the credentials
-    /// are options, since async-nats logs the address it dials (at debug level).
-    pub fn strip(url: &str) -> String {
-        match userinfo_span(url) {
-            Some((start, at)) => format!("{}{}", &url[..start], &url[at + 1..]),
-            None => url.to_string(),
-        }
-    }
-
-    pub fn apply(&self, options: async_nats::ConnectOptions) -> async_nats::ConnectOptions {
+    pub fn url(&self) -> String {
         match self {
-            Credentials::None => options,
-            Credentials::UserPassword(user, password) => {
-                options.user_and_password(user.clone(), password.clone())
+            Broker::Embedded(b) => b.url(),
+            Broker::External { url, .. } => url.clone(),
+        }
+    }
+
+    /// A connection to the system account, where the API queue's LIMIT_REACHED
+    /// advisory is published: the embedded broker's own system user (fleetsim wrote its
+    /// config), or for an external broker the user of `$FLEETSIM_SYSTEM_URL`. Without
+    /// one that advisory is not counted, and the log says so.
+    pub async fn system_client(&self) -> Option<async_nats::Client> {
+        let (options, url) = match self {
+            Broker::Embedded(b) => {
+                let (user, password) = b.system_user();
+                (
+                    async_nats::ConnectOptions::with_user_and_password(
+                        user.to_string(),
+                        password.to_string(),
+                    ),
+                    b.url(),
+                )
             }
-            Credentials::Token(token) => options.token(token.clone()),
-        }
-    }
-}
-
-/// Never prints the secret, so a `{:?}` in a log cannot leak it.
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Credentials::None => "None",
-            Credentials::UserPassword(..) => "UserPassword(***)",
-            Credentials::Token(_) => "Token(***)",
-        })
-    }
-}
-
-/// Where a URL's userinfo is: (its first byte, the `@` after it), looked for in the
-/// authority only, so an `@` in the path is not taken for one.
-fn userinfo_span(url: &str) -> Option<(usize, usize)> {
-    let start = url.find("://")? + 3;
-    let rest = &url[start..];
-    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-    authority.rfind('@').map(|at| (start, start + at))
-}
-
-/// `%XX` escapes of a URL's userinfo decoded (a password may hold `@`, `:` or `/`).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+            Broker::External {
+                system_url: Some(url),
+                ..
+            } => (
+                Credentials::of_url(url).apply(async_nats::ConnectOptions::new()),
+                url.clone(),
+            ),
+            Broker::External {
+                system_url: None, ..
+            } => {
+                info!(
+                    "API.LIMIT_REACHED advisories are not counted (api_limit_reached stays 0): \
+                     set FLEETSIM_SYSTEM_URL=nats://<user>:<password>@<host>:<port> to a \
+                     system-account user of the broker to count them"
+                );
+                return None;
+            }
+        };
+        match options
+            .name("fleetsim-system")
+            .connect(Credentials::strip(&url))
+            .await
         {
-            out.push((hi * 16 + lo) as u8);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
+            Ok(client) => Some(client),
+            Err(e) => {
+                // async-nats may quote the URL it was given, which has no userinfo.
+                warn!(
+                    error = %e,
+                    url = %redact_url(&url),
+                    "cannot connect to the system account: api_limit_reached stays 0"
+                );
+                None
+            }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
-#[cfg(test)]
-mod tests {
-    use super::{Credentials, redact_url};
-
-    #[test]
-    fn url_credentials_become_connect_options_and_never_print() {
-        let up = |u: &str, p: &str| Credentials::UserPassword(u.to_string(), p.to_string());
-        assert_eq!(
-            Credentials::of_url("nats://u:s3cret@h:4222"),
-            up("u", "s3cret")
-        );
-        assert_eq!(
-            Credentials::of_url("tls://sys:p%40ss%3Aw%2Fd@h:4222/x@y"),
-            up("sys", "p@ss:w/d"),
-            "escapes decoded; an @ in the path is not userinfo"
-        );
-        assert_eq!(
-            Credentials::of_url("nats://t0ken@h"),
-            Credentials::Token("t0ken".to_string())
-        );
-        assert_eq!(Credentials::of_url("nats://h:4222"), Credentials::None);
-        assert_eq!(Credentials::of_url("nats://@h:4222"), Credentials::None);
-        assert_eq!(Credentials::of_url("h:4222"), Credentials::None);
-        let shown = format!("{:?}", Credentials::of_url("nats://u:s3cret@h:4222"));
-        assert!(!shown.contains("s3cret"), "{shown}");
-        assert_eq!(
-            Credentials::strip("nats://u:s3cret@h:4222"),
-            "nats://h:4222"
-        );
-        assert_eq!(
-            Credentials::strip("tls://t0k@h:4222/x@y"),
-            "tls://h:4222/x@y"
-        );
-        assert_eq!(Credentials::strip("nats://h:4222"), "nats://h:4222");
+    pub fn monitor_url(&self) -> Option<String> {
+        match self {
+            Broker::Embedded(b) => Some(b.monitor_url()),
+            Broker::External { monitor, .. } => monitor.clone(),
+        }
     }
 
-    #[test]
-    fn credentials_never_survive_redaction() {
-        assert_eq!(redact_url("nats://u:secret@h:4222"), "nats://***@h:4222");
-        assert_eq!(redact_url("nats://tok3n@h:4222"), "nats://***@h:4222");
-        assert_eq!(redact_url("nats://h:4222"), "nats://h:4222");
+    /// fleetsim's own connection to the broker (provisioning, probes, the advisory tap):
+    /// never through the fault proxy.
+    pub async fn control_client(&self) -> Result<async_nats::Client, BrokerError> {
+        let url = self.url();
+        Credentials::of_url(&url)
+            .apply(async_nats::ConnectOptions::new())
+            .name("fleetsim-control")
+            .request_timeout(Some(Duration::from_secs(30)))
+            // The advisory tap gets one message per API request of the whole fleet.
+            .subscription_capacity(1 << 20)
+            .connect(Credentials::strip(&url))
+            .await
+            .map_err(|e| BrokerError::Connect {
+                url: redact_url(&url),
+                message: e.to_string(),
+            })
+    }
+
+    /// Consumers on the broker now (`None`: no monitoring endpoint, or it did not answer).
+    pub async fn consumers(&self) -> Option<u64> {
+        let m = self.monitor_url()?;
+        monitor::broker_counts(&m).await.ok().map(|c| c.consumers)
+    }
+
+    pub async fn info(&self, client: &async_nats::Client) -> BrokerInfo {
+        match self {
+            Broker::Embedded(b) => b.info(),
+            Broker::External { url, monitor, .. } => BrokerInfo {
+                kind: "external",
+                url: redact_url(url),
+                monitor_url: monitor.clone(),
+                version: Some(client.server_info().version),
+                limits: match monitor {
+                    Some(m) => external_limits(m).await,
+                    None => Default::default(),
+                },
+                api_limit_reached_counted: false,
+            },
+        }
+    }
+
+    pub fn embedded(&mut self) -> Option<&mut EmbeddedBroker> {
+        match self {
+            Broker::Embedded(b) => Some(b),
+            Broker::External { .. } => None,
+        }
+    }
+
+    pub async fn stop(&mut self) {
+        if let Broker::Embedded(b) = self
+            && let Err(e) = b.stop(false).await
+        {
+            warn!(error = %e, "stopping the embedded broker");
+        }
+    }
+}
+
+async fn external_limits(monitor: &str) -> BrokerLimits {
+    let Ok(varz) = monitor::get_json(monitor, "/varz", Duration::from_secs(5)).await else {
+        return Default::default();
+    };
+    BrokerLimits {
+        max_connections: varz.get("max_connections").and_then(|v| v.as_u64()),
+        request_queue_limit: None,
+        default_max_consumers: varz
+            .pointer("/jetstream/limits/default_max_consumers")
+            .and_then(|v| v.as_i64()),
     }
 }

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::monitor::get_json;
+use crate::step::StepInfo;
 
 /// Sampling interval outside herd steps.
 pub const INTERVAL: Duration = Duration::from_secs(1);
@@ -19,15 +20,6 @@ pub const INTERVAL: Duration = Duration::from_secs(1);
 pub const HERD_INTERVAL: Duration = Duration::from_millis(250);
 /// How long one endpoint may take to answer before the sample is a gap.
 const ANSWER_WITHIN: Duration = Duration::from_secs(1);
-
-/// Step kinds sampled at [`HERD_INTERVAL`].
-const HERD_KINDS: [&str; 5] = [
-    "broker_restart",
-    "network_cut",
-    "lame_duck",
-    "client_reconnect",
-    "command",
-];
 
 /// One row of `broker.csv`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -60,16 +52,19 @@ pub struct BrokerSampler {
 }
 
 impl BrokerSampler {
-    pub fn start(monitor: String, step: watch::Receiver<String>, run_start: Instant) -> Self {
+    pub fn start(monitor: String, step: watch::Receiver<StepInfo>, run_start: Instant) -> Self {
         let (stop, mut stopped) = watch::channel(false);
         let mut step = step;
         let task = tokio::spawn(async move {
             let mut rows = Vec::new();
             loop {
-                let label = step.borrow().clone();
-                rows.push(sample(&monitor, &label, run_start).await);
-                let fast = HERD_KINDS.iter().any(|k| label.ends_with(k));
-                let wait = if fast { HERD_INTERVAL } else { INTERVAL };
+                let info = *step.borrow();
+                rows.push(sample(&monitor, &info.label(), run_start).await);
+                let wait = if info.is_herd {
+                    HERD_INTERVAL
+                } else {
+                    INTERVAL
+                };
                 // A new step is sampled at once: a herd's first instants matter most.
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}

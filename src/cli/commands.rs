@@ -10,7 +10,7 @@ use fleetsim::run::RunOptions;
 use fleetsim::scenario;
 
 use super::args::{CompareArgs, ProxyArgs, RunArgs, SweepArgs};
-use super::{run_error_code, runtime};
+use super::runtime;
 
 /// The options of a run of `file` into `out` (default `results/`).
 fn run_options(file: PathBuf, out: Option<PathBuf>) -> RunOptions {
@@ -58,7 +58,9 @@ pub fn run(args: RunArgs) -> u8 {
     };
     let outcome = match outcome {
         Ok(outcome) => outcome,
-        Err(e) => return output.fail_early(&name, run_error_code(&e), &format!("error: {e:#}")),
+        // Interrupted before anything was measured (1); broker, provisioning, host
+        // limits, results directory: the environment, not the run (3).
+        Err(e) => return output.fail_early(&name, e.exit_code(), &format!("error: {e:#}")),
     };
     let text = format!("{}\nresults: {}", outcome.summary, outcome.dir.display());
     output.print(&text, || serde_json::to_string_pretty(&outcome));
@@ -114,7 +116,7 @@ pub fn sweep(args: SweepArgs) -> u8 {
         // Stopped before the first size was measured (1), or the environment (3).
         Err(e) => {
             eprintln!("error: {e:#}");
-            run_error_code(&e)
+            e.exit_code()
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The binary's own modules: the command line ([`args`]), one function per command
-//! ([`commands`]), and what they share: the async runtime with its Ctrl-C future, how a
-//! run's error becomes an exit code, and the `--junit`/`--json` outputs.
+//! ([`commands`]), and what they share: the async runtime with its Ctrl-C future and the
+//! `--junit`/`--json` outputs. A run's error carries its own exit code
+//! ([`fleetsim::run::RunError::exit_code`]).
 
 pub mod args;
 pub mod commands;
@@ -25,16 +26,6 @@ pub fn runtime() -> std::io::Result<(Runtime, impl Future<Output = ()>)> {
         }
     };
     Ok((runtime, ctrl_c))
-}
-
-/// The exit code of a run that stopped before its results: 1 when the operator
-/// interrupted it before anything was measured, 3 for the broker, provisioning, host
-/// limits or the results directory (the environment, not the run).
-pub fn run_error_code(e: &fleetsim::run::RunError) -> u8 {
-    match e {
-        fleetsim::run::RunError::Interrupted => 1,
-        _ => 3,
-    }
 }
 
 impl OutputFlags {

@@ -463,7 +463,7 @@ impl StepAction {
 pub enum StartPacing {
     /// Every agent at the same instant: the morning power-on wave.
     AllAtOnce,
-    /// A fixed number of agents per second (governor rate limiter).
+    /// A fixed number of agents per second (intended-time pacing, `fleet/pacing.rs`).
     Rate { per_second: u32 },
     /// Evenly over a duration.
     Spread {

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::write_csv;
 use crate::timeseries::Sample;
 
-/// Column order of `timeseries.csv` (the fields of [`Sample`]).
+/// Column order of `timeseries.csv` (the fields of `timeseries::Sample`).
 pub const TIMESERIES_COLUMNS: [&str; 24] = [
     "t_secs",
     "step",
@@ -55,47 +55,7 @@ pub const RECOVERY_COLUMNS: [&str; 14] = [
     "trigger_error",
 ];
 
-/// What one herd step measured.
-#[derive(Debug, Clone)]
-pub struct HerdRecord {
-    /// `"4:broker_restart"`.
-    pub label: String,
-    pub trigger: String,
-    /// When the trigger fired, on the run's clock.
-    pub trigger_secs: f64,
-    /// Agents expected to recover: every agent not already failed when it fired.
-    pub agents: usize,
-    /// Each recovered agent's time from the trigger to its last consumer's probe, sorted.
-    pub recovery_times: Vec<Duration>,
-    pub probe_writes: usize,
-    pub probe_writes_acked: usize,
-    /// Trigger → the broker acknowledged the first probe write (it accepts writes again).
-    pub first_probe_ack: Option<Duration>,
-    pub unrecovered: Vec<Unrecovered>,
-    /// Why the trigger itself failed (a command's exit status, a broker that did not
-    /// come back), if it did.
-    pub trigger_error: Option<String>,
-}
-
-impl HerdRecord {
-    /// Time from the trigger until `fraction` of [`HerdRecord::agents`] had recovered;
-    /// `None` if that many never did.
-    pub fn time_to(&self, fraction: f64) -> Option<Duration> {
-        let needed = ((self.agents as f64) * fraction).ceil().max(1.0) as usize;
-        if self.agents == 0 {
-            return None;
-        }
-        self.recovery_times.get(needed - 1).copied()
-    }
-}
-
-/// An agent that had not recovered when the herd step's timeout passed.
-#[derive(Debug, Clone)]
-pub struct Unrecovered {
-    pub pc: String,
-    pub state: String,
-    pub connected: bool,
-}
+pub use crate::herd::{HerdRecord, Unrecovered};
 
 /// `timeseries.csv`; `step_marker` is `begin` on the first sample of each step.
 pub fn write_timeseries<W: Write>(samples: &[Sample], out: W) -> csv::Result<W> {
@@ -177,29 +137,4 @@ pub fn write_unrecovered<W: Write>(herds: &[HerdRecord], out: W) -> csv::Result<
         })
     });
     write_csv(out, &["step", "pc", "state", "connected"], rows)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fleet_percentiles_count_unrecovered_agents_as_not_there_yet() {
-        let herd = HerdRecord {
-            label: "3:broker_restart".into(),
-            trigger: "broker_restart".into(),
-            trigger_secs: 1.0,
-            agents: 4,
-            recovery_times: vec![1, 2, 3].into_iter().map(Duration::from_secs).collect(),
-            probe_writes: 9,
-            probe_writes_acked: 9,
-            first_probe_ack: Some(Duration::from_millis(500)),
-            unrecovered: vec![],
-            trigger_error: None,
-        };
-        assert_eq!(herd.time_to(0.5), Some(Duration::from_secs(2)));
-        assert_eq!(herd.time_to(0.75), Some(Duration::from_secs(3)));
-        assert_eq!(herd.time_to(0.99), None, "the 4th agent never recovered");
-        assert_eq!(herd.time_to(1.0), None);
-    }
 }

@@ -88,10 +88,6 @@ pub use write::{
     write_agents, write_errors, write_file, write_rows, write_run, write_steps, write_summary,
 };
 
-/// The old name, for `run.rs` until it says [`RunOutcome`] (remove at merge).
-#[doc(hidden)]
-pub use RunOutcome as Outcome;
-
 /// Histograms record µs; every file shows ms, the unit latency budgets are stated in.
 const MICROS_PER_MS: f64 = 1000.0;
 

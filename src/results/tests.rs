@@ -9,8 +9,8 @@ use hdrhistogram::Histogram;
 use super::manifest::mem_total_bytes;
 use super::rows::SummaryRow;
 use super::*;
-use crate::errors::ErrorKind;
 use crate::metrics::{ErrorSnapshot, HistogramSnapshot};
+use crate::nats_failure::FailureKind;
 use crate::plan::{
     BrokerPlan, ConsumerKind, ConsumerSpec, FleetPlan, Profile, StartPacing, Step, StepAction,
 };
@@ -104,7 +104,7 @@ fn snapshot() -> Snapshot {
         errors: vec![ErrorSnapshot {
             phase: 1,
             operation: "consumer_create.jobs".to_string(),
-            kind: ErrorKind::JetStream(10026),
+            kind: FailureKind::JetStream(10026),
             count: 3,
             example: "maximum consumers limit reached, server nats://u:pw@h:4222".to_string(),
         }],

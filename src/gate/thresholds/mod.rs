@@ -30,9 +30,6 @@ use serde::{Serialize, Serializer};
 
 use crate::results::rows::ThresholdRow;
 use crate::results::{self, ResultsError, write_rows};
-/// The old name, for `run.rs` until it says [`CheckOutcome`] (remove at merge).
-#[doc(hidden)]
-pub use eval::CheckOutcome as Outcome;
 pub use eval::{CheckOutcome, evaluate};
 pub use grammar::{
     Check, Known, LATENCY_METRICS, Op, Source, Unit, check_latency_metric, parse_check,

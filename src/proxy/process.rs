@@ -40,7 +40,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::{Mutex, mpsc};
 use tracing::{info, warn};
 
-use crate::fault_proxy::FaultProxy;
+use crate::proxy::in_process::FaultProxy;
 
 /// What `fleetsim proxy` is asked to do.
 #[derive(Debug, Clone)]
@@ -294,6 +294,40 @@ async fn reply(writer: &mut OwnedWriteHalf, line: &str) -> std::io::Result<()> {
 
 /// How long the child may take to print its ready line.
 const READY_WITHIN: Duration = Duration::from_secs(10);
+
+/// What can go wrong starting or driving the proxy child.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyChildError {
+    #[error("cannot start {program} proxy: {source}")]
+    Start {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "fleetsim proxy (pid {pid}) exited ({status}) before it was ready; its error is in the log above"
+    )]
+    ExitedEarly { pid: u32, status: String },
+    #[error("fleetsim proxy (pid {pid}) did not say it was ready within {within:?}")]
+    NotReady { pid: u32, within: Duration },
+    /// Its ready line did not parse (the reason).
+    #[error("{0}")]
+    ReadyLine(String),
+    #[error("cannot connect to the fault proxy's control port {addr}: {source}")]
+    ControlConnect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("fault proxy control connection: {0}")]
+    Control(std::io::Error),
+    #[error("fault proxy closed its control connection")]
+    ControlClosed,
+    #[error("fault proxy did not answer within {0:?}")]
+    NoAnswer(Duration),
+    #[error("fault proxy answered {command:?} with {reply:?}")]
+    Unexpected { command: String, reply: String },
+    #[error("fault proxy after the cut: {0}")]
+    NotAccepting(String),
+}
 /// How long a control reply may take (a cut's second reply: plus the refusal).
 const REPLY_WITHIN: Duration = Duration::from_secs(30);
 /// How long the child may take to exit after `quit` before it is killed.
@@ -321,7 +355,7 @@ struct Control {
 impl ProxyChild {
     /// Starts `program proxy` on free loopback ports in front of `upstream` (`host:port`)
     /// and connects to its control port.
-    pub async fn spawn(program: &Path, upstream: &str) -> Result<ProxyChild, String> {
+    pub async fn spawn(program: &Path, upstream: &str) -> Result<ProxyChild, ProxyChildError> {
         let mut command = tokio::process::Command::new(program);
         command
             .args(["proxy", "--listen", "127.0.0.1:0", "--upstream", upstream])
@@ -333,9 +367,10 @@ impl ProxyChild {
             // Its own process group: the terminal's Ctrl-C goes to fleetsim, which
             // stops the child after the fleet.
             .process_group(0);
-        let mut child = command
-            .spawn()
-            .map_err(|e| format!("cannot start {} proxy: {e}", program.display()))?;
+        let mut child = command.spawn().map_err(|source| ProxyChildError::Start {
+            program: program.display().to_string(),
+            source,
+        })?;
         let pid = child.id().unwrap_or_default();
         let lifeline = child.stdin.take();
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
@@ -346,32 +381,31 @@ impl ProxyChild {
                     .wait()
                     .await
                     .map_or_else(|e| e.to_string(), |s| s.to_string());
-                return Err(format!(
-                    "fleetsim proxy (pid {pid}) exited ({status}) before it was ready; its error is in the log above"
-                ));
+                return Err(ProxyChildError::ExitedEarly { pid, status });
             }
             Err(_) => {
                 let _ = child.kill().await;
-                return Err(format!(
-                    "fleetsim proxy (pid {pid}) did not say it was ready within {READY_WITHIN:?}"
-                ));
+                return Err(ProxyChildError::NotReady {
+                    pid,
+                    within: READY_WITHIN,
+                });
             }
         };
         let ready = match Ready::parse(&line) {
             Ok(ready) => ready,
             Err(e) => {
                 let _ = child.kill().await;
-                return Err(e);
+                return Err(ProxyChildError::ReadyLine(e));
             }
         };
         let stream = match tokio::net::TcpStream::connect(ready.control).await {
             Ok(stream) => stream,
             Err(e) => {
                 let _ = child.kill().await;
-                return Err(format!(
-                    "cannot connect to the fault proxy's control port {}: {e}",
-                    ready.control
-                ));
+                return Err(ProxyChildError::ControlConnect {
+                    addr: ready.control,
+                    source: e,
+                });
             }
         };
         let (reader, writer) = stream.into_split();
@@ -404,8 +438,13 @@ impl ProxyChild {
     }
 
     /// Cuts every connection and refuses new ones for `refuse_for`; returns once the
-    /// proxy accepts again, with how many connections it dropped.
-    pub async fn cut(&self, refuse_for: Duration) -> Result<u64, String> {
+    /// proxy accepts again, with how many connections it dropped. `closed` is called
+    /// once the child said every connection is closed, before the refusal.
+    pub async fn cut(
+        &self,
+        refuse_for: Duration,
+        closed: impl FnOnce(),
+    ) -> Result<u64, ProxyChildError> {
         let mut control = self.control.lock().await;
         let command = format!("cut {}", refuse_for.as_millis());
         control.send(&command).await?;
@@ -413,23 +452,30 @@ impl ProxyChild {
         let dropped = first
             .strip_prefix("ok dropped=")
             .and_then(|n| n.parse::<u64>().ok())
-            .ok_or_else(|| format!("fault proxy answered {command:?} with {first:?}"))?;
+            .ok_or_else(|| ProxyChildError::Unexpected {
+                command: command.clone(),
+                reply: first.clone(),
+            })?;
         info!(dropped, "fault proxy process cut every connection");
+        closed();
         let second = control.receive(REPLY_WITHIN + refuse_for).await?;
         if second != "ok accepting" {
-            return Err(format!("fault proxy after the cut: {second}"));
+            return Err(ProxyChildError::NotAccepting(second));
         }
         Ok(dropped)
     }
 
     /// The `stats` line (`accepted=... dropped=... live=... accepting=...`).
-    pub async fn stats(&self) -> Result<String, String> {
+    pub async fn stats(&self) -> Result<String, ProxyChildError> {
         let mut control = self.control.lock().await;
         control.send("stats").await?;
         let line = control.receive(REPLY_WITHIN).await?;
         line.strip_prefix("ok ")
             .map(str::to_string)
-            .ok_or_else(|| format!("fault proxy answered stats with {line:?}"))
+            .ok_or_else(|| ProxyChildError::Unexpected {
+                command: "stats".to_string(),
+                reply: line.clone(),
+            })
     }
 
     /// Asks the child to quit and waits for it; kills it if it does not exit in time.
@@ -440,7 +486,7 @@ impl ProxyChild {
                 control.send("quit").await?;
                 // A reply of an interrupted cut may come first.
                 while control.receive(REPLY_WITHIN).await? != "ok bye" {}
-                Ok::<(), String>(())
+                Ok::<(), ProxyChildError>(())
             };
             tokio::time::timeout(EXIT_WITHIN, asked).await
         };
@@ -459,18 +505,18 @@ impl ProxyChild {
 }
 
 impl Control {
-    async fn send(&mut self, line: &str) -> Result<(), String> {
+    async fn send(&mut self, line: &str) -> Result<(), ProxyChildError> {
         reply(&mut self.writer, line)
             .await
-            .map_err(|e| format!("fault proxy control connection: {e}"))
+            .map_err(ProxyChildError::Control)
     }
 
-    async fn receive(&mut self, within: Duration) -> Result<String, String> {
+    async fn receive(&mut self, within: Duration) -> Result<String, ProxyChildError> {
         match tokio::time::timeout(within, self.lines.next_line()).await {
             Ok(Ok(Some(line))) => Ok(line),
-            Ok(Ok(None)) => Err("fault proxy closed its control connection".to_string()),
-            Ok(Err(e)) => Err(format!("fault proxy control connection: {e}")),
-            Err(_) => Err(format!("fault proxy did not answer within {within:?}")),
+            Ok(Ok(None)) => Err(ProxyChildError::ControlClosed),
+            Ok(Err(e)) => Err(ProxyChildError::Control(e)),
+            Err(_) => Err(ProxyChildError::NoAnswer(within)),
         }
     }
 }
@@ -479,10 +525,7 @@ impl Control {
 /// `nats://user:pw@broker:4222` -> `broker:4222`; no port -> 4222; of several
 /// comma-separated URLs, the first.
 pub fn upstream_of(url: &str) -> String {
-    let first = url.split(',').next().unwrap_or(url).trim();
-    let rest = first.split_once("://").map_or(first, |(_, rest)| rest);
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    let host_port = rest.split('/').next().unwrap_or(rest);
+    let host_port = crate::broker::url::host_port(url);
     let has_port = match host_port.rsplit_once(':') {
         // `[::1]` alone has colons but no port.
         Some((host, port)) => !port.is_empty() && !host.ends_with(':') && !port.ends_with(']'),

@@ -8,7 +8,7 @@
 //!
 //! Cost: each proxied agent holds two sockets in the proxy on top of its own one, so in the
 //! same process a proxied agent costs three file descriptors. `fleetsim proxy` (see
-//! [`crate::proxy_process`]) runs this same proxy in a process of its own, so the two
+//! [`crate::proxy::process`]) runs this same proxy in a process of its own, so the two
 //! proxy sockets count against that process's open-files limit instead.
 
 use std::net::SocketAddr;

@@ -1,4 +1,4 @@
-//! The fleet: every agent's state in one table, and the pacing that brings agents up.
+//! The roster: every agent's state in one table.
 //!
 //! Agents update their own cell (an atomic state, a failure reason) and the fleet-wide
 //! counts; waiters are woken through a [`Notify`] instead of polling, so `wait_ready`
@@ -6,16 +6,11 @@
 //! in a known state" checkable: at the end of a run each cell is ready or failed, and the
 //! counts reconcile with the number started.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use governor::{Quota, RateLimiter};
-use tokio::sync::{Notify, watch};
-use tokio::task::JoinSet;
-
-use crate::agent::{self, AgentContext};
-use crate::plan::StartPacing;
+use tokio::sync::Notify;
 
 /// Where an agent is in its life. Stored as a `u8` in its cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -177,10 +172,6 @@ impl Roster {
         self.cells.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.cells.is_empty()
-    }
-
     pub fn cell(&self, agent: usize) -> &AgentCell {
         &self.cells[agent]
     }
@@ -267,6 +258,16 @@ impl Roster {
         }
     }
 
+    /// The agents a step expects to hear from: started and not failed.
+    pub fn live_agents(&self) -> Vec<usize> {
+        (0..self.cells.len())
+            .filter(|&a| {
+                let s = self.cells[a].state();
+                s != AgentState::Failed && s != AgentState::Pending
+            })
+            .collect()
+    }
+
     /// Marks every agent that never settled as failed, naming the state it was stuck in.
     /// Called at the end of a run so each agent ends ready or failed.
     pub fn fail_unsettled(&self, why: &str) -> usize {
@@ -286,88 +287,10 @@ impl Roster {
     }
 }
 
-/// The running fleet: the agents' tasks and the signal that stops them.
-pub struct Fleet {
-    ctx: Arc<AgentContext>,
-    tasks: JoinSet<()>,
-    stop: watch::Sender<bool>,
-    next: usize,
-}
-
-impl Fleet {
-    pub fn new(ctx: Arc<AgentContext>) -> Self {
-        let (stop, _) = watch::channel(false);
-        Fleet {
-            ctx,
-            tasks: JoinSet::new(),
-            stop,
-            next: 0,
-        }
-    }
-
-    pub fn roster(&self) -> &Roster {
-        &self.ctx.roster
-    }
-
-    pub fn context(&self) -> &Arc<AgentContext> {
-        &self.ctx
-    }
-
-    /// Starts the agents not started yet, paced as asked. Returns once every agent has
-    /// been released (not once they are ready).
-    pub async fn start(&mut self, pacing: &StartPacing) {
-        let total = self.ctx.roster.len();
-        let first = self.next;
-        let count = total - first;
-        match pacing {
-            StartPacing::AllAtOnce => {
-                for agent in first..total {
-                    self.spawn(agent);
-                }
-            }
-            StartPacing::Rate { per_second } => {
-                let per_second =
-                    std::num::NonZeroU32::new(*per_second).unwrap_or(std::num::NonZeroU32::MIN);
-                // Burst of one: a steady stream, not a herd every second.
-                let limiter = RateLimiter::direct(
-                    Quota::per_second(per_second).allow_burst(std::num::NonZeroU32::MIN),
-                );
-                for agent in first..total {
-                    limiter.until_ready().await;
-                    self.spawn(agent);
-                }
-            }
-            StartPacing::Spread { over } => {
-                let begin = tokio::time::Instant::now();
-                for (i, agent) in (first..total).enumerate() {
-                    let offset = over.mul_f64(i as f64 / count.max(1) as f64);
-                    tokio::time::sleep_until(begin + offset).await;
-                    self.spawn(agent);
-                }
-            }
-        }
-    }
-
-    fn spawn(&mut self, agent: usize) {
-        self.next = self.next.max(agent + 1);
-        self.ctx.roster.set(agent, AgentState::Connecting, None);
-        let ctx = self.ctx.clone();
-        let stop = self.stop.subscribe();
-        self.tasks.spawn(agent::run(ctx, agent, stop));
-    }
-
-    /// Tells every agent to stop and waits for their tasks (bounded by `within`).
-    pub async fn shutdown(mut self, within: Duration) {
-        let _ = self.stop.send(true);
-        let all = async { while self.tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(within, all).await.is_err() {
-            self.tasks.abort_all();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]

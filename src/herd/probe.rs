@@ -1,27 +1,15 @@
-//! Recovery after a herd trigger, measured end to end with probes.
-//!
-//! async-nats recreates an agent's ordered consumers inside its `Watch`es with no event
-//! (nats-facts §1), so no returned call proves a consumer is live again. After a trigger
-//! fleetsim writes a *probe* value (`probe:<generation>`) that reaches every consumer of
-//! every agent, and an agent counts as recovered when each of its consumers has delivered
-//! the current generation's probe.
-//!
-//! The probe load is kept small and honest: one write per shared key (one `global` write
-//! reaches every agent's agent_config watch, one `commands.all` command every EXEC
-//! consumer), and per-agent (or per-group) writes only for consumers that no shared key
-//! reaches. [`ProbePlan::for_profile`] derives the writes from the profile's consumers,
-//! so a custom profile is probed the same way.
+//! The probes of a herd: the fewest writes that reach every consumer of every agent,
+//! written as soon as the broker takes writes and again for agents that ask.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 use crate::plan::{ConsumerKind, KeyTemplate, Profile};
 use crate::provision::{group_id, pc_id};
@@ -44,117 +32,6 @@ pub fn parse_probe(value: &[u8]) -> Option<u64> {
         .ok()?
         .parse()
         .ok()
-}
-
-/// Fleet-wide recovery state of the current herd, shared by the agents and the runner.
-pub struct Herd {
-    /// Generation of the current herd's probe; 0 before the first herd.
-    generation: AtomicU64,
-    trigger_at: Mutex<Option<Instant>>,
-    recovered: AtomicUsize,
-    /// Per agent, the last generation it recovered from, and after how long (µs).
-    recovered_gen: Vec<AtomicU64>,
-    recovered_after_us: Vec<AtomicU64>,
-    changed: Notify,
-    /// Agents that opened new watches after the probe was written ask for it again: a
-    /// `watch()` delivers only writes made after it opened.
-    reprobe: Mutex<Option<mpsc::UnboundedSender<usize>>>,
-}
-
-impl Herd {
-    pub fn new(agents: usize) -> Self {
-        Herd {
-            generation: AtomicU64::new(0),
-            trigger_at: Mutex::new(None),
-            recovered: AtomicUsize::new(0),
-            recovered_gen: (0..agents).map(|_| AtomicU64::new(0)).collect(),
-            recovered_after_us: (0..agents).map(|_| AtomicU64::new(0)).collect(),
-            changed: Notify::new(),
-            reprobe: Mutex::new(None),
-        }
-    }
-
-    /// Starts a new herd: the trigger fires now. Returns its probe generation.
-    /// Also returns the receiver of re-probe requests for this herd.
-    pub fn begin(&self) -> (u64, mpsc::UnboundedReceiver<usize>) {
-        let mut trigger_at = self.trigger_at.lock().expect("herd lock");
-        *trigger_at = Some(Instant::now());
-        self.recovered.store(0, Ordering::Release);
-        let (tx, rx) = mpsc::unbounded_channel();
-        *self.reprobe.lock().expect("herd lock") = Some(tx);
-        (self.generation.fetch_add(1, Ordering::AcqRel) + 1, rx)
-    }
-
-    /// Agent `agent` has opened new watches: write its probes again.
-    pub fn request_reprobe(&self, agent: usize) {
-        if let Some(tx) = self.reprobe.lock().expect("herd lock").as_ref() {
-            let _ = tx.send(agent);
-        }
-    }
-
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    pub fn trigger_at(&self) -> Option<Instant> {
-        *self.trigger_at.lock().expect("herd lock")
-    }
-
-    /// Agent `agent` has seen the probe of `generation` on every consumer. Returns the time
-    /// since the trigger the first time it is called for this agent and generation.
-    pub fn agent_recovered(&self, agent: usize, generation: u64) -> Option<Duration> {
-        // Held across the check so a concurrent `begin` cannot slip between it and the
-        // count (this runs once per agent per herd: no contention worth avoiding).
-        let trigger_at = self.trigger_at.lock().expect("herd lock");
-        if generation != self.generation()
-            || self.recovered_gen[agent].load(Ordering::Acquire) == generation
-        {
-            return None;
-        }
-        // The time is stored before the generation: a reader that sees one sees both.
-        let after = trigger_at.map(|t| t.elapsed())?;
-        self.recovered_after_us[agent].store(after.as_micros() as u64, Ordering::Release);
-        self.recovered_gen[agent].store(generation, Ordering::Release);
-        self.recovered.fetch_add(1, Ordering::AcqRel);
-        self.changed.notify_waiters();
-        Some(after)
-    }
-
-    /// Recovery times of the agents recovered from the current herd, sorted.
-    pub fn recovery_times(&self) -> Vec<Duration> {
-        let g = self.generation();
-        let mut times: Vec<Duration> = (0..self.recovered_gen.len())
-            .filter(|&a| g > 0 && self.recovered_gen[a].load(Ordering::Acquire) == g)
-            .map(|a| Duration::from_micros(self.recovered_after_us[a].load(Ordering::Acquire)))
-            .collect();
-        times.sort();
-        times
-    }
-
-    pub fn recovered(&self) -> usize {
-        self.recovered.load(Ordering::Acquire)
-    }
-
-    pub fn is_recovered(&self, agent: usize) -> bool {
-        let g = self.generation();
-        g > 0 && self.recovered_gen[agent].load(Ordering::Acquire) == g
-    }
-
-    /// Waits until `target` agents have recovered or `deadline` passes.
-    pub async fn wait_recovered(&self, target: usize, deadline: Instant) -> bool {
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.recovered() >= target {
-                return true;
-            }
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep_until(deadline.into()) => return self.recovered() >= target,
-            }
-        }
-    }
 }
 
 /// One probe write.
@@ -255,9 +132,9 @@ impl ProbePlan {
         mut reprobes: mpsc::UnboundedReceiver<usize>,
         deadline: Instant,
         done: impl std::future::Future,
-    ) -> ProbeOutcome {
+    ) -> ProbesWritten {
         let all: Vec<usize> = (0..self.per_agent.len()).collect();
-        let mut outcome = write_batch(js, &self.writes_for(&all), generation, deadline).await;
+        let mut written = write_batch(js, &self.writes_for(&all), generation, deadline).await;
         tokio::pin!(done);
         let mut pending: BTreeSet<usize> = BTreeSet::new();
         loop {
@@ -271,12 +148,12 @@ impl ProbePlan {
                 _ = tokio::time::sleep(Duration::from_millis(100)), if !pending.is_empty() => {
                     let agents: Vec<usize> = std::mem::take(&mut pending).into_iter().collect();
                     let more = write_batch(js, &self.writes_for(&agents), generation, deadline).await;
-                    outcome.writes += more.writes;
-                    outcome.acked += more.acked;
+                    written.writes += more.writes;
+                    written.acked += more.acked;
                 }
             }
         }
-        outcome
+        written
     }
 }
 
@@ -285,7 +162,7 @@ async fn write_batch(
     writes: &[ProbeWrite],
     generation: u64,
     deadline: Instant,
-) -> ProbeOutcome {
+) -> ProbesWritten {
     let value = probe_value(generation);
     let first_ack: Mutex<Option<Instant>> = Mutex::new(None);
     let acked = futures::stream::iter(writes.iter())
@@ -307,7 +184,7 @@ async fn write_batch(
         .filter(|ok| std::future::ready(*ok))
         .count()
         .await;
-    ProbeOutcome {
+    ProbesWritten {
         writes: writes.len(),
         acked,
         first_ack: first_ack.into_inner().expect("probe lock"),
@@ -316,7 +193,7 @@ async fn write_batch(
 
 /// What [`ProbePlan::run`] wrote.
 #[derive(Debug, Clone, Copy)]
-pub struct ProbeOutcome {
+pub struct ProbesWritten {
     /// Writes made (the first round, then re-probes).
     pub writes: usize,
     pub acked: usize,
@@ -392,24 +269,5 @@ mod tests {
         assert_eq!(parse_probe(&probe_value(7)), Some(7));
         assert_eq!(parse_probe(b"{\"seed\":0}"), None);
         assert_eq!(parse_probe(b"probe:x"), None);
-    }
-
-    #[test]
-    fn an_agent_recovers_once_per_generation() {
-        let herd = Herd::new(2);
-        assert_eq!(herd.agent_recovered(0, 1), None, "no herd yet");
-        let (g, _) = herd.begin();
-        assert!(herd.agent_recovered(0, g).is_some());
-        assert!(herd.agent_recovered(0, g).is_none(), "counted once");
-        assert_eq!(herd.recovered(), 1);
-        assert!(herd.is_recovered(0) && !herd.is_recovered(1));
-        let (g2, _) = herd.begin();
-        assert_eq!(herd.recovered(), 0);
-        assert!(!herd.is_recovered(0));
-        assert!(
-            herd.agent_recovered(1, g).is_none(),
-            "a stale probe does not count"
-        );
-        assert!(herd.agent_recovered(1, g2).is_some());
     }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 /// The kinds of failure counted in `errors.csv`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub enum ErrorKind {
+pub enum FailureKind {
     /// A request got no reply in time (includes JetStream API requests the server's
     /// full API queue dropped without replying).
     Timeout,
@@ -25,19 +25,32 @@ pub enum ErrorKind {
     Other,
 }
 
-impl ErrorKind {
+impl FailureKind {
+    /// The column this kind is counted in, by index into `Metrics::errors_by_kind` (and
+    /// the `errors_*` columns of `timeseries.csv`): timeout, no responders, JetStream,
+    /// refused, other.
+    pub fn column(self) -> usize {
+        match self {
+            FailureKind::Timeout => 0,
+            FailureKind::NoResponders => 1,
+            FailureKind::JetStream(_) => 2,
+            FailureKind::ConnectionRefused => 3,
+            FailureKind::Other => 4,
+        }
+    }
+
     /// Classifies an error by walking its source chain.
-    pub fn classify(err: &(dyn std::error::Error + 'static)) -> ErrorKind {
+    pub fn classify(err: &(dyn std::error::Error + 'static)) -> FailureKind {
         let mut text = String::new();
         let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
         while let Some(e) = cur {
             if let Some(js) = e.downcast_ref::<async_nats::jetstream::Error>() {
-                return ErrorKind::JetStream(js.error_code().0);
+                return FailureKind::JetStream(js.error_code().0);
             }
             if let Some(io) = e.downcast_ref::<std::io::Error>()
                 && io.kind() == std::io::ErrorKind::ConnectionRefused
             {
-                return ErrorKind::ConnectionRefused;
+                return FailureKind::ConnectionRefused;
             }
             text.push_str(&e.to_string());
             text.push('\n');
@@ -47,38 +60,38 @@ impl ErrorKind {
     }
 
     /// Classifies rendered error text (used where only the message survives).
-    pub fn classify_text(text: &str) -> ErrorKind {
+    pub fn classify_text(text: &str) -> FailureKind {
         let lower = text.to_ascii_lowercase();
         if let Some(code) = jetstream_code(&lower) {
-            return ErrorKind::JetStream(code);
+            return FailureKind::JetStream(code);
         }
         if lower.contains("timed out") || lower.contains("timeout") || lower.contains("deadline") {
-            ErrorKind::Timeout
+            FailureKind::Timeout
         } else if lower.contains("no responders") {
-            ErrorKind::NoResponders
+            FailureKind::NoResponders
         } else if lower.contains("connection refused") {
-            ErrorKind::ConnectionRefused
+            FailureKind::ConnectionRefused
         } else {
-            ErrorKind::Other
+            FailureKind::Other
         }
     }
 
     /// Column values for `errors.csv`: (kind, code).
     pub fn columns(&self) -> (&'static str, Option<u64>) {
         match self {
-            ErrorKind::Timeout => ("timeout", None),
-            ErrorKind::NoResponders => ("no_responders", None),
-            ErrorKind::JetStream(code) => ("jetstream", Some(*code)),
-            ErrorKind::ConnectionRefused => ("connection_refused", None),
-            ErrorKind::Other => ("other", None),
+            FailureKind::Timeout => ("timeout", None),
+            FailureKind::NoResponders => ("no_responders", None),
+            FailureKind::JetStream(code) => ("jetstream", Some(*code)),
+            FailureKind::ConnectionRefused => ("connection_refused", None),
+            FailureKind::Other => ("other", None),
         }
     }
 }
 
-impl fmt::Display for ErrorKind {
+impl fmt::Display for FailureKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ErrorKind::JetStream(code) => write!(f, "jetstream {code}"),
+            FailureKind::JetStream(code) => write!(f, "jetstream {code}"),
             other => f.write_str(other.columns().0),
         }
     }
@@ -101,29 +114,35 @@ mod tests {
     #[test]
     fn jetstream_code_is_read_from_the_rendered_api_error() {
         let text = "failed to create consumer: jetstream error: maximum consumers limit reached (code 400, error code 10026)";
-        assert_eq!(ErrorKind::classify_text(text), ErrorKind::JetStream(10026));
+        assert_eq!(
+            FailureKind::classify_text(text),
+            FailureKind::JetStream(10026)
+        );
     }
 
     #[test]
     fn plain_kinds_are_recognised() {
         assert_eq!(
-            ErrorKind::classify_text("request: timed out"),
-            ErrorKind::Timeout
+            FailureKind::classify_text("request: timed out"),
+            FailureKind::Timeout
         );
         assert_eq!(
-            ErrorKind::classify_text("no responders"),
-            ErrorKind::NoResponders
+            FailureKind::classify_text("no responders"),
+            FailureKind::NoResponders
         );
         assert_eq!(
-            ErrorKind::classify_text("io error: Connection refused (os error 111)"),
-            ErrorKind::ConnectionRefused
+            FailureKind::classify_text("io error: Connection refused (os error 111)"),
+            FailureKind::ConnectionRefused
         );
-        assert_eq!(ErrorKind::classify_text("something odd"), ErrorKind::Other);
+        assert_eq!(
+            FailureKind::classify_text("something odd"),
+            FailureKind::Other
+        );
     }
 
     #[test]
     fn io_refusal_in_the_chain_is_a_connection_refusal() {
         let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-        assert_eq!(ErrorKind::classify(&io), ErrorKind::ConnectionRefused);
+        assert_eq!(FailureKind::classify(&io), FailureKind::ConnectionRefused);
     }
 }

@@ -1,0 +1,189 @@
+//! How an agent connects: its connect options, the first connect (retried with the
+//! fleet's backoff) and the delays between reconnect attempts, splay included.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::{RngExt, SeedableRng};
+use tokio::sync::mpsc;
+
+use super::{Agent, AgentEnv, ConnEvent};
+use crate::fleet::Roster;
+use crate::nats_failure::FailureKind;
+use crate::plan::{Backoff, SplayPlacement};
+
+impl Agent<'_> {
+    /// Connects, retrying with the fleet's reconnect backoff until it succeeds or the run
+    /// stops the agent (the real agent uses `retry_on_initial_connect`).
+    pub(super) async fn connect(
+        &self,
+        events: mpsc::UnboundedSender<ConnEvent>,
+    ) -> async_nats::Client {
+        let mut attempts: usize = 0;
+        let delays = ReconnectDelays::new(self.ctx, self.index, Duration::ZERO);
+        loop {
+            attempts += 1;
+            tokio::time::sleep(delays.delay(attempts)).await;
+            match self
+                .connect_options(events.clone())
+                .connect(self.ctx.connection.url.as_str())
+                .await
+            {
+                Ok(client) => return client,
+                Err(e) => {
+                    let message = e.to_string();
+                    self.ctx.metrics.error(
+                        self.index,
+                        "connect",
+                        FailureKind::classify(&e),
+                        &message,
+                    );
+                }
+            }
+        }
+    }
+
+    fn connect_options(
+        &self,
+        events: mpsc::UnboundedSender<ConnEvent>,
+    ) -> async_nats::ConnectOptions {
+        let roster = self.ctx.roster.clone();
+        let index = self.index;
+        let splay = match self.placement() {
+            Some(SplayPlacement::ReconnectDelay) => self.splay(),
+            _ => Duration::ZERO,
+        };
+        let delays = ReconnectDelays::new(self.ctx, index, splay);
+        let mut options = self
+            .ctx
+            .connection
+            .credentials
+            .apply(async_nats::ConnectOptions::new());
+        if self.ctx.connection.local_addresses > 1 {
+            let octet = 1 + (index % usize::from(self.ctx.connection.local_addresses)) as u8;
+            options = options.local_address(std::net::SocketAddr::from(([127, 0, 0, octet], 0)));
+        }
+        options
+            .name(&self.pc)
+            .connection_timeout(self.ctx.fleet.connect_timeout)
+            .read_buffer_capacity(self.ctx.fleet.read_buffer_capacity)
+            .request_timeout(Some(self.ctx.fleet.request_timeout))
+            .reconnect_delay_callback(move |attempts| delays.delay(attempts))
+            .event_callback(move |event| {
+                let roster = roster.clone();
+                let events = events.clone();
+                async move {
+                    // Trivial on purpose: async-nats drops events when a callback is slow.
+                    match event {
+                        async_nats::Event::Connected => {
+                            roster.on_connected(index);
+                            let _ = events.send(ConnEvent::Connected);
+                        }
+                        async_nats::Event::Disconnected => {
+                            roster.on_disconnected(index);
+                            let _ = events.send(ConnEvent::Disconnected);
+                        }
+                        _ => {}
+                    }
+                }
+            })
+    }
+}
+
+/// The delay before reconnect attempt `attempts` (1-based, as async-nats counts: the
+/// counter goes up before each try and resets on success), for `backoff`; `unit` is a
+/// uniform random number in [0, 1) for the jitter.
+pub fn reconnect_delay(backoff: &Backoff, attempts: usize, unit: f64) -> Duration {
+    let exp = |base: Duration, n: usize| base.saturating_mul(1u32 << n.min(30) as u32);
+    match *backoff {
+        // async-nats' reconnect_delay_callback_default.
+        Backoff::AsyncNatsDefault => {
+            if attempts <= 1 {
+                Duration::ZERO
+            } else {
+                exp(Duration::from_millis(1), attempts - 1).min(Duration::from_secs(4))
+            }
+        }
+        Backoff::Exponential { base, cap, jitter } => {
+            let d = exp(base, attempts.max(1) - 1).min(cap);
+            d.mul_f64((1.0 + jitter * (2.0 * unit - 1.0)).max(0.0))
+        }
+    }
+}
+
+/// One agent's reconnect delays: the fleet's backoff plus, with the `reconnect_delay`
+/// splay, the splay counted from the first attempt after a disconnect. Attempts that
+/// fail inside the splay (the broker still down) do not end it early: every attempt
+/// waits at least until the splay is over, so agents stay spread however long the
+/// outage. The first connection is not splayed (async-nats consults the same callback
+/// for it): the splay belongs to reconnects, the cold start has `splay_on_start`.
+struct ReconnectDelays {
+    backoff: Backoff,
+    splay: Duration,
+    /// Whether the agent has been connected yet (its connect count in the roster).
+    roster: Arc<Roster>,
+    index: usize,
+    splay_until: std::sync::Mutex<Option<Instant>>,
+    /// Seeds the jitter: deterministic per run and agent.
+    rng: std::sync::Mutex<rand::rngs::SmallRng>,
+}
+
+impl ReconnectDelays {
+    fn new(ctx: &AgentEnv, index: usize, splay: Duration) -> Self {
+        ReconnectDelays {
+            backoff: ctx.fleet.reconnect,
+            splay,
+            roster: ctx.roster.clone(),
+            index,
+            splay_until: std::sync::Mutex::new(None),
+            rng: std::sync::Mutex::new(rand::rngs::SmallRng::seed_from_u64(
+                ctx.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ index as u64,
+            )),
+        }
+    }
+
+    fn delay(&self, attempts: usize) -> Duration {
+        let unit = self.rng.lock().expect("rng lock").random::<f64>();
+        let backoff = reconnect_delay(&self.backoff, attempts, unit);
+        if self.splay.is_zero() || self.roster.cell(self.index).connects() == 0 {
+            return backoff;
+        }
+        let mut until = self.splay_until.lock().expect("splay lock");
+        if attempts <= 1 || until.is_none() {
+            *until = Some(Instant::now() + self.splay);
+        }
+        let left = until.map_or(Duration::ZERO, |u| {
+            u.saturating_duration_since(Instant::now())
+        });
+        backoff.max(left)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_reconnect_delay_matches_async_nats() {
+        let ms: Vec<u128> = (1..16)
+            .map(|a| reconnect_delay(&Backoff::AsyncNatsDefault, a, 0.5).as_millis())
+            .collect();
+        assert_eq!(&ms[..6], &[0, 2, 4, 8, 16, 32]);
+        assert_eq!(ms[14], 4000);
+    }
+
+    #[test]
+    fn exponential_backoff_doubles_to_the_cap_within_the_jitter() {
+        let b = Backoff::Exponential {
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+            jitter: 0.25,
+        };
+        let at = |attempts, unit| reconnect_delay(&b, attempts, unit).as_millis();
+        assert_eq!(at(1, 0.5), 100);
+        assert_eq!(at(3, 0.5), 400);
+        assert_eq!(at(10, 0.5), 1000, "capped");
+        assert_eq!(at(1, 0.0), 75, "-25 %");
+        assert_eq!(at(1, 1.0), 125, "+25 %");
+    }
+}

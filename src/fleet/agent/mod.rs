@@ -1,0 +1,478 @@
+//! One simulated agent: its own connection, the consumers of its profile, its sync.
+//!
+//! Fidelity first: an agent makes the same async-nats calls the real kanade agent makes
+//! (`get_key_value`, `watch_many`, `watch`, `watch_all`, a durable pull consumer on EXEC,
+//! direct `get`s, a `keys()` walk), so the broker sees the same requests. Its watches are
+//! polled from the moment each is opened until the run ends, because async-nats only
+//! recreates an ordered consumer while its watch is polled and a watch left unpolled for
+//! 10 s reports a missed heartbeat.
+//!
+//! One tokio task per agent, no threads. The task runs the setup (connect, open, sync)
+//! and the polling of everything opened so far in one `select!` loop; opened consumers
+//! reach the loop through a channel.
+//!
+//! What an agent needs comes in one [`AgentEnv`], built complete by the fleet before the
+//! first agent starts; the rest of the crate reaches the agents only through the narrow
+//! handles the fleet hands out (the roster, the herd tracker, the write ledgers, the
+//! control channels).
+
+mod calls;
+mod connect;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_nats::jetstream;
+use futures::StreamExt;
+use futures::stream::{BoxStream, SelectAll};
+use tokio::sync::{mpsc, watch};
+
+use super::{AgentState, Control, Roster, splay};
+use crate::broker::Credentials;
+use crate::herd::Herd;
+use crate::metrics::{MetricId, Metrics};
+use crate::nats_failure::FailureKind;
+use crate::plan::{ConsumerKind, FleetPlan, Profile, SplayPlacement};
+use crate::provision::{group_id, pc_id};
+use crate::writes::{KINDS, Ledgers, Seen};
+use calls::Stores;
+
+/// Where the agents connect.
+pub struct Connection {
+    /// What the agents dial: the broker's or the fault proxy's URL, without userinfo.
+    pub url: String,
+    /// The broker URL's credentials: `url` may be the fault proxy's, which has none,
+    /// and async-nats never sends a URL's own.
+    pub credentials: Credentials,
+    /// Loopback source addresses the agents spread over (agent i binds
+    /// 127.0.0.(1 + i mod n)); 1 = let the kernel choose, as a real agent does.
+    pub local_addresses: u8,
+}
+
+/// What every agent shares: where to connect, what to open, where to report.
+pub(super) struct AgentEnv {
+    pub connection: Connection,
+    pub fleet: FleetPlan,
+    pub profile: Profile,
+    pub seed: u64,
+    pub roster: Arc<Roster>,
+    /// Recovery of the current herd, measured with probes.
+    pub herd: Arc<Herd>,
+    /// The ledgers of the write jobs running: what agents received.
+    pub ledgers: Arc<Ledgers>,
+    /// Consumer creates the agents themselves issue (not async-nats' hidden recreations).
+    pub creates: Arc<CreateCounters>,
+    /// The steps' signals to every agent (`client_reconnect`, `drop_consumer`).
+    pub control: Arc<Control>,
+    pub metrics: Arc<Metrics>,
+    pub ids: MetricIds,
+    /// When the fleet was made (before any agent): origin of `connect_attempt_at`.
+    pub epoch: Instant,
+}
+
+/// Consumer creates issued by agents: started and completed (ok or not), for the
+/// time series' in-flight and per-interval counts.
+#[derive(Default)]
+pub struct CreateCounters {
+    pub started: AtomicU64,
+    pub completed: AtomicU64,
+}
+
+/// Metric ids agents record into, registered once per run.
+pub(super) struct MetricIds {
+    /// When the agent's first connect attempt began, since [`AgentEnv::epoch`]: its
+    /// spread (max - min) over an all-at-once start is how sharp a herd fleetsim fires.
+    pub connect_attempt_at: MetricId,
+    pub connect: MetricId,
+    pub kv_bind: MetricId,
+    pub consumer_create: Vec<MetricId>,
+    pub sync: MetricId,
+    pub ready: MetricId,
+    /// Disconnected → Connected.
+    pub reconnect: MetricId,
+    /// Connected → re-synced, splay included.
+    pub resync: MetricId,
+    /// End of the splay → re-synced.
+    pub resync_after_splay: MetricId,
+    /// Herd trigger → every consumer delivered the probe.
+    pub recovery: MetricId,
+    /// Intended send time → delivered, per kind of write ([`crate::writes::KINDS`]).
+    pub delivery: Vec<MetricId>,
+}
+
+impl MetricIds {
+    pub fn register(metrics: &Metrics, profile: &Profile) -> Self {
+        MetricIds {
+            connect_attempt_at: metrics.metric("connect_attempt_at"),
+            connect: metrics.metric("connect"),
+            kv_bind: metrics.metric("kv_bind"),
+            consumer_create: profile
+                .consumers
+                .iter()
+                .map(|c| metrics.metric(&format!("consumer_create.{}", c.name)))
+                .collect(),
+            sync: metrics.metric("sync"),
+            ready: metrics.metric("ready"),
+            reconnect: metrics.metric("reconnect"),
+            resync: metrics.metric("resync"),
+            resync_after_splay: metrics.metric("resync_after_splay"),
+            recovery: metrics.metric("recovery"),
+            delivery: KINDS
+                .iter()
+                .map(|k| metrics.metric(&format!("delivery.{k}")))
+                .collect(),
+        }
+    }
+}
+
+/// Why an agent failed: the operation and the last error of its retries. Its text is
+/// the agent's `reason` in `agents.csv`.
+#[derive(Debug)]
+struct AgentFailure {
+    operation: String,
+    message: String,
+}
+
+impl std::fmt::Display for AgentFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.operation, self.message)
+    }
+}
+
+/// What a polled consumer yields: which consumer (its slot in the profile), and either
+/// what the delivered value was or a failure.
+type Delivery = (usize, Result<Item, String>);
+
+/// A delivered value, as far as the measurements care: a herd probe, a write of a
+/// `write`/`exec` step, or anything else (both `None`).
+#[derive(Default)]
+struct Item {
+    probe: Option<u64>,
+    write: Option<Seen>,
+}
+type DeliveryStream = BoxStream<'static, Delivery>;
+
+/// A consumer stream handed from a setup or re-sync to the agent's polling loop.
+struct Opened {
+    stream: DeliveryStream,
+    /// Ordered watches are closed and reopened by the `reopen_watches` splay; the durable
+    /// EXEC consumer survives reconnects on its own.
+    is_watch: bool,
+}
+
+/// Connection events the agent's loop acts on (the roster counts them separately).
+#[derive(Debug, Clone, Copy)]
+enum ConnEvent {
+    Connected,
+    Disconnected,
+}
+
+/// What a finished setup leaves the agent: the connection and its handles.
+struct Session {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    stores: Stores,
+}
+
+/// Runs agent `index` until `stop` turns true.
+///
+/// One `select!` loop polls everything the agent has: the cold-start setup or a re-sync
+/// (at most one at a time), the consumers opened so far, connection events, the fleet's
+/// `client_reconnect` signal and the stop signal.
+pub(super) async fn run(ctx: Arc<AgentEnv>, index: usize, mut stop: watch::Receiver<bool>) {
+    let agent = Agent::new(&ctx, index);
+    let (opened_tx, mut opened_rx) = mpsc::unbounded_channel::<Opened>();
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<ConnEvent>();
+    let mut reconnect_rx = ctx.control.subscribe_reconnect();
+    let mut watches: SelectAll<DeliveryStream> = SelectAll::new();
+    let mut durables: SelectAll<DeliveryStream> = SelectAll::new();
+    let mut probes = ProbeProgress::default();
+    let mut drop_rx = ctx.control.subscribe_drop();
+    // Consumers a `drop_consumer` step told this agent to drop: their deliveries are
+    // discarded unseen, as if the consumer were gone.
+    let mut dropped: u64 = 0;
+
+    let mut setup = Some(Box::pin(agent.setup(opened_tx.clone(), events_tx)));
+    let mut resync: Option<futures::future::BoxFuture<'_, Result<(), AgentFailure>>> = None;
+    let mut session: Option<Session> = None;
+    let mut disconnected_at: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            result = async { setup.as_mut().expect("guarded").await }, if setup.is_some() => {
+                setup = None;
+                match result {
+                    Ok(s) => {
+                        session = Some(s);
+                        // A disconnect during the setup left the agent in the loop below.
+                        if ctx.roster.cell(index).state() != AgentState::Failed {
+                            ctx.roster.set(index, AgentState::Ready, None);
+                        }
+                    }
+                    Err(failure) => ctx.roster.set(index, AgentState::Failed, Some(failure.to_string())),
+                }
+            }
+            result = async { resync.as_mut().expect("guarded").await }, if resync.is_some() => {
+                resync = None;
+                match result {
+                    Ok(()) => ctx.roster.set(index, AgentState::Ready, None),
+                    Err(failure) => ctx.roster.set(index, AgentState::Failed, Some(failure.to_string())),
+                }
+            }
+            Some(event) = events_rx.recv() => {
+                let Some(s) = session.as_ref() else { continue };
+                match event {
+                    ConnEvent::Disconnected => {
+                        disconnected_at.get_or_insert_with(Instant::now);
+                        resync = None;
+                        if ctx.roster.cell(index).state() == AgentState::Ready {
+                            ctx.roster.set(index, AgentState::Recovering, None);
+                        }
+                        if agent.placement() == Some(SplayPlacement::ReopenWatches) {
+                            watches = SelectAll::new();
+                        }
+                    }
+                    ConnEvent::Connected => {
+                        let Some(lost) = disconnected_at.take() else { continue };
+                        let metrics = &ctx.metrics;
+                        metrics.record(index, ctx.ids.reconnect, lost.elapsed());
+                        if ctx.roster.cell(index).state() == AgentState::Failed {
+                            continue;
+                        }
+                        let reopen = agent.placement() == Some(SplayPlacement::ReopenWatches);
+                        resync = Some(Box::pin(agent.resync(
+                            s.js.clone(),
+                            s.stores.clone(),
+                            reopen.then(|| opened_tx.clone()),
+                        )));
+                    }
+                }
+            }
+            Some(opened) = opened_rx.recv() => {
+                if opened.is_watch { watches.push(opened.stream) } else { durables.push(opened.stream) }
+            }
+            Some((slot, outcome)) = watches.next(), if !watches.is_empty() => {
+                if dropped & (1 << slot) == 0 { agent.on_delivery(&mut probes, slot, outcome); }
+            }
+            Some((slot, outcome)) = durables.next(), if !durables.is_empty() => {
+                if dropped & (1 << slot) == 0 { agent.on_delivery(&mut probes, slot, outcome); }
+            }
+            Ok(()) = drop_rx.changed() => {
+                if let Some((a, slot)) = *drop_rx.borrow_and_update()
+                    && a == index
+                {
+                    dropped |= 1 << slot;
+                }
+            }
+            Ok(()) = reconnect_rx.changed() => {
+                if let Some(s) = session.as_ref() {
+                    let client = s.client.clone();
+                    // force_reconnect waits for the connection handler; the loop must not.
+                    tokio::spawn(async move { let _ = client.force_reconnect().await; });
+                }
+            }
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+/// Which consumers have delivered the current herd's probe.
+#[derive(Default)]
+struct ProbeProgress {
+    generation: u64,
+    seen: u64,
+}
+
+struct Agent<'a> {
+    ctx: &'a AgentEnv,
+    index: usize,
+    pc: String,
+    group: String,
+}
+
+impl<'a> Agent<'a> {
+    fn new(ctx: &'a AgentEnv, index: usize) -> Self {
+        Agent {
+            ctx,
+            index,
+            pc: pc_id(index),
+            group: group_id(index, ctx.fleet.groups),
+        }
+    }
+
+    fn placement(&self) -> Option<SplayPlacement> {
+        self.ctx.fleet.splay.map(|s| s.placement)
+    }
+
+    /// This agent's splay delay (zero without a splay).
+    fn splay(&self) -> Duration {
+        self.ctx
+            .fleet
+            .splay
+            .map_or(Duration::ZERO, |s| splay::delay(&self.pc, s.window))
+    }
+
+    fn on_delivery(&self, probes: &mut ProbeProgress, slot: usize, outcome: Result<Item, String>) {
+        match outcome {
+            Ok(item) => {
+                if let Some(seen) = item.write
+                    && let Some(phase) = self.ctx.ledgers.record(self.index, &seen)
+                {
+                    // Measured in the phase of the step that sent the write.
+                    let latency = SystemTime::now()
+                        .duration_since(seen.intended)
+                        .unwrap_or_default();
+                    self.ctx.metrics.record_in(
+                        phase,
+                        self.index,
+                        self.ctx.ids.delivery[seen.kind],
+                        latency,
+                    );
+                }
+                let Some(generation) = item.probe else { return };
+                if generation > probes.generation {
+                    *probes = ProbeProgress {
+                        generation,
+                        seen: 0,
+                    };
+                }
+                if generation == probes.generation {
+                    probes.seen |= 1 << slot;
+                    let all = (1u64 << self.ctx.profile.consumers.len()) - 1;
+                    if probes.seen == all
+                        && let Some(t) = self.ctx.herd.agent_recovered(self.index, generation)
+                    {
+                        self.ctx
+                            .metrics
+                            .record(self.index, self.ctx.ids.recovery, t);
+                    }
+                }
+            }
+            Err(message) => {
+                let op = format!("watch.{}", self.ctx.profile.consumers[slot].name);
+                self.ctx.metrics.error(
+                    self.index,
+                    &op,
+                    FailureKind::classify_text(&message),
+                    &message,
+                );
+            }
+        }
+    }
+
+    /// Connect, open every consumer, sync. Returns the session, or the reason the agent
+    /// failed.
+    async fn setup(
+        &self,
+        opened: mpsc::UnboundedSender<Opened>,
+        events: mpsc::UnboundedSender<ConnEvent>,
+    ) -> Result<Session, AgentFailure> {
+        let started = Instant::now();
+        let metrics = &self.ctx.metrics;
+        let cold_splay = self
+            .ctx
+            .fleet
+            .splay
+            .filter(|s| s.on_start)
+            .map(|s| (s.placement, self.splay()));
+        if let Some((SplayPlacement::ReconnectDelay, delay)) = cold_splay {
+            tokio::time::sleep(delay).await;
+        }
+        if self.ctx.roster.cell(self.index).connects() == 0 {
+            metrics.record(
+                self.index,
+                self.ctx.ids.connect_attempt_at,
+                self.ctx.epoch.elapsed(),
+            );
+        }
+        // Each step's future is boxed while it runs: the setup future itself would
+        // otherwise be as large as the largest of them for the agent's whole setup.
+        let client = Box::pin(self.connect(events)).await;
+        metrics.record(self.index, self.ctx.ids.connect, started.elapsed());
+        if let Some((SplayPlacement::ReopenWatches, delay)) = cold_splay {
+            tokio::time::sleep(delay).await;
+        }
+
+        self.ctx.roster.set(self.index, AgentState::Opening, None);
+        let js = jetstream::new(client.clone());
+        let mut stores = Stores::for_profile(&self.ctx.profile);
+        self.open_all(&js, &mut stores, &opened, true).await?;
+
+        if let Some((SplayPlacement::BeforeGets, delay)) = cold_splay {
+            tokio::time::sleep(delay).await;
+        }
+        self.ctx.roster.set(self.index, AgentState::Syncing, None);
+        let t = Instant::now();
+        for op in &self.ctx.profile.sync {
+            Box::pin(self.sync(&js, &mut stores, op)).await?;
+        }
+        metrics.record(self.index, self.ctx.ids.sync, t.elapsed());
+        metrics.record(self.index, self.ctx.ids.ready, started.elapsed());
+        Ok(Session { client, js, stores })
+    }
+
+    /// Opens the profile's consumers (only the watches when `durables` is false) and
+    /// hands each to the polling loop, recording each create's latency.
+    async fn open_all(
+        &self,
+        js: &jetstream::Context,
+        stores: &mut Stores,
+        opened: &mpsc::UnboundedSender<Opened>,
+        durables: bool,
+    ) -> Result<(), AgentFailure> {
+        for (i, spec) in self.ctx.profile.consumers.iter().enumerate() {
+            let is_watch = !matches!(spec.kind, ConsumerKind::ExecReplay);
+            if !is_watch && !durables {
+                continue;
+            }
+            let t = Instant::now();
+            self.ctx.creates.started.fetch_add(1, Ordering::Relaxed);
+            let result = Box::pin(self.open(js, stores, &spec.kind, i)).await;
+            self.ctx.creates.completed.fetch_add(1, Ordering::Relaxed);
+            let stream = result?;
+            self.ctx
+                .metrics
+                .record(self.index, self.ctx.ids.consumer_create[i], t.elapsed());
+            // The receiver lives as long as the agent's loop; a send error means it is stopping.
+            let _ = opened.send(Opened { stream, is_watch });
+        }
+        Ok(())
+    }
+
+    /// The first sync after a Disconnected → Connected transition: the splay (where the
+    /// scenario puts it), reopening the watches (`reopen_watches`), then the sync reads.
+    async fn resync(
+        &self,
+        js: jetstream::Context,
+        mut stores: Stores,
+        reopen: Option<mpsc::UnboundedSender<Opened>>,
+    ) -> Result<(), AgentFailure> {
+        let connected = Instant::now();
+        let splay = match self.placement() {
+            Some(SplayPlacement::BeforeGets | SplayPlacement::ReopenWatches) => self.splay(),
+            _ => Duration::ZERO,
+        };
+        tokio::time::sleep(splay).await;
+        self.ctx
+            .roster
+            .cell(self.index)
+            .set_last_resync(splay, connected.elapsed());
+        let after_splay = Instant::now();
+        if let Some(opened) = reopen {
+            self.open_all(&js, &mut stores, &opened, false).await?;
+            // A new watch() delivers only later writes: ask for the probe again.
+            self.ctx.herd.request_reprobe(self.index);
+        }
+        for op in &self.ctx.profile.sync {
+            Box::pin(self.sync(&js, &mut stores, op)).await?;
+        }
+        let metrics = &self.ctx.metrics;
+        metrics.record(self.index, self.ctx.ids.resync, connected.elapsed());
+        metrics.record(
+            self.index,
+            self.ctx.ids.resync_after_splay,
+            after_splay.elapsed(),
+        );
+        Ok(())
+    }
+}

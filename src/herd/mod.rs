@@ -1,0 +1,160 @@
+//! Recovery after a herd trigger, measured end to end with probes.
+//!
+//! async-nats recreates an agent's ordered consumers inside its `Watch`es with no event
+//! (nats-facts §1), so no returned call proves a consumer is live again. After a trigger
+//! fleetsim writes a *probe* value (`probe:<generation>`) that reaches every consumer of
+//! every agent, and an agent counts as recovered when each of its consumers has delivered
+//! the current generation's probe.
+//!
+//! The probe load is kept small and honest: one write per shared key (one `global` write
+//! reaches every agent's agent_config watch, one `commands.all` command every EXEC
+//! consumer), and per-agent (or per-group) writes only for consumers that no shared key
+//! reaches. [`ProbePlan::for_profile`] derives the writes from the profile's consumers,
+//! so a custom profile is probed the same way.
+//!
+//! The room holds the herd whole: the fleet-wide recovery tracker the agents report to
+//! (this file), the probe writes ([`probe`]), and the step that fires a trigger and
+//! measures the recovery ([`step`], with its [`HerdRecord`]).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, mpsc};
+
+mod probe;
+mod step;
+
+pub use probe::{ProbePlan, parse_probe};
+pub use step::{HerdRecord, Triggers, Unrecovered, run_step};
+
+/// Fleet-wide recovery state of the current herd, shared by the agents and the runner.
+pub struct Herd {
+    /// Generation of the current herd's probe; 0 before the first herd.
+    generation: AtomicU64,
+    trigger_at: Mutex<Option<Instant>>,
+    recovered: AtomicUsize,
+    /// Per agent, the last generation it recovered from, and after how long (µs).
+    recovered_gen: Vec<AtomicU64>,
+    recovered_after_us: Vec<AtomicU64>,
+    changed: Notify,
+    /// Agents that opened new watches after the probe was written ask for it again: a
+    /// `watch()` delivers only writes made after it opened.
+    reprobe: Mutex<Option<mpsc::UnboundedSender<usize>>>,
+}
+
+impl Herd {
+    pub fn new(agents: usize) -> Self {
+        Herd {
+            generation: AtomicU64::new(0),
+            trigger_at: Mutex::new(None),
+            recovered: AtomicUsize::new(0),
+            recovered_gen: (0..agents).map(|_| AtomicU64::new(0)).collect(),
+            recovered_after_us: (0..agents).map(|_| AtomicU64::new(0)).collect(),
+            changed: Notify::new(),
+            reprobe: Mutex::new(None),
+        }
+    }
+
+    /// Starts a new herd: the trigger fires now. Returns its probe generation.
+    /// Also returns the receiver of re-probe requests for this herd.
+    pub fn begin(&self) -> (u64, mpsc::UnboundedReceiver<usize>) {
+        let mut trigger_at = self.trigger_at.lock().expect("herd lock");
+        *trigger_at = Some(Instant::now());
+        self.recovered.store(0, Ordering::Release);
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.reprobe.lock().expect("herd lock") = Some(tx);
+        (self.generation.fetch_add(1, Ordering::AcqRel) + 1, rx)
+    }
+
+    /// Agent `agent` has opened new watches: write its probes again.
+    pub fn request_reprobe(&self, agent: usize) {
+        if let Some(tx) = self.reprobe.lock().expect("herd lock").as_ref() {
+            let _ = tx.send(agent);
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Agent `agent` has seen the probe of `generation` on every consumer. Returns the time
+    /// since the trigger the first time it is called for this agent and generation.
+    pub fn agent_recovered(&self, agent: usize, generation: u64) -> Option<Duration> {
+        // Held across the check so a concurrent `begin` cannot slip between it and the
+        // count (this runs once per agent per herd: no contention worth avoiding).
+        let trigger_at = self.trigger_at.lock().expect("herd lock");
+        if generation != self.generation()
+            || self.recovered_gen[agent].load(Ordering::Acquire) == generation
+        {
+            return None;
+        }
+        // The time is stored before the generation: a reader that sees one sees both.
+        let after = trigger_at.map(|t| t.elapsed())?;
+        self.recovered_after_us[agent].store(after.as_micros() as u64, Ordering::Release);
+        self.recovered_gen[agent].store(generation, Ordering::Release);
+        self.recovered.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_waiters();
+        Some(after)
+    }
+
+    /// Recovery times of the agents recovered from the current herd, sorted.
+    pub fn recovery_times(&self) -> Vec<Duration> {
+        let g = self.generation();
+        let mut times: Vec<Duration> = (0..self.recovered_gen.len())
+            .filter(|&a| g > 0 && self.recovered_gen[a].load(Ordering::Acquire) == g)
+            .map(|a| Duration::from_micros(self.recovered_after_us[a].load(Ordering::Acquire)))
+            .collect();
+        times.sort();
+        times
+    }
+
+    pub fn recovered(&self) -> usize {
+        self.recovered.load(Ordering::Acquire)
+    }
+
+    pub fn is_recovered(&self, agent: usize) -> bool {
+        let g = self.generation();
+        g > 0 && self.recovered_gen[agent].load(Ordering::Acquire) == g
+    }
+
+    /// Waits until `target` agents have recovered or `deadline` passes.
+    pub async fn wait_recovered(&self, target: usize, deadline: Instant) -> bool {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.recovered() >= target {
+                return true;
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline.into()) => return self.recovered() >= target,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_agent_recovers_once_per_generation() {
+        let herd = Herd::new(2);
+        assert_eq!(herd.agent_recovered(0, 1), None, "no herd yet");
+        let (g, _) = herd.begin();
+        assert!(herd.agent_recovered(0, g).is_some());
+        assert!(herd.agent_recovered(0, g).is_none(), "counted once");
+        assert_eq!(herd.recovered(), 1);
+        assert!(herd.is_recovered(0) && !herd.is_recovered(1));
+        let (g2, _) = herd.begin();
+        assert_eq!(herd.recovered(), 0);
+        assert!(!herd.is_recovered(0));
+        assert!(
+            herd.agent_recovered(1, g).is_none(),
+            "a stale probe does not count"
+        );
+        assert!(herd.agent_recovered(1, g2).is_some());
+    }
+}

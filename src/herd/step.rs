@@ -1,0 +1,304 @@
+//! A herd step: fire the trigger, write the probes as soon as the broker takes writes,
+//! wait until every agent that was not failed has recovered (or the timeout), and
+//! record who recovered when ([`HerdRecord`], written to `recovery.csv` and
+//! `unrecovered.csv` by the results).
+
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use super::{Herd, ProbePlan};
+use crate::broker::{Broker, BrokerError};
+use crate::fleet::{AgentState, Control};
+use crate::plan::{StopSignal, Trigger};
+use crate::provision::pc_id;
+use crate::proxy::{AgentProxy, CutError};
+use crate::step::StepEnv;
+
+/// What one herd step measured.
+#[derive(Debug, Clone)]
+pub struct HerdRecord {
+    /// `"4:broker_restart"`.
+    pub label: String,
+    pub trigger: String,
+    /// When the trigger fired, on the run's clock.
+    pub trigger_secs: f64,
+    /// Agents expected to recover: every agent not already failed when it fired.
+    pub agents: usize,
+    /// Each recovered agent's time from the trigger to its last consumer's probe, sorted.
+    pub recovery_times: Vec<Duration>,
+    pub probe_writes: usize,
+    pub probe_writes_acked: usize,
+    /// Trigger → the broker acknowledged the first probe write (it accepts writes again).
+    pub first_probe_ack: Option<Duration>,
+    pub unrecovered: Vec<Unrecovered>,
+    /// Why the trigger itself failed (a command's exit status, a broker that did not
+    /// come back), if it did.
+    pub trigger_error: Option<String>,
+}
+
+impl HerdRecord {
+    /// Time from the trigger until `fraction` of [`HerdRecord::agents`] had recovered;
+    /// `None` if that many never did.
+    pub fn time_to(&self, fraction: f64) -> Option<Duration> {
+        let needed = ((self.agents as f64) * fraction).ceil().max(1.0) as usize;
+        if self.agents == 0 {
+            return None;
+        }
+        self.recovery_times.get(needed - 1).copied()
+    }
+}
+
+/// An agent that had not recovered when the herd step's timeout passed.
+#[derive(Debug, Clone)]
+pub struct Unrecovered {
+    pub pc: String,
+    pub state: String,
+    pub connected: bool,
+}
+
+/// What a trigger can act on.
+pub struct Triggers<'a> {
+    /// `broker_restart` and `lame_duck` stop and start the embedded broker.
+    pub broker: &'a mut Broker,
+    /// `network_cut` cuts every agent connection at the proxy.
+    pub proxy: Option<&'a AgentProxy>,
+    /// `client_reconnect` tells every agent to reconnect.
+    pub control: &'a Control,
+}
+
+/// Fires `trigger`, writes the probes as soon as the broker takes writes, and waits
+/// until every agent that was not failed has recovered (or `recover_timeout`).
+pub async fn run_step(
+    env: &mut StepEnv<'_>,
+    herd: &Herd,
+    triggers: Triggers<'_>,
+    index: usize,
+    trigger: &Trigger,
+    recover_timeout: Duration,
+) -> HerdRecord {
+    let label = &env.label(index);
+    let roster = env.roster;
+    let expected = roster.live_agents();
+    let connects_before: Vec<u64> = expected
+        .iter()
+        .map(|&a| roster.cell(a).connects())
+        .collect();
+    let probes = ProbePlan::for_profile(
+        &env.plan.profile,
+        env.plan.fleet.agents,
+        env.plan.fleet.groups,
+    );
+    let (generation, reprobes) = herd.begin();
+    let fired = Instant::now();
+    let deadline = fired + recover_timeout;
+    let all_recovered = herd.wait_recovered(expected.len(), deadline);
+    let probing = probes.run(env.js, generation, reprobes, deadline, all_recovered);
+    info!(step = %label, agents = expected.len(), "herd trigger fires");
+
+    let mut trigger_error = None;
+    let probes_written = match trigger {
+        Trigger::NetworkCut { refuse_for } => {
+            // The control connection does not go through the proxy: the broker takes
+            // the probes while the agents are cut off. They go out once the cut has
+            // closed every agent connection: a probe written earlier can still reach
+            // an agent through a connection not closed yet, and that agent would
+            // "recover" without reconnecting.
+            let proxy = triggers
+                .proxy
+                .expect("the scenario parser requires a proxy for network_cut");
+            let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
+            let cutting = proxy.cut(*refuse_for, move || {
+                let _ = closed_tx.send(());
+            });
+            let probing = async move {
+                // A cut that failed before closing anything drops the sender: the
+                // probes go out all the same.
+                let _ = closed_rx.await;
+                probing.await
+            };
+            let (cut, written) = tokio::join!(cutting, probing);
+            match cut {
+                Ok(dropped) => info!(step = %label, dropped, "network cut"),
+                Err(e) => trigger_error = Some(TriggerError::from(e)),
+            }
+            written
+        }
+        other => {
+            if let Err(e) = fire(triggers.broker, triggers.control, other).await {
+                warn!(step = %label, error = %e, "herd trigger failed");
+                trigger_error = Some(e);
+            }
+            if matches!(other, Trigger::ClientReconnect) {
+                // The old connections would deliver the probes before they close:
+                // write them only once every agent has reconnected.
+                while Instant::now() < deadline
+                    && expected.iter().zip(&connects_before).any(|(&a, &before)| {
+                        roster.cell(a).connects() <= before
+                            && roster.cell(a).state() != AgentState::Failed
+                    })
+                {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            probing.await
+        }
+    };
+    // Recovery is the probes; the step ends when the fleet is also settled: every
+    // agent's re-sync done (Ready) or failed. A re-sync runs on after the probes
+    // arrive (its gets and walks, and a splay before them), and the next step, or
+    // the end of the run, must not cut it short and find the agent mid-recovery.
+    // (Only a Ready agent turns Recovering, so the roster's count is the expected
+    // agents' count.)
+    let (counts, _) = roster.wait_until(deadline, |c| c.recovering == 0).await;
+    let resyncing = counts.recovering;
+    let first_probe_ack = probes_written.first_ack.map(|t| t - fired);
+    let recovered = herd.recovered() >= expected.len();
+    if recovered && resyncing > 0 {
+        env.reasons.push(format!(
+            "step {label}: {resyncing} of {} agents delivered the probe but were still \
+                 re-syncing after {recover_timeout:?}",
+            expected.len()
+        ));
+    }
+    let unrecovered: Vec<Unrecovered> = expected
+        .iter()
+        .filter(|&&a| !herd.is_recovered(a))
+        .map(|&a| Unrecovered {
+            pc: pc_id(a),
+            state: roster.cell(a).state().name().to_string(),
+            connected: roster.cell(a).is_connected(),
+        })
+        .collect();
+    if !recovered {
+        env.reasons.push(format!(
+            "step {label}: {} of {} agents not recovered within {recover_timeout:?}",
+            unrecovered.len(),
+            expected.len()
+        ));
+    }
+    if let Some(e) = &trigger_error {
+        env.reasons
+            .push(format!("step {label}: trigger failed: {e}"));
+    }
+    let record = HerdRecord {
+        label: label.clone(),
+        trigger: trigger.kind().to_string(),
+        trigger_secs: (fired - env.run_start).as_secs_f64(),
+        agents: expected.len(),
+        recovery_times: herd.recovery_times(),
+        probe_writes: probes_written.writes,
+        probe_writes_acked: probes_written.acked,
+        first_probe_ack,
+        unrecovered,
+        trigger_error: trigger_error.map(|e| e.to_string()),
+    };
+    info!(
+        step = %label,
+        recovered = record.recovery_times.len(),
+        of = record.agents,
+        p50 = ?record.time_to(0.5),
+        p100 = ?record.time_to(1.0),
+        "herd recovery"
+    );
+    record
+}
+
+/// Why a herd trigger failed (written to `recovery.csv`'s `trigger_error`).
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    #[error("{0} needs the embedded broker")]
+    NeedsEmbeddedBroker(&'static str),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("fault proxy: {0}")]
+    Proxy(#[from] CutError),
+    #[error("command did not finish within {0:?}")]
+    CommandTimedOut(Duration),
+    #[error("command could not be started: {0}")]
+    CommandNotStarted(std::io::Error),
+    #[error("command exited with {0}")]
+    CommandFailed(std::process::ExitStatus),
+}
+
+/// Fires a trigger other than `network_cut`; returns why it failed, if it did.
+async fn fire(
+    broker: &mut Broker,
+    control: &Control,
+    trigger: &Trigger,
+) -> Result<(), TriggerError> {
+    match trigger {
+        Trigger::BrokerRestart { signal, downtime } => {
+            let broker = broker
+                .embedded()
+                .ok_or(TriggerError::NeedsEmbeddedBroker("broker_restart"))?;
+            broker.stop(*signal == StopSignal::Kill).await?;
+            tokio::time::sleep(*downtime).await;
+            Ok(broker.start_again().await?)
+        }
+        Trigger::LameDuck => {
+            let broker = broker
+                .embedded()
+                .ok_or(TriggerError::NeedsEmbeddedBroker("lame_duck"))?;
+            broker.lame_duck().await?;
+            Ok(broker.start_again().await?)
+        }
+        Trigger::ClientReconnect => {
+            control.reconnect_all();
+            Ok(())
+        }
+        Trigger::Command { command, timeout } => run_command(command, *timeout).await,
+        Trigger::NetworkCut { .. } => unreachable!("network_cut is fired with its probes"),
+    }
+}
+
+/// Runs `command` with `sh -c`, logging its output; fails on a non-zero exit or timeout.
+async fn run_command(command: &str, timeout: Duration) -> Result<(), TriggerError> {
+    let child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = match tokio::time::timeout(timeout, child).await {
+        Err(_) => return Err(TriggerError::CommandTimedOut(timeout)),
+        Ok(Err(e)) => return Err(TriggerError::CommandNotStarted(e)),
+        Ok(Ok(output)) => output,
+    };
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        info!(target: "fleetsim::command", "{line}");
+    }
+    for line in String::from_utf8_lossy(&output.stderr).lines() {
+        warn!(target: "fleetsim::command", "{line}");
+    }
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(TriggerError::CommandFailed(output.status))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fleet_percentiles_count_unrecovered_agents_as_not_there_yet() {
+        let herd = HerdRecord {
+            label: "3:broker_restart".into(),
+            trigger: "broker_restart".into(),
+            trigger_secs: 1.0,
+            agents: 4,
+            recovery_times: vec![1, 2, 3].into_iter().map(Duration::from_secs).collect(),
+            probe_writes: 9,
+            probe_writes_acked: 9,
+            first_probe_ack: Some(Duration::from_millis(500)),
+            unrecovered: vec![],
+            trigger_error: None,
+        };
+        assert_eq!(herd.time_to(0.5), Some(Duration::from_secs(2)));
+        assert_eq!(herd.time_to(0.75), Some(Duration::from_secs(3)));
+        assert_eq!(herd.time_to(0.99), None, "the 4th agent never recovered");
+        assert_eq!(herd.time_to(1.0), None);
+    }
+}

@@ -1,0 +1,351 @@
+//! A `write` or `exec` step: its writes sent at their intended times, its deliveries
+//! drained, its reconciliation; in the foreground or, with `background = true`, while
+//! the next steps run.
+//!
+//! Each job has its own [`Ledger`] covering its write ids, and measures in the phase of
+//! the step that issued it: a background job's acks and deliveries stay that step's
+//! however many steps run before they arrive.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rand::{RngExt, SeedableRng};
+use tokio::task::JoinSet;
+use tracing::info;
+
+use super::{Ledger, Ledgers, Recipients, Reconciliation, SentWrite, kind_index, write_value};
+use crate::fleet::pacing::paced;
+use crate::metrics::Metrics;
+use crate::plan::{ConsumerKind, ExecTarget, FleetPlan, WriteLoad, WriteTarget};
+use crate::provision::{group_id, pc_id};
+use crate::step::StepEnv;
+
+/// A `write` step's KV target or an `exec` step's subject.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Kv(WriteTarget),
+    Exec(ExecTarget),
+}
+
+/// What a write step measured.
+#[derive(Debug, Clone)]
+pub struct WriteRecord {
+    pub label: String,
+    pub target: String,
+    pub writes: u64,
+    pub acked: u64,
+    /// Deliveries still outstanding when the drain timeout passed.
+    pub drained: bool,
+    pub reconciliation: Reconciliation,
+}
+
+impl WriteRecord {
+    /// Why this step failed the run, if it did.
+    fn reasons(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        if self.acked < self.writes {
+            reasons.push(format!(
+                "step {}: {} of {} writes not acknowledged",
+                self.label,
+                self.writes - self.acked,
+                self.writes
+            ));
+        }
+        let missed = self.reconciliation.missed();
+        if missed > 0 {
+            let agents = self
+                .reconciliation
+                .per_agent
+                .iter()
+                .filter(|a| a.missed > 0)
+                .count();
+            reasons.push(format!(
+                "step {}: {missed} deliveries missed by {agents} agents (see reconcile.csv)",
+                self.label
+            ));
+        }
+        reasons
+    }
+}
+
+/// The write steps of one run: the ids they send, the jobs still running in the
+/// background, and what the finished ones measured.
+pub struct WriteSteps {
+    ledgers: Arc<Ledgers>,
+    /// Id of the next write a step sends (ids never repeat in a run).
+    next_id: u64,
+    background: JoinSet<WriteRecord>,
+    done: Vec<WriteRecord>,
+}
+
+impl WriteSteps {
+    /// The write steps of a fleet whose agents report deliveries to `ledgers`.
+    pub fn new(ledgers: Arc<Ledgers>) -> Self {
+        WriteSteps {
+            ledgers,
+            next_id: 1,
+            background: JoinSet::new(),
+            done: Vec::new(),
+        }
+    }
+
+    /// Waits for the background jobs to reconcile.
+    pub async fn finish(&mut self, reasons: &mut Vec<String>) {
+        while let Some(done) = self.background.join_next().await {
+            match done {
+                Ok(record) => finish_one(record, &mut self.done, reasons),
+                Err(e) => reasons.push(format!("a background write step failed: {e}")),
+            }
+        }
+    }
+
+    /// Every finished step's record, in the order they finished; jobs still running (an
+    /// interrupted run) are stopped.
+    pub fn into_done(self) -> Vec<WriteRecord> {
+        self.done
+    }
+}
+
+/// Runs a `write` or `exec` step to its reconciliation, or starts it in the background.
+pub async fn run_step(
+    env: &mut StepEnv<'_>,
+    steps: &mut WriteSteps,
+    index: usize,
+    target: Target,
+    load: WriteLoad,
+) {
+    let label = env.label(index);
+    let first_id = steps.next_id;
+    steps.next_id += load.count;
+    let agents = env.roster.live_agents();
+    let ledger = Arc::new(Ledger::new(
+        env.plan.fleet.agents,
+        first_id..first_id + load.count,
+        index,
+    ));
+    steps.ledgers.open(ledger.clone());
+    let job = WriteJob {
+        label: label.clone(),
+        js: env.js.clone(),
+        metrics: env.metrics.clone(),
+        ledgers: steps.ledgers.clone(),
+        ledger,
+        fleet: env.plan.fleet.clone(),
+        watched_whole: env
+            .plan
+            .profile
+            .consumers
+            .iter()
+            .filter_map(|c| match &c.kind {
+                ConsumerKind::WatchAll { bucket } => Some(format!("$KV.{bucket}.")),
+                _ => None,
+            })
+            .collect(),
+        target,
+        load,
+        first_id,
+        phase: index,
+        seed: env.plan.seed ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        agents,
+    };
+    info!(step = %label, writes = load.count, rate = load.rate, background = load.background, "writes begin");
+    if load.background {
+        steps.background.spawn(job.run());
+    } else {
+        let record = job.run().await;
+        finish_one(record, &mut steps.done, &mut env.reasons);
+    }
+}
+
+fn finish_one(record: WriteRecord, done: &mut Vec<WriteRecord>, reasons: &mut Vec<String>) {
+    info!(
+        step = %record.label,
+        target = %record.target,
+        writes = record.writes,
+        acked = record.acked,
+        missed = record.reconciliation.missed(),
+        "writes reconciled"
+    );
+    reasons.extend(record.reasons());
+    done.push(record);
+}
+
+/// What one `write` or `exec` step sends: owned, so the step can run in the background.
+struct WriteJob {
+    label: String,
+    js: async_nats::jetstream::Context,
+    metrics: Arc<Metrics>,
+    ledgers: Arc<Ledgers>,
+    /// This job's ledger, open in `ledgers` until the job has reconciled.
+    ledger: Arc<Ledger>,
+    fleet: FleetPlan,
+    /// `$KV.<bucket>.` of every bucket the profile watches whole: its agents receive
+    /// every write to it.
+    watched_whole: Vec<String>,
+    target: Target,
+    load: WriteLoad,
+    first_id: u64,
+    /// The step that issued the job: its samples are measured in that phase.
+    phase: usize,
+    seed: u64,
+    /// Agents expected to receive (started and not failed when the step began).
+    agents: Vec<usize>,
+}
+
+impl WriteJob {
+    /// The subject, recipients and kind of write `i`.
+    fn plan_write(&self, i: u64, rng: &mut rand::rngs::SmallRng) -> (String, Recipients, usize) {
+        let fleet = &self.fleet;
+        let (n, groups) = (fleet.agents, fleet.groups.max(1));
+        let catalog = fleet.catalog_entries.max(1);
+        let random_agent = |rng: &mut rand::rngs::SmallRng| rng.random_range(0..n);
+        let random_group = |rng: &mut rand::rngs::SmallRng| rng.random_range(0..groups.min(n));
+        let pc_write = |a: usize| {
+            (
+                format!("$KV.agent_config.pcs.{}", pc_id(a)),
+                Recipients::Agent(a),
+                kind_index("pc"),
+            )
+        };
+        match &self.target {
+            Target::Kv(WriteTarget::Pc) => pc_write(random_agent(rng)),
+            Target::Kv(WriteTarget::PcEach) => pc_write(i as usize % n),
+            Target::Kv(WriteTarget::Pcs { agents }) => pc_write(agents[i as usize % agents.len()]),
+            Target::Kv(WriteTarget::Group) => {
+                let g = random_group(rng);
+                (
+                    format!("$KV.agent_config.groups.{}", group_id(g, groups)),
+                    Recipients::Group(g),
+                    kind_index("group"),
+                )
+            }
+            Target::Kv(WriteTarget::Global) => (
+                "$KV.agent_config.global".to_string(),
+                Recipients::All,
+                kind_index("global"),
+            ),
+            Target::Kv(WriteTarget::Jobs) => (
+                format!("$KV.jobs.job-{:04}", rng.random_range(0..catalog)),
+                Recipients::All,
+                kind_index("jobs"),
+            ),
+            Target::Kv(WriteTarget::Schedules) => (
+                format!("$KV.schedules.sched-{:04}", rng.random_range(0..catalog)),
+                Recipients::All,
+                kind_index("schedules"),
+            ),
+            Target::Kv(WriteTarget::Freeze) => (
+                "$KV.fleet_config.freeze".to_string(),
+                Recipients::All,
+                kind_index("freeze"),
+            ),
+            Target::Exec(ExecTarget::Pc) => {
+                let a = random_agent(rng);
+                (
+                    format!("commands.pc.{}", pc_id(a)),
+                    Recipients::Agent(a),
+                    kind_index("exec_pc"),
+                )
+            }
+            Target::Exec(ExecTarget::Group) => {
+                let g = random_group(rng);
+                (
+                    format!("commands.group.{}", group_id(g, groups)),
+                    Recipients::Group(g),
+                    kind_index("exec_group"),
+                )
+            }
+            Target::Exec(ExecTarget::All) => (
+                "commands.all".to_string(),
+                Recipients::All,
+                kind_index("exec_all"),
+            ),
+        }
+    }
+
+    fn target_name(&self) -> &'static str {
+        match &self.target {
+            Target::Kv(t) => t.name(),
+            Target::Exec(t) => t.name(),
+        }
+    }
+
+    /// Sends the writes, waits for the deliveries (up to the drain timeout), reconciles.
+    async fn run(self) -> WriteRecord {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(self.seed);
+        let planned: Vec<(String, Recipients, usize)> = (0..self.load.count)
+            .map(|i| self.plan_write(i, &mut rng))
+            .collect();
+        let ledger = &self.ledger;
+        let metrics = &self.metrics;
+        let ack_metric = metrics.metric(&format!("write_ack.{}", self.target_name()));
+        let start = tokio::time::Instant::now();
+        let start_wall = SystemTime::now();
+        let size = self.load.value_size;
+        let latencies = paced(start, self.load.rate, self.load.count, |i, at| {
+            let (subject, _, _) = &planned[i as usize];
+            let value = write_value(self.first_id + i, start_wall + (at - start), size);
+            let js = self.js.clone();
+            let subject = subject.clone();
+            async move {
+                match js.publish(subject, value).await {
+                    Ok(ack) => ack.await.is_ok(),
+                    Err(_) => false,
+                }
+            }
+        })
+        .await;
+        // Agents whose profile watches a whole bucket receive every write to it: the
+        // drain waits for those unintended deliveries too, or the fan-out is undercounted.
+        let watched_whole = &self.watched_whole;
+        let mut sent = Vec::with_capacity(planned.len());
+        for (i, ((_, recipients, kind), latency)) in planned.iter().zip(&latencies).enumerate() {
+            if let Some(l) = latency {
+                metrics.record_in(self.phase, i, ack_metric, *l);
+            }
+            sent.push(SentWrite {
+                id: self.first_id + i as u64,
+                kind: *kind,
+                recipients: *recipients,
+                acked: latency.is_some(),
+            });
+        }
+        // Wait until every expected delivery arrived, or the drain timeout.
+        let groups = self.fleet.groups.max(1);
+        let intended_of = |w: &SentWrite| match w.recipients {
+            Recipients::Agent(a) => u64::from(self.agents.contains(&a)),
+            Recipients::Group(g) => self.agents.iter().filter(|&&a| a % groups == g).count() as u64,
+            Recipients::All => self.agents.len() as u64,
+        };
+        let (mut expected, mut expected_unintended) = (0u64, 0u64);
+        for ((subject, _, _), w) in planned.iter().zip(&sent).filter(|(_, w)| w.acked) {
+            let intended = intended_of(w);
+            expected += intended;
+            if watched_whole
+                .iter()
+                .any(|prefix| subject.starts_with(prefix))
+            {
+                expected_unintended += self.agents.len() as u64 - intended;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + self.load.drain_timeout;
+        let arrived = || {
+            ledger.delivered_total() >= expected && ledger.unintended_total() >= expected_unintended
+        };
+        while !arrived() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let drained = arrived();
+        let reconciliation = ledger.reconcile(&sent, &self.agents, |a| a % groups);
+        self.ledgers.close(ledger);
+        let target = self.target_name().to_string();
+        WriteRecord {
+            label: self.label,
+            target,
+            writes: sent.len() as u64,
+            acked: sent.iter().filter(|w| w.acked).count() as u64,
+            drained,
+            reconciliation,
+        }
+    }
+}
