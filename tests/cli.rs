@@ -149,3 +149,79 @@ timeout = "30s"
     assert_eq!(manifest["status"], "failed");
     assert!(manifest["process"]["max_rss_kib"].as_u64().unwrap_or(0) > 0);
 }
+
+/// A loopback URL nothing listens on: a run against it fails to connect (exit 3).
+fn closed_server() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    format!("nats://127.0.0.1:{port}")
+}
+
+#[test]
+fn run_and_sweep_refuse_a_broker_restart_against_server_alike() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("restart.toml"),
+        "[fleet]\nagents = 4\n\n[[steps]]\nkind = \"start\"\n\n[[steps]]\nkind = \"broker_restart\"\n",
+    )
+    .expect("write scenario");
+    let server = closed_server();
+    let run = ["run", "restart.toml", "--server", &server];
+    let sweep = [
+        "sweep",
+        "restart.toml",
+        "--agents",
+        "2,4",
+        "--server",
+        &server,
+    ];
+    for args in [&run[..], &sweep[..]] {
+        let out = fleetsim(args, dir.path());
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("restart.toml: step 2:broker_restart restarts the embedded broker, which --server replaces"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("--herd-command"), "says the fix: {err}");
+        assert!(
+            !dir.path().join("results").exists(),
+            "{args:?}: refused before anything ran"
+        );
+        // With the fix it names, both go on to the broker (which is not there: exit 3).
+        let mut fixed = args.to_vec();
+        fixed.extend(["--herd-command", "true", "--out", "out"]);
+        let out = fleetsim(&fixed, dir.path());
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{fixed:?}: {err}");
+        assert!(err.contains("cannot connect"), "{fixed:?}: {err}");
+    }
+}
+
+#[test]
+fn logs_are_plain_text_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("tiny.toml"),
+        "[fleet]\nagents = 2\n\n[[steps]]\nkind = \"start\"\n",
+    )
+    .expect("write scenario");
+    // The run logs its start, then cannot connect.
+    let server = closed_server();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args(["run", "tiny.toml", "--server", &server, "--out", "out"])
+        .current_dir(dir.path())
+        .env("FLEETSIM_LOG", "info")
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("fleetsim binary runs");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains(" INFO "), "a log line was written: {err}");
+    assert!(
+        !out.stderr.contains(&0x1b),
+        "no ANSI escape in piped logs: {err:?}"
+    );
+}

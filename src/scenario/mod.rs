@@ -27,7 +27,18 @@
 //! Problems point at the offending key (unknown keys) or value (wrong type or value); a
 //! missing key points at what requires it (the table's header, or the `kind`/`mode` that
 //! needs it), and a missing table at line 1.
+//!
+//! # Layout
+//!
+//! This file reads the root table and puts the plan together; each table has its own
+//! reader: `broker` (`[broker]`), `fleet` (`[fleet]`), `profile` (`[profiles.*]` and the
+//! built-ins), `steps` (`[[steps]]`, one room per family of step kinds), `thresholds`,
+//! `variants` (`[[variants]]`, `repeat`); `walk` holds the typed reads they share. Their
+//! tests are in `tests/`, one file per reader, and the rejected files are data under
+//! `tests/scenarios/invalid/<reader>/`.
 
+mod broker;
+mod fleet;
 mod profile;
 mod steps;
 mod thresholds;
@@ -43,9 +54,7 @@ use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
-use crate::plan::{
-    Backoff, BrokerPlan, FleetPlan, Plan, Profile, ProxyMode, Splay, SplayPlacement,
-};
+use crate::plan::{Plan, Profile};
 use walk::{Ctx, Node};
 
 /// Why a scenario could not be turned into a [`Plan`].
@@ -76,15 +85,20 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}:{}: {}", self.file, self.line, self.message)
-        } else {
-            write!(
-                f,
-                "{}:{}: {}: {}",
-                self.file, self.line, self.key, self.message
-            )
+        write!(f, "{}:{}: ", self.file, self.line)?;
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
         }
+        // One problem, one line: messages quote what the file says, but a control
+        // character that slipped through unquoted is shown escaped, not acted on.
+        for c in self.message.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -99,11 +113,34 @@ fn render(problems: &[Problem]) -> String {
 
 /// Reads and checks a scenario file; messages name the file as `path` is written.
 pub fn parse_file(path: &Path) -> Result<Plan, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+    let bytes = std::fs::read(path).map_err(|source| ScenarioError::Read {
         path: path.display().to_string(),
         source,
     })?;
-    parse_str(&text, &path.display().to_string())
+    parse_bytes(&bytes, &path.display().to_string())
+}
+
+/// Checks the bytes of a scenario file, as [`parse_file`] does once it has read them:
+/// text that is not UTF-8 (TOML's only encoding) is one problem at the line of the
+/// first bad byte, like a syntax error. This is the entry point the fuzzer drives.
+pub fn parse_bytes(bytes: &[u8], origin: &str) -> Result<Plan, ScenarioError> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse_str(text, origin),
+        Err(e) => {
+            let valid = &bytes[..e.valid_up_to()];
+            let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+            Err(ScenarioError::Invalid(vec![Problem {
+                file: origin.to_string(),
+                line,
+                key: String::new(),
+                message: format!(
+                    "invalid TOML: not UTF-8 (byte {:#04x} at offset {}); save the file as UTF-8",
+                    bytes[e.valid_up_to()],
+                    e.valid_up_to()
+                ),
+            }]))
+        }
+    }
 }
 
 /// Checks scenario text; `origin` is the file name used in messages, and its stem is the
@@ -200,55 +237,6 @@ const ROOT_KEYS: [&str; 10] = [
     "repeat",
     "thresholds",
 ];
-const BROKER_KEYS: [&str; 8] = [
-    "url",
-    "monitor",
-    "max_connections",
-    "request_queue_limit",
-    "default_max_consumers",
-    "reset",
-    "lame_duck_duration",
-    "lame_duck_grace_period",
-];
-/// Broker keys that configure the embedded broker only.
-const EMBEDDED_ONLY: [&str; 5] = [
-    "max_connections",
-    "request_queue_limit",
-    "default_max_consumers",
-    "lame_duck_duration",
-    "lame_duck_grace_period",
-];
-const FLEET_KEYS: [&str; 16] = [
-    "agents",
-    "groups",
-    "profile",
-    "catalog_entries",
-    "connect_timeout",
-    "request_timeout",
-    "setup_retries",
-    "reconnect_base",
-    "reconnect_cap",
-    "reconnect_jitter",
-    "splay",
-    "splay_placement",
-    "splay_on_start",
-    "proxy",
-    "read_buffer_capacity",
-    "exec_ack_wait",
-];
-
-/// `[fleet] read_buffer_capacity` default, bytes (async-nats' own is 65535).
-pub const DEFAULT_READ_BUFFER_CAPACITY: u16 = 8192;
-
-/// nats-server refuses a config file with a shorter `lame_duck_duration` ("minimum is
-/// 30 seconds"), so this is both the floor and the default.
-const MIN_LAME_DUCK_DURATION: Duration = Duration::from_secs(30);
-const DEFAULT_RECONNECT_BASE: Duration = Duration::from_millis(100);
-const DEFAULT_RECONNECT_CAP: Duration = Duration::from_secs(4);
-/// The longest splay window: the splay spreads a fleet's re-sync over a few seconds.
-const MAX_SPLAY: Duration = Duration::from_secs(300);
-const SPLAY_PLACEMENTS: &str = "before_gets, reopen_watches, reconnect_delay";
-
 const POSITIVE: &str = "a positive whole number";
 const NON_NEGATIVE: &str = "zero or a positive whole number";
 
@@ -269,8 +257,8 @@ fn read_plan(ctx: &mut Ctx<'_>, root: &Node<'_, '_>, origin: &str) -> Plan {
     let seed = root.whole(ctx, "seed", NON_NEGATIVE, 0, u64::MAX.into());
     let seed = seed.map_or(1, |(n, _)| n as u64);
 
-    let broker = read_broker(ctx, root);
-    let (fleet, profile_ref) = read_fleet(ctx, root);
+    let broker = broker::read_broker(ctx, root);
+    let (fleet, profile_ref) = fleet::read_fleet(ctx, root);
     let profiles = profile::read_profiles(ctx, root);
     let profile = resolve_profile(ctx, &fleet.profile, profile_ref, &profiles);
     // Steps name agents by index and consumers by name, so they are read after the
@@ -329,282 +317,6 @@ fn default_name(origin: &str) -> String {
         .unwrap_or_else(|| "scenario".to_string())
 }
 
-fn read_broker(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> BrokerPlan {
-    let mut broker = BrokerPlan {
-        url: None,
-        monitor_url: None,
-        max_connections: 65_536,
-        request_queue_limit: 10_000,
-        default_max_consumers: -1,
-        reset: true,
-        lame_duck_duration: Duration::from_secs(30),
-        lame_duck_grace_period: Duration::from_secs(1),
-        system_url: None,
-    };
-    let Some(node) = root.table(ctx, "broker", "a table ([broker])") else {
-        return broker;
-    };
-    node.check_keys(ctx, &BROKER_KEYS);
-    if let Some((url, span)) = node.string(ctx, "url") {
-        if has_scheme(url, &["nats://", "tls://"]) {
-            broker.url = Some(url.to_string());
-        } else {
-            ctx.report(
-                &span,
-                node.key("url"),
-                format!("must start with nats:// or tls://, got {url:?}"),
-            );
-        }
-    }
-    if let Some((monitor, span)) = node.string(ctx, "monitor") {
-        if !has_scheme(monitor, &["http://", "https://"]) {
-            let message = format!("must start with http:// or https://, got {monitor:?}");
-            ctx.report(&span, node.key("monitor"), message);
-        } else if node.get("url").is_none() {
-            let message = "monitor only applies with url (an external broker); the embedded broker's is known";
-            ctx.report(&span, node.key("monitor"), message);
-        } else {
-            broker.monitor_url = Some(monitor.to_string());
-        }
-    }
-    if node.get("url").is_some() {
-        for key in EMBEDDED_ONLY {
-            if node.get(key).is_some() {
-                let message = format!("{key} only applies to the embedded broker (no url)");
-                node.report_at(ctx, key, message);
-            }
-        }
-    }
-    if let Some((n, _)) = node.whole(ctx, "max_connections", POSITIVE, 1, u64::MAX.into()) {
-        broker.max_connections = n as u64;
-    }
-    if let Some((n, _)) = node.whole(ctx, "request_queue_limit", POSITIVE, 1, u64::MAX.into()) {
-        broker.request_queue_limit = n as u64;
-    }
-    let what = "-1 (unlimited) or a positive whole number";
-    if let Some((n, span)) = node.whole(ctx, "default_max_consumers", what, -1, i64::MAX.into()) {
-        if n == 0 {
-            ctx.report(
-                &span,
-                node.key("default_max_consumers"),
-                format!("must be {what}, got 0"),
-            );
-        } else {
-            broker.default_max_consumers = n as i64;
-        }
-    }
-    if let Some(reset) = node.boolean(ctx, "reset") {
-        broker.reset = reset;
-    }
-    if let Some((d, span)) = node.duration(ctx, "lame_duck_duration") {
-        if d < MIN_LAME_DUCK_DURATION {
-            let message = format!(
-                "must be at least 30s (nats-server refuses a shorter lame_duck_duration), got {d:?}"
-            );
-            ctx.report(&span, node.key("lame_duck_duration"), message);
-        } else {
-            broker.lame_duck_duration = d;
-        }
-    }
-    if let Some((d, _)) = node.duration(ctx, "lame_duck_grace_period") {
-        broker.lame_duck_grace_period = d;
-    }
-    broker
-}
-
-/// `url` starts with one of `schemes` and has something after it.
-fn has_scheme(url: &str, schemes: &[&str]) -> bool {
-    schemes
-        .iter()
-        .any(|s| url.len() > s.len() && url.starts_with(s))
-}
-
-/// Reads `[fleet]`; also returns the span of `fleet.profile` for resolving it later.
-fn read_fleet(
-    ctx: &mut Ctx<'_>,
-    root: &Node<'_, '_>,
-) -> (FleetPlan, Option<std::ops::Range<usize>>) {
-    let mut fleet = FleetPlan {
-        agents: 0,
-        groups: 4,
-        profile: "kanade".to_string(),
-        catalog_entries: 20,
-        connect_timeout: Duration::from_secs(10),
-        request_timeout: Duration::from_secs(10),
-        setup_retries: 3,
-        reconnect: Backoff::AsyncNatsDefault,
-        splay: None,
-        proxy: ProxyMode::Off,
-        read_buffer_capacity: DEFAULT_READ_BUFFER_CAPACITY,
-        exec_ack_wait: None,
-    };
-    let required = "required: the number of agents, a positive whole number";
-    let Some(node) = root.table(ctx, "fleet", "a table ([fleet])") else {
-        if root.get("fleet").is_none() {
-            ctx.report(&root.span, "fleet.agents", required);
-        }
-        return (fleet, None);
-    };
-    node.check_keys(ctx, &FLEET_KEYS);
-    let usize_max = usize::MAX as i128;
-    match node.whole(ctx, "agents", POSITIVE, 1, usize_max) {
-        Some((n, _)) => fleet.agents = n as usize,
-        None if node.get("agents").is_none() => node.missing(ctx, "agents", None, required),
-        None => {}
-    }
-    if let Some((n, _)) = node.whole(ctx, "groups", POSITIVE, 1, usize_max) {
-        fleet.groups = n as usize;
-    }
-    let mut profile_span = None;
-    if let Some((name, span)) = node.string(ctx, "profile") {
-        fleet.profile = name.to_string();
-        profile_span = Some(span);
-    }
-    if let Some((n, _)) = node.whole(ctx, "catalog_entries", NON_NEGATIVE, 0, usize_max) {
-        fleet.catalog_entries = n as usize;
-    }
-    if let Some(d) = node.positive_duration(ctx, "connect_timeout", "") {
-        fleet.connect_timeout = d;
-    }
-    if let Some(d) = node.positive_duration(ctx, "request_timeout", "") {
-        fleet.request_timeout = d;
-    }
-    if let Some(d) = node.positive_duration(
-        ctx,
-        "exec_ack_wait",
-        " (leave it out for the server's default, 30s)",
-    ) {
-        fleet.exec_ack_wait = Some(d);
-    }
-    if let Some((n, _)) = node.whole(ctx, "setup_retries", NON_NEGATIVE, 0, u32::MAX.into()) {
-        fleet.setup_retries = n as u32;
-    }
-    fleet.reconnect = read_backoff(ctx, &node);
-    fleet.splay = read_splay(ctx, &node);
-    if let Some(proxy) = read_proxy(ctx, &node) {
-        fleet.proxy = proxy;
-    }
-    let bytes = "a whole number of bytes from 512 to 65535 (async-nats' default)";
-    if let Some((n, _)) = node.whole(ctx, "read_buffer_capacity", bytes, 512, 65535) {
-        fleet.read_buffer_capacity = n as u16;
-    }
-    (fleet, profile_span)
-}
-
-/// `proxy`: `false`, `true` (the proxy inside fleetsim's process, as before there was a
-/// choice), or a string naming where the proxy runs.
-fn read_proxy(ctx: &mut Ctx<'_>, node: &Node<'_, '_>) -> Option<ProxyMode> {
-    let value = node.get("proxy")?;
-    let mode = match value.get_ref() {
-        DeValue::Boolean(false) => Some(ProxyMode::Off),
-        DeValue::Boolean(true) => Some(ProxyMode::InProcess),
-        DeValue::String(s) if s == "in_process" => Some(ProxyMode::InProcess),
-        DeValue::String(s) if s == "process" => Some(ProxyMode::Process),
-        _ => None,
-    };
-    if mode.is_none() {
-        let message = format!(
-            "expected true (the proxy inside fleetsim's process, also \"in_process\"), \
-             \"process\" (the proxy as its own process, for bigger fleets) or false, got {}",
-            walk::describe(value.get_ref())
-        );
-        ctx.report(&value.span(), node.key("proxy"), message);
-    }
-    mode
-}
-
-/// `reconnect_base`, `reconnect_cap`, `reconnect_jitter`: none written is async-nats'
-/// own backoff; any written is an exponential one with defaults for the others.
-fn read_backoff(ctx: &mut Ctx<'_>, node: &Node<'_, '_>) -> Backoff {
-    let keys = ["reconnect_base", "reconnect_cap", "reconnect_jitter"];
-    if keys.iter().all(|k| node.get(k).is_none()) {
-        return Backoff::AsyncNatsDefault;
-    }
-    // `None` when the written base is wrong: the cap is then not compared with it.
-    let base = match node.get("reconnect_base") {
-        None => Some(DEFAULT_RECONNECT_BASE),
-        Some(_) => node.positive_duration(ctx, "reconnect_base", ""),
-    };
-    let mut cap = DEFAULT_RECONNECT_CAP.max(base.unwrap_or(DEFAULT_RECONNECT_BASE));
-    if let Some((d, span)) = node.duration(ctx, "reconnect_cap") {
-        match base {
-            Some(base) if d < base => {
-                let message = format!(
-                    "must be at least reconnect_base ({base:?}): the cap is the longest wait, got {d:?}"
-                );
-                ctx.report(&span, node.key("reconnect_cap"), message);
-            }
-            _ => cap = d,
-        }
-    }
-    let what = "a fraction in [0, 1), e.g. 0.25 for ±25 %";
-    let jitter = node
-        .number(ctx, "reconnect_jitter", what)
-        .and_then(|(j, span)| {
-            if (0.0..1.0).contains(&j) {
-                Some(j.abs())
-            } else {
-                let message = format!("must be {what}, got {j}");
-                ctx.report(&span, node.key("reconnect_jitter"), message);
-                None
-            }
-        })
-        .unwrap_or(0.0);
-    Backoff::Exponential {
-        base: base.unwrap_or(DEFAULT_RECONNECT_BASE),
-        cap,
-        jitter,
-    }
-}
-
-/// `splay` and the keys that only apply with it: `splay_placement`, `splay_on_start`.
-fn read_splay(ctx: &mut Ctx<'_>, node: &Node<'_, '_>) -> Option<Splay> {
-    // `off`: no splay written, or "0s". A wrong value is neither (and already a problem).
-    let (window, off) = match node.duration(ctx, "splay") {
-        Some((d, span)) if d > MAX_SPLAY => {
-            let message = format!(
-                "must be at most 5m, got {d:?}; the splay spreads a fleet's re-sync over a few seconds (\"0s\" is off)"
-            );
-            ctx.report(&span, node.key("splay"), message);
-            (None, false)
-        }
-        Some((d, _)) if d.is_zero() => (None, true),
-        Some((d, _)) => (Some(d), false),
-        None => (None, node.get("splay").is_none()),
-    };
-    let placement = match node.string(ctx, "splay_placement") {
-        None => Some(SplayPlacement::BeforeGets),
-        Some((name, span)) => {
-            let placement = match name {
-                "before_gets" => Some(SplayPlacement::BeforeGets),
-                "reopen_watches" => Some(SplayPlacement::ReopenWatches),
-                "reconnect_delay" => Some(SplayPlacement::ReconnectDelay),
-                _ => None,
-            };
-            if placement.is_none() {
-                let message =
-                    format!("unknown splay_placement {name:?}; use one of {SPLAY_PLACEMENTS}");
-                ctx.report(&span, node.key("splay_placement"), message);
-            }
-            placement
-        }
-    };
-    let on_start = node.boolean(ctx, "splay_on_start");
-    if off {
-        for key in ["splay_placement", "splay_on_start"] {
-            if node.get(key).is_some() {
-                let message = format!("{key} only applies with splay > 0 (e.g. splay = \"5s\")");
-                node.report_at(ctx, key, message);
-            }
-        }
-    }
-    Some(Splay {
-        window: window?,
-        placement: placement?,
-        on_start: on_start.unwrap_or(false),
-    })
-}
-
 /// The profile `fleet.profile` names: a built-in or one of the file's `[profiles]`.
 fn resolve_profile(
     ctx: &mut Ctx<'_>,
@@ -628,10 +340,12 @@ fn resolve_profile(
     }
     // Only a name written in the file can be unknown: the default is a built-in.
     let span = span.unwrap_or(0..0);
+    // Names as TOML writes them: quoted unless bare, so a message stays on one line.
     let message = if custom.is_empty() {
-        format!("unknown profile {name:?}; use kanade or legacy, or define [profiles.{name}]")
+        let table = walk::join("profiles", name);
+        format!("unknown profile {name:?}; use kanade or legacy, or define [{table}]")
     } else {
-        let names: Vec<&str> = custom.keys().map(String::as_str).collect();
+        let names: Vec<String> = custom.keys().map(|n| walk::join("", n)).collect();
         format!(
             "unknown profile {name:?}; use kanade, legacy, or one of this file's [profiles]: {}",
             names.join(", ")

@@ -100,6 +100,12 @@ pub(super) fn join(path: &str, key: &str) -> String {
     }
 }
 
+/// The names of `choices`, comma-separated, for messages.
+pub(super) fn names<T>(choices: &[(&str, T)]) -> String {
+    let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+    names.join(", ")
+}
+
 /// How a value reads in a message: integers bare (`-5`), everything else with its type.
 pub(super) fn describe(value: &DeValue<'_>) -> String {
     match value {
@@ -206,6 +212,26 @@ impl<'t, 'i> Node<'t, 'i> {
             other => {
                 let message = format!("expected a string, got {}", describe(other));
                 ctx.report(&value.span(), self.key(key), message);
+                None
+            }
+        }
+    }
+
+    /// A string naming one of `choices`; any other name is "unknown `what` "name"; use
+    /// one of ...", the names listed in the order of `choices`.
+    pub(super) fn choice<T: Clone>(
+        &self,
+        ctx: &mut Ctx<'_>,
+        key: &str,
+        what: &str,
+        choices: &[(&str, T)],
+    ) -> Option<(T, Range<usize>)> {
+        let (name, span) = self.string(ctx, key)?;
+        match choices.iter().find(|(n, _)| *n == name) {
+            Some((_, value)) => Some((value.clone(), span)),
+            None => {
+                let message = format!("unknown {what} {name:?}; use one of {}", names(choices));
+                ctx.report(&span, self.key(key), message);
                 None
             }
         }

@@ -3,11 +3,16 @@
 //! A scenario file is parsed and checked by [`crate::scenario`]; the result is a [`Plan`].
 //! Everything here is plain data with defaults already applied, so the runner, the fleet
 //! and the results writer never re-check input. Command-line overrides (`--agents`,
-//! `--server`) are applied to a `Plan`, not to the file.
+//! `--server`, `--herd-command`) are applied to a `Plan`, not to the file, by
+//! [`Overrides::apply`], which checks them against the plan as the parser checks a file.
+
+mod overrides;
 
 use std::time::Duration;
 
 use serde::Serialize;
+
+pub use overrides::{OverrideError, Overrides, system_url_from_env};
 
 /// A scenario ready to run.
 #[derive(Debug, Clone, Serialize)]
@@ -39,28 +44,6 @@ pub struct Variant {
     pub name: String,
     /// The scenario with this variant's overrides; its own `variants` is empty.
     pub plan: Plan,
-}
-
-impl Plan {
-    /// The first step that names an agent index outside a fleet of `agents`, as
-    /// `(step label, index)`. The parser checks indexes against the file's own
-    /// `fleet.agents`; this re-checks them after `--agents` changes the fleet size.
-    pub fn agent_index_beyond(&self, agents: usize) -> Option<(String, usize)> {
-        self.steps.iter().find_map(|step| {
-            let named: &[usize] = match &step.action {
-                StepAction::Write {
-                    target: WriteTarget::Pcs { agents },
-                    ..
-                } => agents,
-                StepAction::DropConsumer { agent, .. } => std::slice::from_ref(agent),
-                _ => &[],
-            };
-            named
-                .iter()
-                .find(|&&i| i >= agents)
-                .map(|&i| (step.label(), i))
-        })
-    }
 }
 
 /// Where the broker comes from and the limits an embedded broker runs with.

@@ -1,0 +1,294 @@
+//! One function per command: read the input (scenario file → plan → [`Overrides`]),
+//! call the library, print the outcome, and return the exit code the README documents.
+
+use std::path::{Path, PathBuf};
+
+use fleetsim::gate::GateOutcome;
+use fleetsim::gate::compare as baseline;
+use fleetsim::plan::{Overrides, Plan};
+use fleetsim::run::RunOptions;
+use fleetsim::scenario;
+
+use super::args::{CompareArgs, ProxyArgs, RunArgs, SweepArgs};
+use super::runtime;
+
+/// The options of a run of `file` into `out` (default `results/`).
+fn run_options(file: PathBuf, out: Option<PathBuf>) -> RunOptions {
+    RunOptions {
+        scenario_text: std::fs::read_to_string(&file).unwrap_or_default(),
+        scenario_path: Some(file),
+        results_base: out.unwrap_or_else(fleetsim::run::default_results_base),
+        run_dir: None,
+        proxy_program: None,
+    }
+}
+
+/// `fleetsim run`: one run, or an A/B run when the file has `[[variants]]`.
+pub fn run(args: RunArgs) -> u8 {
+    let output = &args.output;
+    let stem = args.file.file_stem().map_or_else(
+        || "scenario".to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    let mut plan = match scenario::parse_file(&args.file) {
+        Ok(plan) => plan,
+        Err(e) => return output.fail_early(&stem, 2, &e.to_string()),
+    };
+    let name = plan.name.clone();
+    if let Err(e) = args.overrides().apply(&mut plan) {
+        let message = format!("{}: {e}", args.file.display());
+        return output.fail_early(&name, 2, &message);
+    }
+    let options = run_options(args.file.clone(), args.out.clone());
+    let (runtime, ctrl_c) = match runtime() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let message = format!("cannot start the async runtime: {e}");
+            return output.fail_early(&name, 3, &message);
+        }
+    };
+    let outcome = if plan.variants.is_empty() {
+        runtime
+            .block_on(fleetsim::run::run(plan, options, ctrl_c))
+            .map(|r| GateOutcome::from_run(&name, r))
+    } else {
+        runtime
+            .block_on(fleetsim::ab::run_ab(plan, options, ctrl_c))
+            .map(|r| GateOutcome::from_ab(&name, r))
+    };
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        // Interrupted before anything was measured (1); broker, provisioning, host
+        // limits, results directory: the environment, not the run (3).
+        Err(e) => return output.fail_early(&name, e.exit_code(), &format!("error: {e:#}")),
+    };
+    let text = format!("{}\nresults: {}", outcome.summary, outcome.dir.display());
+    output.print(&text, || serde_json::to_string_pretty(&outcome));
+    for reason in &outcome.reasons {
+        eprintln!("run failed: {reason}");
+    }
+    for failure in outcome.failures() {
+        eprintln!("threshold failed: {failure}");
+    }
+    if !output.write_junit("fleetsim", &outcome.junit_suites()) {
+        return 3;
+    }
+    outcome.exit_code
+}
+
+/// `fleetsim sweep`: the file's plan at every size, with the same overrides and checks
+/// as `run` (the smallest size stands for `--agents`).
+pub fn sweep(args: SweepArgs) -> u8 {
+    let file = args.file.display();
+    let plan = scenario::parse_file(&args.file)
+        .map_err(|e| e.to_string())
+        .and_then(|plan| sweep_plan(plan, &args).map_err(|e| format!("{file}: {e}")));
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(message) => {
+            eprintln!("{message}");
+            return 2;
+        }
+    };
+    let options = run_options(args.file.clone(), args.out.clone());
+    let (runtime, ctrl_c) = match runtime() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return 3;
+        }
+    };
+    let sizes = &args.agents.0;
+    let swept = fleetsim::sweep::sweep(plan, sizes, options, args.stop_at_knee, ctrl_c);
+    match runtime.block_on(swept) {
+        Ok(report) => {
+            println!("{}", report.summary);
+            println!("results: {}", report.dir.display());
+            // A knee is a finding, not a failure: the sweep did its job. Exit 1 only
+            // when not a single size passed.
+            if report.rows.iter().any(|r| r.status == "ok") {
+                0
+            } else {
+                eprintln!("sweep failed: no fleet size passed");
+                1
+            }
+        }
+        // Stopped before the first size was measured (1), or the environment (3).
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Why a plan cannot be swept: it has variants, or an override does not fit it.
+#[derive(Debug, thiserror::Error)]
+enum SweepInputError {
+    #[error(
+        "a sweep runs one scenario at several sizes; this file has [[variants]] (or repeat): sweep each variant from its own file"
+    )]
+    Variants,
+    #[error(transparent)]
+    Override(#[from] fleetsim::plan::OverrideError),
+}
+
+/// The plan a sweep runs: checked as `run` checks it, against its smallest size.
+fn sweep_plan(mut plan: Plan, args: &SweepArgs) -> Result<Plan, SweepInputError> {
+    if !plan.variants.is_empty() {
+        return Err(SweepInputError::Variants);
+    }
+    let overrides = Overrides {
+        agents: args.agents.0.iter().min().copied(),
+        ..args.broker.overrides()
+    };
+    overrides.apply(&mut plan)?;
+    if args.broker.server.is_some() {
+        // The sweep resets an external broker's state between sizes.
+        plan.broker.reset = true;
+    }
+    Ok(plan)
+}
+
+/// `fleetsim compare`: a run against a baseline run; 1 when a figure regressed.
+pub fn compare(args: CompareArgs) -> u8 {
+    let output = &args.output;
+    let loaded = baseline::load(&args.run).and_then(|r| {
+        let b = baseline::load(&args.baseline)?;
+        baseline::comparable(&r, &b)?;
+        Ok((r, b))
+    });
+    let (now, before) = match loaded {
+        Ok(sides) => sides,
+        Err(e) => return output.fail_early("compare", 2, &e.to_string()),
+    };
+    // Per-metric tolerances: the scenario named on the command line, else the one the
+    // run kept in its manifest.
+    let plan = match &args.scenario {
+        Some(file) => match scenario::parse_file(file) {
+            Ok(plan) => Some(plan),
+            Err(e) => return output.fail_early("compare", 2, &e.to_string()),
+        },
+        None => now.scenario_text.as_deref().and_then(|text| {
+            scenario::parse_str(text, "manifest.json scenario")
+                .map_err(|e| {
+                    eprintln!("warning: the run's scenario does not parse, its [thresholds] tolerances are not used:\n{e}")
+                })
+                .ok()
+        }),
+    };
+    let settings = baseline::Settings::resolve(
+        plan.as_ref().map(|p| &p.thresholds.baseline),
+        args.tolerance,
+        args.floor,
+    );
+    let comparison = baseline::compare(&now, &before, &settings);
+    let passed = comparison.regressed() == 0;
+    let text = format!(
+        "{}(run: {}; baseline: {})",
+        baseline::render(&comparison, args.all),
+        now.kind,
+        before.kind
+    );
+    output.print(&text, || {
+        let value = serde_json::json!({
+            "passed": passed,
+            "exit_code": if passed { 0 } else { 1 },
+            "comparison": comparison,
+        });
+        serde_json::to_string_pretty(&value)
+    });
+    if !output.write_junit("fleetsim compare", &[baseline::junit_suite(&comparison)]) {
+        return 3;
+    }
+    if passed { 0 } else { 1 }
+}
+
+/// `fleetsim validate`: every file's problems, or a one-line summary of its plan.
+pub fn validate(files: &[PathBuf]) -> u8 {
+    let mut bad = false;
+    for file in files {
+        match scenario::parse_file(file) {
+            Ok(plan) => println!("{}: ok ({})", file.display(), summary(&plan)),
+            Err(e) => {
+                eprintln!("{e}");
+                bad = true;
+            }
+        }
+    }
+    if bad { 2 } else { 0 }
+}
+
+/// `50 agents, profile kanade, 3 steps, 2 threshold checks; variants a, b x repeat 2 = 4 runs`
+fn summary(plan: &Plan) -> String {
+    let checks = match plan.thresholds.checks.len() {
+        0 => String::new(),
+        n => format!(", {n} threshold checks"),
+    };
+    let variants = if plan.variants.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<&str> = plan.variants.iter().map(|v| v.name.as_str()).collect();
+        format!(
+            "; variants {} x repeat {} = {} runs",
+            names.join(", "),
+            plan.repeat,
+            names.len() * plan.repeat
+        )
+    };
+    format!(
+        "{} agents, profile {}, {} steps{checks}{variants}",
+        plan.fleet.agents,
+        plan.profile.name,
+        plan.steps.len()
+    )
+}
+
+/// `fleetsim report`: rewrites a finished run directory's report.
+pub fn report(dir: &Path) -> u8 {
+    match fleetsim::report::write_report(dir) {
+        Ok(path) => {
+            println!("{}", path.display());
+            0
+        }
+        Err(e) => {
+            eprintln!(
+                "error: {e}\nfleetsim report needs a finished run directory (one with manifest.json)"
+            );
+            2
+        }
+    }
+}
+
+/// `fleetsim proxy`: serves until `quit`, Ctrl-C or (for a child) stdin closing.
+/// Exit 0 when it stopped, 3 when it could not bind.
+pub fn proxy(args: ProxyArgs) -> u8 {
+    use std::io::Write;
+    let options = fleetsim::proxy_process::ServeOptions {
+        listen: args.listen,
+        upstream: args.upstream,
+        control: args.control,
+        exit_on_stdin_close: args.exit_on_stdin_close,
+    };
+    let (runtime, ctrl_c) = match runtime() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return 3;
+        }
+    };
+    let ready = |ready: &fleetsim::proxy_process::Ready| {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{}", ready.line());
+        let _ = stdout.flush();
+    };
+    let served = runtime.block_on(fleetsim::proxy_process::serve(options, ready, ctrl_c));
+    // Connections still open are simply closed with the process.
+    runtime.shutdown_background();
+    match served {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            3
+        }
+    }
+}

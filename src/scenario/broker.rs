@@ -1,0 +1,120 @@
+//! `[broker]`: where the broker comes from (an external `url`, or the embedded broker
+//! fleetsim starts) and the limits the embedded broker runs with.
+
+use std::time::Duration;
+
+use super::POSITIVE;
+use super::walk::{Ctx, Node};
+use crate::plan::BrokerPlan;
+
+const BROKER_KEYS: [&str; 8] = [
+    "url",
+    "monitor",
+    "max_connections",
+    "request_queue_limit",
+    "default_max_consumers",
+    "reset",
+    "lame_duck_duration",
+    "lame_duck_grace_period",
+];
+/// Broker keys that configure the embedded broker only.
+const EMBEDDED_ONLY: [&str; 5] = [
+    "max_connections",
+    "request_queue_limit",
+    "default_max_consumers",
+    "lame_duck_duration",
+    "lame_duck_grace_period",
+];
+/// nats-server refuses a config file with a shorter `lame_duck_duration` ("minimum is
+/// 30 seconds"), so this is both the floor and the default.
+const MIN_LAME_DUCK_DURATION: Duration = Duration::from_secs(30);
+
+pub(super) fn read_broker(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> BrokerPlan {
+    let mut broker = BrokerPlan {
+        url: None,
+        monitor_url: None,
+        max_connections: 65_536,
+        request_queue_limit: 10_000,
+        default_max_consumers: -1,
+        reset: true,
+        lame_duck_duration: Duration::from_secs(30),
+        lame_duck_grace_period: Duration::from_secs(1),
+        system_url: None,
+    };
+    let Some(node) = root.table(ctx, "broker", "a table ([broker])") else {
+        return broker;
+    };
+    node.check_keys(ctx, &BROKER_KEYS);
+    if let Some((url, span)) = node.string(ctx, "url") {
+        if has_scheme(url, &["nats://", "tls://"]) {
+            broker.url = Some(url.to_string());
+        } else {
+            ctx.report(
+                &span,
+                node.key("url"),
+                format!("must start with nats:// or tls://, got {url:?}"),
+            );
+        }
+    }
+    if let Some((monitor, span)) = node.string(ctx, "monitor") {
+        if !has_scheme(monitor, &["http://", "https://"]) {
+            let message = format!("must start with http:// or https://, got {monitor:?}");
+            ctx.report(&span, node.key("monitor"), message);
+        } else if node.get("url").is_none() {
+            let message = "monitor only applies with url (an external broker); the embedded broker's is known";
+            ctx.report(&span, node.key("monitor"), message);
+        } else {
+            broker.monitor_url = Some(monitor.to_string());
+        }
+    }
+    if node.get("url").is_some() {
+        for key in EMBEDDED_ONLY {
+            if node.get(key).is_some() {
+                let message = format!("{key} only applies to the embedded broker (no url)");
+                node.report_at(ctx, key, message);
+            }
+        }
+    }
+    if let Some((n, _)) = node.whole(ctx, "max_connections", POSITIVE, 1, u64::MAX.into()) {
+        broker.max_connections = n as u64;
+    }
+    if let Some((n, _)) = node.whole(ctx, "request_queue_limit", POSITIVE, 1, u64::MAX.into()) {
+        broker.request_queue_limit = n as u64;
+    }
+    let what = "-1 (unlimited) or a positive whole number";
+    if let Some((n, span)) = node.whole(ctx, "default_max_consumers", what, -1, i64::MAX.into()) {
+        if n == 0 {
+            ctx.report(
+                &span,
+                node.key("default_max_consumers"),
+                format!("must be {what}, got 0"),
+            );
+        } else {
+            broker.default_max_consumers = n as i64;
+        }
+    }
+    if let Some(reset) = node.boolean(ctx, "reset") {
+        broker.reset = reset;
+    }
+    if let Some((d, span)) = node.duration(ctx, "lame_duck_duration") {
+        if d < MIN_LAME_DUCK_DURATION {
+            let message = format!(
+                "must be at least 30s (nats-server refuses a shorter lame_duck_duration), got {d:?}"
+            );
+            ctx.report(&span, node.key("lame_duck_duration"), message);
+        } else {
+            broker.lame_duck_duration = d;
+        }
+    }
+    if let Some((d, _)) = node.duration(ctx, "lame_duck_grace_period") {
+        broker.lame_duck_grace_period = d;
+    }
+    broker
+}
+
+/// `url` starts with one of `schemes` and has something after it.
+fn has_scheme(url: &str, schemes: &[&str]) -> bool {
+    schemes
+        .iter()
+        .any(|s| url.len() > s.len() && url.starts_with(s))
+}

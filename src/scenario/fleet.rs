@@ -1,0 +1,217 @@
+//! `[fleet]`: the simulated agents: how many, their profile, timeouts, reconnect
+//! backoff, the startup splay and the fault proxy between them and the broker.
+
+use std::time::Duration;
+
+use toml::de::DeValue;
+
+use super::walk::{self, Ctx, Node};
+use super::{NON_NEGATIVE, POSITIVE};
+use crate::plan::{Backoff, FleetPlan, ProxyMode, Splay, SplayPlacement};
+
+const FLEET_KEYS: [&str; 16] = [
+    "agents",
+    "groups",
+    "profile",
+    "catalog_entries",
+    "connect_timeout",
+    "request_timeout",
+    "setup_retries",
+    "reconnect_base",
+    "reconnect_cap",
+    "reconnect_jitter",
+    "splay",
+    "splay_placement",
+    "splay_on_start",
+    "proxy",
+    "read_buffer_capacity",
+    "exec_ack_wait",
+];
+
+/// `[fleet] read_buffer_capacity` default, bytes (async-nats' own is 65535).
+pub const DEFAULT_READ_BUFFER_CAPACITY: u16 = 8192;
+
+const DEFAULT_RECONNECT_BASE: Duration = Duration::from_millis(100);
+const DEFAULT_RECONNECT_CAP: Duration = Duration::from_secs(4);
+/// The longest splay window: the splay spreads a fleet's re-sync over a few seconds.
+const MAX_SPLAY: Duration = Duration::from_secs(300);
+const SPLAY_PLACEMENTS: [(&str, SplayPlacement); 3] = [
+    ("before_gets", SplayPlacement::BeforeGets),
+    ("reopen_watches", SplayPlacement::ReopenWatches),
+    ("reconnect_delay", SplayPlacement::ReconnectDelay),
+];
+
+/// Reads `[fleet]`; also returns the span of `fleet.profile` for resolving it later.
+pub(super) fn read_fleet(
+    ctx: &mut Ctx<'_>,
+    root: &Node<'_, '_>,
+) -> (FleetPlan, Option<std::ops::Range<usize>>) {
+    let mut fleet = FleetPlan {
+        agents: 0,
+        groups: 4,
+        profile: "kanade".to_string(),
+        catalog_entries: 20,
+        connect_timeout: Duration::from_secs(10),
+        request_timeout: Duration::from_secs(10),
+        setup_retries: 3,
+        reconnect: Backoff::AsyncNatsDefault,
+        splay: None,
+        proxy: ProxyMode::Off,
+        read_buffer_capacity: DEFAULT_READ_BUFFER_CAPACITY,
+        exec_ack_wait: None,
+    };
+    let required = "required: the number of agents, a positive whole number";
+    let Some(node) = root.table(ctx, "fleet", "a table ([fleet])") else {
+        if root.get("fleet").is_none() {
+            ctx.report(&root.span, "fleet.agents", required);
+        }
+        return (fleet, None);
+    };
+    node.check_keys(ctx, &FLEET_KEYS);
+    let usize_max = usize::MAX as i128;
+    match node.whole(ctx, "agents", POSITIVE, 1, usize_max) {
+        Some((n, _)) => fleet.agents = n as usize,
+        None if node.get("agents").is_none() => node.missing(ctx, "agents", None, required),
+        None => {}
+    }
+    if let Some((n, _)) = node.whole(ctx, "groups", POSITIVE, 1, usize_max) {
+        fleet.groups = n as usize;
+    }
+    let mut profile_span = None;
+    if let Some((name, span)) = node.string(ctx, "profile") {
+        fleet.profile = name.to_string();
+        profile_span = Some(span);
+    }
+    if let Some((n, _)) = node.whole(ctx, "catalog_entries", NON_NEGATIVE, 0, usize_max) {
+        fleet.catalog_entries = n as usize;
+    }
+    if let Some(d) = node.positive_duration(ctx, "connect_timeout", "") {
+        fleet.connect_timeout = d;
+    }
+    if let Some(d) = node.positive_duration(ctx, "request_timeout", "") {
+        fleet.request_timeout = d;
+    }
+    if let Some(d) = node.positive_duration(
+        ctx,
+        "exec_ack_wait",
+        " (leave it out for the server's default, 30s)",
+    ) {
+        fleet.exec_ack_wait = Some(d);
+    }
+    if let Some((n, _)) = node.whole(ctx, "setup_retries", NON_NEGATIVE, 0, u32::MAX.into()) {
+        fleet.setup_retries = n as u32;
+    }
+    fleet.reconnect = read_backoff(ctx, &node);
+    fleet.splay = read_splay(ctx, &node);
+    if let Some(proxy) = read_proxy(ctx, &node) {
+        fleet.proxy = proxy;
+    }
+    let bytes = "a whole number of bytes from 512 to 65535 (async-nats' default)";
+    if let Some((n, _)) = node.whole(ctx, "read_buffer_capacity", bytes, 512, 65535) {
+        fleet.read_buffer_capacity = n as u16;
+    }
+    (fleet, profile_span)
+}
+
+/// `proxy`: `false`, `true` (the proxy inside fleetsim's process, as before there was a
+/// choice), or a string naming where the proxy runs.
+fn read_proxy(ctx: &mut Ctx<'_>, node: &Node<'_, '_>) -> Option<ProxyMode> {
+    let value = node.get("proxy")?;
+    let mode = match value.get_ref() {
+        DeValue::Boolean(false) => Some(ProxyMode::Off),
+        DeValue::Boolean(true) => Some(ProxyMode::InProcess),
+        DeValue::String(s) if s == "in_process" => Some(ProxyMode::InProcess),
+        DeValue::String(s) if s == "process" => Some(ProxyMode::Process),
+        _ => None,
+    };
+    if mode.is_none() {
+        let message = format!(
+            "expected true (the proxy inside fleetsim's process, also \"in_process\"), \
+             \"process\" (the proxy as its own process, for bigger fleets) or false, got {}",
+            walk::describe(value.get_ref())
+        );
+        ctx.report(&value.span(), node.key("proxy"), message);
+    }
+    mode
+}
+
+/// `reconnect_base`, `reconnect_cap`, `reconnect_jitter`: none written is async-nats'
+/// own backoff; any written is an exponential one with defaults for the others.
+fn read_backoff(ctx: &mut Ctx<'_>, node: &Node<'_, '_>) -> Backoff {
+    let keys = ["reconnect_base", "reconnect_cap", "reconnect_jitter"];
+    if keys.iter().all(|k| node.get(k).is_none()) {
+        return Backoff::AsyncNatsDefault;
+    }
+    // `None` when the written base is wrong: the cap is then not compared with it.
+    let base = match node.get("reconnect_base") {
+        None => Some(DEFAULT_RECONNECT_BASE),
+        Some(_) => node.positive_duration(ctx, "reconnect_base", ""),
+    };
+    let mut cap = DEFAULT_RECONNECT_CAP.max(base.unwrap_or(DEFAULT_RECONNECT_BASE));
+    if let Some((d, span)) = node.duration(ctx, "reconnect_cap") {
+        match base {
+            Some(base) if d < base => {
+                let message = format!(
+                    "must be at least reconnect_base ({base:?}): the cap is the longest wait, got {d:?}"
+                );
+                ctx.report(&span, node.key("reconnect_cap"), message);
+            }
+            _ => cap = d,
+        }
+    }
+    let what = "a fraction in [0, 1), e.g. 0.25 for ±25 %";
+    let jitter = node
+        .number(ctx, "reconnect_jitter", what)
+        .and_then(|(j, span)| {
+            if (0.0..1.0).contains(&j) {
+                Some(j.abs())
+            } else {
+                let message = format!("must be {what}, got {j}");
+                ctx.report(&span, node.key("reconnect_jitter"), message);
+                None
+            }
+        })
+        .unwrap_or(0.0);
+    Backoff::Exponential {
+        base: base.unwrap_or(DEFAULT_RECONNECT_BASE),
+        cap,
+        jitter,
+    }
+}
+
+/// `splay` and the keys that only apply with it: `splay_placement`, `splay_on_start`.
+fn read_splay(ctx: &mut Ctx<'_>, node: &Node<'_, '_>) -> Option<Splay> {
+    // `off`: no splay written, or "0s". A wrong value is neither (and already a problem).
+    let (window, off) = match node.duration(ctx, "splay") {
+        Some((d, span)) if d > MAX_SPLAY => {
+            let message = format!(
+                "must be at most 5m, got {d:?}; the splay spreads a fleet's re-sync over a few seconds (\"0s\" is off)"
+            );
+            ctx.report(&span, node.key("splay"), message);
+            (None, false)
+        }
+        Some((d, _)) if d.is_zero() => (None, true),
+        Some((d, _)) => (Some(d), false),
+        None => (None, node.get("splay").is_none()),
+    };
+    let placement = match node.get("splay_placement") {
+        None => Some(SplayPlacement::BeforeGets),
+        Some(_) => node
+            .choice(ctx, "splay_placement", "splay_placement", &SPLAY_PLACEMENTS)
+            .map(|(p, _)| p),
+    };
+    let on_start = node.boolean(ctx, "splay_on_start");
+    if off {
+        for key in ["splay_placement", "splay_on_start"] {
+            if node.get(key).is_some() {
+                let message = format!("{key} only applies with splay > 0 (e.g. splay = \"5s\")");
+                node.report_at(ctx, key, message);
+            }
+        }
+    }
+    Some(Splay {
+        window: window?,
+        placement: placement?,
+        on_start: on_start.unwrap_or(false),
+    })
+}

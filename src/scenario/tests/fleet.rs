@@ -1,0 +1,117 @@
+//! `fleet.rs`: `[fleet]`. Invalid files: `tests/scenarios/invalid/fleet`.
+
+use std::time::Duration;
+
+use super::*;
+use crate::plan::{Backoff, ProxyMode, Splay, SplayPlacement};
+
+#[test]
+fn read_buffer_capacity_is_set_within_async_nats_range() {
+    let text = "[fleet]\nagents = 5\nread_buffer_capacity = 65535\n\n[[steps]]\nkind = \"start\"\n";
+    assert_eq!(plan(text).fleet.read_buffer_capacity, 65535);
+}
+
+#[test]
+fn exec_ack_wait_is_set() {
+    let plan =
+        plan("[fleet]\nagents = 2\nexec_ack_wait = \"12s\"\n\n[[steps]]\nkind = \"start\"\n");
+    assert_eq!(plan.fleet.exec_ack_wait, Some(Duration::from_secs(12)));
+}
+
+#[test]
+fn reconnect_backoff() {
+    let fleet = |keys: &str| {
+        plan(&format!(
+            "[fleet]\nagents = 5\n{keys}\n\n[[steps]]\nkind = \"start\"\n"
+        ))
+        .fleet
+        .reconnect
+    };
+    let exponential = |base: u64, cap: u64, jitter: f64| Backoff::Exponential {
+        base: Duration::from_millis(base),
+        cap: Duration::from_millis(cap),
+        jitter,
+    };
+    assert_eq!(fleet(""), Backoff::AsyncNatsDefault);
+    // Any one key set: the others take their defaults (100ms, 4s, 0).
+    assert_eq!(
+        fleet("reconnect_jitter = 0.25"),
+        exponential(100, 4000, 0.25)
+    );
+    assert_eq!(fleet("reconnect_jitter = 0"), exponential(100, 4000, 0.0));
+    assert_eq!(
+        fleet("reconnect_base = \"1s\"\nreconnect_cap = \"30s\"\nreconnect_jitter = 0.5"),
+        exponential(1000, 30_000, 0.5)
+    );
+    assert_eq!(
+        fleet("reconnect_base = \"250ms\"\nreconnect_cap = \"250ms\""),
+        exponential(250, 250, 0.0)
+    );
+    // A base past the default cap raises the cap to it.
+    assert_eq!(
+        fleet("reconnect_base = \"10s\""),
+        exponential(10_000, 10_000, 0.0)
+    );
+}
+
+#[test]
+fn splay() {
+    let fleet = |keys: &str| {
+        plan(&format!(
+            "[fleet]\nagents = 5\n{keys}\n\n[[steps]]\nkind = \"start\"\n"
+        ))
+        .fleet
+        .splay
+    };
+    assert_eq!(fleet(""), None);
+    assert_eq!(fleet("splay = \"0s\""), None);
+    assert_eq!(
+        fleet("splay = \"5s\""),
+        Some(Splay {
+            window: Duration::from_secs(5),
+            placement: SplayPlacement::BeforeGets,
+            on_start: false,
+        })
+    );
+    assert_eq!(
+        fleet("splay = \"5m\"\nsplay_placement = \"reopen_watches\"\nsplay_on_start = true"),
+        Some(Splay {
+            window: Duration::from_secs(300),
+            placement: SplayPlacement::ReopenWatches,
+            on_start: true,
+        })
+    );
+    assert_eq!(
+        fleet("splay = \"1500ms\"\nsplay_placement = \"reconnect_delay\""),
+        Some(Splay {
+            window: Duration::from_millis(1500),
+            placement: SplayPlacement::ReconnectDelay,
+            on_start: false,
+        })
+    );
+    assert_eq!(
+        fleet("splay = \"2s\"\nsplay_placement = \"before_gets\"")
+            .unwrap()
+            .placement,
+        SplayPlacement::BeforeGets
+    );
+}
+
+#[test]
+fn proxy_is_off_in_process_or_its_own_process() {
+    let with = |value: &str| MINIMAL.replace("agents = 5", &format!("agents = 5\nproxy = {value}"));
+    assert_eq!(plan(MINIMAL).fleet.proxy, ProxyMode::Off);
+    assert_eq!(plan(&with("false")).fleet.proxy, ProxyMode::Off);
+    assert_eq!(plan(&with("true")).fleet.proxy, ProxyMode::InProcess);
+    assert_eq!(
+        plan(&with("\"in_process\"")).fleet.proxy,
+        ProxyMode::InProcess
+    );
+    assert_eq!(plan(&with("\"process\"")).fleet.proxy, ProxyMode::Process);
+    // network_cut runs with the proxy in its own process too.
+    let cut = format!(
+        "{}\n[[steps]]\nkind = \"network_cut\"\nrefuse_for = \"2s\"\n",
+        with("\"process\"")
+    );
+    assert_eq!(plan(&cut).steps.len(), 2);
+}
