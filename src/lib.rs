@@ -90,7 +90,6 @@ pub mod sweep;
 /// by the scenario reader, the plan and the runner).
 pub use gate::{junit, thresholds};
 
-// Paths kept for callers outside this branch's files (main.rs, tests/): the lead
-// rewrites them to `proxy::process` and `fleet::splay` at merge and drops these.
+/// The splay's delay function, public for the tests that check each agent waited its own
+/// (the `fleet` module itself is internal).
 pub use fleet::splay;
-pub use proxy::process as proxy_process;

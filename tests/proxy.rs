@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{LinesWithin, Proc, TestThreads, text, wait_within};
-use fleetsim::proxy_process::Ready;
+use fleetsim::proxy::process::Ready;
 use fleetsim::results::RunStatus;
 use fleetsim::run::RunOptions;
 

@@ -263,7 +263,7 @@ pub fn report(dir: &Path) -> u8 {
 /// Exit 0 when it stopped, 3 when it could not bind.
 pub fn proxy(args: ProxyArgs) -> u8 {
     use std::io::Write;
-    let options = fleetsim::proxy_process::ServeOptions {
+    let options = fleetsim::proxy::process::ServeOptions {
         listen: args.listen,
         upstream: args.upstream,
         control: args.control,
@@ -276,12 +276,12 @@ pub fn proxy(args: ProxyArgs) -> u8 {
             return 3;
         }
     };
-    let ready = |ready: &fleetsim::proxy_process::Ready| {
+    let ready = |ready: &fleetsim::proxy::process::Ready| {
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "{}", ready.line());
         let _ = stdout.flush();
     };
-    let served = runtime.block_on(fleetsim::proxy_process::serve(options, ready, ctrl_c));
+    let served = runtime.block_on(fleetsim::proxy::process::serve(options, ready, ctrl_c));
     // Connections still open are simply closed with the process.
     runtime.shutdown_background();
     match served {

@@ -157,7 +157,7 @@ pub enum Backoff {
 }
 
 /// The startup splay: a per-agent delay `fnv1a64(pc_id) mod window` before the first
-/// sync after a Disconnected → Connected transition (see [`crate::splay`]).
+/// sync after a Disconnected → Connected transition (see [`crate::splay`] (`fleet::splay`)).
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct Splay {
     #[serde(with = "duration_str")]
