@@ -184,6 +184,7 @@ async fn drive(
             broker,
             proxy.as_ref(),
             &step_tx,
+            observers.broker_sampled(),
         );
         tokio::pin!(steps);
         tokio::pin!(shutdown);
@@ -281,12 +282,18 @@ async fn run_steps(
     broker: &mut Broker,
     proxy: Option<&AgentProxy>,
     step_tx: &watch::Sender<StepInfo>,
+    mut broker_sampled: Option<watch::Receiver<usize>>,
 ) {
     let mut start_began: Option<Instant> = None;
     for step in &env.plan.steps {
         let label = step.label();
-        let began = Instant::now();
         let _ = step_tx.send(StepInfo::of(step));
+        // Every step gets a broker sample, however short it is (thresholds such as
+        // `broker[start].api_errors` read them); at most one sample's answer time.
+        if let Some(sampled) = broker_sampled.as_mut() {
+            crate::broker::sampler::wait_sampled(sampled, step.index).await;
+        }
+        let began = Instant::now();
         info!(step = %label, "step begins");
         match &step.action {
             StepAction::Start { pacing } => {

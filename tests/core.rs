@@ -377,3 +377,26 @@ fn interrupted_run(
         "nothing measured, no run directory"
     );
 }
+
+/// An all-at-once `start` lasts microseconds, less than one broker sample takes: the runner
+/// waits until the broker sampler has begun a sample of each step, so every step has one
+/// (the gate's `broker[start].api_errors` reads them; without it the check was "not
+/// measured" whenever the previous step's sample was still in flight).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_gets_a_broker_sample_however_short() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let scenario = format!(
+        "{}\n[[steps]]\nkind = \"hold\"\nduration = \"10ms\"\n[[steps]]\nkind = \"hold\"\nduration = \"10ms\"\n",
+        fleet_scenario(5, "kanade", "")
+    );
+    let report = run_scenario(&scenario, out.path()).await;
+    assert_eq!(report.status, RunStatus::Ok, "{:?}", report.reasons);
+    let rows = read_csv(&report.dir, "broker.csv");
+    for step in ["1:start", "2:wait_ready", "3:hold", "4:hold"] {
+        assert!(
+            rows.iter().any(|r| r["step"] == step),
+            "no broker sample of {step}: {:?}",
+            rows.iter().map(|r| &r["step"]).collect::<Vec<_>>()
+        );
+    }
+}

@@ -75,13 +75,23 @@ pub struct BrokerSampler {
 }
 
 impl BrokerSampler {
-    pub fn start(monitor: String, step: watch::Receiver<StepInfo>, run_start: Instant) -> Self {
+    /// `sampled` is told the index of each step as its first sample begins: the runner
+    /// waits for it (see [`wait_sampled`]), so a step shorter than one sample (an
+    /// all-at-once `start` lasts microseconds) still gets its sample instead of being
+    /// skipped while the previous step's sample is in flight.
+    pub fn start(
+        monitor: String,
+        step: watch::Receiver<StepInfo>,
+        sampled: watch::Sender<usize>,
+        run_start: Instant,
+    ) -> Self {
         let (stop, mut stopped) = watch::channel(false);
         let mut step = step;
         let task = tokio::spawn(async move {
             let mut rows = Vec::new();
             loop {
-                let info = *step.borrow();
+                let info = *step.borrow_and_update();
+                let _ = sampled.send(info.index);
                 rows.push(sample(&monitor, &info.label(), run_start).await);
                 let wait = if info.is_herd {
                     HERD_INTERVAL
@@ -112,6 +122,14 @@ impl BrokerSampler {
         let _ = self.stop.send(true);
         self.task.await.unwrap_or_default()
     }
+}
+
+/// Waits until the broker sampler has begun a sample of step `index` (or a later one),
+/// for at most a little over one sample's answer time, so a broker that does not answer
+/// delays a step by that much at most.
+pub async fn wait_sampled(sampled: &mut watch::Receiver<usize>, index: usize) {
+    let within = ANSWER_WITHIN + Duration::from_millis(500);
+    let _ = tokio::time::timeout(within, sampled.wait_for(|&i| i >= index)).await;
 }
 
 async fn sample(monitor: &str, step: &str, run_start: Instant) -> BrokerSample {
