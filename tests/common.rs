@@ -13,6 +13,25 @@ use fleetsim::run::{RunOptions, RunReport};
 pub async fn run_scenario(scenario: &str, out: &Path) -> RunReport {
     let plan =
         fleetsim::scenario::parse_str(scenario, "test.toml").expect("test scenario is valid");
+    run_plan(plan, scenario, out).await
+}
+
+/// Runs `scenario` against a broker the test started itself (`url`, and its monitoring
+/// endpoint when given), as `--server`/`--monitor` would.
+pub async fn run_against(
+    scenario: &str,
+    url: String,
+    monitor_url: Option<String>,
+    out: &Path,
+) -> RunReport {
+    let mut plan =
+        fleetsim::scenario::parse_str(scenario, "test.toml").expect("test scenario is valid");
+    plan.broker.url = Some(url);
+    plan.broker.monitor_url = monitor_url;
+    run_plan(plan, scenario, out).await
+}
+
+async fn run_plan(plan: fleetsim::plan::Plan, scenario: &str, out: &Path) -> RunReport {
     let options = RunOptions {
         scenario_path: None,
         scenario_text: scenario.to_string(),

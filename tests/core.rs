@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
-use common::{num, read_csv, run_scenario, step_row};
+use common::{num, read_csv, run_against, run_scenario, step_row};
 use fleetsim::results::RunStatus;
 
 fn fleet_scenario(agents: usize, profile: &str, extra_broker: &str) -> String {
@@ -219,20 +219,14 @@ async fn run_counting_config_gets(agents: usize, profile: &str) -> CountedRun {
     });
 
     let scenario = fleet_scenario(agents, profile, "");
-    let mut plan = fleetsim::scenario::parse_str(&scenario, "test.toml").expect("valid");
-    plan.broker.url = Some(broker.url());
-    plan.broker.monitor_url = Some(broker.monitor_url());
     let out = tempfile::tempdir().expect("tempdir");
-    let options = fleetsim::run::RunOptions {
-        scenario_path: None,
-        scenario_text: scenario.clone(),
-        results_base: out.path().to_path_buf(),
-        run_dir: None,
-        proxy_program: None,
-    };
-    let report = fleetsim::run::run(plan, options, std::future::pending())
-        .await
-        .expect("run reaches its results");
+    let report = run_against(
+        &scenario,
+        broker.url(),
+        Some(broker.monitor_url()),
+        out.path(),
+    )
+    .await;
     assert_eq!(
         report.status,
         RunStatus::Ok,

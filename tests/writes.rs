@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Row, float, num, read_csv, run_scenario, step_row};
+use common::{Row, float, num, read_csv, run_against, run_scenario, step_row};
 use fleetsim::results::RunStatus;
 
 fn scenario(agents: usize, fleet_extra: &str, steps: &str) -> String {
@@ -223,19 +223,8 @@ async fn exec_ack_wait_reaches_the_durable_consumer_on_the_broker() {
             "name = \"ack-wait\"\n[fleet]\nagents = 3\ngroups = 1\ncatalog_entries = 1\n{setting}\n\
              [[steps]]\nkind = \"start\"\n[[steps]]\nkind = \"wait_ready\"\ntimeout = \"30s\"\n"
         );
-        let mut plan = fleetsim::scenario::parse_str(&scenario, "ack.toml").expect("valid");
-        plan.broker.url = Some(broker.url());
         let out = tempfile::tempdir().expect("tempdir");
-        let options = fleetsim::run::RunOptions {
-            scenario_path: None,
-            scenario_text: scenario.clone(),
-            results_base: out.path().to_path_buf(),
-            run_dir: None,
-            proxy_program: None,
-        };
-        let report = fleetsim::run::run(plan, options, std::future::pending())
-            .await
-            .expect("run");
+        let report = run_against(&scenario, broker.url(), None, out.path()).await;
         assert_eq!(report.status, RunStatus::Ok, "{:?}", report.reasons);
         let stream = js.get_stream("EXEC").await.expect("EXEC");
         for pc in ["pc-00000", "pc-00002"] {

@@ -72,20 +72,14 @@ impl BrokerSample {
 pub struct BrokerSampler {
     stop: watch::Sender<bool>,
     task: JoinHandle<Vec<BrokerSample>>,
+    /// The index of the step whose sample began last.
+    sampled: watch::Receiver<usize>,
 }
 
 impl BrokerSampler {
-    /// `sampled` is told the index of each step as its first sample begins: the runner
-    /// waits for it (see [`wait_sampled`]), so a step shorter than one sample (an
-    /// all-at-once `start` lasts microseconds) still gets its sample instead of being
-    /// skipped while the previous step's sample is in flight.
-    pub fn start(
-        monitor: String,
-        step: watch::Receiver<StepInfo>,
-        sampled: watch::Sender<usize>,
-        run_start: Instant,
-    ) -> Self {
+    pub fn start(monitor: String, step: watch::Receiver<StepInfo>, run_start: Instant) -> Self {
         let (stop, mut stopped) = watch::channel(false);
+        let (sampled, sampled_rx) = watch::channel(0);
         let mut step = step;
         let task = tokio::spawn(async move {
             let mut rows = Vec::new();
@@ -115,7 +109,19 @@ impl BrokerSampler {
             }
             rows
         });
-        BrokerSampler { stop, task }
+        BrokerSampler {
+            stop,
+            task,
+            sampled: sampled_rx,
+        }
+    }
+
+    /// Told the index of each step as its first sample begins: the runner waits for it
+    /// (see [`wait_sampled`]), so a step shorter than one sample (an all-at-once `start`
+    /// lasts microseconds) still gets its sample instead of being skipped while the
+    /// previous step's sample is in flight.
+    pub fn sampled(&self) -> watch::Receiver<usize> {
+        self.sampled.clone()
     }
 
     pub async fn finish(self) -> Vec<BrokerSample> {

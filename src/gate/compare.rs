@@ -77,8 +77,11 @@ pub enum BaselineError {
     NotFound { path: PathBuf },
     #[error("{}: no summary.csv or compare.csv: not a fleetsim run directory", path.display())]
     NotARunDir { path: PathBuf },
-    /// A file that does not read as a summary.csv or compare.csv (or its manifest).
-    #[error("not a summary.csv or compare.csv (needs phase, metric, p50 and p99 columns): {0}")]
+    /// A file of the run directory (summary.csv, compare.csv or the manifest) that does
+    /// not read as this fleetsim writes it.
+    #[error(
+        "unreadable run directory: {0} (a summary.csv or compare.csv needs phase, metric, p50 and p99 columns; a baseline recorded by an older fleetsim: record it again with scripts/ci-gate.sh --update-baseline)"
+    )]
     Unreadable(#[from] ReadError),
     #[error(
         "not comparable: the run has {run} agents, the baseline {baseline} ({}); compare runs of the same scenario and fleet size",

@@ -57,8 +57,6 @@ pub(super) struct Observers {
     progress: Progress,
     sampler: Sampler,
     broker_sampler: Option<BrokerSampler>,
-    /// The index of the step the broker sampler last began a sample of (with a sampler).
-    broker_sampled: Option<watch::Receiver<usize>>,
     system: Option<(async_nats::Client, JoinHandle<()>)>,
 }
 
@@ -80,13 +78,10 @@ impl Observers {
             creates: fleet.creates().clone(),
             metrics: metrics.clone(),
         };
-        let (sampled_tx, sampled) = watch::channel(0);
-        let broker_sampler = broker
-            .monitor_url()
-            .map(|m| BrokerSampler::start(m, step.clone(), sampled_tx, run_start));
         Observers {
-            broker_sampled: broker_sampler.as_ref().map(|_| sampled),
-            broker_sampler,
+            broker_sampler: broker
+                .monitor_url()
+                .map(|m| BrokerSampler::start(m, step.clone(), run_start)),
             progress: Progress::start(fleet.roster().clone(), step.clone()),
             sampler: Sampler::start(gauges, tap, step, run_start),
             system,
@@ -96,7 +91,7 @@ impl Observers {
     /// What the step runner waits on so every step gets a broker sample
     /// ([`crate::broker::sampler::wait_sampled`]); `None` without a monitoring endpoint.
     pub fn broker_sampled(&self) -> Option<watch::Receiver<usize>> {
-        self.broker_sampled.clone()
+        self.broker_sampler.as_ref().map(BrokerSampler::sampled)
     }
 
     /// Stops every observer; returns the time series and the broker's samples.
