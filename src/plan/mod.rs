@@ -7,12 +7,14 @@
 //! [`Overrides::apply`], which checks them against the plan as the parser checks a file.
 
 mod overrides;
+mod profile;
 
 use std::time::Duration;
 
 use serde::Serialize;
 
 pub use overrides::{OverrideError, Overrides, system_url_from_env};
+pub use profile::*;
 
 /// A scenario ready to run.
 #[derive(Debug, Clone, Serialize)]
@@ -189,79 +191,6 @@ impl SplayPlacement {
             SplayPlacement::ReopenWatches => "reopen_watches",
             SplayPlacement::ReconnectDelay => "reconnect_delay",
         }
-    }
-}
-
-/// What one agent opens and reads: the consumers and the sync after (re)connect.
-///
-/// Profiles are data, not code: the built-ins are TOML in `src/profiles/` parsed by the
-/// same code as a scenario's `[profiles.<name>]` tables.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Profile {
-    pub name: String,
-    pub consumers: Vec<ConsumerSpec>,
-    pub sync: Vec<SyncOp>,
-}
-
-/// One long-lived consumer an agent holds.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ConsumerSpec {
-    /// Label used in metrics (`consumer_create.<name>`), unique within a profile.
-    pub name: String,
-    pub kind: ConsumerKind,
-}
-
-/// Bucket names the fleet provisions. Consumer and sync specs may only name these.
-pub const BUCKETS: [&str; 5] = [
-    "agent_config",
-    "agent_groups",
-    "schedules",
-    "jobs",
-    "fleet_config",
-];
-
-/// The async-nats call that opens a consumer.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ConsumerKind {
-    /// `kv.watch(key)`: one ordered push consumer on one key (template).
-    Watch { bucket: String, key: KeyTemplate },
-    /// `kv.watch_many(keys)`: one ordered push consumer with several filter subjects.
-    WatchMany {
-        bucket: String,
-        keys: Vec<KeyTemplate>,
-    },
-    /// `kv.watch_all()`: one ordered push consumer on the whole bucket.
-    WatchAll { bucket: String },
-    /// The durable pull consumer `agent_replay_<pc>` on stream `EXEC`, filter subjects
-    /// `commands.all`, `commands.pc.<pc>`, `commands.group.<g>`; explicit ack,
-    /// deliver last-per-subject; created with create-or-update.
-    ExecReplay,
-}
-
-/// One read of the sync an agent does after it connects.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum SyncOp {
-    /// Direct `get` of each key (template).
-    Get {
-        bucket: String,
-        keys: Vec<KeyTemplate>,
-    },
-    /// `keys()` then a `get` per key: a walk of the whole bucket. `keys()` opens a
-    /// short-lived ordered consumer that the server reaps ~30 s after it is dropped.
-    Walk { bucket: String },
-}
-
-/// A key with placeholders: `{pc}` (the agent's id) and `{group}` (its group's id).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct KeyTemplate(pub String);
-
-impl KeyTemplate {
-    /// The key for one agent.
-    pub fn render(&self, pc: &str, group: &str) -> String {
-        self.0.replace("{pc}", pc).replace("{group}", group)
     }
 }
 

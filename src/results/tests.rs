@@ -51,14 +51,14 @@ fn plan() -> Plan {
             read_buffer_capacity: 8192,
             exec_ack_wait: None,
         },
-        profile: Profile {
-            name: "kanade".to_string(),
-            consumers: vec![ConsumerSpec {
+        profile: Profile::simple(
+            "kanade",
+            vec![ConsumerSpec {
                 name: "exec_replay".to_string(),
                 kind: ConsumerKind::ExecReplay,
             }],
-            sync: vec![],
-        },
+            vec![],
+        ),
         steps: vec![
             Step {
                 index: 1,

@@ -324,11 +324,7 @@ fn resolve_profile(
     span: Option<std::ops::Range<usize>>,
     custom: &std::collections::BTreeMap<String, Profile>,
 ) -> Profile {
-    let empty = Profile {
-        name: name.to_string(),
-        consumers: Vec::new(),
-        sync: Vec::new(),
-    };
+    let empty = Profile::simple(name, Vec::new(), Vec::new());
     if let Some(builtin) = profile::builtin(name) {
         return builtin.unwrap_or_else(|problems| {
             ctx.extend(problems);

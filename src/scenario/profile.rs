@@ -146,11 +146,7 @@ pub(super) fn read_profile(ctx: &mut Ctx<'_>, node: &Node<'_, '_>, name: &str) -
             sync.push(op);
         }
     }
-    Profile {
-        name: name.to_string(),
-        consumers,
-        sync,
-    }
+    Profile::simple(name, consumers, sync)
 }
 
 /// The tables of the array at `key`, with 1-based indexes; `None` for an item that is not

@@ -135,20 +135,20 @@ kind = "start"
     assert_eq!(plan.fleet.profile, "slim");
     assert_eq!(
         plan.profile,
-        Profile {
-            name: "slim".into(),
-            consumers: vec![crate::plan::ConsumerSpec {
+        Profile::simple(
+            "slim",
+            vec![crate::plan::ConsumerSpec {
                 name: "cfg".into(),
                 kind: ConsumerKind::Watch {
                     bucket: "agent_config".into(),
                     key: key("pcs.{pc}"),
                 },
             }],
-            sync: vec![SyncOp::Get {
+            vec![SyncOp::Get {
                 bucket: "agent_config".into(),
                 keys: vec![key("pcs.{pc}")],
             }],
-        }
+        )
     );
     // A built-in is still chosen by name when the file defines others.
     let text = text.replace("profile = \"slim\"", "profile = \"legacy\"");
