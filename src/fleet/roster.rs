@@ -77,6 +77,10 @@ pub struct AgentCell {
     /// re-sync (µs; `u64::MAX` until the first reconnect), for checking the splay.
     last_splay_us: AtomicU64,
     last_resync_wait_us: AtomicU64,
+    /// Messages its core subscriptions received.
+    core_received: AtomicU64,
+    /// Periodic publishes it made (acked ones once the ack came).
+    published: AtomicU64,
 }
 
 impl Default for AgentCell {
@@ -88,11 +92,29 @@ impl Default for AgentCell {
             reason: Mutex::new(None),
             last_splay_us: AtomicU64::new(u64::MAX),
             last_resync_wait_us: AtomicU64::new(u64::MAX),
+            core_received: AtomicU64::new(0),
+            published: AtomicU64::new(0),
         }
     }
 }
 
 impl AgentCell {
+    pub fn count_core_received(&self) {
+        self.core_received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn core_received(&self) -> u64 {
+        self.core_received.load(Ordering::Relaxed)
+    }
+
+    pub fn count_published(&self) {
+        self.published.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
     pub fn state(&self) -> AgentState {
         AgentState::from_u8(self.state.load(Ordering::Acquire))
     }

@@ -78,7 +78,7 @@ pub const SUMMARY_COLUMNS: [&str; 11] = [
 /// Column order of `errors.csv`.
 pub const ERRORS_COLUMNS: [&str; 6] = ["phase", "operation", "kind", "code", "count", "example"];
 /// Column order of `agents.csv`.
-pub const AGENTS_COLUMNS: [&str; 7] = [
+pub const AGENTS_COLUMNS: [&str; 9] = [
     "pc",
     "group",
     "state",
@@ -86,6 +86,8 @@ pub const AGENTS_COLUMNS: [&str; 7] = [
     "connects",
     "last_splay_ms",
     "last_resync_wait_ms",
+    "core_received",
+    "published",
 ];
 /// Column order of `steps.csv`.
 pub const STEPS_COLUMNS: [&str; 10] = [

@@ -148,6 +148,10 @@ pub struct AgentFinal {
     /// The last reconnect's splay delay and the time from Connected to the start of its
     /// re-sync; `None` for an agent that never reconnected.
     pub last_resync: Option<(Duration, Duration)>,
+    /// Messages its core subscriptions received.
+    pub core_received: u64,
+    /// Periodic publishes it made (acked ones once acked).
+    pub published: u64,
 }
 
 /// One step as it ran: the row of `steps.csv` that ties latencies to the broker's own

@@ -141,6 +141,13 @@ pub struct AgentRow {
     /// that never reconnected.
     pub last_splay_ms: Option<Fixed3>,
     pub last_resync_wait_ms: Option<Fixed3>,
+    /// Messages its core subscriptions received (absent in runs before profiles had
+    /// subscriptions: read as 0).
+    #[serde(default)]
+    pub core_received: u64,
+    /// Periodic publishes it made (absent before profiles had publishes: read as 0).
+    #[serde(default)]
+    pub published: u64,
 }
 csv_file!(AgentRow, AGENTS_FILE, AGENTS_COLUMNS);
 

@@ -144,6 +144,8 @@ fn record(plan: &Plan) -> RunRecord<'_> {
                 reason: None,
                 connects: 1,
                 last_resync: None,
+                core_received: 0,
+                published: 0,
             },
             AgentFinal {
                 pc: "pc-00001".to_string(),
@@ -152,6 +154,8 @@ fn record(plan: &Plan) -> RunRecord<'_> {
                 reason: Some("consumer_create.jobs: error code 10026".to_string()),
                 connects: 2,
                 last_resync: Some((Duration::from_millis(1234), Duration::from_millis(1240))),
+                core_received: 12,
+                published: 3,
             },
         ],
         snapshot: snapshot(),
@@ -591,12 +595,12 @@ fn a_run_directory_holds_every_file_and_a_pinned_manifest() {
     let agents = std::fs::read_to_string(dir.join(AGENTS_FILE)).expect("agents.csv");
     assert!(
         agents.starts_with(
-            "pc,group,state,reason,connects,last_splay_ms,last_resync_wait_ms\n\
-             pc-00000,g-000,ready,,1,,\n"
+            "pc,group,state,reason,connects,last_splay_ms,last_resync_wait_ms,core_received,published\n\
+             pc-00000,g-000,ready,,1,,,0,0\n"
         ),
         "{agents}"
     );
-    assert!(agents.contains(",2,1234.000,1240.000\n"), "{agents}");
+    assert!(agents.contains(",2,1234.000,1240.000,12,3\n"), "{agents}");
 }
 
 #[test]

@@ -168,6 +168,8 @@ pub fn write_agents<W: Write>(agents: &[AgentFinal], out: W) -> csv::Result<W> {
         connects: a.connects,
         last_splay_ms: a.last_resync.map(|(s, _)| ms(s)),
         last_resync_wait_ms: a.last_resync.map(|(_, w)| ms(w)),
+        core_received: a.core_received,
+        published: a.published,
     });
     write_rows(out, rows)
 }

@@ -121,6 +121,8 @@ pub(super) fn agent_finals(plan: &Plan, roster: &Roster) -> Vec<AgentFinal> {
                 reason: cell.reason(),
                 connects: cell.connects(),
                 last_resync: cell.last_resync(),
+                core_received: cell.core_received(),
+                published: cell.published(),
             }
         })
         .collect()

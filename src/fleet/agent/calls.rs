@@ -12,41 +12,25 @@ use rand::{RngExt, SeedableRng};
 use super::{Agent, AgentFailure, Delivery, Item};
 use crate::herd::parse_probe;
 use crate::nats_failure::FailureKind;
-use crate::plan::{ConsumerKind, Profile, SyncOp};
+use crate::plan::{ConsumerKind, KeyTemplate};
 use crate::writes::{Seen, classify_exec, classify_kv, parse_write};
 
-/// The agent's bound buckets, by name. A `kv::Store` carries its stream's whole info
-/// (~1.4 KiB inline), so the stores sit in a vector sized once for the profile's buckets
-/// instead of a hash table that rehashes and keeps empty slots of that size.
-#[derive(Clone)]
+/// The buckets one task has bound, by name. A `kv::Store` carries its stream's whole
+/// info (~1.4 KiB inline), so the stores sit in a small vector (a task binds a few
+/// buckets) instead of a hash table that keeps empty slots of that size.
+#[derive(Clone, Default)]
 pub(super) struct Stores(Vec<(String, kv::Store)>);
 
 impl Stores {
-    pub(super) fn for_profile(profile: &Profile) -> Self {
-        let mut names: Vec<&str> = profile
-            .consumers
-            .iter()
-            .filter_map(|c| match &c.kind {
-                ConsumerKind::Watch { bucket, .. }
-                | ConsumerKind::WatchMany { bucket, .. }
-                | ConsumerKind::WatchAll { bucket } => Some(bucket.as_str()),
-                ConsumerKind::ExecReplay => None,
-            })
-            .chain(profile.sync.iter().map(|op| match op {
-                SyncOp::Get { bucket, .. } | SyncOp::Walk { bucket } => bucket.as_str(),
-            }))
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        Stores(Vec::with_capacity(names.len()))
-    }
-
     fn get(&self, bucket: &str) -> Option<&kv::Store> {
         self.0.iter().find(|(b, _)| b == bucket).map(|(_, s)| s)
     }
 
     fn insert(&mut self, bucket: &str, store: kv::Store) {
-        self.0.push((bucket.to_string(), store));
+        match self.0.iter_mut().find(|(b, _)| b == bucket) {
+            Some(slot) => slot.1 = store,
+            None => self.0.push((bucket.to_string(), store)),
+        }
     }
 }
 
@@ -60,6 +44,17 @@ impl Agent<'_> {
         if let Some(store) = stores.get(bucket) {
             return Ok(store.clone());
         }
+        self.bind(js, stores, bucket).await
+    }
+
+    /// `js.get_key_value(bucket)`: one `STREAM.INFO KV_<bucket>`, sent every time, as
+    /// the real agent binds again in each of its tasks.
+    pub(super) async fn bind(
+        &self,
+        js: &jetstream::Context,
+        stores: &mut Stores,
+        bucket: &str,
+    ) -> Result<kv::Store, AgentFailure> {
         let t = Instant::now();
         let store = self
             .retry(&format!("kv_bind.{bucket}"), || js.get_key_value(bucket))
@@ -184,39 +179,56 @@ impl Agent<'_> {
             .boxed())
     }
 
-    pub(super) async fn sync(
+    /// Direct `get`s of `keys` (templates), in order.
+    pub(super) async fn get(
         &self,
         js: &jetstream::Context,
         stores: &mut Stores,
-        op: &SyncOp,
+        bucket: &str,
+        keys: &[KeyTemplate],
     ) -> Result<(), AgentFailure> {
-        match op {
-            SyncOp::Get { bucket, keys } => {
-                let store = self.store(js, stores, bucket).await?;
-                let name = format!("sync_get.{bucket}");
-                for key in keys {
-                    let key = key.render(&self.pc, &self.group);
-                    self.retry(&name, || store.get(key.clone())).await?;
-                }
-            }
-            SyncOp::Walk { bucket } => {
-                let store = self.store(js, stores, bucket).await?;
-                let name = format!("sync_walk.{bucket}");
-                let keys: Vec<String> = self
-                    .retry(&name, || async {
-                        let keys = store.keys().await.map_err(BoxedError::from)?;
-                        keys.collect::<Vec<_>>()
-                            .await
-                            .into_iter()
-                            .collect::<Result<Vec<String>, _>>()
-                            .map_err(BoxedError::from)
-                    })
-                    .await?;
-                for key in keys {
-                    self.retry(&name, || store.get(key.clone())).await?;
-                }
-            }
+        let store = self.store(js, stores, bucket).await?;
+        let name = format!("get.{bucket}");
+        for key in keys {
+            let key = key.render(&self.pc, &self.group);
+            self.retry(&name, || store.get(key.clone())).await?;
         }
+        Ok(())
+    }
+
+    /// `keys()` (one short-lived ordered consumer), then a `get` per key.
+    pub(super) async fn walk(
+        &self,
+        js: &jetstream::Context,
+        stores: &mut Stores,
+        bucket: &str,
+    ) -> Result<(), AgentFailure> {
+        let store = self.store(js, stores, bucket).await?;
+        let name = format!("walk.{bucket}");
+        let keys: Vec<String> = self
+            .retry(&name, || async {
+                let keys = store.keys().await.map_err(BoxedError::from)?;
+                keys.collect::<Vec<_>>()
+                    .await
+                    .into_iter()
+                    .collect::<Result<Vec<String>, _>>()
+                    .map_err(BoxedError::from)
+            })
+            .await?;
+        for key in keys {
+            self.retry(&name, || store.get(key.clone())).await?;
+        }
+        Ok(())
+    }
+
+    /// `js.get_stream(name)`: one `STREAM.INFO <name>`.
+    pub(super) async fn stream_info(
+        &self,
+        js: &jetstream::Context,
+        stream: &str,
+    ) -> Result<(), AgentFailure> {
+        let name = format!("stream_info.{stream}");
+        self.retry(&name, || js.get_stream(stream)).await?;
         Ok(())
     }
 

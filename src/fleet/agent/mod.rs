@@ -18,6 +18,8 @@
 
 mod calls;
 mod connect;
+mod tasks;
+mod traffic;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +39,8 @@ use crate::plan::{ConsumerKind, FleetPlan, Profile, SplayPlacement};
 use crate::provision::{group_id, pc_id};
 use crate::writes::{KINDS, Ledgers, Seen};
 use calls::Stores;
+use tasks::{DeliveryBoard, Signals, TaskEnv};
+use traffic::Published;
 
 /// Where the agents connect.
 pub struct Connection {
@@ -87,8 +91,16 @@ pub(super) struct MetricIds {
     pub connect: MetricId,
     pub kv_bind: MetricId,
     pub consumer_create: Vec<MetricId>,
+    /// Connected → every cold-start task done.
     pub sync: MetricId,
     pub ready: MetricId,
+    /// Each cold-start task's time, by position (`cold_start.<task>`).
+    pub cold_start: Vec<MetricId>,
+    /// Each reconnect task's time, by position (`on_reconnect.<task>`).
+    pub on_reconnect: Vec<MetricId>,
+    /// Each periodic publish (`publish.<name>`): its ack's round trip, or for a core
+    /// publish the hand-over to the client.
+    pub publish: Vec<MetricId>,
     /// Disconnected → Connected.
     pub reconnect: MetricId,
     /// Connected → re-synced, splay included.
@@ -114,6 +126,21 @@ impl MetricIds {
                 .collect(),
             sync: metrics.metric("sync"),
             ready: metrics.metric("ready"),
+            cold_start: profile
+                .cold_start
+                .iter()
+                .map(|t| metrics.metric(&format!("cold_start.{}", t.name)))
+                .collect(),
+            on_reconnect: profile
+                .on_reconnect
+                .iter()
+                .map(|t| metrics.metric(&format!("on_reconnect.{}", t.name)))
+                .collect(),
+            publish: profile
+                .publishes
+                .iter()
+                .map(|p| metrics.metric(&format!("publish.{}", p.name)))
+                .collect(),
             reconnect: metrics.metric("reconnect"),
             resync: metrics.metric("resync"),
             resync_after_splay: metrics.metric("resync_after_splay"),
@@ -153,12 +180,18 @@ struct Item {
 }
 type DeliveryStream = BoxStream<'static, Delivery>;
 
-/// A consumer stream handed from a setup or re-sync to the agent's polling loop.
-struct Opened {
-    stream: DeliveryStream,
-    /// Ordered watches are closed and reopened by the `reopen_watches` splay; the durable
-    /// EXEC consumer survives reconnects on its own.
-    is_watch: bool,
+/// What a setup or re-sync hands to the agent's polling loop.
+enum Handed {
+    /// A consumer. Ordered watches are closed and reopened by the `reopen_watches`
+    /// splay; the durable EXEC consumer survives reconnects on its own.
+    Consumer {
+        stream: DeliveryStream,
+        is_watch: bool,
+    },
+    /// A core subscription: one item per message.
+    Core(BoxStream<'static, ()>),
+    /// The periodic publishes, started when the cold start starts.
+    Publishes(BoxStream<'static, Published>),
 }
 
 /// Connection events the agent's loop acts on (the roster counts them separately).
@@ -172,7 +205,6 @@ enum ConnEvent {
 struct Session {
     client: async_nats::Client,
     js: jetstream::Context,
-    stores: Stores,
 }
 
 /// Runs agent `index` until `stop` turns true.
@@ -182,18 +214,21 @@ struct Session {
 /// `client_reconnect` signal and the stop signal.
 pub(super) async fn run(ctx: Arc<AgentEnv>, index: usize, mut stop: watch::Receiver<bool>) {
     let agent = Agent::new(&ctx, index);
-    let (opened_tx, mut opened_rx) = mpsc::unbounded_channel::<Opened>();
+    let (opened_tx, mut opened_rx) = mpsc::unbounded_channel::<Handed>();
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<ConnEvent>();
     let mut reconnect_rx = ctx.control.subscribe_reconnect();
     let mut watches: SelectAll<DeliveryStream> = SelectAll::new();
     let mut durables: SelectAll<DeliveryStream> = SelectAll::new();
+    let mut core: SelectAll<BoxStream<'static, ()>> = SelectAll::new();
+    let mut publishes: SelectAll<BoxStream<'static, Published>> = SelectAll::new();
+    let board = DeliveryBoard::new(ctx.profile.consumers.len());
     let mut probes = ProbeProgress::default();
     let mut drop_rx = ctx.control.subscribe_drop();
     // Consumers a `drop_consumer` step told this agent to drop: their deliveries are
     // discarded unseen, as if the consumer were gone.
     let mut dropped: u64 = 0;
 
-    let mut setup = Some(Box::pin(agent.setup(opened_tx.clone(), events_tx)));
+    let mut setup = Some(Box::pin(agent.setup(opened_tx.clone(), events_tx, &board)));
     let mut resync: Option<futures::future::BoxFuture<'_, Result<(), AgentFailure>>> = None;
     let mut session: Option<Session> = None;
     let mut disconnected_at: Option<Instant> = None;
@@ -224,6 +259,7 @@ pub(super) async fn run(ctx: Arc<AgentEnv>, index: usize, mut stop: watch::Recei
                 match event {
                     ConnEvent::Disconnected => {
                         disconnected_at.get_or_insert_with(Instant::now);
+                        board.disconnected();
                         resync = None;
                         if ctx.roster.cell(index).state() == AgentState::Ready {
                             ctx.roster.set(index, AgentState::Recovering, None);
@@ -241,21 +277,38 @@ pub(super) async fn run(ctx: Arc<AgentEnv>, index: usize, mut stop: watch::Recei
                         }
                         let reopen = agent.placement() == Some(SplayPlacement::ReopenWatches);
                         resync = Some(Box::pin(agent.resync(
+                            s.client.clone(),
                             s.js.clone(),
-                            s.stores.clone(),
-                            reopen.then(|| opened_tx.clone()),
+                            opened_tx.clone(),
+                            reopen,
+                            &board,
                         )));
                     }
                 }
             }
-            Some(opened) = opened_rx.recv() => {
-                if opened.is_watch { watches.push(opened.stream) } else { durables.push(opened.stream) }
-            }
+            Some(handed) = opened_rx.recv() => match handed {
+                Handed::Consumer { stream, is_watch: true } => watches.push(stream),
+                Handed::Consumer { stream, is_watch: false } => durables.push(stream),
+                Handed::Core(stream) => core.push(stream),
+                Handed::Publishes(stream) => publishes.push(stream),
+            },
             Some((slot, outcome)) = watches.next(), if !watches.is_empty() => {
-                if dropped & (1 << slot) == 0 { agent.on_delivery(&mut probes, slot, outcome); }
+                if dropped & (1 << slot) == 0 {
+                    board.delivered(slot);
+                    agent.on_delivery(&mut probes, slot, outcome);
+                }
             }
             Some((slot, outcome)) = durables.next(), if !durables.is_empty() => {
-                if dropped & (1 << slot) == 0 { agent.on_delivery(&mut probes, slot, outcome); }
+                if dropped & (1 << slot) == 0 {
+                    board.delivered(slot);
+                    agent.on_delivery(&mut probes, slot, outcome);
+                }
+            }
+            Some(()) = core.next(), if !core.is_empty() => {
+                ctx.roster.cell(index).count_core_received();
+            }
+            Some((slot, outcome)) = publishes.next(), if !publishes.is_empty() => {
+                agent.on_published(slot, outcome);
             }
             Ok(()) = drop_rx.changed() => {
                 if let Some((a, slot)) = *drop_rx.borrow_and_update()
@@ -360,12 +413,13 @@ impl<'a> Agent<'a> {
         }
     }
 
-    /// Connect, open every consumer, sync. Returns the session, or the reason the agent
-    /// failed.
+    /// Connect, then the profile's cold-start tasks (consumers, reads, subscriptions)
+    /// and its periodic publishes. Returns the session, or the reason the agent failed.
     async fn setup(
         &self,
-        opened: mpsc::UnboundedSender<Opened>,
+        handed: mpsc::UnboundedSender<Handed>,
         events: mpsc::UnboundedSender<ConnEvent>,
+        board: &DeliveryBoard,
     ) -> Result<Session, AgentFailure> {
         let started = Instant::now();
         let metrics = &self.ctx.metrics;
@@ -389,63 +443,67 @@ impl<'a> Agent<'a> {
         // otherwise be as large as the largest of them for the agent's whole setup.
         let client = Box::pin(self.connect(events)).await;
         metrics.record(self.index, self.ctx.ids.connect, started.elapsed());
-        if let Some((SplayPlacement::ReopenWatches, delay)) = cold_splay {
+        if let Some((SplayPlacement::ReopenWatches | SplayPlacement::BeforeGets, delay)) =
+            cold_splay
+        {
             tokio::time::sleep(delay).await;
         }
 
         self.ctx.roster.set(self.index, AgentState::Opening, None);
         let js = jetstream::new(client.clone());
-        let mut stores = Stores::for_profile(&self.ctx.profile);
-        self.open_all(&js, &mut stores, &opened, true).await?;
-
-        if let Some((SplayPlacement::BeforeGets, delay)) = cold_splay {
-            tokio::time::sleep(delay).await;
+        if !self.ctx.profile.publishes.is_empty() {
+            let _ = handed.send(Handed::Publishes(self.publishes(&client, &js)));
         }
-        self.ctx.roster.set(self.index, AgentState::Syncing, None);
         let t = Instant::now();
-        for op in &self.ctx.profile.sync {
-            Box::pin(self.sync(&js, &mut stores, op)).await?;
-        }
+        let signals = Signals::default();
+        let env = TaskEnv {
+            client: &client,
+            js: &js,
+            handed: &handed,
+            signals: &signals,
+            board,
+        };
+        Box::pin(self.run_tasks(&self.ctx.profile.cold_start, &self.ctx.ids.cold_start, &env))
+            .await?;
         metrics.record(self.index, self.ctx.ids.sync, t.elapsed());
         metrics.record(self.index, self.ctx.ids.ready, started.elapsed());
-        Ok(Session { client, js, stores })
+        Ok(Session { client, js })
     }
 
-    /// Opens the profile's consumers (only the watches when `durables` is false) and
-    /// hands each to the polling loop, recording each create's latency.
-    async fn open_all(
+    /// Opens consumer `slot` of the profile and hands it to the polling loop, recording
+    /// the create's latency.
+    async fn open_one(
         &self,
         js: &jetstream::Context,
         stores: &mut Stores,
-        opened: &mpsc::UnboundedSender<Opened>,
-        durables: bool,
+        slot: usize,
+        handed: &mpsc::UnboundedSender<Handed>,
     ) -> Result<(), AgentFailure> {
-        for (i, spec) in self.ctx.profile.consumers.iter().enumerate() {
-            let is_watch = !matches!(spec.kind, ConsumerKind::ExecReplay);
-            if !is_watch && !durables {
-                continue;
-            }
-            let t = Instant::now();
-            self.ctx.creates.started.fetch_add(1, Ordering::Relaxed);
-            let result = Box::pin(self.open(js, stores, &spec.kind, i)).await;
-            self.ctx.creates.completed.fetch_add(1, Ordering::Relaxed);
-            let stream = result?;
-            self.ctx
-                .metrics
-                .record(self.index, self.ctx.ids.consumer_create[i], t.elapsed());
-            // The receiver lives as long as the agent's loop; a send error means it is stopping.
-            let _ = opened.send(Opened { stream, is_watch });
-        }
+        let spec = &self.ctx.profile.consumers[slot];
+        let is_watch = !matches!(spec.kind, ConsumerKind::ExecReplay);
+        let t = Instant::now();
+        self.ctx.creates.started.fetch_add(1, Ordering::Relaxed);
+        let result = Box::pin(self.open(js, stores, &spec.kind, slot)).await;
+        self.ctx.creates.completed.fetch_add(1, Ordering::Relaxed);
+        let stream = result?;
+        self.ctx
+            .metrics
+            .record(self.index, self.ctx.ids.consumer_create[slot], t.elapsed());
+        // The receiver lives as long as the agent's loop; a send error means it is stopping.
+        let _ = handed.send(Handed::Consumer { stream, is_watch });
         Ok(())
     }
 
-    /// The first sync after a Disconnected → Connected transition: the splay (where the
-    /// scenario puts it), reopening the watches (`reopen_watches`), then the sync reads.
+    /// After a Disconnected → Connected transition: the splay (where the scenario puts
+    /// it), reopening the watches (`reopen_watches`), then the profile's reconnect
+    /// tasks. async-nats itself recreates the watches and re-sends the subscriptions.
     async fn resync(
         &self,
+        client: async_nats::Client,
         js: jetstream::Context,
-        mut stores: Stores,
-        reopen: Option<mpsc::UnboundedSender<Opened>>,
+        handed: mpsc::UnboundedSender<Handed>,
+        reopen: bool,
+        board: &DeliveryBoard,
     ) -> Result<(), AgentFailure> {
         let connected = Instant::now();
         let splay = match self.placement() {
@@ -458,14 +516,30 @@ impl<'a> Agent<'a> {
             .cell(self.index)
             .set_last_resync(splay, connected.elapsed());
         let after_splay = Instant::now();
-        if let Some(opened) = reopen {
-            self.open_all(&js, &mut stores, &opened, false).await?;
+        if reopen {
+            let mut stores = Stores::default();
+            for (slot, spec) in self.ctx.profile.consumers.iter().enumerate() {
+                if !matches!(spec.kind, ConsumerKind::ExecReplay) {
+                    Box::pin(self.open_one(&js, &mut stores, slot, &handed)).await?;
+                }
+            }
             // A new watch() delivers only later writes: ask for the probe again.
             self.ctx.herd.request_reprobe(self.index);
         }
-        for op in &self.ctx.profile.sync {
-            Box::pin(self.sync(&js, &mut stores, op)).await?;
-        }
+        let signals = Signals::default();
+        let env = TaskEnv {
+            client: &client,
+            js: &js,
+            handed: &handed,
+            signals: &signals,
+            board,
+        };
+        Box::pin(self.run_tasks(
+            &self.ctx.profile.on_reconnect,
+            &self.ctx.ids.on_reconnect,
+            &env,
+        ))
+        .await?;
         let metrics = &self.ctx.metrics;
         metrics.record(self.index, self.ctx.ids.resync, connected.elapsed());
         metrics.record(
@@ -474,5 +548,25 @@ impl<'a> Agent<'a> {
             after_splay.elapsed(),
         );
         Ok(())
+    }
+
+    fn on_published(&self, slot: usize, outcome: Result<Duration, String>) {
+        match outcome {
+            Ok(took) => {
+                self.ctx.roster.cell(self.index).count_published();
+                self.ctx
+                    .metrics
+                    .record(self.index, self.ctx.ids.publish[slot], took);
+            }
+            Err(message) => {
+                let op = format!("publish.{}", self.ctx.profile.publishes[slot].name);
+                self.ctx.metrics.error(
+                    self.index,
+                    &op,
+                    FailureKind::classify_text(&message),
+                    &message,
+                );
+            }
+        }
     }
 }
