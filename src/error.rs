@@ -101,6 +101,12 @@ impl From<BrokerError> for RunError {
     }
 }
 
+impl From<crate::broker::audit::AuditError> for RunError {
+    fn from(e: crate::broker::audit::AuditError) -> Self {
+        RunError::new(RunErrorKind::Environment, e)
+    }
+}
+
 impl From<HostLimit> for RunError {
     fn from(e: HostLimit) -> Self {
         RunError::new(RunErrorKind::Environment, e)

@@ -1,9 +1,11 @@
-//! Broker state the fleet needs: the kanade buckets, the EXEC stream, and seeded keys.
+//! Broker state the fleet needs: the profile's buckets and streams, the EXEC stream, and
+//! the buckets' seeded keys.
 //!
-//! Mirrors kanade's bootstrap (seed `000_*`, nats-facts §6): `agent_config`,
-//! `agent_groups`, `schedules` and `jobs` keep 5 revisions, `fleet_config` one; `EXEC`
-//! holds the last command per subject for a week. Every agent gets `pcs.<pc>` and a
-//! membership entry, every group `groups.<g>`; the catalogs get `catalog_entries` each.
+//! The kanade profile mirrors kanade's bootstrap (seed `000_*`, nats-facts §6):
+//! `agent_config`, `agent_groups`, `schedules` and `jobs` keep 5 revisions,
+//! `fleet_config` one. `EXEC` (always made: the `exec` step and the `exec_replay`
+//! consumer use it) holds the last command per subject for a week. What each bucket is
+//! seeded with is the profile's (`seed` templates, see [`seed_keys`]).
 //!
 //! Seeding is pipelined (many puts in flight on one connection) because a fleet of
 //! 10,000 agents means 20,000+ puts: one at a time that is minutes, pipelined seconds.
@@ -14,7 +16,7 @@ use async_nats::jetstream::{self, kv, stream};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
-use crate::plan::Plan;
+use crate::plan::{BucketSpec, KeyTemplate, Plan, StreamSpec};
 
 /// Puts in flight at once while seeding.
 const SEED_IN_FLIGHT: usize = 1024;
@@ -23,8 +25,8 @@ const SEED_IN_FLIGHT: usize = 1024;
 pub enum ProvisionError {
     #[error("cannot create bucket {bucket}: {message}")]
     Bucket { bucket: String, message: String },
-    #[error("cannot create stream EXEC: {0}")]
-    Stream(String),
+    #[error("cannot create stream {stream}: {message}")]
+    Stream { stream: String, message: String },
     #[error("seeding {bucket} failed at key {key}: {message}")]
     Seed {
         bucket: String,
@@ -50,84 +52,115 @@ pub struct Provisioned {
     pub seconds: f64,
 }
 
-/// Creates (or with `plan.broker.reset`, recreates) buckets and stream, then seeds keys.
+/// Creates (or with `plan.broker.reset`, recreates) the profile's buckets and streams
+/// and `EXEC`, then seeds the buckets' keys.
 pub async fn provision(
     js: &jetstream::Context,
     plan: &Plan,
 ) -> Result<Provisioned, ProvisionError> {
     let started = Instant::now();
     let reset = plan.broker.reset;
-    let config = bucket(js, "agent_config", 5, reset).await?;
-    let groups = bucket(js, "agent_groups", 5, reset).await?;
-    let schedules = bucket(js, "schedules", 5, reset).await?;
-    let jobs = bucket(js, "jobs", 5, reset).await?;
-    let fleet_config = bucket(js, "fleet_config", 1, reset).await?;
+    let mut stores = Vec::new();
+    for spec in &plan.profile.buckets {
+        stores.push((spec, bucket(js, spec, reset).await?));
+    }
     exec_stream(js, reset).await?;
-
-    let n = plan.fleet.agents;
-    let g = plan.fleet.groups;
+    for spec in &plan.profile.streams {
+        stream(js, spec, reset).await?;
+    }
     let mut seeded = 0;
-    seeded += seed(
-        &config,
-        "agent_config",
-        std::iter::once("global".to_string()),
-    )
-    .await?;
-    seeded += seed(
-        &config,
-        "agent_config",
-        (0..g).map(|i| format!("groups.{}", group_id(i, g))),
-    )
-    .await?;
-    seeded += seed(
-        &config,
-        "agent_config",
-        (0..n).map(|i| format!("pcs.{}", pc_id(i))),
-    )
-    .await?;
-    seeded += seed(&groups, "agent_groups", (0..n).map(pc_id)).await?;
-    let entries = plan.fleet.catalog_entries;
-    seeded += seed(
-        &schedules,
-        "schedules",
-        (0..entries).map(|i| format!("sched-{i:04}")),
-    )
-    .await?;
-    seeded += seed(&jobs, "jobs", (0..entries).map(|i| format!("job-{i:04}"))).await?;
-    seeded += seed(
-        &fleet_config,
-        "fleet_config",
-        std::iter::once("freeze".to_string()),
-    )
-    .await?;
+    for (spec, store) in &stores {
+        let value = seed_value(spec.value_size);
+        for template in &spec.seed {
+            let keys = seed_keys(
+                template,
+                plan.fleet.agents,
+                plan.fleet.groups,
+                plan.fleet.catalog_entries,
+            );
+            seeded += seed(store, &spec.name, keys, value.clone()).await?;
+        }
+    }
     Ok(Provisioned {
         keys_seeded: seeded,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
 
+/// The keys one seed template stands for: per agent (`{pc}`, with its group), per group
+/// (`{group}`), per catalog entry (`{n}`, four digits), or the key itself.
+pub fn seed_keys(
+    template: &KeyTemplate,
+    agents: usize,
+    groups: usize,
+    catalog_entries: usize,
+) -> Box<dyn Iterator<Item = String> + '_> {
+    let t = &template.0;
+    if t.contains("{pc}") {
+        Box::new((0..agents).map(move |i| template.render(&pc_id(i), &group_id(i, groups))))
+    } else if t.contains("{group}") {
+        Box::new((0..groups.max(1)).map(move |i| template.render("", &group_id(i, groups))))
+    } else if t.contains("{n}") {
+        Box::new((0..catalog_entries).map(move |i| t.replace("{n}", &format!("{i:04}"))))
+    } else {
+        Box::new(std::iter::once(t.clone()))
+    }
+}
+
+/// `{"seed":0}` padded with spaces to `size` bytes (never shorter).
+fn seed_value(size: usize) -> Bytes {
+    let mut value = b"{\"seed\":0}".to_vec();
+    if value.len() < size {
+        value.resize(size, b' ');
+    }
+    Bytes::from(value)
+}
+
 async fn bucket(
     js: &jetstream::Context,
-    name: &str,
-    history: i64,
+    spec: &BucketSpec,
     reset: bool,
 ) -> Result<kv::Store, ProvisionError> {
     let fail = |message: String| ProvisionError::Bucket {
-        bucket: name.to_string(),
+        bucket: spec.name.clone(),
         message,
     };
     if reset {
         // A missing bucket is the normal case on a fresh broker.
-        let _ = js.delete_key_value(name).await;
+        let _ = js.delete_key_value(&spec.name).await;
     }
     let config = kv::Config {
-        bucket: name.to_string(),
-        history,
+        bucket: spec.name.clone(),
+        history: spec.history,
+        max_age: spec.ttl.unwrap_or_default(),
         ..Default::default()
     };
     js.create_or_update_key_value(config)
         .await
         .map_err(|e| fail(format!("{e:#}")))
+}
+
+async fn stream(
+    js: &jetstream::Context,
+    spec: &StreamSpec,
+    reset: bool,
+) -> Result<(), ProvisionError> {
+    if reset {
+        let _ = js.delete_stream(&spec.name).await;
+    }
+    js.create_or_update_stream(stream::Config {
+        name: spec.name.clone(),
+        subjects: spec.subjects.clone(),
+        max_age: spec.max_age.unwrap_or_default(),
+        max_bytes: 64 * 1024 * 1024,
+        ..Default::default()
+    })
+    .await
+    .map(|_| ())
+    .map_err(|e| ProvisionError::Stream {
+        stream: spec.name.clone(),
+        message: format!("{e:#}"),
+    })
 }
 
 async fn exec_stream(js: &jetstream::Context, reset: bool) -> Result<(), ProvisionError> {
@@ -144,7 +177,10 @@ async fn exec_stream(js: &jetstream::Context, reset: bool) -> Result<(), Provisi
     })
     .await
     .map(|_| ())
-    .map_err(|e| ProvisionError::Stream(format!("{e:#}")))
+    .map_err(|e| ProvisionError::Stream {
+        stream: "EXEC".to_string(),
+        message: format!("{e:#}"),
+    })
 }
 
 /// Puts `seed-0` under every key, many in flight at once; returns how many were put.
@@ -152,8 +188,8 @@ async fn seed(
     store: &kv::Store,
     bucket: &str,
     keys: impl Iterator<Item = String>,
+    value: Bytes,
 ) -> Result<usize, ProvisionError> {
-    let value = Bytes::from_static(b"{\"seed\":0}");
     futures::stream::iter(keys)
         .map(|key| {
             let value = value.clone();

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::broker::audit::{ApiAudit, ApiRequest};
 use crate::broker::monitor;
 use crate::broker::{Broker, Credentials, redact_url};
 use crate::fleet::agent::Connection;
@@ -30,7 +31,8 @@ use crate::metrics::{Metrics, Snapshot};
 use crate::plan::{Plan, StepAction};
 use crate::provision;
 use crate::proxy::AgentProxy;
-use crate::results::{FleetFigures, RunOutcome, RunRecord, RunStatus, StepRecord};
+use crate::results::rows::ApiRow;
+use crate::results::{Fixed3, FleetFigures, RunOutcome, RunRecord, RunStatus, StepRecord};
 use crate::step::{StepEnv, StepInfo};
 use crate::timeseries::ApiTap;
 use crate::writes::{self, Target, WriteSteps};
@@ -144,6 +146,11 @@ async fn drive(
         secs = format!("{:.2}", provisioned.seconds),
         "provisioned"
     );
+    let audit = if plan.broker.record_api {
+        Some(ApiAudit::start(&js).await?)
+    } else {
+        None
+    };
     let consumers_at_start = broker.consumers().await;
     let (tap, system) = ApiTap::listen(&control, broker.system_client().await).await;
     broker_info.api_limit_reached_counted = system.is_some();
@@ -161,6 +168,7 @@ async fn drive(
     let mut fleet = Fleet::new(plan, connection, metrics.clone());
     let roster = fleet.roster().clone();
     let run_start = Instant::now();
+    let run_start_wall = SystemTime::now();
     let (step_tx, step_rx) = watch::channel(StepInfo::SETUP);
     let observers = Observers::start(&fleet, broker, &metrics, step_rx, tap, system, run_start);
     let mut env = StepEnv {
@@ -208,10 +216,24 @@ async fn drive(
         "run ended"
     };
     let unfinished = roster.fail_unsettled(why);
+    let mut phases = vec![StepInfo::SETUP.label()];
+    phases.extend(plan.steps.iter().map(|s| s.label()));
     let counts = roster.counts();
     let agents = epilogue::agent_finals(plan, &roster);
     let (timeseries, broker_samples) = observers.stop().await;
     fleet.shutdown(FLEET_STOP_WITHIN).await;
+    // The agents have stopped: the capture holds every request they made.
+    let api = match audit {
+        Some(audit) => match audit.collect().await {
+            Ok(requests) => Some(api_rows(&requests, run_start_wall, &records.steps, &phases)),
+            Err(e) => {
+                warn!("{e}: api.csv not written");
+                reasons.push(format!("{e}: api.csv not written"));
+                None
+            }
+        },
+        None => None,
+    };
     if let Some(proxy) = proxy {
         proxy.stop().await;
     }
@@ -223,8 +245,6 @@ async fn drive(
     }
     let status = RunStatus::of(interrupted, &reasons);
 
-    let mut phases = vec![StepInfo::SETUP.label()];
-    phases.extend(plan.steps.iter().map(|s| s.label()));
     let record = RunRecord {
         plan,
         scenario_path: options.scenario_path.as_deref(),
@@ -251,6 +271,7 @@ async fn drive(
         herds: records.herds,
         writes,
         broker_samples,
+        api,
     };
     let (summary, thresholds) = epilogue::write_results(dir, &record)?;
     Ok(RunReport {
@@ -391,4 +412,37 @@ async fn step_record(
 /// Default results directory: `results/` under the working directory.
 pub fn default_results_base() -> PathBuf {
     Path::new("results").to_path_buf()
+}
+
+/// `api.csv`'s rows: each captured request on the run's clock, in the step that was
+/// running when the broker stored it.
+fn api_rows(
+    requests: &[ApiRequest],
+    run_start_wall: SystemTime,
+    steps: &[StepRecord],
+    phases: &[String],
+) -> Vec<ApiRow> {
+    requests
+        .iter()
+        .map(|r| {
+            let t = match r.at.duration_since(run_start_wall) {
+                Ok(after) => after.as_secs_f64(),
+                Err(before) => -before.duration().as_secs_f64(),
+            };
+            let phase = steps
+                .iter()
+                .rev()
+                .find(|s| s.began_secs <= t)
+                .map_or_else(|| phases[0].clone(), |s| s.label.clone());
+            ApiRow {
+                t_secs: Fixed3(t),
+                phase,
+                request: r.request.clone(),
+                stream: r.target.clone(),
+                client: r.client.clone(),
+                error: r.error,
+                detail: r.detail.clone(),
+            }
+        })
+        .collect()
 }

@@ -6,6 +6,7 @@
 //! the monitoring port, what version and limits is it running with. [`Broker`] is the
 //! one a run talks to; [`url`] parses a broker URL's credentials.
 
+pub mod audit;
 pub mod embedded;
 pub mod monitor;
 pub mod sampler;

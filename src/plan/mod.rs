@@ -64,6 +64,9 @@ pub struct BrokerPlan {
     pub default_max_consumers: i64,
     /// Delete and recreate the buckets and the EXEC stream before seeding.
     pub reset: bool,
+    /// Record every JetStream API request of the run into `api.csv` (see
+    /// `broker::audit`): off by default, it costs the broker a stored message per request.
+    pub record_api: bool,
     /// Embedded broker's `lame_duck_duration`: how long a `lame_duck` step's server takes
     /// to close its clients (nats-server's default is 2 m and its minimum 30 s; ours is
     /// the minimum so a scenario's herd fits in a test).

@@ -21,6 +21,8 @@ pub const UNRECOVERED_FILE: &str = "unrecovered.csv";
 pub const WRITES_FILE: &str = "writes.csv";
 pub const RECONCILE_FILE: &str = "reconcile.csv";
 pub const BROKER_FILE: &str = "broker.csv";
+/// Every JetStream API request of the run; only with `[broker] record_api = true`.
+pub const API_FILE: &str = "api.csv";
 /// The scenario's `[thresholds]` outcomes; only when it has checks.
 pub const THRESHOLDS_FILE: &str = "thresholds.csv";
 /// A/B runs: one row per run, in run order.
@@ -77,6 +79,10 @@ pub const SUMMARY_COLUMNS: [&str; 11] = [
 ];
 /// Column order of `errors.csv`.
 pub const ERRORS_COLUMNS: [&str; 6] = ["phase", "operation", "kind", "code", "count", "example"];
+/// Column order of `api.csv`.
+pub const API_COLUMNS: [&str; 7] = [
+    "t_secs", "phase", "request", "stream", "client", "error", "detail",
+];
 /// Column order of `agents.csv`.
 pub const AGENTS_COLUMNS: [&str; 9] = [
     "pc",

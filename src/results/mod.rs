@@ -125,6 +125,8 @@ pub struct RunRecord<'a> {
     pub writes: Vec<WriteRecord>,
     /// The broker's monitoring endpoints over time (`broker.csv`).
     pub broker_samples: Vec<BrokerSample>,
+    /// `api.csv`'s rows, when the run recorded its API requests.
+    pub api: Option<Vec<rows::ApiRow>>,
 }
 
 /// The status and, unless it is `ok`, why: one human-readable reason per problem.

@@ -151,6 +151,28 @@ pub struct AgentRow {
 }
 csv_file!(AgentRow, AGENTS_FILE, AGENTS_COLUMNS);
 
+/// `api.csv`: one JetStream API request the broker received (`[broker] record_api`),
+/// in the order the broker stored them (see `broker::audit`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiRow {
+    /// Seconds since the run's clock started (the clock of `steps.csv`).
+    pub t_secs: Fixed3,
+    /// The step running then (`0:setup` before the first).
+    pub phase: String,
+    /// `STREAM.INFO`, `CONSUMER.CREATE`, `CONSUMER.DELETE`, `DIRECT.GET`, …
+    pub request: String,
+    /// The stream it is about (`KV_jobs`, `EXEC`).
+    pub stream: String,
+    /// The sending connection's name (an agent's pc id); empty for direct gets.
+    pub client: String,
+    /// JetStream error code of a failed request.
+    pub error: Option<u64>,
+    /// Consumer creates: deliver policy and filter; direct gets: the subject asked for.
+    pub detail: String,
+}
+csv_file!(ApiRow, API_FILE, API_COLUMNS);
+
 /// `steps.csv`: one step's timing and the broker's counts after it (empty when the
 /// broker could not be sampled).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

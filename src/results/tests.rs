@@ -33,6 +33,7 @@ fn plan() -> Plan {
             request_queue_limit: 10_000,
             default_max_consumers: -1,
             reset: false,
+            record_api: false,
             lame_duck_duration: Duration::from_secs(30),
             lame_duck_grace_period: Duration::from_secs(1),
             system_url: Some("nats://sys:sysp4ss@broker:4222".to_string()),
@@ -200,6 +201,7 @@ fn record(plan: &Plan) -> RunRecord<'_> {
         herds: Vec::new(),
         writes: Vec::new(),
         broker_samples: Vec::new(),
+        api: None,
     }
 }
 
@@ -358,8 +360,18 @@ fn every_file_reads_back_as_written() {
             ..BrokerSample::default()
         },
     ];
+    record.api = Some(vec![ApiRow {
+        t_secs: Fixed3(0.25),
+        phase: "1:start".to_string(),
+        request: "CONSUMER.CREATE".to_string(),
+        stream: "KV_jobs".to_string(),
+        client: "pc-00000".to_string(),
+        error: Some(10014),
+        detail: "new $KV.jobs.>".to_string(),
+    }]);
     write_run(out.path(), &record).expect("write run");
     let dir = RunDir::new(out.path());
+    reads_back_as_written::<ApiRow>(&dir);
 
     let summary: Vec<SummaryRow> = reads_back_as_written(&dir);
     let p50 = Fixed3::ms_from_micros(histogram([1_000]).highest_equivalent(50_000));

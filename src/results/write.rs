@@ -53,6 +53,9 @@ pub fn write_run(dir: &Path, record: &RunRecord) -> Result<(), ResultsError> {
     csv(WRITES_FILE, &|out| {
         writes::write_fanout(&record.writes, out)
     })?;
+    if let Some(api) = &record.api {
+        csv(API_FILE, &|out| write_rows(out, api.iter().cloned()))?;
+    }
     csv(BROKER_FILE, &|out| {
         write_csv(out, &BROKER_COLUMNS, &record.broker_samples)
     })?;

@@ -7,13 +7,14 @@ use super::POSITIVE;
 use super::walk::{Ctx, Node};
 use crate::plan::BrokerPlan;
 
-const BROKER_KEYS: [&str; 8] = [
+const BROKER_KEYS: [&str; 9] = [
     "url",
     "monitor",
     "max_connections",
     "request_queue_limit",
     "default_max_consumers",
     "reset",
+    "record_api",
     "lame_duck_duration",
     "lame_duck_grace_period",
 ];
@@ -37,6 +38,7 @@ pub(super) fn read_broker(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> BrokerPlan 
         request_queue_limit: 10_000,
         default_max_consumers: -1,
         reset: true,
+        record_api: false,
         lame_duck_duration: Duration::from_secs(30),
         lame_duck_grace_period: Duration::from_secs(1),
         system_url: None,
@@ -92,6 +94,9 @@ pub(super) fn read_broker(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> BrokerPlan 
         } else {
             broker.default_max_consumers = n as i64;
         }
+    }
+    if let Some(record) = node.boolean(ctx, "record_api") {
+        broker.record_api = record;
     }
     if let Some(reset) = node.boolean(ctx, "reset") {
         broker.reset = reset;
