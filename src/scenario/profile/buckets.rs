@@ -66,10 +66,14 @@ fn read_reconnect(ctx: &mut Ctx<'_>, client: &Node<'_, '_>) -> Option<Backoff> {
     }
 }
 
-/// `[[buckets]]`; none written is the kanade set. Also says whether any was written.
-pub(super) fn read_buckets(ctx: &mut Ctx<'_>, node: &Node<'_, '_>) -> (Vec<BucketSpec>, bool) {
+/// `[[buckets]]`; none written is the kanade set. Also returns the names written, also
+/// those of buckets with other problems (`None`: no `[[buckets]]`).
+pub(super) fn read_buckets(
+    ctx: &mut Ctx<'_>,
+    node: &Node<'_, '_>,
+) -> (Vec<BucketSpec>, Option<Vec<String>>) {
     if node.get("buckets").is_none() {
-        return (kanade_buckets(), false);
+        return (kanade_buckets(), None);
     }
     let mut buckets: Vec<BucketSpec> = Vec::new();
     let mut names: Vec<(String, usize)> = Vec::new();
@@ -112,11 +116,15 @@ pub(super) fn read_buckets(ctx: &mut Ctx<'_>, node: &Node<'_, '_>) -> (Vec<Bucke
             });
         }
     }
-    (buckets, true)
+    (buckets, Some(names.into_iter().map(|(n, _)| n).collect()))
 }
 
-/// `[[streams]]`, besides EXEC.
-pub(super) fn read_streams(ctx: &mut Ctx<'_>, node: &Node<'_, '_>) -> Vec<StreamSpec> {
+/// `[[streams]]`, besides EXEC; also the names written, also those of streams with
+/// other problems.
+pub(super) fn read_streams(
+    ctx: &mut Ctx<'_>,
+    node: &Node<'_, '_>,
+) -> (Vec<StreamSpec>, Vec<String>) {
     let mut streams: Vec<StreamSpec> = Vec::new();
     let mut names: Vec<(String, usize)> = Vec::new();
     // Every subject so far, with its owner, to find two streams that share one.
@@ -155,7 +163,12 @@ pub(super) fn read_streams(ctx: &mut Ctx<'_>, node: &Node<'_, '_>) -> Vec<Stream
             });
         }
     }
-    streams
+    let names = names
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| n != EXEC.0)
+        .collect();
+    (streams, names)
 }
 
 /// A stream's `subjects`: required, non-empty, none shared with another stream.

@@ -111,6 +111,9 @@ pub(super) struct Declared {
     /// `[[buckets]]` is written (the messages differ).
     explicit: bool,
     streams: Vec<StreamSpec>,
+    /// Every stream named in `[[streams]]`, also one with other problems (so a call
+    /// naming it gets no second problem).
+    stream_names: Vec<String>,
 }
 
 impl Declared {
@@ -125,7 +128,11 @@ impl Declared {
         if self.buckets.iter().any(|b| b == name) {
             return Some(name.to_string());
         }
-        let message = if self.explicit {
+        let message = if self.explicit && self.buckets.is_empty() {
+            format!(
+                "unknown bucket {name:?}; this profile's [[buckets]] name none: add a [[buckets]] table with name = {name:?}"
+            )
+        } else if self.explicit {
             format!(
                 "unknown bucket {name:?}; this profile's [[buckets]] are {}: use one of them or add a [[buckets]] table with name = {name:?}",
                 self.buckets.join(", ")
@@ -168,12 +175,13 @@ pub(super) struct ReadConsumer {
 pub(super) fn read_profile(ctx: &mut Ctx<'_>, node: &Node<'_, '_>, name: &str) -> Profile {
     node.check_keys(ctx, &PROFILE_KEYS);
     let client = buckets::read_client(ctx, node);
-    let (buckets, explicit) = buckets::read_buckets(ctx, node);
-    let streams = buckets::read_streams(ctx, node);
+    let (buckets, bucket_names) = buckets::read_buckets(ctx, node);
+    let (streams, stream_names) = buckets::read_streams(ctx, node);
     let declared = Declared {
-        buckets: buckets.iter().map(|b| b.name.clone()).collect(),
-        explicit,
+        explicit: bucket_names.is_some(),
+        buckets: bucket_names.unwrap_or_else(|| buckets.iter().map(|b| b.name.clone()).collect()),
         streams,
+        stream_names,
     };
     let consumers = read_consumers(ctx, node, &declared);
     let publishes = publishes::read_publishes(ctx, node, &declared.streams);

@@ -145,25 +145,25 @@ fn read_list(
         };
         let blocking = item.boolean(ctx, "blocking").unwrap_or(false);
         let calls = read_calls(ctx, &item, phase, declared, consumers);
-        if let (Some(name), Some(calls)) = (name, calls) {
-            tasks.push(ReadTask {
-                name,
-                blocking,
-                calls,
-            });
-        }
+        // A task with problems is kept for the checks across tasks (its opens and
+        // signals still count); the problems already reject the profile.
+        tasks.push(ReadTask {
+            name: name.unwrap_or_default(),
+            blocking,
+            calls,
+        });
     }
     tasks
 }
 
-/// `calls`: required, non-empty; `None` when any call is wrong.
+/// `calls`: required, non-empty; the calls read without a problem.
 fn read_calls(
     ctx: &mut Ctx<'_>,
     task: &Node<'_, '_>,
     phase: Phase,
     declared: &Declared,
     consumers: &[ReadConsumer],
-) -> Option<Vec<ReadCall>> {
+) -> Vec<ReadCall> {
     let example = "e.g. calls = [{ bind = \"agent_config\" }, { open = \"agent_config\" }]";
     match task.get("calls") {
         None => {
@@ -173,35 +173,32 @@ fn read_calls(
                 None,
                 &format!("required: the task's calls in order, {example}"),
             );
-            return None;
+            return Vec::new();
         }
         Some(value) if matches!(value.get_ref(), DeValue::Array(a) if a.is_empty()) => {
             task.report_at(ctx, "calls", format!("needs at least one call, {example}"));
-            return None;
+            return Vec::new();
         }
         Some(_) => {}
     }
     let mut calls = Vec::new();
-    let mut ok = true;
     for (_, item) in items(ctx, task, "calls") {
         let Some(item) = item else {
-            ok = false;
             continue;
         };
         item.check_keys(ctx, &CALL_KINDS);
         let call = one_of(ctx, &item, &CALL_KINDS, |ctx, item, key| {
             read_call(ctx, item, key, phase, declared, consumers)
         });
-        match call {
-            Some(call) => calls.push(ReadCall {
+        if let Some(call) = call {
+            calls.push(ReadCall {
                 call,
                 span: item.span.clone(),
                 path: item.path.clone(),
-            }),
-            None => ok = false,
+            });
         }
     }
-    ok.then_some(calls)
+    calls
 }
 
 fn read_call(
@@ -225,9 +222,9 @@ fn read_call(
         }
         "stream_info" => {
             let (name, span) = item.string(ctx, key)?;
-            if name != EXEC.0 && !declared.streams.iter().any(|s| s.name == name) {
+            if name != EXEC.0 && !declared.stream_names.iter().any(|s| s == name) {
                 let mut known: Vec<&str> = vec![EXEC.0];
-                known.extend(declared.streams.iter().map(|s| s.name.as_str()));
+                known.extend(declared.stream_names.iter().map(String::as_str));
                 let message = format!(
                     "unknown stream {name:?}; use one of {} or declare it with [[streams]] (for a bucket's stream, use bind = \"<bucket>\")",
                     known.join(", ")
