@@ -31,8 +31,10 @@
 //! # Layout
 //!
 //! This file reads the root table and puts the plan together; each table has its own
-//! reader: `broker` (`[broker]`), `fleet` (`[fleet]`), `profile` (`[profiles.*]` and the
-//! built-ins), `steps` (`[[steps]]`, one room per family of step kinds), `thresholds`,
+//! reader: `broker` (`[broker]`), `fleet` (`[fleet]`, and which connection options win
+//! over the profile's `[client]`), `profile` (`[profiles.*]` and the built-ins, one room
+//! per part of a profile: buckets and client, tasks, publishes, key and subject strings),
+//! `steps` (`[[steps]]`, one room per family of step kinds), `thresholds`,
 //! `variants` (`[[variants]]`, `repeat`); `walk` holds the typed reads they share. Their
 //! tests are in `tests/`, one file per reader, and the rejected files are data under
 //! `tests/scenarios/invalid/<reader>/`.
