@@ -80,20 +80,14 @@ pub(super) fn read_tasks(
 ) -> (Vec<Task>, Vec<Task>) {
     let cold = read_list(ctx, node, Phase::ColdStart, declared, consumers);
     let reconnect = read_list(ctx, node, Phase::OnReconnect, declared, consumers);
-    match node.get("cold_start") {
-        None => node.report_at(
-            ctx,
-            "on_reconnect",
-            "[[on_reconnect]] without [[cold_start]]: add [[cold_start]] tasks (they open the consumers), or write the simple form ([[consumers]] and [[sync]]) instead",
-        ),
-        Some(value) if matches!(value.get_ref(), DeValue::Array(a) if a.is_empty()) => {
-            node.report_at(
-                ctx,
-                "cold_start",
-                "needs at least one task: the cold start opens the consumers; add a [[cold_start]] table with task = and calls =",
-            )
-        }
-        Some(_) => check_opens(ctx, &cold, consumers),
+    let alone = "[[on_reconnect]] without [[cold_start]]: add [[cold_start]] tasks (they open the consumers), or write the simple form ([[consumers]] and [[sync]]) instead";
+    let empty = "needs at least one task: the cold start opens the consumers; add a [[cold_start]] table with task = and calls =";
+    match node.get("cold_start").map(|v| v.get_ref()) {
+        None => node.report_at(ctx, "on_reconnect", alone),
+        Some(DeValue::Array(a)) if a.is_empty() => node.report_at(ctx, "cold_start", empty),
+        Some(DeValue::Array(_)) => check_opens(ctx, &cold, consumers),
+        // Not an array: already a problem, and the opens are unknown.
+        Some(_) => {}
     }
     check_waits(ctx, &cold);
     check_waits(ctx, &reconnect);
