@@ -98,6 +98,10 @@ pub struct FleetPlan {
     /// async-nats `request_timeout`: how long a JetStream API call waits for its reply.
     #[serde(with = "duration_str")]
     pub request_timeout: Duration,
+    /// async-nats `ping_interval`: how often the client pings the server (its default
+    /// 60 s). A `[fleet]` key, else the profile's `[client]`, else 60 s.
+    #[serde(with = "duration_str")]
+    pub ping_interval: Duration,
     /// How many times an agent retries a failed setup call (consumer create, get)
     /// before it gives up and ends `failed`. Waits follow the real agent's `nats_retry`:
     /// 1 s doubling, ±25 % jitter.

@@ -14,7 +14,7 @@ use super::read::ChartRun;
 
 /// What one agent of a run's profile holds on the broker: its long-lived consumers (one
 /// per `[[consumers]]` entry, for as long as it is connected) and the transient ones
-/// each sync opens (one per catalog walk: `keys()` opens an ordered consumer, which the
+/// its cold start opens (one per catalog walk: `keys()` opens an ordered consumer, which the
 /// server reaps about 30 s after it is dropped). From the run's manifest.
 pub struct ConsumersPerAgent {
     /// The variant's name; empty for a single run.
@@ -29,14 +29,22 @@ impl ConsumersPerAgent {
     fn of(run: &ChartRun) -> Option<ConsumersPerAgent> {
         let settings = run.manifest.as_ref()?.get("settings")?;
         let profile = settings.get("profile")?;
-        let walks = profile
-            .get("sync")
-            .and_then(|s| s.as_array())
-            .map_or(0, |ops| {
-                ops.iter()
-                    .filter(|op| op.get("type").and_then(|t| t.as_str()) == Some("walk"))
-                    .count()
-            });
+        let is_walk =
+            |op: &serde_json::Value| op.get("type").and_then(|t| t.as_str()) == Some("walk");
+        // The cold start's walks (a profile in tasks, or the simple form's one task); a
+        // manifest from before tasks has only the sync.
+        let walks = match profile.get("cold_start").and_then(|t| t.as_array()) {
+            Some(tasks) => tasks
+                .iter()
+                .filter_map(|t| t.get("calls").and_then(|c| c.as_array()))
+                .flatten()
+                .filter(|op| is_walk(op))
+                .count(),
+            None => profile
+                .get("sync")
+                .and_then(|s| s.as_array())
+                .map_or(0, |ops| ops.iter().filter(|op| is_walk(op)).count()),
+        };
         Some(ConsumersPerAgent {
             variant: run.variant.clone(),
             profile: profile.get("name")?.as_str()?.to_string(),

@@ -238,6 +238,20 @@ fn the_broker_chart_tells_long_lived_consumers_from_transient_ones() {
     });
     let html = std::fs::read_to_string(write_report(dir.path()).expect("report")).expect("read");
     assert!(element(&html, "p", "note-broker").contains("walks no catalog"));
+
+    // A profile in tasks: the cold start's walks count, wherever they are.
+    edit_manifest(dir.path(), |m| {
+        m["settings"]["profile"]["cold_start"] = serde_json::json!([
+            {"name": "a", "calls": [{"type": "walk", "bucket": "jobs"}, {"type": "bind"}]},
+            {"name": "b", "calls": [{"type": "walk", "bucket": "schedules"}]},
+        ]);
+    });
+    let html = std::fs::read_to_string(write_report(dir.path()).expect("report")).expect("read");
+    assert!(
+        element(&html, "p", "note-broker")
+            .contains("2 catalog walks (keys()) open an ordered consumer"),
+        "{html}"
+    );
 }
 
 #[test]

@@ -45,6 +45,7 @@ fn plan() -> Plan {
             catalog_entries: 5,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
+            ping_interval: Duration::from_secs(60),
             setup_retries: 3,
             reconnect: crate::plan::Backoff::AsyncNatsDefault,
             splay: None,

@@ -7,15 +7,16 @@ use toml::de::DeValue;
 
 use super::walk::{self, Ctx, Node};
 use super::{NON_NEGATIVE, POSITIVE};
-use crate::plan::{Backoff, FleetPlan, ProxyMode, Splay, SplayPlacement};
+use crate::plan::{Backoff, ClientOptions, FleetPlan, Profile, ProxyMode, Splay, SplayPlacement};
 
-const FLEET_KEYS: [&str; 16] = [
+const FLEET_KEYS: [&str; 17] = [
     "agents",
     "groups",
     "profile",
     "catalog_entries",
     "connect_timeout",
     "request_timeout",
+    "ping_interval",
     "setup_retries",
     "reconnect_base",
     "reconnect_cap",
@@ -31,6 +32,10 @@ const FLEET_KEYS: [&str; 16] = [
 /// `[fleet] read_buffer_capacity` default, bytes (async-nats' own is 65535).
 pub const DEFAULT_READ_BUFFER_CAPACITY: u16 = 8192;
 
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// async-nats' own `ping_interval`.
+const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_RECONNECT_BASE: Duration = Duration::from_millis(100);
 const DEFAULT_RECONNECT_CAP: Duration = Duration::from_secs(4);
 /// The longest splay window: the splay spreads a fleet's re-sync over a few seconds.
@@ -41,18 +46,46 @@ const SPLAY_PLACEMENTS: [(&str, SplayPlacement); 3] = [
     ("reconnect_delay", SplayPlacement::ReconnectDelay),
 ];
 
-/// Reads `[fleet]`; also returns the span of `fleet.profile` for resolving it later.
-pub(super) fn read_fleet(
-    ctx: &mut Ctx<'_>,
-    root: &Node<'_, '_>,
-) -> (FleetPlan, Option<std::ops::Range<usize>>) {
+/// What `[fleet]` says: the plan with defaults for the connection options, the span of
+/// `fleet.profile` for resolving it later, and the connection options the file gives,
+/// which win over the profile's `[client]` ([`resolve_client`]).
+pub(super) struct ReadFleet {
+    pub(super) fleet: FleetPlan,
+    pub(super) profile_span: Option<std::ops::Range<usize>>,
+    pub(super) client: ClientOptions,
+}
+
+/// The connection options of a run: each one given in `[fleet]`, else the profile's
+/// `[client]` value, else fleetsim's default (already in `fleet`).
+pub(super) fn resolve_client(fleet: &mut FleetPlan, given: &ClientOptions, profile: &Profile) {
+    let shipped = &profile.client;
+    if let Some(d) = given.connect_timeout.or(shipped.connect_timeout) {
+        fleet.connect_timeout = d;
+    }
+    if let Some(d) = given.request_timeout.or(shipped.request_timeout) {
+        fleet.request_timeout = d;
+    }
+    if let Some(d) = given.ping_interval.or(shipped.ping_interval) {
+        fleet.ping_interval = d;
+    }
+    if let Some(n) = given.read_buffer_capacity.or(shipped.read_buffer_capacity) {
+        fleet.read_buffer_capacity = n;
+    }
+    if let Some(b) = given.reconnect.or(shipped.reconnect) {
+        fleet.reconnect = b;
+    }
+}
+
+/// Reads `[fleet]`.
+pub(super) fn read_fleet(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> ReadFleet {
     let mut fleet = FleetPlan {
         agents: 0,
         groups: 4,
         profile: "kanade".to_string(),
         catalog_entries: 20,
-        connect_timeout: Duration::from_secs(10),
-        request_timeout: Duration::from_secs(10),
+        connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        ping_interval: DEFAULT_PING_INTERVAL,
         setup_retries: 3,
         reconnect: Backoff::AsyncNatsDefault,
         splay: None,
@@ -65,8 +98,13 @@ pub(super) fn read_fleet(
         if root.get("fleet").is_none() {
             ctx.report(&root.span, "fleet.agents", required);
         }
-        return (fleet, None);
+        return ReadFleet {
+            fleet,
+            profile_span: None,
+            client: ClientOptions::default(),
+        };
     };
+    let mut client = ClientOptions::default();
     node.check_keys(ctx, &FLEET_KEYS);
     let usize_max = usize::MAX as i128;
     match node.whole(ctx, "agents", POSITIVE, 1, usize_max) {
@@ -85,12 +123,9 @@ pub(super) fn read_fleet(
     if let Some((n, _)) = node.whole(ctx, "catalog_entries", NON_NEGATIVE, 0, usize_max) {
         fleet.catalog_entries = n as usize;
     }
-    if let Some(d) = node.positive_duration(ctx, "connect_timeout", "") {
-        fleet.connect_timeout = d;
-    }
-    if let Some(d) = node.positive_duration(ctx, "request_timeout", "") {
-        fleet.request_timeout = d;
-    }
+    client.connect_timeout = node.positive_duration(ctx, "connect_timeout", "");
+    client.request_timeout = node.positive_duration(ctx, "request_timeout", "");
+    client.ping_interval = node.positive_duration(ctx, "ping_interval", "");
     if let Some(d) = node.positive_duration(
         ctx,
         "exec_ack_wait",
@@ -101,16 +136,20 @@ pub(super) fn read_fleet(
     if let Some((n, _)) = node.whole(ctx, "setup_retries", NON_NEGATIVE, 0, u32::MAX.into()) {
         fleet.setup_retries = n as u32;
     }
-    fleet.reconnect = read_backoff(ctx, &node);
+    client.reconnect = read_backoff(ctx, &node, "reconnect_");
     fleet.splay = read_splay(ctx, &node);
     if let Some(proxy) = read_proxy(ctx, &node) {
         fleet.proxy = proxy;
     }
     let bytes = "a whole number of bytes from 512 to 65535 (async-nats' default)";
-    if let Some((n, _)) = node.whole(ctx, "read_buffer_capacity", bytes, 512, 65535) {
-        fleet.read_buffer_capacity = n as u16;
+    client.read_buffer_capacity = node
+        .whole(ctx, "read_buffer_capacity", bytes, 512, 65535)
+        .map(|(n, _)| n as u16);
+    ReadFleet {
+        fleet,
+        profile_span,
+        client,
     }
-    (fleet, profile_span)
 }
 
 /// `proxy`: `false`, `true` (the proxy inside fleetsim's process, as before there was a
@@ -135,48 +174,56 @@ fn read_proxy(ctx: &mut Ctx<'_>, node: &Node<'_, '_>) -> Option<ProxyMode> {
     mode
 }
 
-/// `reconnect_base`, `reconnect_cap`, `reconnect_jitter`: none written is async-nats'
-/// own backoff; any written is an exponential one with defaults for the others.
-fn read_backoff(ctx: &mut Ctx<'_>, node: &Node<'_, '_>) -> Backoff {
-    let keys = ["reconnect_base", "reconnect_cap", "reconnect_jitter"];
-    if keys.iter().all(|k| node.get(k).is_none()) {
-        return Backoff::AsyncNatsDefault;
+/// `<prefix>base`, `<prefix>cap`, `<prefix>jitter` (`[fleet]`'s `reconnect_base`, …,
+/// or `[client] reconnect`'s `base`, …): none written is `None` (the default backoff);
+/// any written is an exponential backoff with defaults for the others.
+pub(super) fn read_backoff(
+    ctx: &mut Ctx<'_>,
+    node: &Node<'_, '_>,
+    prefix: &str,
+) -> Option<Backoff> {
+    let [base_key, cap_key, jitter_key] = ["base", "cap", "jitter"].map(|k| format!("{prefix}{k}"));
+    if [&base_key, &cap_key, &jitter_key]
+        .iter()
+        .all(|k| node.get(k).is_none())
+    {
+        return None;
     }
     // `None` when the written base is wrong: the cap is then not compared with it.
-    let base = match node.get("reconnect_base") {
+    let base = match node.get(&base_key) {
         None => Some(DEFAULT_RECONNECT_BASE),
-        Some(_) => node.positive_duration(ctx, "reconnect_base", ""),
+        Some(_) => node.positive_duration(ctx, &base_key, ""),
     };
     let mut cap = DEFAULT_RECONNECT_CAP.max(base.unwrap_or(DEFAULT_RECONNECT_BASE));
-    if let Some((d, span)) = node.duration(ctx, "reconnect_cap") {
+    if let Some((d, span)) = node.duration(ctx, &cap_key) {
         match base {
             Some(base) if d < base => {
                 let message = format!(
-                    "must be at least reconnect_base ({base:?}): the cap is the longest wait, got {d:?}"
+                    "must be at least {base_key} ({base:?}): the cap is the longest wait, got {d:?}"
                 );
-                ctx.report(&span, node.key("reconnect_cap"), message);
+                ctx.report(&span, node.key(&cap_key), message);
             }
             _ => cap = d,
         }
     }
     let what = "a fraction in [0, 1), e.g. 0.25 for ±25 %";
     let jitter = node
-        .number(ctx, "reconnect_jitter", what)
+        .number(ctx, &jitter_key, what)
         .and_then(|(j, span)| {
             if (0.0..1.0).contains(&j) {
                 Some(j.abs())
             } else {
                 let message = format!("must be {what}, got {j}");
-                ctx.report(&span, node.key("reconnect_jitter"), message);
+                ctx.report(&span, node.key(&jitter_key), message);
                 None
             }
         })
         .unwrap_or(0.0);
-    Backoff::Exponential {
+    Some(Backoff::Exponential {
         base: base.unwrap_or(DEFAULT_RECONNECT_BASE),
         cap,
         jitter,
-    }
+    })
 }
 
 /// `splay` and the keys that only apply with it: `splay_placement`, `splay_on_start`.

@@ -31,8 +31,10 @@
 //! # Layout
 //!
 //! This file reads the root table and puts the plan together; each table has its own
-//! reader: `broker` (`[broker]`), `fleet` (`[fleet]`), `profile` (`[profiles.*]` and the
-//! built-ins), `steps` (`[[steps]]`, one room per family of step kinds), `thresholds`,
+//! reader: `broker` (`[broker]`), `fleet` (`[fleet]`, and which connection options win
+//! over the profile's `[client]`), `profile` (`[profiles.*]` and the built-ins, one room
+//! per part of a profile: buckets and client, tasks, publishes, key and subject strings),
+//! `steps` (`[[steps]]`, one room per family of step kinds), `thresholds`,
 //! `variants` (`[[variants]]`, `repeat`); `walk` holds the typed reads they share. Their
 //! tests are in `tests/`, one file per reader, and the rejected files are data under
 //! `tests/scenarios/invalid/<reader>/`.
@@ -258,9 +260,14 @@ fn read_plan(ctx: &mut Ctx<'_>, root: &Node<'_, '_>, origin: &str) -> Plan {
     let seed = seed.map_or(1, |(n, _)| n as u64);
 
     let broker = broker::read_broker(ctx, root);
-    let (fleet, profile_ref) = fleet::read_fleet(ctx, root);
+    let fleet::ReadFleet {
+        mut fleet,
+        profile_span,
+        client,
+    } = fleet::read_fleet(ctx, root);
     let profiles = profile::read_profiles(ctx, root);
-    let profile = resolve_profile(ctx, &fleet.profile, profile_ref, &profiles);
+    let profile = resolve_profile(ctx, &fleet.profile, profile_span, &profiles);
+    fleet::resolve_client(&mut fleet, &client, &profile);
     // Steps name agents by index and consumers by name, so they are read after the
     // fleet and its profile; an unknown profile is already a problem, not a list to check.
     let profile_known =
@@ -272,6 +279,7 @@ fn read_plan(ctx: &mut Ctx<'_>, root: &Node<'_, '_>, origin: &str) -> Plan {
         profile: fleet.profile.clone(),
         consumers: profile_known
             .then(|| profile.consumers.iter().map(|c| c.name.clone()).collect()),
+        buckets: profile_known.then(|| profile.buckets.iter().map(|b| b.name.clone()).collect()),
     };
     let steps = steps::read_steps(ctx, root, &setup);
     Plan {

@@ -89,6 +89,9 @@ pub(super) struct Setup {
     /// That profile's consumer names; `None` when the profile is unknown (already a
     /// problem), so consumer names are not checked against it.
     pub(super) consumers: Option<Vec<String>>,
+    /// That profile's bucket names; `None` when the profile is unknown, so write
+    /// targets are not checked against it.
+    pub(super) buckets: Option<Vec<String>>,
 }
 
 /// Reads every step; a step with problems is left out (its problems are recorded).

@@ -42,6 +42,9 @@ pub(super) fn read_write(
     setup: &Setup,
 ) -> Option<StepAction> {
     let target = target(ctx, node, kind_span, "write", &WRITE_TARGETS);
+    if let Some((target, span)) = &target {
+        check_bucket(ctx, node, span, target, setup);
+    }
     // `agents` is read against a known target only: with a wrong one it is unclear.
     let target = match target {
         Some((WriteTarget::Pcs { .. }, span)) => {
@@ -68,6 +71,47 @@ pub(super) fn read_write(
         target: target?,
         load: load?,
     })
+}
+
+/// The bucket a write target puts to must be one the profile declares (provisioning
+/// creates only those). `exec` needs nothing: EXEC always exists.
+fn check_bucket(
+    ctx: &mut Ctx<'_>,
+    node: &Node<'_, '_>,
+    span: &Range<usize>,
+    target: &WriteTarget,
+    setup: &Setup,
+) {
+    let Some(buckets) = &setup.buckets else {
+        return;
+    };
+    let bucket = target_bucket(target);
+    if buckets.iter().any(|b| b == bucket) {
+        return;
+    }
+    let profile = join("", &setup.profile);
+    let name = WRITE_TARGETS
+        .iter()
+        .find(|(_, t)| std::mem::discriminant(t) == std::mem::discriminant(target))
+        .map_or("", |(n, _)| *n);
+    let message = format!(
+        "profile {profile} has no bucket {bucket}, which target = \"{name}\" writes to; add a [[buckets]] table with name = \"{bucket}\" to the profile, or use another target"
+    );
+    ctx.report(span, node.key("target"), message);
+}
+
+/// The kanade bucket a write target puts to.
+fn target_bucket(target: &WriteTarget) -> &'static str {
+    match target {
+        WriteTarget::Pc
+        | WriteTarget::PcEach
+        | WriteTarget::Pcs { .. }
+        | WriteTarget::Group
+        | WriteTarget::Global => "agent_config",
+        WriteTarget::Jobs => "jobs",
+        WriteTarget::Schedules => "schedules",
+        WriteTarget::Freeze => "fleet_config",
+    }
 }
 
 /// `exec`: `target` and the load.

@@ -27,7 +27,7 @@ use crate::plan::KeyTemplate;
 
 /// Cases under `tests/scenarios/invalid` when the split was made: a floor, so a loop that
 /// silently found no files fails.
-const INVALID_CASES_AT_LEAST: usize = 62;
+const INVALID_CASES_AT_LEAST: usize = 68;
 
 pub(super) fn plan(text: &str) -> Plan {
     parse_str(text, "quick.toml").unwrap_or_else(|e| panic!("expected a plan, got:\n{e}"))

@@ -22,15 +22,17 @@ fn defaults() {
     assert_eq!(plan.fleet.groups, 4);
     assert_eq!(plan.fleet.profile, "kanade");
     assert_eq!(plan.fleet.catalog_entries, 20);
-    assert_eq!(plan.fleet.connect_timeout, Duration::from_secs(10));
+    // The kanade profile's [client]: async-nats' defaults, as the agent ships.
+    assert_eq!(plan.fleet.connect_timeout, Duration::from_secs(5));
     assert_eq!(plan.fleet.request_timeout, Duration::from_secs(10));
+    assert_eq!(plan.fleet.ping_interval, Duration::from_secs(60));
     assert_eq!(plan.fleet.setup_retries, 3);
     assert_eq!(plan.broker.lame_duck_duration, Duration::from_secs(30));
     assert_eq!(plan.broker.lame_duck_grace_period, Duration::from_secs(1));
     assert_eq!(plan.fleet.reconnect, Backoff::AsyncNatsDefault);
     assert_eq!(plan.fleet.splay, None);
     assert_eq!(plan.fleet.proxy, ProxyMode::Off);
-    assert_eq!(plan.fleet.read_buffer_capacity, 8192);
+    assert_eq!(plan.fleet.read_buffer_capacity, 65535);
     assert_eq!(
         plan.fleet.exec_ack_wait, None,
         "the server's default, as the agent ships"

@@ -1,32 +1,59 @@
 //! Profiles: the built-in files in `src/profiles/` and a scenario's `[profiles.<name>]`
 //! tables, read by the same code.
+//!
+//! A profile table is read in dependency order: `[client]`, `[[buckets]]` and
+//! `[[streams]]` first ([`buckets`]), since consumers, calls and acked publishes name
+//! them; then `[[consumers]]` (this file), `[[publishes]]` ([`publishes`]), and either the
+//! simple form's `[[sync]]` (this file) or the tasks, `[[cold_start]]` and
+//! `[[on_reconnect]]` ([`tasks`]), which name consumers and buckets and are checked as a
+//! whole (every consumer opened once, every `wait` signalled).
+
+mod buckets;
+mod keys;
+mod publishes;
+mod tasks;
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
-use toml::de::{DeTable, DeValue};
+use toml::de::DeTable;
 
-use super::walk::{Ctx, Node, describe};
+use super::walk::{Ctx, Node};
 use super::{Problem, syntax_problem};
-use crate::plan::{BUCKETS, ConsumerKind, ConsumerSpec, KeyTemplate, Profile, SyncOp};
+use crate::plan::{BUCKETS, ConsumerKind, ConsumerSpec, Profile, StreamSpec, SyncOp};
+pub(super) use keys::{
+    check_subject, covers, is_name, overlap, template, template_list, templates,
+};
 
 /// Built-in profiles: name, path shown in messages, text.
 const BUILTINS: [(&str, &str, &str); 2] = [
     (
         "kanade",
         "src/profiles/kanade.toml",
-        include_str!("../profiles/kanade.toml"),
+        include_str!("../../profiles/kanade.toml"),
     ),
     (
         "legacy",
         "src/profiles/legacy.toml",
-        include_str!("../profiles/legacy.toml"),
+        include_str!("../../profiles/legacy.toml"),
     ),
 ];
 
-const PROFILE_KEYS: [&str; 2] = ["consumers", "sync"];
+const PROFILE_KEYS: [&str; 8] = [
+    "client",
+    "buckets",
+    "streams",
+    "consumers",
+    "publishes",
+    "cold_start",
+    "on_reconnect",
+    "sync",
+];
 const CONSUMER_KEYS: [&str; 5] = ["name", "watch", "watch_many", "watch_all", "exec_replay"];
 const CONSUMER_KINDS: [&str; 4] = ["watch", "watch_many", "watch_all", "exec_replay"];
 const SYNC_KINDS: [&str; 2] = ["get", "walk"];
+/// Placeholders of keys and subjects an agent uses.
+const AGENT_PLACEHOLDERS: [&str; 2] = ["{pc}", "{group}"];
 
 pub(super) fn is_builtin(name: &str) -> bool {
     BUILTINS.iter().any(|(n, _, _)| *n == name)
@@ -81,10 +108,129 @@ pub(super) fn read_profiles(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> BTreeMap<
     profiles
 }
 
+/// What a profile declares, for checking the names its consumers, calls and publishes use.
+pub(super) struct Declared {
+    /// The `[[buckets]]` names, or the kanade set when none is declared.
+    buckets: Vec<String>,
+    /// `[[buckets]]` is written (the messages differ).
+    explicit: bool,
+    streams: Vec<StreamSpec>,
+    /// Every stream named in `[[streams]]`, also one with other problems (so a call
+    /// naming it gets no second problem).
+    stream_names: Vec<String>,
+}
+
+impl Declared {
+    /// `name` if it is a bucket of the profile; otherwise a problem saying what to declare.
+    pub(super) fn bucket(
+        &self,
+        ctx: &mut Ctx<'_>,
+        span: &Range<usize>,
+        path: String,
+        name: &str,
+    ) -> Option<String> {
+        if self.buckets.iter().any(|b| b == name) {
+            return Some(name.to_string());
+        }
+        let message = if self.explicit && self.buckets.is_empty() {
+            format!(
+                "unknown bucket {name:?}; this profile's [[buckets]] name none: add a [[buckets]] table with name = {name:?}"
+            )
+        } else if self.explicit {
+            format!(
+                "unknown bucket {name:?}; this profile's [[buckets]] are {}: use one of them or add a [[buckets]] table with name = {name:?}",
+                self.buckets.join(", ")
+            )
+        } else {
+            format!(
+                "unknown bucket {name:?}; allowed: {} (the kanade buckets, used when the profile declares none), or declare the profile's own with [[buckets]]",
+                BUCKETS.join(", ")
+            )
+        };
+        ctx.report(span, path, message);
+        None
+    }
+
+    /// The required string `key` of `spec`, a bucket of the profile.
+    fn bucket_key(&self, ctx: &mut Ctx<'_>, spec: &Node<'_, '_>, key: &str) -> Option<String> {
+        let Some((name, span)) = spec.string(ctx, key) else {
+            if spec.get(key).is_none() {
+                spec.missing(
+                    ctx,
+                    key,
+                    None,
+                    "required: the name of one of the profile's buckets",
+                );
+            }
+            return None;
+        };
+        self.bucket(ctx, &span, spec.key(key), name)
+    }
+}
+
+/// A consumer as read, with the span of its name (where "never opened" points).
+pub(super) struct ReadConsumer {
+    spec: ConsumerSpec,
+    span: Range<usize>,
+    path: String,
+}
+
 /// Reads one profile table: a built-in file's root or a `[profiles.<name>]` table.
 pub(super) fn read_profile(ctx: &mut Ctx<'_>, node: &Node<'_, '_>, name: &str) -> Profile {
     node.check_keys(ctx, &PROFILE_KEYS);
-    let mut consumers: Vec<ConsumerSpec> = Vec::new();
+    let client = buckets::read_client(ctx, node);
+    let (buckets, bucket_names) = buckets::read_buckets(ctx, node);
+    let (streams, stream_names) = buckets::read_streams(ctx, node);
+    let declared = Declared {
+        explicit: bucket_names.is_some(),
+        buckets: bucket_names.unwrap_or_else(|| buckets.iter().map(|b| b.name.clone()).collect()),
+        streams,
+        stream_names,
+    };
+    let consumers = read_consumers(ctx, node, &declared);
+    let publishes = publishes::read_publishes(ctx, node, &declared.streams);
+    let tasks = node.get("cold_start").is_some() || node.get("on_reconnect").is_some();
+    if !tasks {
+        let sync = read_sync(ctx, node, &declared);
+        let specs = consumers.into_iter().map(|c| c.spec).collect();
+        return Profile {
+            publishes,
+            buckets,
+            streams: declared.streams,
+            client,
+            ..Profile::simple(name, specs, sync)
+        };
+    }
+    if node.get("sync").is_some() {
+        node.report_at(
+            ctx,
+            "sync",
+            "use [[sync]] (the simple form) or [[cold_start]]/[[on_reconnect]] (tasks), not both; with tasks, put the reads in a task's calls",
+        );
+        // Read for its own problems all the same.
+        read_sync(ctx, node, &declared);
+    }
+    let (cold_start, on_reconnect) = tasks::read_tasks(ctx, node, &declared, &consumers);
+    Profile {
+        name: name.to_string(),
+        consumers: consumers.into_iter().map(|c| c.spec).collect(),
+        cold_start,
+        on_reconnect,
+        publishes,
+        buckets,
+        streams: declared.streams,
+        client,
+        sync: Vec::new(),
+    }
+}
+
+/// `[[consumers]]`: each a name and exactly one kind.
+fn read_consumers(
+    ctx: &mut Ctx<'_>,
+    node: &Node<'_, '_>,
+    declared: &Declared,
+) -> Vec<ReadConsumer> {
+    let mut consumers: Vec<ReadConsumer> = Vec::new();
     let mut names: Vec<(String, usize)> = Vec::new();
     let mut exec_replay: Option<usize> = None;
     for (index, item) in items(ctx, node, "consumers") {
@@ -115,7 +261,7 @@ pub(super) fn read_profile(ctx: &mut Ctx<'_>, node: &Node<'_, '_>, name: &str) -
             );
         }
         let Some(kind) = one_of(ctx, &item, &CONSUMER_KINDS, |ctx, item, key| {
-            consumer_kind(ctx, item, key)
+            consumer_kind(ctx, item, key, declared)
         }) else {
             continue;
         };
@@ -129,29 +275,38 @@ pub(super) fn read_profile(ctx: &mut Ctx<'_>, node: &Node<'_, '_>, name: &str) -
             }
             exec_replay = Some(index);
         }
-        if let Some((consumer_name, _)) = consumer_name {
-            consumers.push(ConsumerSpec {
-                name: consumer_name.to_string(),
-                kind,
+        if let Some((consumer_name, span)) = consumer_name {
+            consumers.push(ReadConsumer {
+                spec: ConsumerSpec {
+                    name: consumer_name.to_string(),
+                    kind,
+                },
+                span,
+                path: item.key("name"),
             });
         }
     }
+    consumers
+}
+
+/// `[[sync]]`: the simple form's reads, each a `get` or a `walk`.
+fn read_sync(ctx: &mut Ctx<'_>, node: &Node<'_, '_>, declared: &Declared) -> Vec<SyncOp> {
     let mut sync = Vec::new();
     for (_, item) in items(ctx, node, "sync") {
         let Some(item) = item else { continue };
         item.check_keys(ctx, &SYNC_KINDS);
         if let Some(op) = one_of(ctx, &item, &SYNC_KINDS, |ctx, item, key| {
-            sync_op(ctx, item, key)
+            sync_op(ctx, item, key, declared)
         }) {
             sync.push(op);
         }
     }
-    Profile::simple(name, consumers, sync)
+    sync
 }
 
 /// The tables of the array at `key`, with 1-based indexes; `None` for an item that is not
 /// a table (already reported).
-fn items<'t, 'i>(
+pub(super) fn items<'t, 'i>(
     ctx: &mut Ctx<'_>,
     node: &Node<'t, 'i>,
     key: &str,
@@ -174,7 +329,7 @@ fn items<'t, 'i>(
 
 /// Reads whichever of `kinds` the table has; exactly one is allowed. Every present kind is
 /// checked, so a table with two still gets both read for problems.
-fn one_of<T>(
+pub(super) fn one_of<T>(
     ctx: &mut Ctx<'_>,
     item: &Node<'_, '_>,
     kinds: &[&str],
@@ -188,7 +343,7 @@ fn one_of<T>(
     let values: Vec<Option<T>> = present.iter().map(|k| read(ctx, item, k)).collect();
     match present.len() {
         0 => {
-            let message = format!("needs one of {}", kinds.join(", "));
+            let message = format!("needs exactly one of {}", kinds.join(", "));
             ctx.report(&item.span, item.path.clone(), message);
             None
         }
@@ -205,7 +360,12 @@ fn one_of<T>(
     }
 }
 
-fn consumer_kind(ctx: &mut Ctx<'_>, item: &Node<'_, '_>, key: &str) -> Option<ConsumerKind> {
+fn consumer_kind(
+    ctx: &mut Ctx<'_>,
+    item: &Node<'_, '_>,
+    key: &str,
+    declared: &Declared,
+) -> Option<ConsumerKind> {
     let expected = match key {
         "exec_replay" => "a table (exec_replay = {})",
         "watch" => "a table such as { bucket = \"jobs\", key = \"{pc}\" }",
@@ -216,7 +376,7 @@ fn consumer_kind(ctx: &mut Ctx<'_>, item: &Node<'_, '_>, key: &str) -> Option<Co
     match key {
         "watch" => {
             spec.check_keys(ctx, &["bucket", "key"]);
-            let bucket = bucket(ctx, &spec);
+            let bucket = declared.bucket_key(ctx, &spec, "bucket");
             let key = match spec.get("key") {
                 Some(value) => template(ctx, spec.key("key"), value, true),
                 None => {
@@ -236,7 +396,7 @@ fn consumer_kind(ctx: &mut Ctx<'_>, item: &Node<'_, '_>, key: &str) -> Option<Co
         }
         "watch_many" => {
             spec.check_keys(ctx, &["bucket", "keys"]);
-            let bucket = bucket(ctx, &spec);
+            let bucket = declared.bucket_key(ctx, &spec, "bucket");
             let keys = templates(ctx, &spec, true);
             Some(ConsumerKind::WatchMany {
                 bucket: bucket?,
@@ -246,7 +406,7 @@ fn consumer_kind(ctx: &mut Ctx<'_>, item: &Node<'_, '_>, key: &str) -> Option<Co
         "watch_all" => {
             spec.check_keys(ctx, &["bucket"]);
             Some(ConsumerKind::WatchAll {
-                bucket: bucket(ctx, &spec)?,
+                bucket: declared.bucket_key(ctx, &spec, "bucket")?,
             })
         }
         _ => {
@@ -256,7 +416,12 @@ fn consumer_kind(ctx: &mut Ctx<'_>, item: &Node<'_, '_>, key: &str) -> Option<Co
     }
 }
 
-fn sync_op(ctx: &mut Ctx<'_>, item: &Node<'_, '_>, key: &str) -> Option<SyncOp> {
+fn sync_op(
+    ctx: &mut Ctx<'_>,
+    item: &Node<'_, '_>,
+    key: &str,
+    declared: &Declared,
+) -> Option<SyncOp> {
     if key == "get" {
         let spec = item.table(
             ctx,
@@ -264,7 +429,7 @@ fn sync_op(ctx: &mut Ctx<'_>, item: &Node<'_, '_>, key: &str) -> Option<SyncOp> 
             "a table such as { bucket = \"agent_config\", keys = [\"global\"] }",
         )?;
         spec.check_keys(ctx, &["bucket", "keys"]);
-        let bucket = bucket(ctx, &spec);
+        let bucket = declared.bucket_key(ctx, &spec, "bucket");
         let keys = templates(ctx, &spec, false);
         Some(SyncOp::Get {
             bucket: bucket?,
@@ -274,143 +439,7 @@ fn sync_op(ctx: &mut Ctx<'_>, item: &Node<'_, '_>, key: &str) -> Option<SyncOp> 
         let spec = item.table(ctx, key, "a table such as { bucket = \"schedules\" }")?;
         spec.check_keys(ctx, &["bucket"]);
         Some(SyncOp::Walk {
-            bucket: bucket(ctx, &spec)?,
+            bucket: declared.bucket_key(ctx, &spec, "bucket")?,
         })
     }
-}
-
-/// `bucket`: required, one of [`BUCKETS`].
-fn bucket(ctx: &mut Ctx<'_>, spec: &Node<'_, '_>) -> Option<String> {
-    let allowed = BUCKETS.join(", ");
-    let Some((name, span)) = spec.string(ctx, "bucket") else {
-        if spec.get("bucket").is_none() {
-            spec.missing(ctx, "bucket", None, &format!("required; one of {allowed}"));
-        }
-        return None;
-    };
-    if !BUCKETS.contains(&name) {
-        ctx.report(
-            &span,
-            spec.key("bucket"),
-            format!("unknown bucket {name:?}; allowed: {allowed}"),
-        );
-        return None;
-    }
-    Some(name.to_string())
-}
-
-/// `keys`: a non-empty array of key templates without duplicates.
-fn templates(ctx: &mut Ctx<'_>, spec: &Node<'_, '_>, wildcards: bool) -> Option<Vec<KeyTemplate>> {
-    let Some((array, span)) = spec.array(ctx, "keys", "an array of key strings") else {
-        if spec.get("keys").is_none() {
-            spec.missing(
-                ctx,
-                "keys",
-                None,
-                "required: an array of keys, e.g. [\"global\", \"pcs.{pc}\"]",
-            );
-        }
-        return None;
-    };
-    if array.is_empty() {
-        ctx.report(&span, spec.key("keys"), "needs at least one key");
-        return None;
-    }
-    let path = spec.key("keys");
-    let mut keys: Vec<KeyTemplate> = Vec::new();
-    let mut ok = true;
-    for (i, value) in array.iter().enumerate() {
-        let item_path = format!("{path}[{}]", i + 1);
-        match template(ctx, item_path.clone(), value, wildcards) {
-            Some(key) if keys.contains(&key) => {
-                ctx.report(
-                    &value.span(),
-                    item_path,
-                    format!("duplicate key {:?}", key.0),
-                );
-                ok = false;
-            }
-            Some(key) => keys.push(key),
-            None => ok = false,
-        }
-    }
-    ok.then_some(keys)
-}
-
-/// One key template: NATS KV key characters plus the placeholders `{pc}` and `{group}`;
-/// watches may also use the wildcards `*` and `>`.
-fn template(
-    ctx: &mut Ctx<'_>,
-    path: String,
-    value: &super::walk::Value<'_>,
-    wildcards: bool,
-) -> Option<KeyTemplate> {
-    let span = value.span();
-    let DeValue::String(text) = value.get_ref() else {
-        ctx.report(
-            &span,
-            path,
-            format!("expected a key string, got {}", describe(value.get_ref())),
-        );
-        return None;
-    };
-    match check_template(text, wildcards) {
-        Ok(()) => Some(KeyTemplate(text.to_string())),
-        Err(message) => {
-            ctx.report(&span, path, message);
-            None
-        }
-    }
-}
-
-fn check_template(text: &str, wildcards: bool) -> Result<(), String> {
-    if text.is_empty() {
-        return Err("empty key".to_string());
-    }
-    if text.starts_with('.') || text.ends_with('.') || text.contains("..") {
-        return Err(format!(
-            "key {text:?}: a key cannot start or end with \".\" or contain \"..\""
-        ));
-    }
-    let mut rest = text;
-    while let Some(c) = rest.chars().next() {
-        if c == '{' {
-            let Some(end) = rest.find('}') else {
-                return Err(format!(
-                    "key {text:?}: unclosed \"{{\"; the placeholders are {{pc}} and {{group}}"
-                ));
-            };
-            let placeholder = &rest[..=end];
-            if placeholder != "{pc}" && placeholder != "{group}" {
-                return Err(format!(
-                    "key {text:?}: unknown placeholder {placeholder}; only {{pc}} and {{group}} are allowed"
-                ));
-            }
-            rest = &rest[end + 1..];
-            continue;
-        }
-        let allowed = c.is_ascii_alphanumeric()
-            || "-/_=.".contains(c)
-            || (wildcards && (c == '*' || c == '>'));
-        if !allowed {
-            let also = if wildcards {
-                ", or the wildcards * and >"
-            } else {
-                ""
-            };
-            return Err(format!(
-                "key {text:?}: character {c:?} is not allowed; use letters, digits, - / _ = . and the placeholders {{pc}} and {{group}}{also}"
-            ));
-        }
-        rest = &rest[c.len_utf8()..];
-    }
-    Ok(())
-}
-
-/// Consumer and profile names: non-empty, letters, digits, `_` and `-`.
-fn is_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
