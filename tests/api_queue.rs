@@ -8,6 +8,10 @@ mod common;
 use common::{assert_secret_nowhere, num, only_dir_in, read_csv, run_scenario};
 
 /// 150 agents starting at once, with a 1 s request timeout: a herd for a tiny API queue.
+/// Each opens three watches (a bind and three creates): enough to overflow a queue of 5
+/// many times over, and little enough that every agent is ready within the step's
+/// timeout once the retries get through (the full kanade cold start, 17 binds, would not
+/// be, with a queue of 5).
 const HERD: &str = r#"
 [fleet]
 agents = 150
@@ -15,6 +19,16 @@ groups = 3
 catalog_entries = 3
 request_timeout = "1s"
 setup_retries = 10
+profile = "watches"
+[[profiles.watches.consumers]]
+name = "own"
+watch = { bucket = "agent_config", key = "pcs.{pc}" }
+[[profiles.watches.consumers]]
+name = "group"
+watch = { bucket = "agent_config", key = "groups.{group}" }
+[[profiles.watches.consumers]]
+name = "jobs"
+watch_all = { bucket = "jobs" }
 [[steps]]
 kind = "start"
 [[steps]]

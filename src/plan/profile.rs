@@ -54,11 +54,9 @@ pub struct Profile {
     pub streams: Vec<StreamSpec>,
     /// The agent's connection options as shipped; `[fleet]` keys override each.
     pub client: ClientOptions,
-    /// TRANSITIONAL (removed when the agent runs tasks): the simple form's sync.
-    pub sync: Vec<SyncOp>,
 }
 
-/// TRANSITIONAL: one read of the simple form's `[[sync]]`; becomes a [`Call`].
+/// One read of the simple form's `[[sync]]`; it becomes a [`Call`] of both tasks.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SyncOp {
@@ -111,7 +109,6 @@ impl Profile {
             buckets: kanade_buckets(),
             streams: Vec::new(),
             client: ClientOptions::default(),
-            sync,
         }
     }
 }

@@ -68,6 +68,7 @@ impl Agent<'_> {
             .connection_timeout(self.ctx.fleet.connect_timeout)
             .read_buffer_capacity(self.ctx.fleet.read_buffer_capacity)
             .request_timeout(Some(self.ctx.fleet.request_timeout))
+            .ping_interval(self.ctx.fleet.ping_interval)
             .reconnect_delay_callback(move |attempts| delays.delay(attempts))
             .event_callback(move |event| {
                 let roster = roster.clone();

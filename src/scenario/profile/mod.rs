@@ -220,7 +220,6 @@ pub(super) fn read_profile(ctx: &mut Ctx<'_>, node: &Node<'_, '_>, name: &str) -
         buckets,
         streams: declared.streams,
         client,
-        sync: Vec::new(),
     }
 }
 

@@ -157,18 +157,19 @@ timeout = "1h"
             ("exec_replay", &ConsumerKind::ExecReplay),
         ]
     );
-    assert_eq!(
-        plan.profile.sync,
-        [
-            SyncOp::Get {
-                bucket: "agent_config".into(),
-                keys: own_keys,
-            },
-            SyncOp::Walk {
-                bucket: "schedules".into()
-            },
-        ]
-    );
+    let reads = [
+        SyncOp::Get {
+            bucket: "agent_config".into(),
+            keys: own_keys,
+        }
+        .call(),
+        SyncOp::Walk {
+            bucket: "schedules".into(),
+        }
+        .call(),
+    ];
+    assert_eq!(plan.profile.on_reconnect[0].calls, reads);
+    assert!(plan.profile.cold_start[0].calls.ends_with(&reads));
 
     let actions: Vec<(usize, StepAction)> = plan
         .steps
