@@ -292,7 +292,8 @@ pub fn fit_line(points: &[(f64, f64)]) -> Option<(f64, f64)> {
     Some((my - slope * mx, slope))
 }
 
-/// Consumers one agent of `profile` holds on each stream (`KV_<bucket>`, `EXEC`).
+/// Consumers one agent of `profile` holds at most on each stream (`KV_<bucket>`,
+/// `EXEC`): its long-lived ones and, at cold start, its walks' keys() consumers.
 pub fn consumers_per_stream(profile: &Profile) -> BTreeMap<String, usize> {
     let mut per = BTreeMap::new();
     for c in &profile.consumers {
@@ -303,6 +304,16 @@ pub fn consumers_per_stream(profile: &Profile) -> BTreeMap<String, usize> {
             ConsumerKind::ExecReplay => "EXEC".to_string(),
         };
         *per.entry(stream).or_default() += 1;
+    }
+    // Every walk of the cold start opens a keys() consumer that the server holds until
+    // its inactivity threshold: at a synchronised start they all stand at once beside
+    // the long-lived ones, so a stream's limit must hold them too.
+    for task in &profile.cold_start {
+        for call in &task.calls {
+            if let crate::plan::Call::Walk { bucket } = call {
+                *per.entry(format!("KV_{bucket}")).or_default() += 1;
+            }
+        }
     }
     per
 }
@@ -549,13 +560,20 @@ mod tests {
         )
         .expect("plan");
         let per = consumers_per_stream(&plan.profile);
-        assert_eq!(per.values().sum::<usize>(), plan.profile.consumers.len());
-        // agent_groups holds two watches per agent: the stream that hits the cap first.
+        // 7 long-lived consumers and 3 walks (jobs, schedules, schedules again when the
+        // membership arrives).
+        assert_eq!(
+            per.values().sum::<usize>(),
+            plan.profile.consumers.len() + 3
+        );
         assert_eq!(per.get("KV_agent_groups"), Some(&2));
+        // schedules: its watch and two walks' keys() consumers, the stream that hits
+        // the cap first at a synchronised cold start.
+        assert_eq!(per.get("KV_schedules"), Some(&3));
         let l = limits_for(&plan.profile, 3_000);
         assert_eq!(
             (l.max_consumers_per_stream, l.busiest_stream.as_str()),
-            (6_000, "KV_agent_groups")
+            (9_000, "KV_schedules")
         );
         assert_eq!(l.request_queue_limit, 21_000);
         let md = sizing_markdown(&plan, &[], None);

@@ -9,9 +9,10 @@ use std::process::Command;
 use common::{num, read_csv};
 
 /// A cold start, then a hold. `default_max_consumers = 100` is the artificially tight
-/// limit: the kanade agent keeps two watches on the agent_groups stream, so 50 agents
-/// fill it and the 80-agent fleet cannot all come up (nats-server's own default is
-/// 1,000 per stream, the same incident at 500 agents).
+/// limit: at cold start a kanade agent holds three consumers on the schedules stream
+/// (its watch and two walks' keys() consumers), so 34 agents fill it and the 40-agent
+/// fleet cannot all come up (nats-server's own default is 1,000 per stream, the same
+/// incident at 334 agents).
 const SCENARIO: &str = r#"
 name = "sweep-test"
 [broker]
@@ -31,11 +32,11 @@ timeout = "30s"
 #[test]
 fn a_sweep_writes_a_row_per_size_and_finds_the_knee() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (stdout, sweep_dir) = sweep(&dir, SCENARIO, &["--agents", "20,40,80"]);
-    assert!(stdout.contains("knee: 80 agents"), "{stdout}");
+    let (stdout, sweep_dir) = sweep(&dir, SCENARIO, &["--agents", "10,20,40"]);
+    assert!(stdout.contains("knee: 40 agents"), "{stdout}");
     let rows = read_csv(&sweep_dir, "sweep.csv");
     let sizes: Vec<u64> = rows.iter().map(|r| num(r, "agents")).collect();
-    assert_eq!(sizes, [20, 40, 80]);
+    assert_eq!(sizes, [10, 20, 40]);
     for row in &rows[..2] {
         assert_eq!(row["status"], "ok", "{row:?}");
         assert_eq!(num(row, "consumers"), 7 * num(row, "agents"), "{row:?}");
@@ -47,8 +48,8 @@ fn a_sweep_writes_a_row_per_size_and_finds_the_knee() {
     assert!(knee["reasons"].contains("agents failed"), "{knee:?}");
 
     let sizing = std::fs::read_to_string(sweep_dir.join("sizing.md")).expect("sizing.md");
-    assert!(sizing.contains("**Knee: 80 agents**"), "{sizing}");
-    assert!(sizing.contains("| 20 | measured | 140 |"), "{sizing}");
+    assert!(sizing.contains("**Knee: 40 agents**"), "{sizing}");
+    assert!(sizing.contains("| 10 | measured | 70 |"), "{sizing}");
     assert!(
         sizing.contains("| 3000 | *extrapolated* | 21000 |"),
         "{sizing}"
@@ -56,9 +57,9 @@ fn a_sweep_writes_a_row_per_size_and_finds_the_knee() {
 
     // The same figures in the sweep's report.html, charted over fleet size.
     let report = std::fs::read_to_string(sweep_dir.join("report.html")).expect("report.html");
-    assert!(report.contains("knee: 80 agents"), "{report}");
+    assert!(report.contains("knee: 40 agents"), "{report}");
     assert!(
-        report.contains("<strong>Knee: 80 agents</strong>"),
+        report.contains("<strong>Knee: 40 agents</strong>"),
         "{report}"
     );
     assert!(
