@@ -332,9 +332,17 @@ fn every_file_reads_back_as_written() {
         errors_jetstream: 0,
         errors_connection_refused: 0,
         errors_other: 0,
+        broker_in_msgs_per_sec: Some(30.0),
+        broker_out_msgs_per_sec: Some(123.457),
+        broker_in_bytes_per_sec: Some(2_560.0),
+        broker_out_bytes_per_sec: Some(0.0),
+        broker_interval_secs: Some(0.100_013),
         step_marker: String::new(),
     };
     record.timeseries = vec![sample(0.1, "1:start"), sample(0.2, "1:start")];
+    // The first row has no earlier reading to take a rate from: empty, not zero.
+    record.timeseries[0].broker_in_msgs_per_sec = None;
+    record.timeseries[0].broker_interval_secs = None;
     record.broker_samples = vec![
         BrokerSample {
             t_secs: 0.5,
@@ -344,6 +352,15 @@ fn every_file_reads_back_as_written() {
             connections: Some(2),
             cpu_percent: Some(12.5),
             api_total: Some(40),
+            in_msgs: Some(1_000),
+            out_msgs: Some(2_000),
+            in_bytes: Some(64_000),
+            out_bytes: Some(128_123),
+            interval_secs: Some(1.000_251),
+            in_msgs_per_sec: Some(99.975),
+            out_msgs_per_sec: Some(0.0),
+            in_bytes_per_sec: Some(6_398.394),
+            out_bytes_per_sec: Some(12_800.0),
             ..BrokerSample::default()
         },
         BrokerSample {
@@ -366,6 +383,8 @@ fn every_file_reads_back_as_written() {
     reads_back_as_written::<StepRow>(&dir);
     let timeseries: Vec<TimeseriesRow> = reads_back_as_written(&dir);
     assert_eq!(timeseries[0].step_marker, "begin");
+    assert_eq!(timeseries[0].broker_in_msgs_per_sec, None);
+    assert_eq!(timeseries[1].broker_out_msgs_per_sec, Some(123.457));
     assert_eq!(timeseries[0].api_requests(), 4);
     let recovery: Vec<RecoveryRow> = reads_back_as_written(&dir);
     assert_eq!(recovery[0].recovered_secs(50), Some(Some(1.5)));
@@ -376,6 +395,9 @@ fn every_file_reads_back_as_written() {
     reads_back_as_written::<ReconcileRow>(&dir);
     let broker: Vec<BrokerRow> = reads_back_as_written(&dir);
     assert_eq!(broker[0].figure("cpu_percent"), Some(12.5));
+    assert_eq!(broker[0].figure("out_bytes"), Some(128_123.0));
+    assert_eq!(broker[0].figure("in_bytes_per_sec"), Some(6_398.394));
+    assert_eq!(broker[1].figure("interval_secs"), None);
 
     let manifest = dir.manifest().expect("manifest reads back");
     assert_eq!(manifest.fleet, record.fleet);
