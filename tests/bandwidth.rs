@@ -226,6 +226,15 @@ async fn broker_traffic_reconciles_with_varz_and_shows_the_write_step() {
             .any(|r| r.broker_in_bytes_per_sec > Some(0.0)),
         "bytes in during the write step"
     );
+    // The run's report charts it.
+    let html = fleetsim::report::write_report(&report.dir).expect("report");
+    assert!(report.dir.join("charts/bandwidth.svg").is_file());
+    let page = std::fs::read_to_string(html).expect("report.html");
+    assert!(
+        page.contains("Broker bandwidth"),
+        "the chart is on the page"
+    );
+
     // A row with a rate says over how long.
     for r in &series {
         assert_eq!(
