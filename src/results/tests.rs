@@ -416,6 +416,45 @@ fn every_file_reads_back_as_written() {
     }
 }
 
+/// A run directory from before the bandwidth columns reads back with them empty (not
+/// measured), not as an error: they are the last columns and all optional.
+#[test]
+fn an_older_run_reads_back_with_the_bandwidth_columns_empty() {
+    use crate::results::rows::*;
+    let out = tempfile::tempdir().expect("tempdir");
+    let dir = RunDir::new(out.path());
+    let old_broker = &BROKER_COLUMNS[..BROKER_COLUMNS.len() - 9];
+    assert_eq!(old_broker.last(), Some(&"api_inflight"));
+    std::fs::write(
+        dir.path(BROKER_FILE),
+        format!(
+            "{}\n0.5,1:start,true,,ok,2,2,0,1000,1.5,2,14,40,0,0\n",
+            old_broker.join(",")
+        ),
+    )
+    .expect("write");
+    let broker = dir.rows::<BrokerRow>().expect("an older broker.csv reads");
+    assert_eq!(broker[0].api_total, Some(40));
+    assert_eq!((broker[0].in_bytes, broker[0].interval_secs), (None, None));
+    let old_series: Vec<&str> = TIMESERIES_COLUMNS
+        .iter()
+        .copied()
+        .filter(|c| !c.starts_with("broker_"))
+        .collect();
+    let mut cells = vec!["0"; old_series.len()];
+    cells[1] = "1:start";
+    *cells.last_mut().expect("step_marker") = "begin";
+    std::fs::write(
+        dir.path(TIMESERIES_FILE),
+        format!("{}\n{}\n", old_series.join(","), cells.join(",")),
+    )
+    .expect("write");
+    let series = dir
+        .rows::<TimeseriesRow>()
+        .expect("an older timeseries.csv reads");
+    assert_eq!(series[0].broker_out_bytes_per_sec, None);
+}
+
 #[test]
 fn a_missing_or_malformed_file_is_an_error_naming_it() {
     use crate::results::rows::*;
