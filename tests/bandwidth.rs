@@ -292,4 +292,7 @@ async fn a_sweep_puts_bandwidth_per_tier_in_sizing_md() {
         );
     }
     assert!(sizing.contains("Network Bandwidth Estimates"), "{sizing}");
+    // The sweep's page charts it over fleet size.
+    fleetsim::report::write_report(&report.dir).expect("sweep report");
+    assert!(report.dir.join("charts/sweep-bandwidth.svg").is_file());
 }
