@@ -57,11 +57,11 @@ pub struct SweepRow {
     pub broker_cpu_percent: Option<f64>,
     pub broker_mem_kib_per_consumer: Option<f64>,
     /// The broker's traffic in Mbps (10^6 bits of message headers + payload per second,
-    /// `/varz`): the mean over the whole run (every byte counted over every second
-    /// with a rate) and the highest single `broker.csv` interval (1 s, 250 ms in herd
-    /// steps), in and out.
-    pub broker_in_mbps_mean: Option<f64>,
-    pub broker_out_mbps_mean: Option<f64>,
+    /// `/varz`), in and out: the mean over the scenario's `hold` steps (its steady
+    /// state; empty without one) and the busiest single `broker.csv` interval of the
+    /// run (1 s, 250 ms in herd steps).
+    pub broker_in_mbps_hold: Option<f64>,
+    pub broker_out_mbps_hold: Option<f64>,
     pub broker_in_mbps_peak: Option<f64>,
     pub broker_out_mbps_peak: Option<f64>,
     /// JetStream API requests (from advisories) per agent during the start steps.
@@ -253,8 +253,8 @@ pub fn measure(dir: &Path, agents: usize) -> Result<SweepRow, ReadError> {
             (Some(mem), Some(c)) if c > 0 => Some(round(mem * 1024.0 / c as f64, 2)),
             _ => None,
         },
-        broker_in_mbps_mean: bandwidth.in_mean,
-        broker_out_mbps_mean: bandwidth.out_mean,
+        broker_in_mbps_hold: bandwidth.in_hold,
+        broker_out_mbps_hold: bandwidth.out_hold,
         broker_in_mbps_peak: bandwidth.in_peak,
         broker_out_mbps_peak: bandwidth.out_peak,
         api_per_agent_cold_start: round(cold as f64 / n, 2),
@@ -274,11 +274,11 @@ pub fn measure(dir: &Path, agents: usize) -> Result<SweepRow, ReadError> {
 
 /// The broker's bandwidth over one run, in Mbps, from `broker.csv`; every figure empty
 /// when no row has a rate (no monitoring port, or a run directory from before fleetsim
-/// wrote them).
+/// wrote them), the hold figures also without a `hold` step.
 #[derive(Debug, Default, PartialEq)]
 struct Bandwidth {
-    in_mean: Option<f64>,
-    out_mean: Option<f64>,
+    in_hold: Option<f64>,
+    out_hold: Option<f64>,
     in_peak: Option<f64>,
     out_peak: Option<f64>,
 }
@@ -286,25 +286,34 @@ struct Bandwidth {
 impl Bandwidth {
     fn of(broker: &[BrokerRow]) -> Bandwidth {
         let mbps = |bytes_per_sec: f64| round(bytes_per_sec * 8.0 / 1e6, 3);
-        let rated: Vec<(f64, f64, f64)> = broker
+        // (interval, bytes in per second, bytes out per second, inside a hold step)
+        let rated: Vec<(f64, f64, f64, bool)> = broker
             .iter()
-            .filter_map(|r| Some((r.interval_secs?, r.in_bytes_per_sec?, r.out_bytes_per_sec?)))
+            .enumerate()
+            .filter_map(|(i, r)| {
+                // A step's first row closes an interval that began in the step before.
+                let inside = i > 0 && broker[i - 1].step == r.step;
+                let hold = inside && r.step.ends_with(":hold");
+                Some((
+                    r.interval_secs?,
+                    r.in_bytes_per_sec?,
+                    r.out_bytes_per_sec?,
+                    hold,
+                ))
+            })
             .collect();
-        let secs: f64 = rated.iter().map(|r| r.0).sum();
-        if rated.is_empty() || secs <= 0.0 {
-            return Bandwidth::default();
-        }
+        let held: Vec<_> = rated.iter().filter(|r| r.3).collect();
+        let secs: f64 = held.iter().map(|r| r.0).sum();
         // Bytes over seconds: rate × interval is each interval's byte count.
-        let mean = |rate: fn(&(f64, f64, f64)) -> f64| {
-            Some(mbps(
-                rated.iter().map(|r| rate(r) * r.0).sum::<f64>() / secs,
-            ))
+        let hold = |rate: fn(&(f64, f64, f64, bool)) -> f64| {
+            (secs > 0.0).then(|| mbps(held.iter().map(|r| rate(r) * r.0).sum::<f64>() / secs))
         };
-        let peak =
-            |rate: fn(&(f64, f64, f64)) -> f64| rated.iter().map(rate).reduce(f64::max).map(mbps);
+        let peak = |rate: fn(&(f64, f64, f64, bool)) -> f64| {
+            rated.iter().map(rate).reduce(f64::max).map(mbps)
+        };
         Bandwidth {
-            in_mean: mean(|r| r.1),
-            out_mean: mean(|r| r.2),
+            in_hold: hold(|r| r.1),
+            out_hold: hold(|r| r.2),
             in_peak: peak(|r| r.1),
             out_peak: peak(|r| r.2),
         }
@@ -539,13 +548,13 @@ pub fn sizing_markdown(plan: &Plan, rows: &[SweepRow], knee: Option<usize>) -> S
 }
 
 /// The bandwidth section of `sizing.md`: per measured size and per tier, the broker's
-/// mean and peak Mbps in and out, extrapolated where not measured, beside seed 001's
+/// Mbps in and out during `hold` steps and at peak, extrapolated where not measured, beside seed 001's
 /// figure for the tier.
 fn bandwidth_markdown(md: &mut String, rows: &[SweepRow]) {
     let _ = writeln!(md, "\n## Broker bandwidth per tier (Mbps)\n");
     let _ = writeln!(
         md,
-        "| agents | source | in mean | out mean | in peak | out peak | seed 001 \"Network\" |\n|---:|---|---:|---:|---:|---:|---|"
+        "| agents | source | in, hold | out, hold | in, peak | out, peak | seed 001 \"Network\" |\n|---:|---|---:|---:|---:|---:|---|"
     );
     let fit = |f: fn(&SweepRow) -> Option<f64>| {
         let points: Vec<(f64, f64)> = rows
@@ -556,8 +565,8 @@ fn bandwidth_markdown(md: &mut String, rows: &[SweepRow]) {
         fit_line(&points)
     };
     let figures: [fn(&SweepRow) -> Option<f64>; 4] = [
-        |r| r.broker_in_mbps_mean,
-        |r| r.broker_out_mbps_mean,
+        |r| r.broker_in_mbps_hold,
+        |r| r.broker_out_mbps_hold,
         |r| r.broker_in_mbps_peak,
         |r| r.broker_out_mbps_peak,
     ];
@@ -585,7 +594,8 @@ fn bandwidth_markdown(md: &mut String, rows: &[SweepRow]) {
         md,
         "\nMbps is 10^6 bits per second of message bytes (headers + payload) as nats-server counts them in `/varz` \
          (`in_bytes`, `out_bytes`): protocol lines, TCP/IP and TLS come on top, most for small messages. \
-         Mean is over the whole run, peak the busiest `broker.csv` interval (1 s; 250 ms in herd steps); \
+         *Hold* is the mean over the scenario's `hold` steps (its steady state; `-` without one), \
+         *peak* the run's busiest `broker.csv` interval (1 s; 250 ms in herd steps); \
          `broker.csv` and `timeseries.csv` have the messages and bytes per second over time. \
          The traffic is what the scenario made: the agents' consumer deliveries and idle heartbeats, the writes and their fan-out, \
          the herds' re-syncs; fleetsim's agents publish no heartbeats or facts of their own. \
@@ -656,37 +666,52 @@ mod tests {
         assert_eq!(text.lines().next(), Some(SWEEP_COLUMNS.join(",").as_str()));
         assert!(text.contains("\n10,,,,,,,,,,,,0.0,,,,,0,,\n"), "{text}");
         assert_eq!(
-            (row.broker_in_mbps_mean, row.broker_out_mbps_peak),
+            (row.broker_in_mbps_hold, row.broker_out_mbps_peak),
             (None, None)
         );
     }
 
     #[test]
-    fn bandwidth_weighs_each_interval_by_its_length_and_skips_rows_without_a_rate() {
-        let row = |interval: Option<f64>, bytes_in: f64, bytes_out: f64| BrokerRow {
+    fn bandwidth_holds_are_weighed_by_interval_and_peaks_span_the_run() {
+        let row = |step: &str, interval: Option<f64>, bytes_in: f64, bytes_out: f64| BrokerRow {
             ok: true,
+            step: step.to_string(),
             interval_secs: interval,
             in_bytes_per_sec: interval.map(|_| bytes_in),
             out_bytes_per_sec: interval.map(|_| bytes_out),
             ..BrokerRow::default()
         };
         let rows = [
-            // The first row has no rate; a restart's row neither.
-            row(None, 0.0, 0.0),
-            row(Some(1.0), 125_000.0, 250_000.0),
-            row(Some(0.25), 1_250_000.0, 0.0),
-            row(None, 0.0, 0.0),
-            row(Some(0.75), 0.0, 500_000.0),
+            // The first row has no rate.
+            row("1:start", None, 0.0, 0.0),
+            row("1:start", Some(1.0), 2_500_000.0, 0.0),
+            // The hold's first row closes an interval that began in the start step.
+            row("2:hold", Some(1.0), 5_000_000.0, 5_000_000.0),
+            row("2:hold", Some(1.0), 125_000.0, 250_000.0),
+            row("2:hold", Some(0.25), 1_250_000.0, 0.0),
+            // A restart: no rate across it.
+            row("2:hold", None, 0.0, 0.0),
+            row("2:hold", Some(0.75), 0.0, 500_000.0),
+            row("3:write", Some(1.0), 3_000_000.0, 0.0),
         ];
-        // In: 125,000 + 312,500 + 0 bytes over 2 s = 218,750 B/s = 1.75 Mbps.
-        // Out: 250,000 + 0 + 375,000 bytes over 2 s = 312,500 B/s = 2.5 Mbps.
+        // Hold in: 125,000 + 312,500 + 0 bytes over 2 s = 218,750 B/s = 1.75 Mbps.
+        // Hold out: 250,000 + 0 + 375,000 bytes over 2 s = 312,500 B/s = 2.5 Mbps.
         assert_eq!(
             Bandwidth::of(&rows),
             Bandwidth {
-                in_mean: Some(1.75),
-                out_mean: Some(2.5),
-                in_peak: Some(10.0),
-                out_peak: Some(4.0),
+                in_hold: Some(1.75),
+                out_hold: Some(2.5),
+                in_peak: Some(40.0),
+                out_peak: Some(40.0),
+            }
+        );
+        // Without a hold step only the peaks.
+        assert_eq!(
+            Bandwidth::of(&rows[..2]),
+            Bandwidth {
+                in_peak: Some(20.0),
+                out_peak: Some(0.0),
+                ..Bandwidth::default()
             }
         );
         assert_eq!(Bandwidth::of(&rows[..1]), Bandwidth::default());
@@ -702,8 +727,8 @@ mod tests {
         let measured = |agents: usize, mean: f64| SweepRow {
             agents,
             status: "ok".to_string(),
-            broker_in_mbps_mean: Some(mean),
-            broker_out_mbps_mean: Some(2.0 * mean),
+            broker_in_mbps_hold: Some(mean),
+            broker_out_mbps_hold: Some(2.0 * mean),
             broker_in_mbps_peak: Some(10.0 * mean),
             broker_out_mbps_peak: None,
             ..SweepRow::default()

@@ -44,8 +44,8 @@ const CHARTS: [SizeSpec; 5] = [
         "Broker bandwidth (/varz message bytes)",
         "Mbps",
         &[
-            ("in, mean", "broker_in_mbps_mean", 1.0),
-            ("out, mean", "broker_out_mbps_mean", 1.0),
+            ("in, hold", "broker_in_mbps_hold", 1.0),
+            ("out, hold", "broker_out_mbps_hold", 1.0),
             ("in, peak", "broker_in_mbps_peak", 1.0),
             ("out, peak", "broker_out_mbps_peak", 1.0),
         ],
