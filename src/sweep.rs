@@ -548,8 +548,8 @@ pub fn sizing_markdown(plan: &Plan, rows: &[SweepRow], knee: Option<usize>) -> S
 }
 
 /// The bandwidth section of `sizing.md`: per measured size and per tier, the broker's
-/// Mbps in and out during `hold` steps and at peak, extrapolated where not measured, beside seed 001's
-/// figure for the tier.
+/// Mbps in and out during `hold` steps and at peak, extrapolated where not measured,
+/// beside seed 001's figure for the tier.
 fn bandwidth_markdown(md: &mut String, rows: &[SweepRow]) {
     let _ = writeln!(md, "\n## Broker bandwidth per tier (Mbps)\n");
     let _ = writeln!(
