@@ -12,7 +12,9 @@
 //! column and extrapolates it to the seeds' fleet tiers, marking every figure that was
 //! not measured. Linear is what the broker's costs are per agent (consumers, memory,
 //! API requests per herd); recovery time is not linear past the knee, which is why
-//! extrapolated rows say so.
+//! extrapolated rows say so. The broker's bandwidth (from `broker.csv`'s `/varz`
+//! rates) gets a table of its own in Mbps, beside seed 001's "Network" figure for the
+//! same tier, so that figure can be checked against a measurement.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -54,6 +56,14 @@ pub struct SweepRow {
     pub broker_mem_mib: Option<f64>,
     pub broker_cpu_percent: Option<f64>,
     pub broker_mem_kib_per_consumer: Option<f64>,
+    /// The broker's traffic in Mbps (10^6 bits of message headers + payload per second,
+    /// `/varz`), in and out: the mean over the scenario's `hold` steps (its steady
+    /// state; empty without one) and the busiest single `broker.csv` interval of the
+    /// run (1 s, 250 ms in herd steps).
+    pub broker_in_mbps_hold: Option<f64>,
+    pub broker_out_mbps_hold: Option<f64>,
+    pub broker_in_mbps_peak: Option<f64>,
+    pub broker_out_mbps_peak: Option<f64>,
     /// JetStream API requests (from advisories) per agent during the start steps.
     pub api_per_agent_cold_start: f64,
     /// JetStream API requests per agent during herd steps (empty without a herd).
@@ -230,6 +240,7 @@ pub fn measure(dir: &Path, agents: usize) -> Result<SweepRow, ReadError> {
     }
     let n = agents.max(1) as f64;
     let herded = !recovery.is_empty();
+    let bandwidth = Bandwidth::of(&broker);
     Ok(SweepRow {
         agents,
         status: String::new(),
@@ -242,6 +253,10 @@ pub fn measure(dir: &Path, agents: usize) -> Result<SweepRow, ReadError> {
             (Some(mem), Some(c)) if c > 0 => Some(round(mem * 1024.0 / c as f64, 2)),
             _ => None,
         },
+        broker_in_mbps_hold: bandwidth.in_hold,
+        broker_out_mbps_hold: bandwidth.out_hold,
+        broker_in_mbps_peak: bandwidth.in_peak,
+        broker_out_mbps_peak: bandwidth.out_peak,
         api_per_agent_cold_start: round(cold as f64 / n, 2),
         api_per_agent_herd: herded.then(|| round(herd as f64 / n, 2)),
         recovery_p99_s: if herded { worst(99) } else { None },
@@ -255,6 +270,67 @@ pub fn measure(dir: &Path, agents: usize) -> Result<SweepRow, ReadError> {
             .join(";"),
         reasons: String::new(),
     })
+}
+
+/// The broker's bandwidth over one run, in Mbps, from `broker.csv`; every figure empty
+/// when no row has a rate (no monitoring port, or a run directory from before fleetsim
+/// wrote them), the hold figures also without a `hold` step.
+#[derive(Debug, Default, PartialEq)]
+struct Bandwidth {
+    in_hold: Option<f64>,
+    out_hold: Option<f64>,
+    in_peak: Option<f64>,
+    out_peak: Option<f64>,
+}
+
+impl Bandwidth {
+    fn of(broker: &[BrokerRow]) -> Bandwidth {
+        let mbps = |bytes_per_sec: f64| round(bytes_per_sec * 8.0 / 1e6, 3);
+        // (interval, bytes in per second, bytes out per second, inside a hold step)
+        let rated: Vec<(f64, f64, f64, bool)> = broker
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                // A step's first row closes an interval that began in the step before.
+                let inside = i > 0 && broker[i - 1].step == r.step;
+                let hold = inside && r.step.ends_with(":hold");
+                Some((
+                    r.interval_secs?,
+                    r.in_bytes_per_sec?,
+                    r.out_bytes_per_sec?,
+                    hold,
+                ))
+            })
+            .collect();
+        let held: Vec<_> = rated.iter().filter(|r| r.3).collect();
+        let secs: f64 = held.iter().map(|r| r.0).sum();
+        // Bytes over seconds: rate × interval is each interval's byte count.
+        let hold = |rate: fn(&(f64, f64, f64, bool)) -> f64| {
+            (secs > 0.0).then(|| mbps(held.iter().map(|r| rate(r) * r.0).sum::<f64>() / secs))
+        };
+        let peak = |rate: fn(&(f64, f64, f64, bool)) -> f64| {
+            rated.iter().map(rate).reduce(f64::max).map(mbps)
+        };
+        Bandwidth {
+            in_hold: hold(|r| r.1),
+            out_hold: hold(|r| r.2),
+            in_peak: peak(|r| r.1),
+            out_peak: peak(|r| r.2),
+        }
+    }
+}
+
+/// Seed 001's "Network" figure (its Resource Sizing table, "Master Resources") for a
+/// fleet of `agents`; a range's lower bound belongs to it (1,000 is "1,000–10,000").
+pub fn seed_001_network(agents: usize) -> &'static str {
+    match agents {
+        0..100 => "1 Mbps (< 100)",
+        100..1_000 => "10 Mbps (100–1,000)",
+        1_000..10_000 => "100 Mbps (1,000–10,000)",
+        10_000..50_000 => "500 Mbps (10,000–50,000)",
+        50_000..100_000 => "1 Gbps (50,000–100,000)",
+        _ => "1+ Gbps (100,000+)",
+    }
 }
 
 fn round(x: f64, digits: i32) -> f64 {
@@ -445,6 +521,7 @@ pub fn sizing_markdown(plan: &Plan, rows: &[SweepRow], knee: Option<usize>) -> S
             "\nExtrapolations beyond the knee are lines through the sizes that passed: the broker does not degrade linearly past it."
         );
     }
+    bandwidth_markdown(&mut md, rows);
     let _ = writeln!(
         md,
         "\n## Broker limits per tier (from the profile: {} consumers per agent)\n",
@@ -479,6 +556,63 @@ pub fn sizing_markdown(plan: &Plan, rows: &[SweepRow], knee: Option<usize>) -> S
         );
     }
     md
+}
+
+/// The bandwidth section of `sizing.md`: per measured size and per tier, the broker's
+/// Mbps in and out during `hold` steps and at peak, extrapolated where not measured,
+/// beside seed 001's figure for the tier.
+fn bandwidth_markdown(md: &mut String, rows: &[SweepRow]) {
+    let _ = writeln!(md, "\n## Broker bandwidth per tier (Mbps)\n");
+    let _ = writeln!(
+        md,
+        "| agents | source | in, hold | out, hold | in, peak | out, peak | seed 001 \"Network\" |\n|---:|---|---:|---:|---:|---:|---|"
+    );
+    let fit = |f: fn(&SweepRow) -> Option<f64>| {
+        let points: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|r| r.status == "ok")
+            .filter_map(|r| f(r).map(|y| (r.agents as f64, y)))
+            .collect();
+        fit_line(&points)
+    };
+    let figures: [fn(&SweepRow) -> Option<f64>; 4] = [
+        |r| r.broker_in_mbps_hold,
+        |r| r.broker_out_mbps_hold,
+        |r| r.broker_in_mbps_peak,
+        |r| r.broker_out_mbps_peak,
+    ];
+    let lines = figures.map(fit);
+    let mut sizes: Vec<usize> = rows.iter().map(|r| r.agents).collect();
+    sizes.extend(TIERS);
+    sizes.sort_unstable();
+    sizes.dedup();
+    for n in sizes {
+        let (source, cells) = match rows.iter().find(|r| r.agents == n) {
+            Some(r) => ("measured", figures.map(|f| f(r))),
+            None => (
+                "*extrapolated*",
+                lines.map(|l| l.map(|(a, b)| (a + b * n as f64).max(0.0))),
+            ),
+        };
+        let [a, b, c, d] = cells.map(|x| fmt_opt(x, 3));
+        let _ = writeln!(
+            md,
+            "| {n} | {source} | {a} | {b} | {c} | {d} | {} |",
+            seed_001_network(n)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nMbps is 10^6 bits per second of message bytes (headers + payload) as nats-server counts them in `/varz` \
+         (`in_bytes`, `out_bytes`): protocol lines, TCP/IP and TLS come on top, most for small messages. \
+         *Hold* is the mean over the scenario's `hold` steps (its steady state; `-` without one), \
+         *peak* the run's busiest `broker.csv` interval (1 s; 250 ms in herd steps); \
+         `broker.csv` and `timeseries.csv` have the messages and bytes per second over time. \
+         The traffic is what the scenario made: the agents' consumer deliveries and idle heartbeats, the writes and their fan-out, \
+         the herds' re-syncs; fleetsim's agents publish no heartbeats or facts of their own. \
+         Compare with seed 001's Resource Sizing table (its \"Network\" column, the last column above) and its \
+         \"Network Bandwidth Estimates\" table (per operation: heartbeat ~100 B/s per agent, fact sync, state apply, settings push)."
+    );
 }
 
 fn render_summary(dir: &Path, rows: &[SweepRow], knee: Option<usize>) -> String {
@@ -541,7 +675,97 @@ mod tests {
         out.serialize(&row).expect("row");
         let text = String::from_utf8(out.into_inner().expect("flush")).expect("utf-8");
         assert_eq!(text.lines().next(), Some(SWEEP_COLUMNS.join(",").as_str()));
-        assert!(text.contains("\n10,,,,,,,,0.0,,,,,0,,\n"), "{text}");
+        assert!(text.contains("\n10,,,,,,,,,,,,0.0,,,,,0,,\n"), "{text}");
+        assert_eq!(
+            (row.broker_in_mbps_hold, row.broker_out_mbps_peak),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn bandwidth_holds_are_weighed_by_interval_and_peaks_span_the_run() {
+        let row = |step: &str, interval: Option<f64>, bytes_in: f64, bytes_out: f64| BrokerRow {
+            ok: true,
+            step: step.to_string(),
+            interval_secs: interval,
+            in_bytes_per_sec: interval.map(|_| bytes_in),
+            out_bytes_per_sec: interval.map(|_| bytes_out),
+            ..BrokerRow::default()
+        };
+        let rows = [
+            // The first row has no rate.
+            row("1:start", None, 0.0, 0.0),
+            row("1:start", Some(1.0), 2_500_000.0, 0.0),
+            // The hold's first row closes an interval that began in the start step.
+            row("2:hold", Some(1.0), 5_000_000.0, 5_000_000.0),
+            row("2:hold", Some(1.0), 125_000.0, 250_000.0),
+            row("2:hold", Some(0.25), 1_250_000.0, 0.0),
+            // A restart: no rate across it.
+            row("2:hold", None, 0.0, 0.0),
+            row("2:hold", Some(0.75), 0.0, 500_000.0),
+            row("3:write", Some(1.0), 3_000_000.0, 0.0),
+        ];
+        // Hold in: 125,000 + 312,500 + 0 bytes over 2 s = 218,750 B/s = 1.75 Mbps.
+        // Hold out: 250,000 + 0 + 375,000 bytes over 2 s = 312,500 B/s = 2.5 Mbps.
+        assert_eq!(
+            Bandwidth::of(&rows),
+            Bandwidth {
+                in_hold: Some(1.75),
+                out_hold: Some(2.5),
+                in_peak: Some(40.0),
+                out_peak: Some(40.0),
+            }
+        );
+        // Without a hold step only the peaks.
+        assert_eq!(
+            Bandwidth::of(&rows[..2]),
+            Bandwidth {
+                in_peak: Some(20.0),
+                out_peak: Some(0.0),
+                ..Bandwidth::default()
+            }
+        );
+        assert_eq!(Bandwidth::of(&rows[..1]), Bandwidth::default());
+    }
+
+    #[test]
+    fn sizing_has_a_bandwidth_line_per_tier_beside_the_seeds_figure() {
+        let plan = crate::scenario::parse_str(
+            "[fleet]\nagents = 5\n\n[[steps]]\nkind = \"start\"\n",
+            "t.toml",
+        )
+        .expect("plan");
+        let measured = |agents: usize, mean: f64| SweepRow {
+            agents,
+            status: "ok".to_string(),
+            broker_in_mbps_hold: Some(mean),
+            broker_out_mbps_hold: Some(2.0 * mean),
+            broker_in_mbps_peak: Some(10.0 * mean),
+            broker_out_mbps_peak: None,
+            ..SweepRow::default()
+        };
+        let md = sizing_markdown(&plan, &[measured(100, 0.1), measured(200, 0.2)], None);
+        assert!(md.contains("## Broker bandwidth per tier (Mbps)"), "{md}");
+        assert!(
+            md.contains("| 100 | measured | 0.100 | 0.200 | 1.000 | - | 10 Mbps (100–1,000) |"),
+            "{md}"
+        );
+        // 0.001 Mbps per agent: 3 Mbps in at 3,000 agents.
+        assert!(
+            md.contains(
+                "| 3000 | *extrapolated* | 3.000 | 6.000 | 30.000 | - | 100 Mbps (1,000–10,000) |"
+            ),
+            "{md}"
+        );
+        for tier in TIERS {
+            assert!(
+                md.contains(&format!("| {tier} | *extrapolated* |")),
+                "{tier}: {md}"
+            );
+        }
+        assert!(md.contains("Network Bandwidth Estimates"), "{md}");
+        assert_eq!(seed_001_network(10_000), "500 Mbps (10,000–50,000)");
+        assert_eq!(seed_001_network(50_000), "1 Gbps (50,000–100,000)");
     }
 
     #[test]

@@ -13,6 +13,15 @@
 //! failing with "no responders", and the herd under test would change. Advisories are
 //! events, published only while someone listens; listening costs the broker one small
 //! message per API request, which is stated in the README.
+//!
+//! A third source, when the broker has a monitoring port: its traffic counters
+//! (`/varz` messages and bytes in and out), read every [`INTERVAL`] by a task of their
+//! own so a slow answer never delays the fleet's row. A row's rates are the counters'
+//! difference since the reading the previous rate used, divided by the time between
+//! the two answers on the run's monotonic clock (`broker_interval_secs`); a row with no
+//! new reading since (the broker is slow or away) has them empty, and the next one
+//! spans both intervals, so the rows' `rate × broker_interval_secs` add up to the
+//! counters' whole difference.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +32,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
+use crate::broker::monitor::{self, Traffic};
 use crate::fleet::Roster;
 use crate::fleet::agent::CreateCounters;
 use crate::herd::Herd;
@@ -198,6 +208,16 @@ pub struct Sample {
     pub errors_jetstream: u64,
     pub errors_connection_refused: u64,
     pub errors_other: u64,
+    /// The broker's traffic per second (`/varz`, see `broker.csv`): messages and bytes
+    /// (headers + payload) in and out. Empty without a monitoring port, and on a row
+    /// with no new `/varz` answer since the last rate.
+    pub broker_in_msgs_per_sec: Option<f64>,
+    pub broker_out_msgs_per_sec: Option<f64>,
+    pub broker_in_bytes_per_sec: Option<f64>,
+    pub broker_out_bytes_per_sec: Option<f64>,
+    /// The seconds those rates divide by: from the `/varz` answer the previous rate
+    /// used to this one, on the run's monotonic clock, rounded to µs.
+    pub broker_interval_secs: Option<f64>,
     /// `begin` on the first sample of a step (set when written), else empty.
     pub step_marker: String,
 }
@@ -217,16 +237,19 @@ pub struct Sampler {
 
 impl Sampler {
     /// Samples every [`INTERVAL`] from `run_start` until finished. `step` names the step
-    /// running (updated by the runner).
+    /// running (updated by the runner); `monitor`, the broker's monitoring URL, adds its
+    /// traffic.
     pub fn start(
         fleet: FleetGauges,
         tap: Option<Arc<ApiTap>>,
+        monitor: Option<String>,
         step: watch::Receiver<StepInfo>,
         run_start: Instant,
     ) -> Sampler {
         let ctx = fleet;
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
+            let traffic = monitor.map(|m| TrafficPoll::start(m, run_start));
             let mut rows = Vec::new();
             let mut ticker = tokio::time::interval_at(run_start.into(), INTERVAL);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -236,12 +259,15 @@ impl Sampler {
                     _ = ticker.tick() => {}
                     _ = stopped.changed() => break,
                 }
-                let now = Totals::read(&ctx, tap.as_deref());
+                let now = Totals::read(&ctx, tap.as_deref(), traffic.as_ref());
                 rows.push(sample(&ctx, &step, run_start, &now, &last));
-                last = now;
+                last = now.keep_reading(last);
             }
-            let now = Totals::read(&ctx, tap.as_deref());
+            let now = Totals::read(&ctx, tap.as_deref(), traffic.as_ref());
             rows.push(sample(&ctx, &step, run_start, &now, &last));
+            if let Some(poll) = traffic {
+                poll.task.abort();
+            }
             rows
         });
         Sampler { stop, task }
@@ -250,6 +276,32 @@ impl Sampler {
     pub async fn finish(self) -> Vec<Sample> {
         let _ = self.stop.send(true);
         self.task.await.unwrap_or_default()
+    }
+}
+
+/// The broker's traffic counters, read from `/varz` every [`INTERVAL`] by a task of
+/// their own; `latest` is the last answer and when it arrived.
+struct TrafficPoll {
+    latest: watch::Receiver<Option<(Instant, Traffic)>>,
+    task: JoinHandle<()>,
+}
+
+impl TrafficPoll {
+    fn start(monitor: String, run_start: Instant) -> TrafficPoll {
+        let (tx, latest) = watch::channel(None);
+        let task = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval_at(run_start.into(), INTERVAL);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                ticker.tick().await;
+                // A broker that does not answer leaves the last reading: the rows
+                // meanwhile have no rate, the next answer spans the gap.
+                if let Ok(t) = monitor::traffic(&monitor, Duration::from_secs(1)).await {
+                    let _ = tx.send(Some((Instant::now(), t)));
+                }
+            }
+        });
+        TrafficPoll { latest, task }
     }
 }
 
@@ -268,16 +320,38 @@ struct Totals {
     creates_completed: u64,
     api: [u64; 7],
     errors: [u64; 5],
+    /// The broker's latest traffic reading and when its answer arrived.
+    traffic: Option<(Instant, Traffic)>,
 }
 
 impl Totals {
-    fn read(ctx: &FleetGauges, tap: Option<&ApiTap>) -> Totals {
+    fn read(ctx: &FleetGauges, tap: Option<&ApiTap>, traffic: Option<&TrafficPoll>) -> Totals {
         Totals {
             creates_started: ctx.creates.started.load(Ordering::Relaxed),
             creates_completed: ctx.creates.completed.load(Ordering::Relaxed),
             api: tap.map(ApiTap::read).unwrap_or_default(),
             errors: ctx.metrics.errors_by_kind(),
+            traffic: traffic.and_then(|t| t.latest.borrow().clone()),
         }
+    }
+
+    /// These totals as the next row's `last`; with no traffic reading yet (the broker
+    /// has not answered), the previous one stays the base of the next rate.
+    fn keep_reading(mut self, last: Totals) -> Totals {
+        if self.traffic.is_none() {
+            self.traffic = last.traffic;
+        }
+        self
+    }
+
+    /// The broker's rates since `last`'s reading; `None` with no new reading since.
+    fn rates_since(&self, last: &Totals) -> Option<monitor::Rates> {
+        let (at, now) = self.traffic.as_ref()?;
+        let (then, earlier) = last.traffic.as_ref()?;
+        if at <= then {
+            return None;
+        }
+        now.rates_since(earlier, at.duration_since(*then).as_secs_f64())
     }
 }
 
@@ -292,6 +366,7 @@ fn sample(
     let d = |a: u64, b: u64| a.saturating_sub(b);
     let api = |i: usize| d(now.api[i], last.api[i]);
     let err = |i: usize| d(now.errors[i], last.errors[i]);
+    let rates = now.rates_since(last);
     Sample {
         t_secs: (run_start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
         step: step.borrow().label(),
@@ -316,6 +391,11 @@ fn sample(
         errors_jetstream: err(2),
         errors_connection_refused: err(3),
         errors_other: err(4),
+        broker_in_msgs_per_sec: rates.map(|r| r.in_msgs_per_sec),
+        broker_out_msgs_per_sec: rates.map(|r| r.out_msgs_per_sec),
+        broker_in_bytes_per_sec: rates.map(|r| r.in_bytes_per_sec),
+        broker_out_bytes_per_sec: rates.map(|r| r.out_bytes_per_sec),
+        broker_interval_secs: rates.map(|r| r.interval_secs),
         step_marker: String::new(),
     }
 }

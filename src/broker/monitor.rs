@@ -1,4 +1,5 @@
-//! A minimal HTTP client for nats-server's monitoring port (`/healthz`, `/varz`, `/jsz`).
+//! A minimal HTTP client for nats-server's monitoring port (`/healthz`, `/varz`, `/jsz`),
+//! and the broker's traffic counters ([`Traffic`]) with the rates between two readings.
 //!
 //! The monitoring port is plain HTTP on a known host. A full HTTP client crate would be
 //! the only reason to pull in hyper and TLS; an HTTP/1.0 GET (which makes the Go server
@@ -138,6 +139,88 @@ async fn get(base: &str, path: &str) -> Result<Vec<u8>, String> {
     Ok(raw)
 }
 
+/// The broker's cumulative traffic counters from one `/varz` answer: messages and bytes
+/// in (from clients, routes, leaf nodes and gateways) and out (delivered to them).
+///
+/// nats-server counts a message's bytes as its headers plus payload: the protocol line
+/// (`PUB`/`MSG` with subject and reply), TCP/IP and TLS are not counted, so the wire
+/// carries more, most of all for small messages. Messages between the server's internal
+/// clients (JetStream storing a publish) are not counted either.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Traffic {
+    pub in_msgs: u64,
+    pub out_msgs: u64,
+    pub in_bytes: u64,
+    pub out_bytes: u64,
+    /// When the server process started (`/varz` `start`): a different value means the
+    /// counters began again at zero in between.
+    #[serde(default)]
+    pub start: String,
+}
+
+/// Per-second traffic between two readings of [`Traffic`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rates {
+    /// The seconds divided by, rounded to µs: what `interval_secs` writes, so that
+    /// `rate × interval_secs` gives the counter's difference back (to the integer).
+    pub interval_secs: f64,
+    pub in_msgs_per_sec: f64,
+    pub out_msgs_per_sec: f64,
+    pub in_bytes_per_sec: f64,
+    pub out_bytes_per_sec: f64,
+}
+
+impl Traffic {
+    /// The counters of a `/varz` body; `None` when one is missing (not a nats-server).
+    pub fn from_varz(varz: &serde_json::Value) -> Option<Traffic> {
+        let u = |name: &str| varz.get(name).and_then(serde_json::Value::as_u64);
+        Some(Traffic {
+            in_msgs: u("in_msgs")?,
+            out_msgs: u("out_msgs")?,
+            in_bytes: u("in_bytes")?,
+            out_bytes: u("out_bytes")?,
+            start: varz
+                .get("start")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        })
+    }
+
+    /// The rates from `earlier` to `self`, read `secs` apart. `None` when the broker
+    /// restarted in between (another start time, or a counter went down): the
+    /// difference would not be this interval's traffic. The interval is rounded to µs
+    /// first and the rates divide by that rounded value, then are rounded to 3
+    /// decimals: `rate × interval_secs` is within `0.0005 × interval_secs` of the
+    /// counter's difference, so rounding it gives the difference back exactly for any
+    /// interval below 1,000 s.
+    pub fn rates_since(&self, earlier: &Traffic, secs: f64) -> Option<Rates> {
+        if self.start != earlier.start {
+            return None;
+        }
+        let interval_secs = (secs * 1e6).round() / 1e6;
+        if interval_secs <= 0.0 {
+            return None;
+        }
+        let rate = |now: u64, then: u64| {
+            let delta = now.checked_sub(then)?;
+            Some((delta as f64 / interval_secs * 1000.0).round() / 1000.0)
+        };
+        Some(Rates {
+            interval_secs,
+            in_msgs_per_sec: rate(self.in_msgs, earlier.in_msgs)?,
+            out_msgs_per_sec: rate(self.out_msgs, earlier.out_msgs)?,
+            in_bytes_per_sec: rate(self.in_bytes, earlier.in_bytes)?,
+            out_bytes_per_sec: rate(self.out_bytes, earlier.out_bytes)?,
+        })
+    }
+}
+
+/// Reads the broker's traffic counters from `/varz`.
+pub async fn traffic(base: &str, timeout: Duration) -> Result<Traffic, BrokerError> {
+    get_typed(base, "/varz", timeout).await
+}
+
 /// Counts the broker reports about itself at one instant.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct BrokerCounts {
@@ -224,6 +307,51 @@ impl JszDetail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_give_each_counter_difference_back_and_refuse_a_restart() {
+        let varz = serde_json::json!({
+            "server_id": "x", "start": "2026-12-01T17:00:00.1Z",
+            "in_msgs": 1_000, "out_msgs": 5_000, "in_bytes": 64_000, "out_bytes": 320_123,
+            "connections": 3
+        });
+        let earlier = Traffic::from_varz(&varz).expect("counters");
+        assert_eq!(earlier.out_bytes, 320_123);
+        let now = Traffic {
+            in_msgs: 1_007,
+            out_msgs: 5_000,
+            in_bytes: 64_448,
+            out_bytes: 1_320_124,
+            ..earlier.clone()
+        };
+        for secs in [0.1000004, 0.987_654_321, 1.0, 7.3, 999.9] {
+            let r = now.rates_since(&earlier, secs).expect("rates");
+            let back = |rate: f64| (rate * r.interval_secs).round() as u64;
+            assert_eq!(
+                [
+                    back(r.in_msgs_per_sec),
+                    back(r.out_msgs_per_sec),
+                    back(r.in_bytes_per_sec),
+                    back(r.out_bytes_per_sec)
+                ],
+                [7, 0, 448, 1_000_001],
+                "{secs}: {r:?}"
+            );
+        }
+        // A counter that went down, or another start time: the broker restarted.
+        let restarted = Traffic {
+            in_msgs: 3,
+            ..now.clone()
+        };
+        assert_eq!(restarted.rates_since(&earlier, 1.0), None);
+        let restarted = Traffic {
+            start: "2026-12-01T17:00:09Z".to_string(),
+            ..now.clone()
+        };
+        assert_eq!(restarted.rates_since(&earlier, 1.0), None);
+        assert_eq!(now.rates_since(&earlier, 0.0), None);
+        assert_eq!(Traffic::from_varz(&serde_json::json!({"in_msgs": 1})), None);
+    }
 
     #[test]
     fn long_lived_consumers_skip_headers_only_ones_and_ignore_other_fields() {

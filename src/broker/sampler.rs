@@ -4,6 +4,14 @@
 //! reads `/healthz`, `/varz` and `/jsz` and keeps one row for `broker.csv`. A broker that
 //! does not answer (it is restarting, or too busy) is a recorded gap, a row with
 //! `ok = false` and the error, never a failed run: the gap is itself a finding.
+//!
+//! Each row also carries the broker's traffic counters (`/varz` messages and bytes in
+//! and out) and the rates since the previous row that had them: the counters'
+//! difference divided by the time between the two `/varz` answers, measured on the
+//! run's monotonic clock when each answer arrived (nats-server reads its counters just
+//! before it writes the answer, so the arrival is closer to the reading than the
+//! request's departure, which may wait behind a busy server). That time is written as
+//! `interval_secs`, so `rate × interval_secs` gives the difference back.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::monitor::get_json;
+use super::monitor::{Rates, Traffic, get_json};
 use crate::step::StepInfo;
 
 /// Sampling interval outside herd steps.
@@ -45,6 +53,20 @@ pub struct BrokerSample {
     pub api_errors: Option<u64>,
     /// JetStream API requests being processed (nats-server leaves it out when 0).
     pub api_inflight: Option<u64>,
+    /// `/varz` cumulative counters (since the server started): messages and bytes
+    /// (headers + payload) in and out.
+    pub in_msgs: Option<u64>,
+    pub out_msgs: Option<u64>,
+    pub in_bytes: Option<u64>,
+    pub out_bytes: Option<u64>,
+    /// Seconds from the previous row with counters to this one (between the two `/varz`
+    /// answers, on the run's monotonic clock, rounded to µs); the rates below divide
+    /// by it. Empty on the first such row and across a broker restart.
+    pub interval_secs: Option<f64>,
+    pub in_msgs_per_sec: Option<f64>,
+    pub out_msgs_per_sec: Option<f64>,
+    pub in_bytes_per_sec: Option<f64>,
+    pub out_bytes_per_sec: Option<f64>,
 }
 
 impl BrokerSample {
@@ -63,7 +85,31 @@ impl BrokerSample {
             "api_total" => count(self.api_total),
             "api_errors" => count(self.api_errors),
             "api_inflight" => count(self.api_inflight),
+            "in_msgs" => count(self.in_msgs),
+            "out_msgs" => count(self.out_msgs),
+            "in_bytes" => count(self.in_bytes),
+            "out_bytes" => count(self.out_bytes),
+            "interval_secs" => self.interval_secs,
+            "in_msgs_per_sec" => self.in_msgs_per_sec,
+            "out_msgs_per_sec" => self.out_msgs_per_sec,
+            "in_bytes_per_sec" => self.in_bytes_per_sec,
+            "out_bytes_per_sec" => self.out_bytes_per_sec,
             _ => None,
+        }
+    }
+
+    /// Fills the traffic columns: this row's counters and the rates since `earlier`.
+    fn set_traffic(&mut self, now: &Traffic, rates: Option<Rates>) {
+        self.in_msgs = Some(now.in_msgs);
+        self.out_msgs = Some(now.out_msgs);
+        self.in_bytes = Some(now.in_bytes);
+        self.out_bytes = Some(now.out_bytes);
+        if let Some(r) = rates {
+            self.interval_secs = Some(r.interval_secs);
+            self.in_msgs_per_sec = Some(r.in_msgs_per_sec);
+            self.out_msgs_per_sec = Some(r.out_msgs_per_sec);
+            self.in_bytes_per_sec = Some(r.in_bytes_per_sec);
+            self.out_bytes_per_sec = Some(r.out_bytes_per_sec);
         }
     }
 }
@@ -83,10 +129,20 @@ impl BrokerSampler {
         let mut step = step;
         let task = tokio::spawn(async move {
             let mut rows = Vec::new();
+            // The last `/varz` counters read, and when their answer arrived.
+            let mut last: Option<(Instant, Traffic)> = None;
             loop {
                 let info = *step.borrow_and_update();
                 let _ = sampled.send(info.index);
-                rows.push(sample(&monitor, &info.label(), run_start).await);
+                let (mut row, traffic) = sample(&monitor, &info.label(), run_start).await;
+                if let Some((at, now)) = traffic {
+                    let rates = last.as_ref().and_then(|(then, earlier)| {
+                        now.rates_since(earlier, at.duration_since(*then).as_secs_f64())
+                    });
+                    row.set_traffic(&now, rates);
+                    last = Some((at, now));
+                }
+                rows.push(row);
                 let wait = if info.is_herd {
                     HERD_INTERVAL
                 } else {
@@ -138,13 +194,23 @@ pub async fn wait_sampled(sampled: &mut watch::Receiver<usize>, index: usize) {
     let _ = tokio::time::timeout(within, sampled.wait_for(|&i| i >= index)).await;
 }
 
-async fn sample(monitor: &str, step: &str, run_start: Instant) -> BrokerSample {
+/// One row, and the traffic counters it read with the instant their answer arrived
+/// (`None` when `/varz` did not answer or lacked them).
+async fn sample(
+    monitor: &str,
+    step: &str,
+    run_start: Instant,
+) -> (BrokerSample, Option<(Instant, Traffic)>) {
     let t_secs = (run_start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
-    let (healthz, varz, jsz) = tokio::join!(
+    let (healthz, (varz, varz_at), jsz) = tokio::join!(
         get_json(monitor, "/healthz", ANSWER_WITHIN),
-        get_json(monitor, "/varz", ANSWER_WITHIN),
+        async {
+            let varz = get_json(monitor, "/varz", ANSWER_WITHIN).await;
+            (varz, Instant::now())
+        },
         get_json(monitor, "/jsz", ANSWER_WITHIN),
     );
+    let mut traffic = None;
     let mut row = BrokerSample {
         t_secs,
         step: step.to_string(),
@@ -170,6 +236,7 @@ async fn sample(monitor: &str, step: &str, run_start: Instant) -> BrokerSample {
             row.slow_consumers = u(&v, "/slow_consumers");
             row.mem_bytes = u(&v, "/mem");
             row.cpu_percent = v.pointer("/cpu").and_then(|x| x.as_f64());
+            traffic = Traffic::from_varz(&v).map(|t| (varz_at, t));
         }
         Err(e) => errors.push(e.to_string()),
     }
@@ -185,5 +252,5 @@ async fn sample(monitor: &str, step: &str, run_start: Instant) -> BrokerSample {
     }
     row.ok = errors.is_empty();
     row.error = errors.join("; ");
-    row
+    (row, traffic)
 }

@@ -286,7 +286,7 @@ const API_KINDS: [&str; 4] = [
     "api_other",
 ];
 
-const TIMELINES: [Spec; 3] = [
+const TIMELINES: [Spec; 4] = [
     Spec {
         name: "fleet",
         file: TIMESERIES_FILE,
@@ -307,6 +307,16 @@ const TIMELINES: [Spec; 3] = [
         lines: &[
             ("consumers", &["consumers"], false),
             ("API in flight", &["api_inflight"], true),
+        ],
+    },
+    Spec {
+        name: "bandwidth",
+        file: BROKER_FILE,
+        title: "Broker bandwidth (/varz message bytes)",
+        axes: ("bytes per second", None),
+        lines: &[
+            ("in", &["in_bytes_per_sec"], false),
+            ("out", &["out_bytes_per_sec"], false),
         ],
     },
     Spec {
@@ -359,7 +369,7 @@ fn timeline_charts(
         }
         if timeline.lines.iter().all(|l| l.segments.is_empty()) {
             notes.push(format!(
-                "{}: no data ({} missing or empty).",
+                "{}: no data ({} missing or empty, or without these columns: an older run).",
                 spec.title, spec.file
             ));
             continue;

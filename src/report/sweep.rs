@@ -23,7 +23,7 @@ type SizeSpec = (
     &'static [(&'static str, &'static str, f64)],
 );
 
-const CHARTS: [SizeSpec; 4] = [
+const CHARTS: [SizeSpec; 5] = [
     (
         "sweep-consumers",
         "Consumers and connections on the broker",
@@ -38,6 +38,17 @@ const CHARTS: [SizeSpec; 4] = [
         "Broker memory (peak RSS)",
         "MiB",
         &[("broker RSS", "broker_mem_mib", 1.0)],
+    ),
+    (
+        "sweep-bandwidth",
+        "Broker bandwidth (/varz message bytes)",
+        "Mbps",
+        &[
+            ("in, hold", "broker_in_mbps_hold", 1.0),
+            ("out, hold", "broker_out_mbps_hold", 1.0),
+            ("in, peak", "broker_in_mbps_peak", 1.0),
+            ("out, peak", "broker_out_mbps_peak", 1.0),
+        ],
     ),
     (
         "sweep-api",

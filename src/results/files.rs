@@ -55,7 +55,7 @@ pub const RUN_FILES: [&str; 11] = [
 ];
 
 /// Column order of `broker.csv` (the fields of [`crate::broker::sampler::BrokerSample`]).
-pub const BROKER_COLUMNS: [&str; 15] = [
+pub const BROKER_COLUMNS: [&str; 24] = [
     "t_secs",
     "step",
     "ok",
@@ -71,6 +71,15 @@ pub const BROKER_COLUMNS: [&str; 15] = [
     "api_total",
     "api_errors",
     "api_inflight",
+    "in_msgs",
+    "out_msgs",
+    "in_bytes",
+    "out_bytes",
+    "interval_secs",
+    "in_msgs_per_sec",
+    "out_msgs_per_sec",
+    "in_bytes_per_sec",
+    "out_bytes_per_sec",
 ];
 
 /// Column order of `summary.csv`; scripts and committed baselines depend on it.
@@ -142,7 +151,7 @@ pub const COMPARE_COLUMNS: [&str; 15] = [
     "verdict",
 ];
 /// Column order of `sweep.csv`.
-pub const SWEEP_COLUMNS: [&str; 16] = [
+pub const SWEEP_COLUMNS: [&str; 20] = [
     "agents",
     "status",
     "consumers",
@@ -151,6 +160,10 @@ pub const SWEEP_COLUMNS: [&str; 16] = [
     "broker_mem_mib",
     "broker_cpu_percent",
     "broker_mem_kib_per_consumer",
+    "broker_in_mbps_hold",
+    "broker_out_mbps_hold",
+    "broker_in_mbps_peak",
+    "broker_out_mbps_peak",
     "api_per_agent_cold_start",
     "api_per_agent_herd",
     "recovery_p99_s",

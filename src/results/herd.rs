@@ -10,7 +10,7 @@ use super::write_csv;
 use crate::timeseries::Sample;
 
 /// Column order of `timeseries.csv` (the fields of `timeseries::Sample`).
-pub const TIMESERIES_COLUMNS: [&str; 24] = [
+pub const TIMESERIES_COLUMNS: [&str; 29] = [
     "t_secs",
     "step",
     "connected",
@@ -34,6 +34,11 @@ pub const TIMESERIES_COLUMNS: [&str; 24] = [
     "errors_jetstream",
     "errors_connection_refused",
     "errors_other",
+    "broker_in_msgs_per_sec",
+    "broker_out_msgs_per_sec",
+    "broker_in_bytes_per_sec",
+    "broker_out_bytes_per_sec",
+    "broker_interval_secs",
     "step_marker",
 ];
 

@@ -339,9 +339,17 @@ fn every_file_reads_back_as_written() {
         errors_jetstream: 0,
         errors_connection_refused: 0,
         errors_other: 0,
+        broker_in_msgs_per_sec: Some(30.0),
+        broker_out_msgs_per_sec: Some(123.457),
+        broker_in_bytes_per_sec: Some(2_560.0),
+        broker_out_bytes_per_sec: Some(0.0),
+        broker_interval_secs: Some(0.100_013),
         step_marker: String::new(),
     };
     record.timeseries = vec![sample(0.1, "1:start"), sample(0.2, "1:start")];
+    // The first row has no earlier reading to take a rate from: empty, not zero.
+    record.timeseries[0].broker_in_msgs_per_sec = None;
+    record.timeseries[0].broker_interval_secs = None;
     record.broker_samples = vec![
         BrokerSample {
             t_secs: 0.5,
@@ -351,6 +359,15 @@ fn every_file_reads_back_as_written() {
             connections: Some(2),
             cpu_percent: Some(12.5),
             api_total: Some(40),
+            in_msgs: Some(1_000),
+            out_msgs: Some(2_000),
+            in_bytes: Some(64_000),
+            out_bytes: Some(128_123),
+            interval_secs: Some(1.000_251),
+            in_msgs_per_sec: Some(99.975),
+            out_msgs_per_sec: Some(0.0),
+            in_bytes_per_sec: Some(6_398.394),
+            out_bytes_per_sec: Some(12_800.0),
             ..BrokerSample::default()
         },
         BrokerSample {
@@ -383,6 +400,8 @@ fn every_file_reads_back_as_written() {
     reads_back_as_written::<StepRow>(&dir);
     let timeseries: Vec<TimeseriesRow> = reads_back_as_written(&dir);
     assert_eq!(timeseries[0].step_marker, "begin");
+    assert_eq!(timeseries[0].broker_in_msgs_per_sec, None);
+    assert_eq!(timeseries[1].broker_out_msgs_per_sec, Some(123.457));
     assert_eq!(timeseries[0].api_requests(), 4);
     let recovery: Vec<RecoveryRow> = reads_back_as_written(&dir);
     assert_eq!(recovery[0].recovered_secs(50), Some(Some(1.5)));
@@ -393,6 +412,9 @@ fn every_file_reads_back_as_written() {
     reads_back_as_written::<ReconcileRow>(&dir);
     let broker: Vec<BrokerRow> = reads_back_as_written(&dir);
     assert_eq!(broker[0].figure("cpu_percent"), Some(12.5));
+    assert_eq!(broker[0].figure("out_bytes"), Some(128_123.0));
+    assert_eq!(broker[0].figure("in_bytes_per_sec"), Some(6_398.394));
+    assert_eq!(broker[1].figure("interval_secs"), None);
 
     let manifest = dir.manifest().expect("manifest reads back");
     assert_eq!(manifest.fleet, record.fleet);
@@ -409,6 +431,45 @@ fn every_file_reads_back_as_written() {
     for name in RUN_FILES {
         assert!(listed.contains(name), "{name} in {listed:?}");
     }
+}
+
+/// A run directory from before the bandwidth columns reads back with them empty (not
+/// measured), not as an error: they are the last columns and all optional.
+#[test]
+fn an_older_run_reads_back_with_the_bandwidth_columns_empty() {
+    use crate::results::rows::*;
+    let out = tempfile::tempdir().expect("tempdir");
+    let dir = RunDir::new(out.path());
+    let old_broker = &BROKER_COLUMNS[..BROKER_COLUMNS.len() - 9];
+    assert_eq!(old_broker.last(), Some(&"api_inflight"));
+    std::fs::write(
+        dir.path(BROKER_FILE),
+        format!(
+            "{}\n0.5,1:start,true,,ok,2,2,0,1000,1.5,2,14,40,0,0\n",
+            old_broker.join(",")
+        ),
+    )
+    .expect("write");
+    let broker = dir.rows::<BrokerRow>().expect("an older broker.csv reads");
+    assert_eq!(broker[0].api_total, Some(40));
+    assert_eq!((broker[0].in_bytes, broker[0].interval_secs), (None, None));
+    let old_series: Vec<&str> = TIMESERIES_COLUMNS
+        .iter()
+        .copied()
+        .filter(|c| !c.starts_with("broker_"))
+        .collect();
+    let mut cells = vec!["0"; old_series.len()];
+    cells[1] = "1:start";
+    *cells.last_mut().expect("step_marker") = "begin";
+    std::fs::write(
+        dir.path(TIMESERIES_FILE),
+        format!("{}\n{}\n", old_series.join(","), cells.join(",")),
+    )
+    .expect("write");
+    let series = dir
+        .rows::<TimeseriesRow>()
+        .expect("an older timeseries.csv reads");
+    assert_eq!(series[0].broker_out_bytes_per_sec, None);
 }
 
 #[test]

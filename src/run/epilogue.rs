@@ -83,7 +83,7 @@ impl Observers {
                 .monitor_url()
                 .map(|m| BrokerSampler::start(m, step.clone(), run_start)),
             progress: Progress::start(fleet.roster().clone(), step.clone()),
-            sampler: Sampler::start(gauges, tap, step, run_start),
+            sampler: Sampler::start(gauges, tap, broker.monitor_url(), step, run_start),
             system,
         }
     }
