@@ -322,6 +322,12 @@ pub enum WriteTarget {
     Schedules,
     /// `fleet_config/freeze` (every agent).
     Freeze,
+    /// `key` (a template) of the profile's bucket `bucket`, for a profile whose buckets
+    /// are not kanade's: with `{pc}` each agent's key in turn (agent i gets write i mod
+    /// N), with `{group}` each group's in turn (its members), without placeholders the one
+    /// key (every agent). Zester's settings push (`settings-files/<peel>`) is one write
+    /// per peel.
+    Key { bucket: String, key: KeyTemplate },
 }
 
 impl WriteTarget {
@@ -335,6 +341,7 @@ impl WriteTarget {
             WriteTarget::Jobs => "jobs",
             WriteTarget::Schedules => "schedules",
             WriteTarget::Freeze => "freeze",
+            WriteTarget::Key { .. } => "key",
         }
     }
 }

@@ -33,7 +33,7 @@ pub use ledger::{AgentReconciliation, Ledger, Ledgers, Reconciliation};
 pub use step::{Target, WriteRecord, WriteSteps, run_step};
 
 /// The delivery kinds latency and fan-out are reported by (metric `delivery.<kind>`).
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 10] = [
     "pc",
     "group",
     "global",
@@ -43,6 +43,7 @@ pub const KINDS: [&str; 9] = [
     "exec_pc",
     "exec_group",
     "exec_all",
+    "key",
 ];
 
 pub fn kind_index(kind: &str) -> usize {
@@ -72,6 +73,12 @@ pub fn parse_write(value: &[u8]) -> Option<(u64, SystemTime)> {
 }
 
 /// Which delivery kind a KV entry is, and whether agent `pc` of `group` needs it.
+///
+/// A bucket that is not one of kanade's is a `target = "key"` write's (kind `key`): the
+/// agent needs the entry unless a `.`- or `/`-separated token of its key names another
+/// agent (`pc-…`) or another group (`g-…`), the ids `{pc}` and `{group}` render to. So a
+/// watch on `settings-files/{pc}` needs all it sees, and a whole-bucket watch of
+/// per-agent keys sees the other agents' writes as unintended.
 pub fn classify_kv(bucket: &str, key: &str, pc: &str, group: &str) -> (usize, bool) {
     match bucket {
         "agent_config" => {
@@ -85,7 +92,13 @@ pub fn classify_kv(bucket: &str, key: &str, pc: &str, group: &str) -> (usize, bo
         }
         "jobs" => (kind_index("jobs"), true),
         "schedules" => (kind_index("schedules"), true),
-        _ => (kind_index("freeze"), true),
+        "fleet_config" => (kind_index("freeze"), true),
+        _ => {
+            let mut tokens = key.split(['.', '/']);
+            let other = tokens
+                .any(|t| (t.starts_with("pc-") && t != pc) || (t.starts_with("g-") && t != group));
+            (kind_index("key"), !other)
+        }
     }
 }
 
@@ -155,5 +168,20 @@ mod tests {
         );
         assert!(classify_kv("agent_config", "global", "pc-00001", "g-001").1);
         assert!(!classify_exec("commands.group.g-002", "pc-00001", "g-001").1);
+    }
+
+    #[test]
+    fn a_key_write_is_for_the_agent_or_group_its_key_names() {
+        let key = kind_index("key");
+        let me = |k: &str| classify_kv("settings-files", k, "pc-00001", "g-001");
+        assert_eq!(me("pc-00001"), (key, true));
+        assert_eq!(me("pc-00002"), (key, false));
+        assert_eq!(me("groups/g-002"), (key, false));
+        assert_eq!(me("g-001.top"), (key, true));
+        assert_eq!(me("fleet"), (key, true));
+        assert_eq!(
+            classify_kv("fleet_config", "freeze", "pc-00001", "g-001").0,
+            kind_index("freeze")
+        );
     }
 }

@@ -13,7 +13,9 @@ use rand::{RngExt, SeedableRng};
 use tokio::task::JoinSet;
 use tracing::info;
 
-use super::{Ledger, Ledgers, Recipients, Reconciliation, SentWrite, kind_index, write_value};
+use super::{
+    Ledger, Ledgers, Recipients, Reconciliation, SentWrite, classify_kv, kind_index, write_value,
+};
 use crate::fleet::pacing::paced;
 use crate::metrics::Metrics;
 use crate::plan::{ConsumerKind, ExecTarget, FleetPlan, WriteLoad, WriteTarget};
@@ -253,6 +255,22 @@ impl WriteJob {
                 Recipients::All,
                 kind_index("freeze"),
             ),
+            Target::Kv(WriteTarget::Key { bucket, key }) => {
+                let template = &key.0;
+                let (pc, group, recipients) = if template.contains("{pc}") {
+                    let a = i as usize % n;
+                    (pc_id(a), group_id(a, groups), Recipients::Agent(a))
+                } else if template.contains("{group}") {
+                    let g = i as usize % groups.min(n);
+                    (String::new(), group_id(g, groups), Recipients::Group(g))
+                } else {
+                    (String::new(), String::new(), Recipients::All)
+                };
+                let key = key.render(&pc, &group);
+                // The agents classify what they receive the same way.
+                let kind = classify_kv(bucket, &key, "", "").0;
+                (format!("$KV.{bucket}.{key}"), recipients, kind)
+            }
             Target::Exec(ExecTarget::Pc) => {
                 let a = random_agent(rng);
                 (

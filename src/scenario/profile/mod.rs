@@ -26,7 +26,7 @@ pub(super) use keys::{
 };
 
 /// Built-in profiles: name, path shown in messages, text.
-const BUILTINS: [(&str, &str, &str); 2] = [
+const BUILTINS: [(&str, &str, &str); 3] = [
     (
         "kanade",
         "src/profiles/kanade.toml",
@@ -36,6 +36,11 @@ const BUILTINS: [(&str, &str, &str); 2] = [
         "legacy",
         "src/profiles/legacy.toml",
         include_str!("../../profiles/legacy.toml"),
+    ),
+    (
+        "zester",
+        "src/profiles/zester.toml",
+        include_str!("../../profiles/zester.toml"),
     ),
 ];
 
@@ -188,7 +193,7 @@ pub(super) fn read_profile(ctx: &mut Ctx<'_>, node: &Node<'_, '_>, name: &str) -
         stream_names,
     };
     let consumers = read_consumers(ctx, node, &declared);
-    let publishes = publishes::read_publishes(ctx, node, &declared.streams);
+    let publishes = publishes::read_publishes(ctx, node, &declared.streams, &declared.buckets);
     let tasks = node.get("cold_start").is_some() || node.get("on_reconnect").is_some();
     if !tasks {
         let sync = read_sync(ctx, node, &declared);

@@ -10,12 +10,16 @@ const FIRSTS: [(&str, bool); 2] = [("at_start", true), ("after_period", false)];
 /// 1 MiB: nats-server's default max_payload.
 const MAX_SIZE: i128 = 1_048_576;
 
-/// Reads `[[publishes]]`; an acked one needs a stream (of `streams`, or EXEC) that
-/// captures its subject, or its publish would wait for an ack that never comes.
+/// Reads `[[publishes]]`; an acked one needs a stream (of `streams`, EXEC, or the
+/// `KV_<bucket>` stream of one of `buckets`, which captures `$KV.<bucket>.>`) that
+/// captures its subject, or its publish would wait for an ack that never comes. An acked
+/// publish to `$KV.<bucket>.<key>` is what a KV `put` sends: how a profile models an
+/// agent that writes its own key on a timer (zester's fact sync).
 pub(super) fn read_publishes(
     ctx: &mut Ctx<'_>,
     node: &Node<'_, '_>,
     streams: &[StreamSpec],
+    buckets: &[String],
 ) -> Vec<PublishSpec> {
     let mut publishes = Vec::new();
     let mut names: Vec<(String, usize)> = Vec::new();
@@ -88,10 +92,15 @@ pub(super) fn read_publishes(
                 .iter()
                 .map(|s| (s.name.clone(), s.subjects.clone()))
                 .chain([exec])
+                .chain(
+                    buckets
+                        .iter()
+                        .map(|b| (format!("KV_{b}"), vec![format!("$KV.{b}.>")])),
+                )
                 .any(|(_, subjects)| subjects.iter().any(|p| covers(p, text)));
             if !captured {
                 let message = format!(
-                    "ack = true but no stream captures {text:?}: declare a [[streams]] table whose subjects cover it (e.g. subjects = [\"{}.>\"]), or set ack = false for a core publish",
+                    "ack = true but no stream captures {text:?}: declare a [[streams]] table whose subjects cover it (e.g. subjects = [\"{}.>\"]) or publish to a declared bucket's $KV.<bucket>.<key>, or set ack = false for a core publish",
                     text.split('.').next().unwrap_or(text)
                 );
                 ctx.report(span, item.key("subject"), message);

@@ -16,7 +16,7 @@ use crate::plan::{StartPacing, Step, StepAction};
 use herds::read_herd;
 use writes::{read_drop_consumer, read_exec, read_write};
 
-const STEP_KEYS: [&str; 20] = [
+const STEP_KEYS: [&str; 22] = [
     "kind",
     "mode",
     "rate",
@@ -25,6 +25,8 @@ const STEP_KEYS: [&str; 20] = [
     "duration",
     "target",
     "agents",
+    "bucket",
+    "key",
     "count",
     "value_size",
     "drain_timeout",
@@ -51,7 +53,7 @@ const HERD_KINDS: [&str; 5] = [
 /// The kinds that send paced writes and reconcile their deliveries.
 const WRITE_KINDS: [&str; 2] = ["write", "exec"];
 /// Keys that belong to some kinds only, and the kinds they belong to.
-const OWNERS: [(&str, &[&str]); 19] = [
+const OWNERS: [(&str, &[&str]); 21] = [
     ("mode", &["start"]),
     ("rate", &["start", "write", "exec"]),
     ("over", &["start"]),
@@ -59,6 +61,8 @@ const OWNERS: [(&str, &[&str]); 19] = [
     ("duration", &["hold", "write", "exec"]),
     ("target", &WRITE_KINDS),
     ("agents", &["write"]),
+    ("bucket", &["write"]),
+    ("key", &["write"]),
     ("count", &WRITE_KINDS),
     ("value_size", &WRITE_KINDS),
     ("drain_timeout", &WRITE_KINDS),

@@ -5,10 +5,11 @@ use std::ops::Range;
 use std::time::Duration;
 
 use super::Setup;
-use crate::plan::{ExecTarget, StepAction, WriteLoad, WriteTarget};
+use crate::plan::{ExecTarget, KeyTemplate, StepAction, WriteLoad, WriteTarget};
+use crate::scenario::profile::template;
 use crate::scenario::walk::{Ctx, Node, Value, describe, join, names};
 
-const WRITE_TARGETS: [(&str, WriteTarget); 8] = [
+const WRITE_TARGETS: [(&str, WriteTarget); 9] = [
     ("pc", WriteTarget::Pc),
     ("pc_each", WriteTarget::PcEach),
     ("pcs", WriteTarget::Pcs { agents: Vec::new() }),
@@ -17,6 +18,13 @@ const WRITE_TARGETS: [(&str, WriteTarget); 8] = [
     ("jobs", WriteTarget::Jobs),
     ("schedules", WriteTarget::Schedules),
     ("freeze", WriteTarget::Freeze),
+    (
+        "key",
+        WriteTarget::Key {
+            bucket: String::new(),
+            key: KeyTemplate(String::new()),
+        },
+    ),
 ];
 const EXEC_TARGETS: [(&str, ExecTarget); 3] = [
     ("pc", ExecTarget::Pc),
@@ -42,8 +50,19 @@ pub(super) fn read_write(
     setup: &Setup,
 ) -> Option<StepAction> {
     let target = target(ctx, node, kind_span, "write", &WRITE_TARGETS);
-    if let Some((target, span)) = &target {
+    if let Some((target, span)) = &target
+        && !matches!(target, WriteTarget::Key { .. })
+    {
         check_bucket(ctx, node, span, target, setup);
+    }
+    // `bucket` and `key` belong to target = "key" only.
+    let is_key = matches!(&target, Some((WriteTarget::Key { .. }, _)));
+    if !is_key {
+        for k in ["bucket", "key"] {
+            if node.get(k).is_some() && target.is_some() {
+                node.report_at(ctx, k, format!("{k} only applies to target = \"key\""));
+            }
+        }
     }
     // `agents` is read against a known target only: with a wrong one it is unclear.
     let target = match target {
@@ -56,6 +75,13 @@ pub(super) fn read_write(
             } else {
                 read_agents(ctx, node, setup).map(|agents| WriteTarget::Pcs { agents })
             }
+        }
+        Some((WriteTarget::Key { .. }, span)) => {
+            if node.get("agents").is_some() {
+                let message = "agents only applies to target = \"pcs\"";
+                node.report_at(ctx, "agents", message);
+            }
+            read_key_target(ctx, node, &span, setup)
         }
         Some((target, _)) => {
             if node.get("agents").is_some() {
@@ -70,6 +96,50 @@ pub(super) fn read_write(
     Some(StepAction::Write {
         target: target?,
         load: load?,
+    })
+}
+
+/// `target = "key"`: `bucket`, one of the profile's, and `key`, a template without
+/// wildcards (`{pc}`: each agent's key in turn; `{group}`: each group's; neither: one key
+/// every agent needs).
+fn read_key_target(
+    ctx: &mut Ctx<'_>,
+    node: &Node<'_, '_>,
+    target_span: &Range<usize>,
+    setup: &Setup,
+) -> Option<WriteTarget> {
+    let bucket = match node.string(ctx, "bucket") {
+        None => {
+            if node.get("bucket").is_none() {
+                let message = "required with target = \"key\": the name of one of the profile's buckets, such as \"settings-files\"";
+                node.missing(ctx, "bucket", Some(target_span.clone()), message);
+            }
+            None
+        }
+        Some((name, span)) => match &setup.buckets {
+            Some(buckets) if !buckets.iter().any(|b| b == name) => {
+                let profile = join("", &setup.profile);
+                let message = format!(
+                    "profile {profile} has no bucket {name:?}; its buckets are {}: use one of them, or add a [[buckets]] table with name = {name:?} to the profile",
+                    buckets.join(", ")
+                );
+                ctx.report(&span, node.key("bucket"), message);
+                None
+            }
+            _ => Some(name.to_string()),
+        },
+    };
+    let key = match node.get("key") {
+        None => {
+            let message = "required with target = \"key\": the key to write, such as \"{pc}\" (each agent's in turn), \"{group}\" or a fixed key";
+            node.missing(ctx, "key", Some(target_span.clone()), message);
+            None
+        }
+        Some(value) => template(ctx, node.key("key"), value, false),
+    };
+    Some(WriteTarget::Key {
+        bucket: bucket?,
+        key: key?,
     })
 }
 
@@ -111,6 +181,7 @@ fn target_bucket(target: &WriteTarget) -> &'static str {
         WriteTarget::Jobs => "jobs",
         WriteTarget::Schedules => "schedules",
         WriteTarget::Freeze => "fleet_config",
+        WriteTarget::Key { .. } => "",
     }
 }
 

@@ -252,6 +252,126 @@ fn builtin_legacy_differs_only_in_agent_config() {
 }
 
 #[test]
+fn builtin_zester_pins_seed_001s_buckets_publishes_and_client() {
+    let zester = builtin("zester");
+    assert_eq!(zester.name, "zester");
+    let day = 24 * 3600;
+    let buckets: Vec<(&str, i64, Option<u64>)> = zester
+        .buckets
+        .iter()
+        .map(|b| (b.name.as_str(), b.history, b.ttl.map(|t| t.as_secs())))
+        .collect();
+    // Seed 001's "KV Bucket Tuning" table, row by row.
+    assert_eq!(
+        buckets,
+        [
+            ("facts", 5, None),
+            ("settings-files", 3, None),
+            ("secrets", 3, None),
+            ("basket", 1, None),
+            ("jobs", 10, Some(7 * day)),
+            ("job-returns", 1, Some(7 * day)),
+            ("master-heartbeat", 1, Some(15)),
+            ("enrollments", 10, None),
+            ("enroll-challenges", 1, Some(300)),
+            ("state-files", 3, None),
+            ("update-manifests", 5, None),
+            ("update-status", 1, Some(60)),
+            ("update-rollouts", 10, None),
+        ]
+    );
+    let sizes = |name: &str| {
+        let b = zester.buckets.iter().find(|b| b.name == name).unwrap();
+        (b.seed.clone(), b.value_size)
+    };
+    // The settings push's ~5 KB and the state apply's ~10 KB per peel.
+    assert_eq!(sizes("settings-files"), (vec![key("{pc}")], 5120));
+    assert_eq!(sizes("state-files"), (vec![key("{pc}")], 10240));
+    // Facts are written by the peels' fact syncs, not seeded.
+    assert_eq!(sizes("facts"), (Vec::new(), 0));
+    assert_eq!(zester.streams.len(), 1);
+    assert_eq!(zester.streams[0].name, "job-events");
+    // Heartbeat ~100 B/s; fact sync ~2 KB every 5 minutes, an acked KV put.
+    let publishes: Vec<(&str, &str, u64, usize, bool)> = zester
+        .publishes
+        .iter()
+        .map(|p| {
+            (
+                p.name.as_str(),
+                p.subject.0.as_str(),
+                p.every.as_secs(),
+                p.size,
+                p.ack,
+            )
+        })
+        .collect();
+    assert_eq!(
+        publishes,
+        [
+            ("heartbeat", "zester.heartbeat.{pc}", 1, 100, false),
+            ("facts", "$KV.facts.{pc}", 300, 2048, true),
+        ]
+    );
+    assert_eq!(zester.publishes[1].jitter, 0.2);
+    // ReconnectWait 2 s with jitter, PingInterval 20 s; the rest [fleet]'s defaults.
+    assert_eq!(
+        zester.client,
+        crate::plan::ClientOptions {
+            ping_interval: Some(Duration::from_secs(20)),
+            reconnect: Some(Backoff::Exponential {
+                base: Duration::from_secs(2),
+                cap: Duration::from_secs(2),
+                jitter: 0.05,
+            }),
+            ..Default::default()
+        }
+    );
+    // Four watches, each opened once; nothing of its own after a reconnect.
+    let watched: Vec<(&str, Option<&str>)> = zester
+        .consumers
+        .iter()
+        .map(|c| (c.name.as_str(), c.kind.bucket()))
+        .collect();
+    assert_eq!(
+        watched,
+        [
+            ("settings", Some("settings-files")),
+            ("secrets", Some("secrets")),
+            ("state", Some("state-files")),
+            ("jobs", Some("jobs")),
+        ]
+    );
+    for slot in 0..zester.consumers.len() {
+        let opens = calls(&zester.cold_start)
+            .into_iter()
+            .filter(|c| **c == Call::Open { slot })
+            .count();
+        assert_eq!(opens, 1, "{}", zester.consumers[slot].name);
+    }
+    assert_eq!(stream_infos(&zester.cold_start), 6);
+    assert!(zester.on_reconnect.is_empty());
+}
+
+#[test]
+fn an_acked_publish_to_a_declared_buckets_kv_subject_needs_no_stream() {
+    let body = r#"[[profiles.mine.buckets]]
+name = "facts"
+[[profiles.mine.publishes]]
+name = "facts"
+subject = "$KV.facts.{pc}"
+every = "5m"
+ack = true
+"#;
+    parse_str(&with_profile(body), "p.toml").unwrap();
+    // Another bucket's subject is still not captured.
+    let other = body.replace("$KV.facts.{pc}", "$KV.other.{pc}");
+    assert_problem(
+        &with_profile(&other),
+        "no stream captures \"$KV.other.{pc}\"",
+    );
+}
+
+#[test]
 fn custom_profile_in_the_simple_form() {
     let text = r#"[fleet]
 agents = 5

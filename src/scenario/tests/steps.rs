@@ -238,6 +238,38 @@ fn write_steps_with_their_defaults() {
 }
 
 #[test]
+fn key_write_steps_name_a_bucket_of_the_profile_and_a_key_template() {
+    let text = r#"[fleet]
+agents = 5
+profile = "zester"
+
+[[steps]]
+kind = "start"
+
+[[steps]]
+kind = "write"
+target = "key"
+bucket = "settings-files"
+key = "{pc}"
+value_size = 5120
+count = 5
+"#;
+    assert_eq!(
+        after_start(text),
+        [StepAction::Write {
+            target: WriteTarget::Key {
+                bucket: "settings-files".into(),
+                key: key("{pc}"),
+            },
+            load: WriteLoad {
+                value_size: 5120,
+                ..load(10.0, 5)
+            },
+        }]
+    );
+}
+
+#[test]
 fn write_steps_with_every_key_set() {
     let text = r#"[fleet]
 agents = 5
