@@ -347,11 +347,13 @@ fn resolve_profile(
     // Names as TOML writes them: quoted unless bare, so a message stays on one line.
     let message = if custom.is_empty() {
         let table = walk::join("profiles", name);
-        format!("unknown profile {name:?}; use kanade or legacy, or define [{table}]")
+        let builtins = profile::builtin_names();
+        format!("unknown profile {name:?}; use one of {builtins}, or define [{table}]")
     } else {
         let names: Vec<String> = custom.keys().map(|n| walk::join("", n)).collect();
         format!(
-            "unknown profile {name:?}; use kanade, legacy, or one of this file's [profiles]: {}",
+            "unknown profile {name:?}; use one of {}, or one of this file's [profiles]: {}",
+            profile::builtin_names(),
             names.join(", ")
         )
     };

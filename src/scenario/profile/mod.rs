@@ -60,6 +60,12 @@ const SYNC_KINDS: [&str; 2] = ["get", "walk"];
 /// Placeholders of keys and subjects an agent uses.
 const AGENT_PLACEHOLDERS: [&str; 2] = ["{pc}", "{group}"];
 
+/// The built-ins' names, for messages: `kanade, legacy, zester`.
+pub(super) fn builtin_names() -> String {
+    let names: Vec<&str> = BUILTINS.iter().map(|(n, _, _)| *n).collect();
+    names.join(", ")
+}
+
 pub(super) fn is_builtin(name: &str) -> bool {
     BUILTINS.iter().any(|(n, _, _)| *n == name)
 }
