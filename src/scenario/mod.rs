@@ -348,11 +348,11 @@ fn resolve_profile(
     let message = if custom.is_empty() {
         let table = walk::join("profiles", name);
         let builtins = profile::builtin_names();
-        format!("unknown profile {name:?}; use one of {builtins}, or define [{table}]")
+        format!("unknown profile {name:?}; use a built-in ({builtins}) or define [{table}]")
     } else {
         let names: Vec<String> = custom.keys().map(|n| walk::join("", n)).collect();
         format!(
-            "unknown profile {name:?}; use one of {}, or one of this file's [profiles]: {}",
+            "unknown profile {name:?}; use a built-in ({}) or one of this file's [profiles]: {}",
             profile::builtin_names(),
             names.join(", ")
         )
