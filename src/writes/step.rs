@@ -18,7 +18,7 @@ use super::{
 };
 use crate::fleet::pacing::paced;
 use crate::metrics::Metrics;
-use crate::plan::{ConsumerKind, ExecTarget, FleetPlan, WriteLoad, WriteTarget};
+use crate::plan::{ConsumerKind, ExecTarget, FleetPlan, KeyTemplate, WriteLoad, WriteTarget};
 use crate::provision::{group_id, pc_id};
 use crate::step::StepEnv;
 
@@ -255,22 +255,7 @@ impl WriteJob {
                 Recipients::All,
                 kind_index("freeze"),
             ),
-            Target::Kv(WriteTarget::Key { bucket, key }) => {
-                let template = &key.0;
-                let (pc, group, recipients) = if template.contains("{pc}") {
-                    let a = i as usize % n;
-                    (pc_id(a), group_id(a, groups), Recipients::Agent(a))
-                } else if template.contains("{group}") {
-                    let g = i as usize % groups.min(n);
-                    (String::new(), group_id(g, groups), Recipients::Group(g))
-                } else {
-                    (String::new(), String::new(), Recipients::All)
-                };
-                let key = key.render(&pc, &group);
-                // The agents classify what they receive the same way.
-                let kind = classify_kv(bucket, &key, "", "").0;
-                (format!("$KV.{bucket}.{key}"), recipients, kind)
-            }
+            Target::Kv(WriteTarget::Key { bucket, key }) => key_write(bucket, key, i, n, groups),
             Target::Exec(ExecTarget::Pc) => {
                 let a = random_agent(rng);
                 (
@@ -379,5 +364,65 @@ impl WriteJob {
             drained,
             reconciliation,
         }
+    }
+}
+
+/// Write `i` of a `target = "key"` step to `bucket` in a fleet of `agents` in `groups`:
+/// a `{pc}` key is each agent's in turn, a `{group}` key each group's in turn, a key
+/// without placeholders every agent's. Its kind is the one the agents classify it as.
+fn key_write(
+    bucket: &str,
+    key: &KeyTemplate,
+    i: u64,
+    agents: usize,
+    groups: usize,
+) -> (String, Recipients, usize) {
+    let (pc, group, recipients) = if key.0.contains("{pc}") {
+        let a = i as usize % agents;
+        (pc_id(a), group_id(a, groups), Recipients::Agent(a))
+    } else if key.0.contains("{group}") {
+        let g = i as usize % groups.min(agents);
+        (String::new(), group_id(g, groups), Recipients::Group(g))
+    } else {
+        (String::new(), String::new(), Recipients::All)
+    };
+    let key = key.render(&pc, &group);
+    let kind = classify_kv(bucket, &key, "", "").0;
+    (format!("$KV.{bucket}.{key}"), recipients, kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_writes_go_to_each_agent_or_group_in_turn_or_to_all() {
+        let key = |k: &str| KeyTemplate(k.to_string());
+        let kind = kind_index("key");
+        assert_eq!(
+            key_write("settings-files", &key("{pc}"), 7, 5, 2),
+            (
+                "$KV.settings-files.pc-00002".to_string(),
+                Recipients::Agent(2),
+                kind
+            )
+        );
+        assert_eq!(
+            key_write("state-files", &key("groups.{group}"), 3, 5, 2),
+            (
+                "$KV.state-files.groups.g-001".to_string(),
+                Recipients::Group(1),
+                kind
+            )
+        );
+        assert_eq!(
+            key_write("basket", &key("all"), 0, 5, 2),
+            ("$KV.basket.all".to_string(), Recipients::All, kind)
+        );
+        // A kanade bucket keeps its own kind, as the agents classify it.
+        assert_eq!(
+            key_write("jobs", &key("job-0001"), 0, 5, 2).2,
+            kind_index("jobs")
+        );
     }
 }
