@@ -49,6 +49,11 @@ pub enum BrokerError {
     Files(#[source] std::io::Error),
     #[error("cannot make the embedded broker's {0}")]
     Secrets(String),
+    #[error("cannot read tls_ca {path}: {source}")]
+    TlsCa {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("monitoring endpoint {url}: {message}")]
     Monitor { url: String, message: String },
     #[error("signalling nats-server: {0}")]
@@ -99,12 +104,24 @@ pub enum Broker {
 impl Broker {
     pub async fn start(plan: &Plan) -> Result<Broker, BrokerError> {
         match &plan.broker.url {
-            Some(url) => Ok(Broker::External {
-                url: url.clone(),
-                monitor: plan.broker.monitor_url.clone(),
-                system_url: plan.broker.system_url.clone(),
-                tls_ca: plan.broker.tls_ca.clone(),
-            }),
+            Some(url) => {
+                // async-nats reads the CA only once a TCP connection is up: say it is
+                // missing before anything dials.
+                if let Some(ca) = &plan.broker.tls_ca
+                    && let Err(source) = std::fs::metadata(ca)
+                {
+                    return Err(BrokerError::TlsCa {
+                        path: ca.display().to_string(),
+                        source,
+                    });
+                }
+                Ok(Broker::External {
+                    url: url.clone(),
+                    monitor: plan.broker.monitor_url.clone(),
+                    system_url: plan.broker.system_url.clone(),
+                    tls_ca: plan.broker.tls_ca.clone(),
+                })
+            }
             None => Ok(Broker::Embedded(Box::new(
                 EmbeddedBroker::start_secured(
                     EmbeddedOptions {

@@ -82,9 +82,11 @@ pub(super) fn read_broker(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> BrokerPlan 
             broker.monitor_url = Some(monitor.to_string());
         }
     }
+    // Without url, tls_ca is for the broker `--server` names; the embedded broker trusts
+    // its own CA.
     if let Some((ca, span)) = node.string(ctx, "tls_ca") {
-        if node.get("url").is_none() {
-            let message = "tls_ca only applies with url (an external broker); the embedded \
+        if node.get("url").is_none() && node.get("tls").is_some() {
+            let message = "tls_ca is an external broker's CA (url, or --server); the embedded \
                            broker's own CA is trusted with tls = true";
             ctx.report(&span, node.key("tls_ca"), message);
         } else if ca.is_empty() {
