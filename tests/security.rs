@@ -213,24 +213,32 @@ async fn a_wrong_token_is_an_environment_error_that_names_the_cause() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_and_a_token_pass_through_the_fault_proxy() {
     let (broker, token, ca) = token_broker().await;
-    let out = tempfile::tempdir().expect("tempdir");
-    // The proxy relays bytes: the agents dial its plain URL, the broker's INFO asks for
-    // TLS, and the handshake runs end to end with the broker's certificate.
-    let scenario = format!(
-        "name = \"tls-proxy\"\n[broker]\ntls_ca = {:?}\n{}\
-         [[steps]]\nkind = \"network_cut\"\nrefuse_for = \"500ms\"\nrecover_timeout = \"60s\"\n",
-        ca.display().to_string(),
-        FLEET.replace(
-            "[fleet]\n",
-            "[fleet]\nproxy = true\nexec_ack_wait = \"2s\"\n"
-        ),
-    );
-    let url = broker.url().replace("tls://", &format!("tls://{token}@"));
-    let report = run_against(&scenario, url, Some(broker.monitor_url()), out.path()).await;
-    assert_eq!(report.status, RunStatus::Ok, "{:?}", report.reasons);
-    let dir = only_dir_in(out.path());
-    let recovery = read_csv(&dir, "recovery.csv");
-    assert_eq!(recovery[0]["step"], "3:network_cut");
-    assert_eq!(num(&recovery[0], "recovered"), 12, "{recovery:?}");
-    assert_secret_nowhere(&token, "", out.path());
+    // The proxy relays bytes, in fleetsim's process or as its own: the agents dial its
+    // plain URL, the broker's INFO asks for TLS, and the handshake runs end to end with
+    // the broker's certificate.
+    for proxy in ["true", "\"process\""] {
+        let out = tempfile::tempdir().expect("tempdir");
+        let scenario = format!(
+            "name = \"tls-proxy\"\n[broker]\ntls_ca = {:?}\n{}\
+             [[steps]]\nkind = \"network_cut\"\nrefuse_for = \"500ms\"\nrecover_timeout = \"60s\"\n",
+            ca.display().to_string(),
+            FLEET.replace(
+                "[fleet]\n",
+                &format!("[fleet]\nproxy = {proxy}\nexec_ack_wait = \"2s\"\n")
+            ),
+        );
+        let url = broker.url().replace("tls://", &format!("tls://{token}@"));
+        let report = run_against(&scenario, url, Some(broker.monitor_url()), out.path()).await;
+        assert_eq!(
+            report.status,
+            RunStatus::Ok,
+            "{proxy}: {:?}",
+            report.reasons
+        );
+        let dir = only_dir_in(out.path());
+        let recovery = read_csv(&dir, "recovery.csv");
+        assert_eq!(recovery[0]["step"], "3:network_cut");
+        assert_eq!(num(&recovery[0], "recovered"), 12, "{proxy}: {recovery:?}");
+        assert_secret_nowhere(&token, "", out.path());
+    }
 }
