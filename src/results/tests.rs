@@ -37,6 +37,9 @@ fn plan() -> Plan {
             lame_duck_duration: Duration::from_secs(30),
             lame_duck_grace_period: Duration::from_secs(1),
             system_url: Some("nats://sys:sysp4ss@broker:4222".to_string()),
+            tls: false,
+            tls_ca: None,
+            auth: Default::default(),
         },
         fleet: FleetPlan {
             agents: 2,
