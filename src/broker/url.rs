@@ -55,7 +55,7 @@ impl Credentials {
         })
     }
 
-    pub fn apply(&self, options: async_nats::ConnectOptions) -> async_nats::ConnectOptions {
+    pub fn apply<O: Authenticate>(&self, options: O) -> O {
         match self {
             Credentials::None => options,
             Credentials::UserPassword(user, password) => {
@@ -65,6 +65,28 @@ impl Credentials {
         }
     }
 }
+
+/// The connect options of either async-nats version the agents may run (the same
+/// methods, two types).
+pub trait Authenticate: Sized {
+    fn user_and_password(self, user: String, password: String) -> Self;
+    fn token(self, token: String) -> Self;
+}
+
+macro_rules! authenticate {
+    ($options:ty) => {
+        impl Authenticate for $options {
+            fn user_and_password(self, user: String, password: String) -> Self {
+                <$options>::user_and_password(self, user, password)
+            }
+            fn token(self, token: String) -> Self {
+                <$options>::token(self, token)
+            }
+        }
+    };
+}
+authenticate!(async_nats::ConnectOptions);
+authenticate!(async_nats_050::ConnectOptions);
 
 /// Never prints the secret, so a `{:?}` in a log cannot leak it.
 impl std::fmt::Debug for Credentials {

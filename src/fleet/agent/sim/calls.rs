@@ -2,9 +2,10 @@
 //! opening its consumers (watches and the durable EXEC consumer), the sync reads, each
 //! retried like the real agent's `nats_retry`.
 
+use super::nats;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer, kv};
+use nats::jetstream::{self, consumer, kv};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use rand::{RngExt, SeedableRng};

@@ -1,0 +1,6 @@
+//! The agent on async-nats 0.50: the version the real kanade agent's newest lockfile resolves (docs/fidelity.md), the default of the `kanade` and `legacy` profiles.
+
+pub(crate) use ::async_nats_050 as nats;
+
+#[path = "sim/mod.rs"]
+pub(crate) mod sim;
