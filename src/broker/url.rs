@@ -96,7 +96,7 @@ impl Credentials {
         })
     }
 
-    pub fn apply(&self, options: async_nats::ConnectOptions) -> async_nats::ConnectOptions {
+    pub fn apply<O: Secure>(&self, options: O) -> O {
         let options = match &self.auth {
             Auth::None => options,
             Auth::UserPassword(user, password) => {
@@ -129,6 +129,40 @@ impl Auth {
         }
     }
 }
+
+/// The connect options of either async-nats version the agents may run (the same
+/// methods on two types), as far as [`Credentials::apply`] sets them.
+pub trait Secure: Sized {
+    fn user_and_password(self, user: String, password: String) -> Self;
+    fn token(self, token: String) -> Self;
+    fn nkey(self, seed: String) -> Self;
+    fn add_root_certificates(self, ca: PathBuf) -> Self;
+    fn require_tls(self, required: bool) -> Self;
+}
+
+macro_rules! secure {
+    ($options:ty) => {
+        impl Secure for $options {
+            fn user_and_password(self, user: String, password: String) -> Self {
+                <$options>::user_and_password(self, user, password)
+            }
+            fn token(self, token: String) -> Self {
+                <$options>::token(self, token)
+            }
+            fn nkey(self, seed: String) -> Self {
+                <$options>::nkey(self, seed)
+            }
+            fn add_root_certificates(self, ca: PathBuf) -> Self {
+                <$options>::add_root_certificates(self, ca)
+            }
+            fn require_tls(self, required: bool) -> Self {
+                <$options>::require_tls(self, required)
+            }
+        }
+    };
+}
+secure!(async_nats::ConnectOptions);
+secure!(async_nats_050::ConnectOptions);
 
 /// The host and port a URL points at, without scheme, userinfo or path:
 /// `nats://u:p@h:4222/x` -> `h:4222`; of a comma-separated server list, the first's; a

@@ -148,6 +148,9 @@ pub struct FleetPlan {
     /// died is redelivered only after it, so it bounds how late such a command arrives.
     #[serde(serialize_with = "duration_str::serialize_opt")]
     pub exec_ack_wait: Option<Duration>,
+    /// The async-nats version the agents run: the profile's `[client] async_nats`
+    /// (`kanade`, `legacy`: 0.50, the real agent's) unless `[fleet] async_nats` says.
+    pub async_nats: AsyncNats,
 }
 
 /// Where the fault proxy between the agents and the broker runs, if anywhere.

@@ -55,6 +55,7 @@ fn plan() -> Plan {
             proxy: crate::plan::ProxyMode::Off,
             read_buffer_capacity: 8192,
             exec_ack_wait: None,
+            async_nats: crate::plan::AsyncNats::V0_51,
         },
         profile: Profile::simple(
             "kanade",
