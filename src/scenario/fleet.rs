@@ -12,7 +12,6 @@ use crate::plan::{
 };
 
 const FLEET_KEYS: [&str; 18] = [
-    "async_nats",
     "agents",
     "groups",
     "profile",
@@ -20,6 +19,7 @@ const FLEET_KEYS: [&str; 18] = [
     "connect_timeout",
     "request_timeout",
     "ping_interval",
+    "async_nats",
     "setup_retries",
     "reconnect_base",
     "reconnect_cap",

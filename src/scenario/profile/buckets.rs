@@ -9,12 +9,12 @@ use crate::scenario::fleet::read_backoff;
 use crate::scenario::walk::{Ctx, Node, describe};
 
 const CLIENT_KEYS: [&str; 6] = [
-    "async_nats",
     "connect_timeout",
     "request_timeout",
     "read_buffer_capacity",
     "ping_interval",
     "reconnect",
+    "async_nats",
 ];
 const BUCKET_KEYS: [&str; 5] = ["name", "history", "ttl", "seed", "value_size"];
 const STREAM_KEYS: [&str; 3] = ["name", "subjects", "max_age"];
