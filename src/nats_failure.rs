@@ -47,6 +47,10 @@ impl FailureKind {
             if let Some(js) = e.downcast_ref::<async_nats::jetstream::Error>() {
                 return FailureKind::JetStream(js.error_code().0);
             }
+            // An agent on `async_nats = "0.50"`.
+            if let Some(js) = e.downcast_ref::<async_nats_050::jetstream::Error>() {
+                return FailureKind::JetStream(js.error_code().0);
+            }
             if let Some(io) = e.downcast_ref::<std::io::Error>()
                 && io.kind() == std::io::ErrorKind::ConnectionRefused
             {

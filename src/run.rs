@@ -162,7 +162,7 @@ async fn drive(
     let connection = Connection {
         // Dialled without userinfo: the credentials go as options.
         url: Credentials::strip(&agent_url),
-        credentials: Credentials::of_url(&url),
+        credentials: broker.credentials(),
         local_addresses,
     };
     let mut fleet = Fleet::new(plan, connection, metrics.clone());

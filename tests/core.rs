@@ -82,33 +82,38 @@ async fn fifty_kanade_agents_hold_exactly_seven_consumers_each() {
     }
     assert!(report.dir.join("1-ready.hgrm").is_file());
 
-    // The manifest names the async-nats this build links, as Cargo.lock pins it (its
-    // semver-compatible line: major.minor for 0.x).
+    // The manifest names the async-nats the agents ran (the kanade profile's 0.50, the
+    // real agent's), one of the two lines Cargo.lock pins (major.minor for 0.x).
     let manifest: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(report.dir.join("manifest.json")).expect("manifest.json"),
     )
     .expect("manifest.json is JSON");
-    let locked = locked_version("async-nats");
-    let line = locked
-        .rsplit_once('.')
-        .map_or(locked.as_str(), |(line, _)| line);
-    assert_eq!(manifest["async_nats_version"], line, "Cargo.lock: {locked}");
+    assert_eq!(manifest["async_nats_version"], "0.50");
+    let lines: Vec<String> = locked_versions("async-nats")
+        .iter()
+        .map(|v| {
+            v.rsplit_once('.')
+                .map_or(v.clone(), |(line, _)| line.to_string())
+        })
+        .collect();
+    assert_eq!(lines, ["0.50", "0.51"], "Cargo.lock links both versions");
 }
 
-/// The version of package `name` in Cargo.lock.
-fn locked_version(name: &str) -> String {
+/// The versions of package `name` in Cargo.lock, sorted.
+fn locked_versions(name: &str) -> Vec<String> {
     let lock: toml::Table = std::fs::read_to_string(common::project_root().join("Cargo.lock"))
         .expect("Cargo.lock")
         .parse()
         .expect("Cargo.lock is TOML");
     let packages = lock["package"].as_array().expect("[[package]]");
-    let versions: Vec<&str> = packages
+    let mut versions: Vec<String> = packages
         .iter()
         .filter(|p| p["name"].as_str() == Some(name))
         .filter_map(|p| p["version"].as_str())
+        .map(String::from)
         .collect();
-    assert_eq!(versions.len(), 1, "one {name} in Cargo.lock: {versions:?}");
-    versions[0].to_string()
+    versions.sort();
+    versions
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -192,15 +192,44 @@ timeout = "60s"
 /// One kanade agent's JetStream API requests, recorded by the broker, are exactly
 /// those `docs/fidelity.md` lists: at cold start an interleaving of its tasks'
 /// sequences, across a broker restart async-nats' recreation of each watch plus the
-/// groups-triggered schedules walk.
+/// groups-triggered schedules walk. The profile runs async-nats 0.50, the real agent's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_kanade_agent_makes_the_api_requests_the_fidelity_map_lists() {
+    let api = one_agent_api(ONE_AGENT).await;
+    check_cold_start(&api);
+    let advised = check_restart(&api, "restart");
+    assert!(
+        !advised.iter().any(|r| r.request == "CONSUMER.DELETE"),
+        "async-nats 0.50 deletes nothing"
+    );
+}
+
+/// The same agent on async-nats 0.51 (`[fleet] async_nats = "0.51"`): the same cold
+/// start, and each watch's recreation is a failing `CONSUMER.DELETE` then a
+/// `CONSUMER.CREATE` (the experiment in docs/fidelity.md, reproduced by fleetsim's own
+/// agents).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_async_nats_0_51_each_recreated_watch_deletes_before_it_creates() {
+    let scenario = ONE_AGENT.replace("groups = 1\n", "groups = 1\nasync_nats = \"0.51\"\n");
+    assert!(scenario.contains("async_nats = \"0.51\""));
+    let api = one_agent_api(&scenario).await;
+    check_cold_start(&api);
+    let advised = check_restart(&api, "restart_0.51");
+    let first = |what: &str| advised.iter().position(|r| r.request == what);
+    assert!(first("CONSUMER.DELETE") < first("CONSUMER.CREATE"));
+}
+
+async fn one_agent_api(scenario: &str) -> Vec<HashMap<String, String>> {
     let out = tempfile::tempdir().expect("tempdir");
-    let report = run_scenario(ONE_AGENT, out.path()).await;
+    let report = run_scenario(scenario, out.path()).await;
+    assert!(report.reasons.is_empty(), "{:?}", report.reasons);
     let api = read_csv(&report.dir, "api.csv");
     assert!(!api.is_empty(), "api.csv recorded requests");
+    api
+}
 
-    let (advised, gets) = requests_in(&api, &["1:start", "2:wait_ready"], "pc-00000");
+fn check_cold_start(api: &[HashMap<String, String>]) {
+    let (advised, gets) = requests_in(api, &["1:start", "2:wait_ready"], "pc-00000");
     let cold = expected("cold_start");
     let (tasks, expected_gets) = split(&cold);
     assert!(
@@ -213,22 +242,21 @@ async fn one_kanade_agent_makes_the_api_requests_the_fidelity_map_lists() {
         sorted(expected_gets),
         "cold start: direct gets"
     );
+}
 
-    let (advised, gets) = requests_in(&api, &["3:broker_restart", "4:wait_ready"], "pc-00000");
-    let restart = expected("restart");
+/// The restart's requests against block `api:<block>`; returns them in recorded order.
+fn check_restart(api: &[HashMap<String, String>], block: &str) -> Vec<Req> {
+    let (advised, gets) = requests_in(api, &["3:broker_restart", "4:wait_ready"], "pc-00000");
+    let restart = expected(block);
     let (tasks, expected_gets) = split(&restart);
-    let all: Vec<Req> = tasks.concat();
     assert_eq!(
         sorted(advised.clone()),
-        sorted(all),
-        "restart: recorded\n{}",
+        sorted(tasks.concat()),
+        "restart ({block}): recorded\n{}",
         show(&advised)
     );
     assert_eq!(sorted(gets), sorted(expected_gets), "restart: direct gets");
-    // Each recreated watch: its DELETE comes before its CREATE (async-nats 0.51's
-    // recovery), so the first DELETE precedes the first watch CREATE.
-    let first = |what: &str| advised.iter().position(|r| r.request == what);
-    assert!(first("CONSUMER.DELETE") < first("CONSUMER.CREATE"));
+    advised
 }
 
 /// A reconnect herd of 20 kanade agents asks the broker for no KV get and opens no

@@ -36,6 +36,13 @@ timeout = "60s"
 }
 
 /// Checks what every herd must show, returns the recovery row.
+///
+/// The broker holds 7 consumers per agent again: exactly, when the agents ran async-nats
+/// 0.51, which deletes each watch's old consumer before it creates the new one; at least,
+/// with 0.50 (the kanade profile's, the real agent's), which deletes nothing and sends a
+/// `CONSUMER.CREATE` per recreation attempt it makes while the server is away: the old
+/// consumers and the attempts whose reply came too late stay until the server reaps them
+/// after their inactivity threshold (docs/fidelity.md, the library experiment).
 fn assert_recovered(dir: &std::path::Path, step: &str) -> Row {
     let recovery = read_csv(dir, "recovery.csv");
     assert_eq!(recovery.len(), 1, "{recovery:?}");
@@ -67,14 +74,22 @@ fn assert_recovered(dir: &std::path::Path, step: &str) -> Row {
         "{:?}",
         step_row(&steps, step)
     );
-    assert_eq!(
-        num(
-            step_row(&steps, "4:wait_ready"),
-            "broker_consumers_long_lived"
-        ),
-        7 * AGENTS,
-        "the broker holds 7 consumers per agent again"
+    let consumers = num(
+        step_row(&steps, "4:wait_ready"),
+        "broker_consumers_long_lived",
     );
+    if common::manifest(dir).async_nats_version == "0.51" {
+        assert_eq!(
+            consumers,
+            7 * AGENTS,
+            "the broker holds 7 consumers per agent again"
+        );
+    } else {
+        assert!(
+            consumers >= 7 * AGENTS,
+            "the broker holds at least 7 consumers per agent again: {consumers}"
+        );
+    }
     assert_eq!(
         num(step_row(&steps, "4:wait_ready"), "agents_ready"),
         AGENTS
@@ -178,8 +193,10 @@ async fn network_cut_recovery_waits_for_the_outage_to_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_cut_through_the_proxy_process_waits_for_the_outage_and_the_child_exits() {
     let out = tempfile::tempdir().expect("tempdir");
+    // On fleetsim's own async-nats 0.51, so that one herd here checks the exact count:
+    // 7 consumers per agent again, each old one deleted by the library.
     let scenario = herd_scenario(
-        "proxy = \"process\"",
+        "proxy = \"process\"\nasync_nats = \"0.51\"",
         "kind = \"network_cut\"\nrefuse_for = \"2s\"",
     );
     let report = run_scenario(&scenario, out.path()).await;

@@ -6,6 +6,12 @@
 //! the per-stream consumer cap) are written into a config file, because nats-server has no
 //! command-line flags for them. The process is killed when the handle is dropped, so a
 //! panic or an early return never leaves a server behind.
+//!
+//! Transport security ([`EmbeddedSecurity`]) is made per broker at start: with TLS, a CA and
+//! a server certificate for 127.0.0.1 and localhost (rcgen, ECDSA P-256) written into the
+//! temp dir; with authentication, a random token or password or a fresh user nkey. The
+//! secrets live in memory and in the temp dir's config file only; fleetsim's connections
+//! get them through [`EmbeddedBroker::credentials`].
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -13,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
+use super::url::{Auth, Credentials};
 use super::{BrokerError, BrokerInfo, BrokerLimits, monitor};
+use crate::plan::AuthMode;
 
 /// How long a started server gets to report `/healthz` ok.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(30);
@@ -27,6 +35,45 @@ fn random_password() -> String {
     (0..32)
         .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0'))
         .collect()
+}
+
+/// The user the fleet's clients are in the FLEET account.
+const FLEET_USER: &str = "fleet";
+/// Files in the broker's temp dir, with `tls`.
+const CA_FILE: &str = "ca.pem";
+const CERT_FILE: &str = "server-cert.pem";
+const KEY_FILE: &str = "server-key.pem";
+
+/// Makes a CA and a server certificate it signs, for the names the broker is dialled by
+/// (127.0.0.1, and localhost), and writes both certificates and the server's key into
+/// `dir`. ECDSA P-256 keys (rcgen's default, ring cannot make RSA ones): a server with an
+/// RSA 2048 certificate spends more per handshake than this.
+fn write_certificates(dir: &Path) -> Result<(), BrokerError> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let secret = |e: rcgen::Error| BrokerError::Secrets(format!("a TLS certificate: {e}"));
+    let ca_key = KeyPair::generate().map_err(secret)?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(secret)?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "fleetsim embedded broker CA");
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(secret)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().map_err(secret)?;
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .map_err(secret)?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "fleetsim embedded broker");
+    let server_cert = params.signed_by(&server_key, &issuer).map_err(secret)?;
+    for (name, pem) in [
+        (CA_FILE, ca_cert.pem()),
+        (CERT_FILE, server_cert.pem()),
+        (KEY_FILE, server_key.serialize_pem()),
+    ] {
+        std::fs::write(dir.join(name), pem).map_err(BrokerError::Files)?;
+    }
+    Ok(())
 }
 
 /// How many sets of free ports a first start tries.
@@ -45,6 +92,14 @@ pub struct EmbeddedOptions {
     pub lame_duck_grace_period: Duration,
 }
 
+/// How the embedded broker's clients connect: over TLS or plain TCP, and with which kind
+/// of credentials. The default is plain and unauthenticated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EmbeddedSecurity {
+    pub tls: bool,
+    pub auth: AuthMode,
+}
+
 pub struct EmbeddedBroker {
     child: Option<Child>,
     binary: PathBuf,
@@ -57,11 +112,24 @@ pub struct EmbeddedBroker {
     /// Password of the system-account user (random per broker, never logged): the
     /// API queue's LIMIT_REACHED advisory is published in the system account only.
     system_password: String,
+    security: EmbeddedSecurity,
+    /// What the fleet's clients present (made at start, never logged).
+    client_auth: Auth,
+    /// The fleet user's public nkey, for the config (`auth = "nkey"`).
+    nkey_public: Option<String>,
 }
 
 impl EmbeddedBroker {
     /// Finds the binary, writes the config, starts the server and waits until it is healthy.
     pub async fn start(options: EmbeddedOptions) -> Result<Self, BrokerError> {
+        Self::start_secured(options, EmbeddedSecurity::default()).await
+    }
+
+    /// [`EmbeddedBroker::start`] with TLS and authentication as `security` says.
+    pub async fn start_secured(
+        options: EmbeddedOptions,
+        security: EmbeddedSecurity,
+    ) -> Result<Self, BrokerError> {
         let binary = find_binary().ok_or(BrokerError::BinaryNotFound)?;
         let dir = tempfile::Builder::new()
             .prefix("fleetsim-broker-")
@@ -70,6 +138,24 @@ impl EmbeddedBroker {
         let port = free_port().map_err(BrokerError::Files)?;
         let http_port = free_port().map_err(BrokerError::Files)?;
         let version = server_version(&binary).await;
+        if security.tls {
+            write_certificates(dir.path())?;
+        }
+        let (client_auth, nkey_public) = match security.auth {
+            AuthMode::None => (Auth::None, None),
+            AuthMode::Token => (Auth::Token(random_password()), None),
+            AuthMode::User => (
+                Auth::UserPassword(FLEET_USER.to_string(), random_password()),
+                None,
+            ),
+            AuthMode::Nkey => {
+                let pair = nkeys::KeyPair::new_user();
+                let seed = pair
+                    .seed()
+                    .map_err(|e| BrokerError::Secrets(format!("a user nkey: {e}")))?;
+                (Auth::NKey(seed), Some(pair.public_key()))
+            }
+        };
         let mut broker = EmbeddedBroker {
             child: None,
             binary,
@@ -79,6 +165,9 @@ impl EmbeddedBroker {
             options,
             version,
             system_password: random_password(),
+            security,
+            client_auth,
+            nkey_public,
         };
         // The ports were free when picked, but another process can take one before the
         // server binds it (a connection's ephemeral port, another broker's pick): then
@@ -101,13 +190,52 @@ impl EmbeddedBroker {
     }
 
     /// User and password of the system account, for fleetsim's own advisory listener.
+    /// With `auth = "token"` the account has no user (see [`Self::has_system_user`]).
     pub fn system_user(&self) -> (&str, &str) {
         (SYSTEM_USER, &self.system_password)
     }
 
-    /// The client URL agents connect to.
+    /// nats-server refuses a token beside `accounts` ("Can not have a token and
+    /// accounts"), so a token-authenticated broker runs without them: its system account
+    /// has no user, and the API queue's LIMIT_REACHED advisory cannot be heard.
+    pub fn has_system_user(&self) -> bool {
+        self.security.auth != AuthMode::Token
+    }
+
+    pub fn security(&self) -> EmbeddedSecurity {
+        self.security
+    }
+
+    /// What a client of the fleet's account presents and trusts: the generated secret
+    /// and, with TLS, the broker's CA.
+    pub fn credentials(&self) -> Credentials {
+        self.credentials_with(self.client_auth.clone())
+    }
+
+    /// [`Self::credentials`] as the system-account user.
+    pub fn system_credentials(&self) -> Credentials {
+        self.credentials_with(Auth::UserPassword(
+            SYSTEM_USER.to_string(),
+            self.system_password.clone(),
+        ))
+    }
+
+    fn credentials_with(&self, auth: Auth) -> Credentials {
+        Credentials {
+            auth,
+            tls_ca: self.security.tls.then(|| self.ca_path()),
+        }
+    }
+
+    /// The client URL agents connect to: `tls://` with TLS, so the manifest shows it.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        let scheme = if self.security.tls { "tls" } else { "nats" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The CA certificate (PEM) that signed the server's, with `tls`.
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join(CA_FILE)
     }
 
     pub fn monitor_url(&self) -> String {
@@ -224,7 +352,7 @@ impl EmbeddedBroker {
 
     fn config_text(&self) -> String {
         let o = &self.options;
-        format!(
+        let mut text = format!(
             "# written by fleetsim: the embedded broker under test\n\
              server_name: fleetsim\n\
              listen: 127.0.0.1:{port}\n\
@@ -233,13 +361,7 @@ impl EmbeddedBroker {
              lame_duck_duration: \"{ldd}ms\"\n\
              lame_duck_grace_period: \"{ldg}ms\"\n\
              jetstream {{\n  store_dir: {store:?}\n  request_queue_limit: {rql}\n  \
-             limits {{ default_max_consumers: {dmc} }}\n}}\n\
-             # Agents connect without credentials into FLEET (no_auth_user); fleetsim\n\
-             # listens to the system account's advisories as {sys_user}.\n\
-             accounts {{\n  FLEET {{ jetstream: enabled, users: [{{ user: fleet }}] }}\n  \
-             SYS {{ users: [{{ user: {sys_user}, password: {sys_pass:?} }}] }}\n}}\n\
-             system_account: SYS\n\
-             no_auth_user: fleet\n",
+             limits {{ default_max_consumers: {dmc} }}\n}}\n",
             port = self.port,
             http = self.http_port,
             maxc = o.max_connections,
@@ -248,9 +370,45 @@ impl EmbeddedBroker {
             dmc = o.default_max_consumers,
             ldd = o.lame_duck_duration.as_millis(),
             ldg = o.lame_duck_grace_period.as_millis(),
+        );
+        if self.security.tls {
+            let path = |name: &str| self.dir.path().join(name).display().to_string();
+            text.push_str(&format!(
+                "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n}}\n",
+                path(CERT_FILE),
+                path(KEY_FILE),
+            ));
+        }
+        let fleet_user = match &self.client_auth {
+            Auth::Token(token) => {
+                // No accounts beside a token (see has_system_user): JetStream runs in
+                // the global account.
+                text.push_str(&format!("authorization {{ token: {token:?} }}\n"));
+                return text;
+            }
+            Auth::UserPassword(user, password) => {
+                format!("{{ user: {user:?}, password: {password:?} }}")
+            }
+            Auth::NKey(_) => format!(
+                "{{ nkey: {:?} }}",
+                self.nkey_public.as_deref().unwrap_or("")
+            ),
+            Auth::None => format!("{{ user: {FLEET_USER} }}"),
+        };
+        text.push_str(&format!(
+            "# The fleet's clients land in FLEET; fleetsim listens to the system account's\n\
+             # advisories as {sys_user}.\n\
+             accounts {{\n  FLEET {{ jetstream: enabled, users: [{fleet_user}] }}\n  \
+             SYS {{ users: [{{ user: {sys_user}, password: {sys_pass:?} }}] }}\n}}\n\
+             system_account: SYS\n",
             sys_user = SYSTEM_USER,
             sys_pass = self.system_password,
-        )
+        ));
+        if self.client_auth == Auth::None {
+            // Clients without credentials are this user.
+            text.push_str(&format!("no_auth_user: {FLEET_USER}\n"));
+        }
+        text
     }
 
     async fn spawn_and_wait(&mut self) -> Result<(), BrokerError> {

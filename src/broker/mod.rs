@@ -5,6 +5,10 @@
 //! external one by URL. Both answer the same questions: where do agents connect, where is
 //! the monitoring port, what version and limits is it running with. [`Broker`] is the
 //! one a run talks to; [`url`] parses a broker URL's credentials.
+//!
+//! Every connection fleetsim makes to the broker (agents, provisioning, probes, the
+//! advisory tap) takes its secret and the CA it trusts from [`Broker::credentials`], so
+//! a TLS or authenticated broker is reached the same way by all of them.
 
 pub mod audit;
 pub mod embedded;
@@ -12,13 +16,14 @@ pub mod monitor;
 pub mod sampler;
 pub mod url;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
 use tracing::{info, warn};
 
-pub use embedded::{EmbeddedBroker, EmbeddedOptions};
-pub use url::{Credentials, redact_url};
+pub use embedded::{EmbeddedBroker, EmbeddedOptions, EmbeddedSecurity};
+pub use url::{Auth, Credentials, redact_url};
 
 use crate::plan::Plan;
 
@@ -43,6 +48,13 @@ pub enum BrokerError {
     NotHealthy { secs: u64, log_tail: String },
     #[error("cannot prepare the embedded broker's files: {0}")]
     Files(#[source] std::io::Error),
+    #[error("cannot make the embedded broker's {0}")]
+    Secrets(String),
+    #[error("cannot read tls_ca {path}: {source}")]
+    TlsCa {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("monitoring endpoint {url}: {message}")]
     Monitor { url: String, message: String },
     #[error("signalling nats-server: {0}")]
@@ -85,27 +97,60 @@ pub enum Broker {
         monitor: Option<String>,
         /// `$FLEETSIM_SYSTEM_URL`, with its credentials.
         system_url: Option<String>,
+        /// The scenario's `tls_ca`: a CA to trust, and TLS required.
+        tls_ca: Option<PathBuf>,
     },
 }
 
 impl Broker {
     pub async fn start(plan: &Plan) -> Result<Broker, BrokerError> {
         match &plan.broker.url {
-            Some(url) => Ok(Broker::External {
-                url: url.clone(),
-                monitor: plan.broker.monitor_url.clone(),
-                system_url: plan.broker.system_url.clone(),
-            }),
-            None => Ok(Broker::Embedded(Box::new(
-                EmbeddedBroker::start(EmbeddedOptions {
-                    max_connections: plan.broker.max_connections,
-                    request_queue_limit: plan.broker.request_queue_limit,
-                    default_max_consumers: plan.broker.default_max_consumers,
-                    lame_duck_duration: plan.broker.lame_duck_duration,
-                    lame_duck_grace_period: plan.broker.lame_duck_grace_period,
+            Some(url) => {
+                // async-nats reads the CA only once a TCP connection is up: say it is
+                // missing before anything dials.
+                if let Some(ca) = &plan.broker.tls_ca
+                    && let Err(source) = std::fs::metadata(ca)
+                {
+                    return Err(BrokerError::TlsCa {
+                        path: ca.display().to_string(),
+                        source,
+                    });
+                }
+                Ok(Broker::External {
+                    url: url.clone(),
+                    monitor: plan.broker.monitor_url.clone(),
+                    system_url: plan.broker.system_url.clone(),
+                    tls_ca: plan.broker.tls_ca.clone(),
                 })
+            }
+            None => Ok(Broker::Embedded(Box::new(
+                EmbeddedBroker::start_secured(
+                    EmbeddedOptions {
+                        max_connections: plan.broker.max_connections,
+                        request_queue_limit: plan.broker.request_queue_limit,
+                        default_max_consumers: plan.broker.default_max_consumers,
+                        lame_duck_duration: plan.broker.lame_duck_duration,
+                        lame_duck_grace_period: plan.broker.lame_duck_grace_period,
+                    },
+                    EmbeddedSecurity {
+                        tls: plan.broker.tls,
+                        auth: plan.broker.auth,
+                    },
+                )
                 .await?,
             ))),
+        }
+    }
+
+    /// What the fleet's clients present and trust: the embedded broker's generated
+    /// secret and CA, or an external broker URL's userinfo and the scenario's `tls_ca`.
+    pub fn credentials(&self) -> Credentials {
+        match self {
+            Broker::Embedded(b) => b.credentials(),
+            Broker::External { url, tls_ca, .. } => Credentials {
+                tls_ca: tls_ca.clone(),
+                ..Credentials::of_url(url)
+            },
         }
     }
 
@@ -121,22 +166,25 @@ impl Broker {
     /// config), or for an external broker the user of `$FLEETSIM_SYSTEM_URL`. Without
     /// one that advisory is not counted, and the log says so.
     pub async fn system_client(&self) -> Option<async_nats::Client> {
-        let (options, url) = match self {
-            Broker::Embedded(b) => {
-                let (user, password) = b.system_user();
-                (
-                    async_nats::ConnectOptions::with_user_and_password(
-                        user.to_string(),
-                        password.to_string(),
-                    ),
-                    b.url(),
-                )
+        let (credentials, url) = match self {
+            Broker::Embedded(b) if !b.has_system_user() => {
+                info!(
+                    "API.LIMIT_REACHED advisories are not counted (api_limit_reached stays 0): \
+                     with auth = \"token\" the embedded broker has no accounts, so no \
+                     system-account user"
+                );
+                return None;
             }
+            Broker::Embedded(b) => (b.system_credentials(), b.url()),
             Broker::External {
                 system_url: Some(url),
+                tls_ca,
                 ..
             } => (
-                Credentials::of_url(url).apply(async_nats::ConnectOptions::new()),
+                Credentials {
+                    tls_ca: tls_ca.clone(),
+                    ..Credentials::of_url(url)
+                },
                 url.clone(),
             ),
             Broker::External {
@@ -150,7 +198,8 @@ impl Broker {
                 return None;
             }
         };
-        match options
+        match credentials
+            .apply(async_nats::ConnectOptions::new())
             .name("fleetsim-system")
             .connect(Credentials::strip(&url))
             .await
@@ -179,7 +228,7 @@ impl Broker {
     /// never through the fault proxy.
     pub async fn control_client(&self) -> Result<async_nats::Client, BrokerError> {
         let url = self.url();
-        Credentials::of_url(&url)
+        self.credentials()
             .apply(async_nats::ConnectOptions::new())
             .name("fleetsim-control")
             .request_timeout(Some(Duration::from_secs(30)))

@@ -4,6 +4,11 @@
 //! no path, so an `@` after a `/` with no userinfo before it is taken for the end of a
 //! userinfo whose password holds an unescaped `/` (`nats://u:pa/ss@h`): a secret is masked
 //! even where the URL is malformed, at the price of masking a real path's `@` too.
+//!
+//! [`Credentials`] also carries the CA a connection trusts, so TLS reaches every
+//! connection by the same path as the secrets.
+
+use std::path::PathBuf;
 
 /// Removes `user:pass@` or `token@` from a URL, or from each URL of a comma-separated
 /// server list, so it can be logged and written to results.
@@ -19,30 +24,66 @@ fn each_server(url: &str, f: impl Fn(&str) -> String) -> String {
     url.split(',').map(f).collect::<Vec<_>>().join(",")
 }
 
-/// The credentials of a `nats://user:password@host` or `nats://token@host` URL, the
-/// forms the NATS tools accept. async-nats 0.51 parses such a URL but never sends its
-/// userinfo, so every connection fleetsim makes applies them as connect options; the
-/// agents need that most, as they may dial the fault proxy's URL instead of the broker's.
+/// What a fleetsim connection presents and trusts to be let into the broker: its
+/// authentication and the CA certificate it trusts. One value holds both so that every
+/// connection (agents, provisioning, probes, the advisory tap) gets the same security from
+/// one [`Credentials::apply`], and an agent dialling the fault proxy's plain URL still
+/// authenticates and verifies the broker behind it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Credentials {
+    pub auth: Auth,
+    /// A CA certificate (PEM) to trust besides the system's roots: the embedded broker's
+    /// own, or an external broker's `tls_ca`. Set, it also requires TLS of the
+    /// connection, whatever the URL's scheme (the proxy's URL is `nats://`).
+    pub tls_ca: Option<PathBuf>,
+}
+
+/// How a client authenticates.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub enum Credentials {
+pub enum Auth {
     #[default]
     None,
     UserPassword(String, String),
     Token(String),
+    /// The seed of a user nkey (`SU...`): the client signs the server's nonce with it.
+    NKey(String),
+}
+
+impl Auth {
+    /// The mode's name as scenarios spell it (`none`, `user`, `token`, `nkey`), for logs
+    /// and results: never the secret.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Auth::None => "none",
+            Auth::UserPassword(..) => "user",
+            Auth::Token(_) => "token",
+            Auth::NKey(_) => "nkey",
+        }
+    }
+}
+
+/// Never prints the secret, so a `{:?}` in a log cannot leak it.
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Auth::None => "None",
+            Auth::UserPassword(..) => "UserPassword(***)",
+            Auth::Token(_) => "Token(***)",
+            Auth::NKey(_) => "NKey(***)",
+        })
+    }
 }
 
 impl Credentials {
+    /// The credentials of a `nats://user:password@host` or `nats://token@host` URL, the
+    /// forms the NATS tools accept. async-nats 0.51 parses such a URL but never sends its
+    /// userinfo, so every connection fleetsim makes applies them as connect options; the
+    /// agents need that most, as they may dial the fault proxy's URL instead of the
+    /// broker's.
     pub fn of_url(url: &str) -> Credentials {
-        let Some((start, at)) = userinfo_span(url) else {
-            return Credentials::None;
-        };
-        let userinfo = &url[start..at];
-        match userinfo.split_once(':') {
-            Some((user, password)) => {
-                Credentials::UserPassword(percent_decode(user), percent_decode(password))
-            }
-            None if userinfo.is_empty() => Credentials::None,
-            None => Credentials::Token(percent_decode(userinfo)),
+        Credentials {
+            auth: Auth::of_url(url),
+            tls_ca: None,
         }
     }
 
@@ -55,27 +96,73 @@ impl Credentials {
         })
     }
 
-    pub fn apply(&self, options: async_nats::ConnectOptions) -> async_nats::ConnectOptions {
-        match self {
-            Credentials::None => options,
-            Credentials::UserPassword(user, password) => {
+    pub fn apply<O: Secure>(&self, options: O) -> O {
+        let options = match &self.auth {
+            Auth::None => options,
+            Auth::UserPassword(user, password) => {
                 options.user_and_password(user.clone(), password.clone())
             }
-            Credentials::Token(token) => options.token(token.clone()),
+            Auth::Token(token) => options.token(token.clone()),
+            Auth::NKey(seed) => options.nkey(seed.clone()),
+        };
+        match &self.tls_ca {
+            // async-nats reads the file at each connect: a missing one is a connect error
+            // that names it, not a panic.
+            Some(ca) => options.add_root_certificates(ca.clone()).require_tls(true),
+            None => options,
         }
     }
 }
 
-/// Never prints the secret, so a `{:?}` in a log cannot leak it.
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Credentials::None => "None",
-            Credentials::UserPassword(..) => "UserPassword(***)",
-            Credentials::Token(_) => "Token(***)",
-        })
+impl Auth {
+    fn of_url(url: &str) -> Auth {
+        let Some((start, at)) = userinfo_span(url) else {
+            return Auth::None;
+        };
+        let userinfo = &url[start..at];
+        match userinfo.split_once(':') {
+            Some((user, password)) => {
+                Auth::UserPassword(percent_decode(user), percent_decode(password))
+            }
+            None if userinfo.is_empty() => Auth::None,
+            None => Auth::Token(percent_decode(userinfo)),
+        }
     }
 }
+
+/// The connect options of either async-nats version the agents may run (the same
+/// methods on two types), as far as [`Credentials::apply`] sets them.
+pub trait Secure: Sized {
+    fn user_and_password(self, user: String, password: String) -> Self;
+    fn token(self, token: String) -> Self;
+    fn nkey(self, seed: String) -> Self;
+    fn add_root_certificates(self, ca: PathBuf) -> Self;
+    fn require_tls(self, required: bool) -> Self;
+}
+
+macro_rules! secure {
+    ($options:ty) => {
+        impl Secure for $options {
+            fn user_and_password(self, user: String, password: String) -> Self {
+                <$options>::user_and_password(self, user, password)
+            }
+            fn token(self, token: String) -> Self {
+                <$options>::token(self, token)
+            }
+            fn nkey(self, seed: String) -> Self {
+                <$options>::nkey(self, seed)
+            }
+            fn add_root_certificates(self, ca: PathBuf) -> Self {
+                <$options>::add_root_certificates(self, ca)
+            }
+            fn require_tls(self, required: bool) -> Self {
+                <$options>::require_tls(self, required)
+            }
+        }
+    };
+}
+secure!(async_nats::ConnectOptions);
+secure!(async_nats_050::ConnectOptions);
 
 /// The host and port a URL points at, without scheme, userinfo or path:
 /// `nats://u:p@h:4222/x` -> `h:4222`; of a comma-separated server list, the first's; a
@@ -129,11 +216,14 @@ fn percent_decode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Credentials, redact_url};
+    use super::{Auth, Credentials, redact_url};
 
     #[test]
     fn url_credentials_become_connect_options_and_never_print() {
-        let up = |u: &str, p: &str| Credentials::UserPassword(u.to_string(), p.to_string());
+        let up = |u: &str, p: &str| Credentials {
+            auth: Auth::UserPassword(u.to_string(), p.to_string()),
+            tls_ca: None,
+        };
         assert_eq!(
             Credentials::of_url("nats://u:s3cret@h:4222"),
             up("u", "s3cret")
@@ -144,14 +234,27 @@ mod tests {
             "escapes decoded; an @ in the path is not userinfo"
         );
         assert_eq!(
-            Credentials::of_url("nats://t0ken@h"),
-            Credentials::Token("t0ken".to_string())
+            Credentials::of_url("nats://t0ken@h").auth,
+            Auth::Token("t0ken".to_string())
         );
-        assert_eq!(Credentials::of_url("nats://h:4222"), Credentials::None);
-        assert_eq!(Credentials::of_url("nats://@h:4222"), Credentials::None);
-        assert_eq!(Credentials::of_url("h:4222"), Credentials::None);
+        assert_eq!(Credentials::of_url("nats://h:4222"), Credentials::default());
+        assert_eq!(
+            Credentials::of_url("nats://@h:4222"),
+            Credentials::default()
+        );
+        assert_eq!(Credentials::of_url("h:4222"), Credentials::default());
         let shown = format!("{:?}", Credentials::of_url("nats://u:s3cret@h:4222"));
         assert!(!shown.contains("s3cret"), "{shown}");
+        let nkey = Credentials {
+            auth: Auth::NKey("SUs33d".to_string()),
+            tls_ca: Some("/ca.pem".into()),
+        };
+        let shown = format!("{nkey:?}");
+        assert!(
+            !shown.contains("s33d") && shown.contains("ca.pem"),
+            "{shown}"
+        );
+        assert_eq!(nkey.auth.mode(), "nkey");
         assert_eq!(
             Credentials::strip("nats://u:s3cret@h:4222"),
             "nats://h:4222"
@@ -188,8 +291,8 @@ mod tests {
         // fallback "pa/ss" would be written out.
         assert_eq!(redact_url("nats://u:pa/ss@h:4222"), "nats://***@h:4222");
         assert_eq!(
-            Credentials::of_url("nats://u:pa/ss@h:4222"),
-            Credentials::UserPassword("u".to_string(), "pa/ss".to_string())
+            Credentials::of_url("nats://u:pa/ss@h:4222").auth,
+            Auth::UserPassword("u".to_string(), "pa/ss".to_string())
         );
         assert_eq!(Credentials::strip("nats://u:pa/ss@h:4222"), "nats://h:4222");
         // With no userinfo, a path's `@` is masked too: NATS URLs carry no path, so it is

@@ -80,6 +80,31 @@ pub struct BrokerPlan {
     /// published in the system account only. Never in a file: it holds credentials.
     #[serde(skip)]
     pub system_url: Option<String>,
+    /// Embedded broker: TLS on its client port, with a CA and server certificate made
+    /// at run time (for 127.0.0.1 and localhost) that every fleetsim connection trusts.
+    pub tls: bool,
+    /// External broker: a CA certificate (PEM) to trust beside the system's, and TLS
+    /// required of every connection. A path, never key material.
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Embedded broker: how clients authenticate. The secrets are made per broker at
+    /// run time and only the mode is recorded; an external broker's credentials come
+    /// from its URL.
+    pub auth: AuthMode,
+}
+
+/// How the embedded broker's clients authenticate ([`BrokerPlan::auth`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// No credentials: clients land in the fleet's account (`no_auth_user`).
+    #[default]
+    None,
+    /// One shared token, as the kanade agent connects.
+    Token,
+    /// A user and password.
+    User,
+    /// An nkey: the client signs the server's nonce with its seed.
+    Nkey,
 }
 
 /// The simulated fleet: how many agents, how they are grouped, how they connect.
@@ -123,6 +148,9 @@ pub struct FleetPlan {
     /// died is redelivered only after it, so it bounds how late such a command arrives.
     #[serde(serialize_with = "duration_str::serialize_opt")]
     pub exec_ack_wait: Option<Duration>,
+    /// The async-nats version the agents run: the profile's `[client] async_nats`
+    /// (`kanade`, `legacy`: 0.50, the real agent's) unless `[fleet] async_nats` says.
+    pub async_nats: AsyncNats,
 }
 
 /// Where the fault proxy between the agents and the broker runs, if anywhere.

@@ -266,6 +266,35 @@ pub struct ClientOptions {
     #[serde(serialize_with = "duration_str::serialize_opt")]
     pub ping_interval: Option<Duration>,
     pub reconnect: Option<Backoff>,
+    /// The async-nats version the agents run (`async_nats = "0.50"`).
+    pub async_nats: Option<AsyncNats>,
+}
+
+/// The async-nats version a fleet's agents run. fleetsim links both; they differ in
+/// what an ordered watch's recreation asks the broker for after a reconnect
+/// (docs/fidelity.md, "The library question"): 0.50 one `CONSUMER.CREATE` per attempt,
+/// 0.51 a `CONSUMER.DELETE` and a `CONSUMER.CREATE`.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub enum AsyncNats {
+    /// 0.50, what the real kanade agent's newest lockfile resolves.
+    #[serde(rename = "0.50")]
+    V0_50,
+    /// 0.51, fleetsim's own client.
+    #[default]
+    #[serde(rename = "0.51")]
+    V0_51,
+}
+
+impl AsyncNats {
+    pub const ALL: [(&'static str, AsyncNats); 2] =
+        [("0.50", AsyncNats::V0_50), ("0.51", AsyncNats::V0_51)];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AsyncNats::V0_50 => "0.50",
+            AsyncNats::V0_51 => "0.51",
+        }
+    }
 }
 
 /// A key with placeholders: `{pc}` (the agent's id) and `{group}` (its group's id).

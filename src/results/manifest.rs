@@ -17,10 +17,6 @@ use super::rows::RunEntry;
 use super::time::rfc3339;
 use crate::host::ProcessUsage;
 
-/// The async-nats release line fleetsim is built against, recorded because connection
-/// and consumer behaviour under a herd depends on the client as much as on the server.
-pub const ASYNC_NATS_VERSION: &str = "0.51";
-
 /// How many agents got where, the four numbers a reader checks first.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,6 +76,9 @@ impl fmt::Display for RunStatus {
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub fleetsim_version: String,
+    /// The async-nats release line the agents ran (`[fleet] async_nats`), recorded
+    /// because connection and consumer behaviour under a herd depends on the client as
+    /// much as on the server.
     pub async_nats_version: String,
     pub scenario: ManifestScenario,
     /// The resolved [`crate::plan::Plan`] (defaults applied, command-line overrides
@@ -219,7 +218,7 @@ pub(super) fn build_manifest(
         .unwrap_or_default();
     Ok(Manifest {
         fleetsim_version: env!("CARGO_PKG_VERSION").to_string(),
-        async_nats_version: ASYNC_NATS_VERSION.to_string(),
+        async_nats_version: record.plan.fleet.async_nats.name().to_string(),
         scenario: ManifestScenario {
             name: redact_urls(&record.plan.name),
             path: record

@@ -75,8 +75,8 @@ pub use files::*;
 pub use herd::{HerdRecord, Unrecovered};
 pub use hgrm::{TICKS_PER_HALF_DISTANCE, write_percentile_distribution};
 pub use manifest::{
-    ASYNC_NATS_VERSION, AbManifest, FleetFigures, Manifest, ManifestBroker, ManifestBrokerLimits,
-    ManifestHost, ManifestScenario, RunStatus,
+    AbManifest, FleetFigures, Manifest, ManifestBroker, ManifestBrokerLimits, ManifestHost,
+    ManifestScenario, RunStatus,
 };
 pub use read::{ReadError, RunDir};
 pub use redact::{is_secret_key, redact_json, redact_scenario_text, redact_urls};

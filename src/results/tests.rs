@@ -37,6 +37,9 @@ fn plan() -> Plan {
             lame_duck_duration: Duration::from_secs(30),
             lame_duck_grace_period: Duration::from_secs(1),
             system_url: Some("nats://sys:sysp4ss@broker:4222".to_string()),
+            tls: false,
+            tls_ca: None,
+            auth: Default::default(),
         },
         fleet: FleetPlan {
             agents: 2,
@@ -52,6 +55,7 @@ fn plan() -> Plan {
             proxy: crate::plan::ProxyMode::Off,
             read_buffer_capacity: 8192,
             exec_ack_wait: None,
+            async_nats: crate::plan::AsyncNats::V0_51,
         },
         profile: Profile::simple(
             "kanade",
@@ -606,7 +610,7 @@ fn a_run_directory_holds_every_file_and_a_pinned_manifest() {
         serde_json::from_str(&text).expect("manifest deserializes with deny_unknown_fields");
     assert_eq!(manifest.fleetsim_version, env!("CARGO_PKG_VERSION"));
     // Cargo.lock's version is checked against it by tests/core.rs.
-    assert_eq!(manifest.async_nats_version, ASYNC_NATS_VERSION);
+    assert_eq!(manifest.async_nats_version, "0.51", "the agents' version");
     assert_eq!(manifest.scenario.name, "herd test");
     assert_eq!(
         manifest.scenario.path.as_deref(),

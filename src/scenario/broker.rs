@@ -1,13 +1,14 @@
 //! `[broker]`: where the broker comes from (an external `url`, or the embedded broker
-//! fleetsim starts) and the limits the embedded broker runs with.
+//! fleetsim starts), the limits the embedded broker runs with, and its transport security
+//! (`tls`, `auth`; `tls_ca` to trust an external broker's CA).
 
 use std::time::Duration;
 
 use super::POSITIVE;
 use super::walk::{Ctx, Node};
-use crate::plan::BrokerPlan;
+use crate::plan::{AuthMode, BrokerPlan};
 
-const BROKER_KEYS: [&str; 9] = [
+const BROKER_KEYS: [&str; 12] = [
     "url",
     "monitor",
     "max_connections",
@@ -17,14 +18,25 @@ const BROKER_KEYS: [&str; 9] = [
     "record_api",
     "lame_duck_duration",
     "lame_duck_grace_period",
+    "tls",
+    "tls_ca",
+    "auth",
 ];
 /// Broker keys that configure the embedded broker only.
-const EMBEDDED_ONLY: [&str; 5] = [
+const EMBEDDED_ONLY: [&str; 7] = [
     "max_connections",
     "request_queue_limit",
     "default_max_consumers",
     "lame_duck_duration",
     "lame_duck_grace_period",
+    "tls",
+    "auth",
+];
+const AUTH_MODES: [(&str, AuthMode); 4] = [
+    ("none", AuthMode::None),
+    ("token", AuthMode::Token),
+    ("user", AuthMode::User),
+    ("nkey", AuthMode::Nkey),
 ];
 /// nats-server refuses a config file with a shorter `lame_duck_duration` ("minimum is
 /// 30 seconds"), so this is both the floor and the default.
@@ -42,6 +54,9 @@ pub(super) fn read_broker(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> BrokerPlan 
         lame_duck_duration: Duration::from_secs(30),
         lame_duck_grace_period: Duration::from_secs(1),
         system_url: None,
+        tls: false,
+        tls_ca: None,
+        auth: AuthMode::None,
     };
     let Some(node) = root.table(ctx, "broker", "a table ([broker])") else {
         return broker;
@@ -69,10 +84,28 @@ pub(super) fn read_broker(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> BrokerPlan 
             broker.monitor_url = Some(monitor.to_string());
         }
     }
+    // Without url, tls_ca is for the broker `--server` names; the embedded broker trusts
+    // its own CA.
+    if let Some((ca, span)) = node.string(ctx, "tls_ca") {
+        if node.get("url").is_none() && node.get("tls").is_some() {
+            let message = "tls_ca is an external broker's CA (url, or --server); the embedded \
+                           broker's own CA is trusted with tls = true";
+            ctx.report(&span, node.key("tls_ca"), message);
+        } else if ca.is_empty() {
+            ctx.report(&span, node.key("tls_ca"), "must be a file path, got \"\"");
+        } else {
+            broker.tls_ca = Some(ca.into());
+        }
+    }
     if node.get("url").is_some() {
         for key in EMBEDDED_ONLY {
             if node.get(key).is_some() {
-                let message = format!("{key} only applies to the embedded broker (no url)");
+                let hint = match key {
+                    "tls" => "; an external broker's TLS is a tls:// url (and tls_ca for its CA)",
+                    "auth" => "; an external broker's credentials go in its url",
+                    _ => "",
+                };
+                let message = format!("{key} only applies to the embedded broker (no url){hint}");
                 node.report_at(ctx, key, message);
             }
         }
@@ -97,6 +130,12 @@ pub(super) fn read_broker(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> BrokerPlan 
     }
     if let Some(record) = node.boolean(ctx, "record_api") {
         broker.record_api = record;
+    }
+    if let Some(tls) = node.boolean(ctx, "tls") {
+        broker.tls = tls;
+    }
+    if let Some((auth, _)) = node.choice(ctx, "auth", "auth mode", &AUTH_MODES) {
+        broker.auth = auth;
     }
     if let Some(reset) = node.boolean(ctx, "reset") {
         broker.reset = reset;

@@ -7,9 +7,11 @@ use toml::de::DeValue;
 
 use super::walk::{self, Ctx, Node};
 use super::{NON_NEGATIVE, POSITIVE};
-use crate::plan::{Backoff, ClientOptions, FleetPlan, Profile, ProxyMode, Splay, SplayPlacement};
+use crate::plan::{
+    AsyncNats, Backoff, ClientOptions, FleetPlan, Profile, ProxyMode, Splay, SplayPlacement,
+};
 
-const FLEET_KEYS: [&str; 17] = [
+const FLEET_KEYS: [&str; 18] = [
     "agents",
     "groups",
     "profile",
@@ -17,6 +19,7 @@ const FLEET_KEYS: [&str; 17] = [
     "connect_timeout",
     "request_timeout",
     "ping_interval",
+    "async_nats",
     "setup_retries",
     "reconnect_base",
     "reconnect_cap",
@@ -74,6 +77,9 @@ pub(super) fn resolve_client(fleet: &mut FleetPlan, given: &ClientOptions, profi
     if let Some(b) = given.reconnect.or(shipped.reconnect) {
         fleet.reconnect = b;
     }
+    if let Some(v) = given.async_nats.or(shipped.async_nats) {
+        fleet.async_nats = v;
+    }
 }
 
 /// Reads `[fleet]`.
@@ -92,6 +98,7 @@ pub(super) fn read_fleet(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> ReadFleet {
         proxy: ProxyMode::Off,
         read_buffer_capacity: DEFAULT_READ_BUFFER_CAPACITY,
         exec_ack_wait: None,
+        async_nats: AsyncNats::default(),
     };
     let required = "required: the number of agents, a positive whole number";
     let Some(node) = root.table(ctx, "fleet", "a table ([fleet])") else {
@@ -126,6 +133,9 @@ pub(super) fn read_fleet(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> ReadFleet {
     client.connect_timeout = node.positive_duration(ctx, "connect_timeout", "");
     client.request_timeout = node.positive_duration(ctx, "request_timeout", "");
     client.ping_interval = node.positive_duration(ctx, "ping_interval", "");
+    client.async_nats = node
+        .choice(ctx, "async_nats", "async-nats version", &AsyncNats::ALL)
+        .map(|(v, _)| v);
     if let Some(d) = node.positive_duration(
         ctx,
         "exec_ack_wait",

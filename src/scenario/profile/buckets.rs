@@ -4,16 +4,17 @@
 use toml::de::DeValue;
 
 use super::{check_subject, is_name, items, overlap, template_list};
-use crate::plan::{Backoff, BucketSpec, ClientOptions, StreamSpec, kanade_buckets};
+use crate::plan::{AsyncNats, Backoff, BucketSpec, ClientOptions, StreamSpec, kanade_buckets};
 use crate::scenario::fleet::read_backoff;
 use crate::scenario::walk::{Ctx, Node, describe};
 
-const CLIENT_KEYS: [&str; 5] = [
+const CLIENT_KEYS: [&str; 6] = [
     "connect_timeout",
     "request_timeout",
     "read_buffer_capacity",
     "ping_interval",
     "reconnect",
+    "async_nats",
 ];
 const BUCKET_KEYS: [&str; 5] = ["name", "history", "ttl", "seed", "value_size"];
 const STREAM_KEYS: [&str; 3] = ["name", "subjects", "max_age"];
@@ -41,6 +42,9 @@ pub(super) fn read_client(ctx: &mut Ctx<'_>, node: &Node<'_, '_>) -> ClientOptio
         .whole(ctx, "read_buffer_capacity", bytes, 512, 65535)
         .map(|(n, _)| n as u16);
     client.reconnect = read_reconnect(ctx, &table);
+    client.async_nats = table
+        .choice(ctx, "async_nats", "async-nats version", &AsyncNats::ALL)
+        .map(|(v, _)| v);
     client
 }
 

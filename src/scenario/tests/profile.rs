@@ -200,6 +200,7 @@ fn builtin_kanade_buckets_streams_publishes_client() {
             read_buffer_capacity: Some(65535),
             ping_interval: Some(Duration::from_secs(60)),
             reconnect: Some(Backoff::AsyncNatsDefault),
+            async_nats: Some(crate::plan::AsyncNats::V0_50),
         }
     );
 }

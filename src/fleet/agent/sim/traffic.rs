@@ -2,12 +2,13 @@
 //! perf samples, events), each on intended times so a slow publish does not shift the
 //! ones after it.
 
+use super::nats;
 use std::time::Duration;
 
-use async_nats::jetstream;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use nats::jetstream;
 use rand::{RngExt, SeedableRng};
 use tokio::time::Instant;
 
@@ -28,7 +29,7 @@ impl Agent<'_> {
     /// Every periodic publish of the profile as one stream, started now.
     pub(super) fn publishes(
         &self,
-        client: &async_nats::Client,
+        client: &nats::Client,
         js: &jetstream::Context,
     ) -> BoxStream<'static, Published> {
         let start = Instant::now();
@@ -63,7 +64,7 @@ fn publish_loop(
     slot: usize,
     spec: PublishSpec,
     subject: String,
-    client: async_nats::Client,
+    client: nats::Client,
     js: jetstream::Context,
     seed: u64,
     start: Instant,

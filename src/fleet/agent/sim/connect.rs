@@ -1,6 +1,7 @@
 //! How an agent connects: its connect options, the first connect (retried with the
 //! fleet's backoff) and the delays between reconnect attempts, splay included.
 
+use super::nats;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,10 +16,7 @@ use crate::plan::{Backoff, SplayPlacement};
 impl Agent<'_> {
     /// Connects, retrying with the fleet's reconnect backoff until it succeeds or the run
     /// stops the agent (the real agent uses `retry_on_initial_connect`).
-    pub(super) async fn connect(
-        &self,
-        events: mpsc::UnboundedSender<ConnEvent>,
-    ) -> async_nats::Client {
+    pub(super) async fn connect(&self, events: mpsc::UnboundedSender<ConnEvent>) -> nats::Client {
         let mut attempts: usize = 0;
         let delays = ReconnectDelays::new(self.ctx, self.index, Duration::ZERO);
         loop {
@@ -43,10 +41,7 @@ impl Agent<'_> {
         }
     }
 
-    fn connect_options(
-        &self,
-        events: mpsc::UnboundedSender<ConnEvent>,
-    ) -> async_nats::ConnectOptions {
+    fn connect_options(&self, events: mpsc::UnboundedSender<ConnEvent>) -> nats::ConnectOptions {
         let roster = self.ctx.roster.clone();
         let index = self.index;
         let splay = match self.placement() {
@@ -58,7 +53,7 @@ impl Agent<'_> {
             .ctx
             .connection
             .credentials
-            .apply(async_nats::ConnectOptions::new());
+            .apply(nats::ConnectOptions::new());
         if self.ctx.connection.local_addresses > 1 {
             let octet = 1 + (index % usize::from(self.ctx.connection.local_addresses)) as u8;
             options = options.local_address(std::net::SocketAddr::from(([127, 0, 0, octet], 0)));
@@ -76,11 +71,11 @@ impl Agent<'_> {
                 async move {
                     // Trivial on purpose: async-nats drops events when a callback is slow.
                     match event {
-                        async_nats::Event::Connected => {
+                        nats::Event::Connected => {
                             roster.on_connected(index);
                             let _ = events.send(ConnEvent::Connected);
                         }
-                        async_nats::Event::Disconnected => {
+                        nats::Event::Disconnected => {
                             roster.on_disconnected(index);
                             let _ = events.send(ConnEvent::Disconnected);
                         }

@@ -6,13 +6,14 @@
 //! interleave. A simulated agent runs the same tasks concurrently, but inside its own
 //! single tokio task (a `FuturesUnordered`): thousands of agents stay one task each.
 
+use super::nats;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use nats::jetstream;
 use tokio::sync::{Notify, mpsc};
 
 use super::calls::Stores;
@@ -22,7 +23,7 @@ use crate::plan::{Call, Task};
 
 /// What the tasks of one phase share: the connection, the loop's inbox, the signals.
 pub(super) struct TaskEnv<'s> {
-    pub client: &'s async_nats::Client,
+    pub client: &'s nats::Client,
     pub js: &'s jetstream::Context,
     /// Consumers and core subscriptions opened by a task go to the agent's polling loop.
     pub handed: &'s mpsc::UnboundedSender<Handed>,

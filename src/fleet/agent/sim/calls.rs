@@ -2,11 +2,12 @@
 //! opening its consumers (watches and the durable EXEC consumer), the sync reads, each
 //! retried like the real agent's `nats_retry`.
 
+use super::nats;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer, kv};
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use nats::jetstream::{self, consumer, kv};
 use rand::{RngExt, SeedableRng};
 
 use super::{Agent, AgentFailure, Delivery, Item};
