@@ -324,6 +324,7 @@ fn builtin_zester_pins_seed_001s_buckets_publishes_and_client() {
                 cap: Duration::from_secs(2),
                 jitter: 0.05,
             }),
+            async_nats: Some(crate::plan::AsyncNats::V0_51),
             ..Default::default()
         }
     );
