@@ -8,7 +8,10 @@
 # (heartbeats only: every peel's fact sync comes at its start, the next 4 to 6 minutes
 # later, so a hold shorter than 240 s holds none), then the master's settings push, one
 # 5 KB write to settings-files/<peel> for every peel (reconciled against the deliveries
-# of the peel's watch), then 5 s more.
+# of the peel's watch), 5 s more, then a broker-restart herd (SIGKILL, 2 s down) and a
+# wait until every peel is ready again. Each run is made twice, over plain TCP and over
+# TLS (`[broker] tls = true`: the embedded broker's run-time CA and certificate, every
+# peel's connection TLS), alternated (plain first in odd rounds, TLS first in even).
 #
 # From the run's broker.csv (nats-server's /varz counters: docs/measurements.md) it
 # records, per peel:
@@ -19,7 +22,11 @@
 #     first fact sync of 2 KB and its heartbeats until the fleet is ready);
 #   - the settings push's bytes in and out per peel (less the hold's rate over the same
 #     seconds), beside the seed's ~5 KB per peel;
-#   - the broker's mean CPU % during the hold.
+#   - the broker's mean CPU % during the hold;
+#   - the herd: recovery p99 (recovery.csv) and the broker's CPU seconds from the herd's
+#     first sample of the restarted server until the fleet was ready again (its /varz
+#     `cpu`, a percentage, times the time between samples: an estimate at the samples'
+#     250 ms grain; scripts/bench-tls.sh reads /proc for kanade's herd instead).
 # nats-server counts a message's headers and payload, not the protocol line, TCP/IP or
 # TLS, so the wire carries more (relatively most for the 100 B heartbeats).
 #
@@ -49,18 +56,18 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$out_dir"
 csv="${BENCH_CSV:-$out_dir/zester.csv}"
 
-# TODO(TLS, lead): scripts/bench-tls.sh (another branch) measures a herd's broker CPU
-# with TLS against plain. Fold it in here: a `transport` column (plain|tls), the same
-# scenario run once per transport, and the hold's and the herd's broker CPU per peel
-# beside each other. Until then every row is plain TCP (transport=plain).
-transport=plain
 
-echo "date,round,agents,transport,status,hold_s,in_msgs_per_s_per_peel,in_bytes_per_s_per_peel,out_msgs_per_s_per_peel,out_bytes_per_s_per_peel,seed_heartbeat_bytes_per_s,seed_facts_bytes_per_s,start_in_bytes_per_peel,seed_facts_bytes_per_event,push_in_bytes_per_peel,push_out_bytes_per_peel,seed_settings_bytes_per_peel,push_missed,broker_cpu_pct_hold,errors,broker_version" > "$csv"
+echo "date,round,agents,transport,status,hold_s,in_msgs_per_s_per_peel,in_bytes_per_s_per_peel,out_msgs_per_s_per_peel,out_bytes_per_s_per_peel,seed_heartbeat_bytes_per_s,seed_facts_bytes_per_s,start_in_bytes_per_peel,seed_facts_bytes_per_event,push_in_bytes_per_peel,push_out_bytes_per_peel,seed_settings_bytes_per_peel,push_missed,broker_cpu_pct_hold,recovery_p99_s,broker_cpu_herd_s,errors,broker_version" > "$csv"
 
-scenario() { # agents hold-seconds
+scenario() { # agents hold-seconds transport
+  local tls=false
+  [[ "$3" == tls ]] && tls=true
   cat <<EOF
 name = "bench-zester"
-description = "zester peels: start, hold, a settings push to every peel"
+description = "zester peels: start, hold, a settings push to every peel, a restart herd"
+
+[broker]
+tls = $tls
 
 [fleet]
 agents = $1
@@ -92,19 +99,32 @@ drain_timeout = "30s"
 [[steps]]
 kind = "hold"
 duration = "5s"
+
+[[steps]]
+kind = "broker_restart"
+signal = "kill"
+downtime = "2s"
+recover_timeout = "180s"
+
+[[steps]]
+kind = "wait_ready"
+timeout = "180s"
 EOF
 }
 
 for round in $(seq 1 "$rounds"); do
+  transports="plain tls"
+  (( round % 2 == 0 )) && transports="tls plain"
   for n in "${sizes[@]}"; do
+   for transport in $transports; do
     echo "== round $round: $n zester peels, ${hold}s hold ($transport)" >&2
-    file="$work/zester-$n.toml"
-    scenario "$n" "$hold" > "$file"
+    file="$work/zester-$n-$transport.toml"
+    scenario "$n" "$hold" "$transport" > "$file"
     set +e
-    "$release"/fleetsim run "$file" --out "$work/runs-$round-$n" >/dev/null
+    "$release"/fleetsim run "$file" --out "$work/runs-$round-$n-$transport" >/dev/null
     code=$?
     set -e
-    dir="$(ls -td "$work/runs-$round-$n"/*/ | head -n 1)"
+    dir="$(ls -td "$work/runs-$round-$n-$transport"/*/ | head -n 1)"
     python3 - "$dir" "$n" "$round" "$transport" >> "$csv" <<'PY'
 import csv, json, sys, datetime
 d, n, rnd, transport = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -155,6 +175,15 @@ if push and secs:
     pin = grow["in_bytes"] - tot["in_bytes"] / secs * t
     pout = grow["out_bytes"] - tot["out_bytes"] / secs * t
 missed = sum(int(r["missed"]) for r in csv.DictReader(open(d + "reconcile.csv")))
+# The herd: the restarted server's samples (ok) from the restart step through the
+# wait_ready after it; CPU % times the time to the next sample.
+herd = [r for r in step_rows("broker_restart") + step_rows("wait_ready", 2) if r["ok"] == "true"]
+herd_cpu = None
+if len(herd) > 1:
+    herd_cpu = sum(f(a, "cpu_percent") / 100 * (float(b["t_secs"]) - float(a["t_secs"]))
+                   for a, b in zip(herd, herd[1:]) if f(a, "cpu_percent") is not None)
+rec = list(csv.DictReader(open(d + "recovery.csv")))
+p99 = rec[0]["recovered_99_secs"] if rec else ""
 errors = sum(int(r["count"]) for r in csv.DictReader(open(d + "errors.csv")))
 r3 = lambda x: "" if x is None else round(x, 1)
 print(",".join(str(x) for x in [
@@ -163,10 +192,12 @@ print(",".join(str(x) for x in [
     100, round(2048 / 300, 2),
     r3(start_in / n if start_in is not None else None), 2048,
     r3(pin / n if pin is not None else None), r3(pout / n if pout is not None else None), 5120,
-    missed, r3(sum(cpu) / len(cpu) if cpu else None), errors, m["broker"]["version"],
+    missed, r3(sum(cpu) / len(cpu) if cpu else None), p99,
+    "" if herd_cpu is None else round(herd_cpu, 2), errors, m["broker"]["version"],
 ]))
 PY
     echo "   exit code $code, run dir $dir" >&2
+   done
   done
 done
 column -s, -t < "$csv" >&2 || cat "$csv" >&2

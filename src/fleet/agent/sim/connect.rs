@@ -140,8 +140,15 @@ impl ReconnectDelays {
 
     fn delay(&self, attempts: usize) -> Duration {
         let unit = self.rng.lock().expect("rng lock").random::<f64>();
+        let never_connected = self.roster.cell(self.index).connects() == 0;
+        if never_connected && attempts <= 1 {
+            // The first attempt of a connect: async-nats asks the callback before it
+            // too, but a client's first connection goes at once (nats.go's ReconnectWait
+            // and async-nats' default both wait nothing); the wait belongs to retries.
+            return Duration::ZERO;
+        }
         let backoff = reconnect_delay(&self.backoff, attempts, unit);
-        if self.splay.is_zero() || self.roster.cell(self.index).connects() == 0 {
+        if self.splay.is_zero() || never_connected {
             return backoff;
         }
         let mut until = self.splay_until.lock().expect("splay lock");
