@@ -43,7 +43,7 @@ use super::junit;
 use super::thresholds::{BaselineSettings, pattern_covers};
 use crate::ab_stats::CompareRow;
 use crate::results::read::{AnyManifest, read_csv, read_merged};
-use crate::results::rows::{CountRow, SummaryRow};
+use crate::results::rows::{CountRow, Merged, SummaryRow};
 use crate::results::{COMPARE_FILE, COUNTS_FILE, ReadError, RunDir, SUMMARY_FILE, text_table};
 
 pub const DEFAULT_TOLERANCE: f64 = 0.10;
@@ -63,9 +63,10 @@ pub struct Figures {
     pub agents: Option<u64>,
     /// The scenario text kept in that manifest.
     pub scenario_text: Option<String>,
-    /// `counts.csv` next to the file; `None` when there is none (an A/B directory, a
+    /// `counts.csv` next to the file, as (variant, row), an A/B directory's repeats
+    /// reduced to one row each (see [`reduce_repeats`]); `None` when there is none (a
     /// run by a fleetsim before counts).
-    pub counts: Option<Vec<CountRow>>,
+    pub counts: Option<Vec<(String, CountRow)>>,
 }
 
 /// p50 and p99 (ms) of one (variant, phase, metric); variant is empty for a single run.
@@ -135,7 +136,13 @@ pub fn load(path: &Path) -> Result<Figures, BaselineError> {
     };
     let (kind, rows) = read_figures(&file)?;
     let manifest = dir.any_manifest()?;
-    let counts = dir.rows_if_present::<CountRow>()?;
+    let counts = if dir.has(COUNTS_FILE) {
+        Some(reduce_repeats(read_merged::<CountRow>(
+            &dir.path(COUNTS_FILE),
+        )?))
+    } else {
+        None
+    };
     Ok(Figures {
         source: file,
         kind,
@@ -196,6 +203,25 @@ fn read_figures(path: &Path) -> Result<(String, Vec<FigureRow>), ReadError> {
         "summary.csv".to_string()
     };
     Ok((kind, rows))
+}
+
+/// One row per (variant, phase, figure): the repeats of an A/B or `repeat = N` run
+/// agree on an exact count, and one that does not is marked not exact (it depends on
+/// something other than what the agents do, and is not compared).
+pub fn reduce_repeats(rows: Vec<Merged<CountRow>>) -> Vec<(String, CountRow)> {
+    let mut out: Vec<(String, CountRow)> = Vec::new();
+    for merged in rows {
+        let variant = merged.variant.unwrap_or_default();
+        let row = merged.row;
+        match out
+            .iter_mut()
+            .find(|(v, r)| *v == variant && r.phase == row.phase && r.figure == row.figure)
+        {
+            Some((_, kept)) => kept.exact &= kept.value == row.value && row.exact,
+            None => out.push((variant, row)),
+        }
+    }
+    out
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -351,6 +377,8 @@ impl CountVerdict {
 /// One exact count of `counts.csv` on both sides.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CountCompared {
+    /// Empty unless a side has several variants.
+    pub variant: String,
     pub phase: String,
     pub figure: String,
     pub unit: String,
@@ -507,45 +535,58 @@ pub fn compare(run: &Figures, baseline: &Figures, settings: &Settings) -> Compar
     }
 }
 
-/// The exact counts of both sides, in the baseline's order then the run's new ones.
-/// An `api.<kind>` count one side has no row for is 0 there when that side recorded
-/// the phase's API requests (the audit only lists the kinds that occurred): a kind of
+/// The exact counts of both sides, in the baseline's order then the run's new ones,
+/// matched by variant only when a side has several (as the latencies are). An
+/// `api.<kind>` count one side has no row for is 0 there when that side recorded the
+/// phase's API requests (the audit only lists the kinds that occurred): a kind of
 /// request the agents did not make before is a change.
-pub fn compare_counts(now: &[CountRow], before: &[CountRow]) -> Vec<CountCompared> {
-    let exact = |rows: &[CountRow]| -> BTreeMap<(String, String), f64> {
+pub fn compare_counts(
+    now: &[(String, CountRow)],
+    before: &[(String, CountRow)],
+) -> Vec<CountCompared> {
+    type Key = (String, String, String);
+    let distinct = |rows: &[(String, CountRow)]| {
+        let mut v: Vec<&str> = rows.iter().map(|(v, _)| v.as_str()).collect();
+        v.sort_unstable();
+        v.dedup();
+        v.len()
+    };
+    let single = distinct(now) <= 1 && distinct(before) <= 1;
+    let key = |(v, r): &(String, CountRow)| -> Key {
+        (
+            if single { String::new() } else { v.clone() },
+            r.phase.clone(),
+            r.figure.clone(),
+        )
+    };
+    let exact = |rows: &[(String, CountRow)]| -> BTreeMap<Key, f64> {
         rows.iter()
-            .filter(|r| r.exact)
-            .map(|r| ((r.phase.clone(), r.figure.clone()), r.value))
+            .filter(|(_, r)| r.exact)
+            .map(|vr| (key(vr), vr.1.value))
             .collect()
     };
     let (n, b) = (exact(now), exact(before));
-    let recorded = |side: &BTreeMap<(String, String), f64>, phase: &str| {
-        side.contains_key(&(phase.to_string(), "api.total_per_agent".to_string()))
+    let value = |side: &BTreeMap<Key, f64>, k: &Key| {
+        side.get(k).copied().or_else(|| {
+            let total = (k.0.clone(), k.1.clone(), "api.total_per_agent".to_string());
+            (k.2.starts_with("api.") && side.contains_key(&total)).then_some(0.0)
+        })
     };
-    let value = |side: &BTreeMap<(String, String), f64>, key: &(String, String)| {
-        side.get(key)
-            .copied()
-            .or_else(|| (key.1.starts_with("api.") && recorded(side, &key.0)).then_some(0.0))
-    };
-    let unit = |key: &(String, String)| {
+    let unit = |k: &Key| {
         now.iter()
             .chain(before)
-            .find(|r| r.phase == key.0 && r.figure == key.1)
-            .map_or_else(String::new, |r| r.unit.clone())
+            .find(|vr| key(vr) == *k)
+            .map_or_else(String::new, |(_, r)| r.unit.clone())
     };
-    let mut keys: Vec<(String, String)> = before
-        .iter()
-        .filter(|r| r.exact)
-        .map(|r| (r.phase.clone(), r.figure.clone()))
-        .collect();
+    let mut keys: Vec<Key> = before.iter().filter(|(_, r)| r.exact).map(key).collect();
     keys.extend(
         now.iter()
-            .filter(|r| r.exact && !b.contains_key(&(r.phase.clone(), r.figure.clone())))
-            .map(|r| (r.phase.clone(), r.figure.clone())),
+            .filter(|vr| vr.1.exact && !b.contains_key(&key(vr)))
+            .map(key),
     );
     keys.into_iter()
-        .map(|key| {
-            let (bv, nv) = (value(&b, &key), value(&n, &key));
+        .map(|k| {
+            let (bv, nv) = (value(&b, &k), value(&n, &k));
             let verdict = match (bv, nv) {
                 (Some(_), None) => CountVerdict::Missing,
                 (None, _) => CountVerdict::New,
@@ -554,9 +595,10 @@ pub fn compare_counts(now: &[CountRow], before: &[CountRow]) -> Vec<CountCompare
                 _ => CountVerdict::Same,
             };
             CountCompared {
-                unit: unit(&key),
-                phase: key.0,
-                figure: key.1,
+                unit: unit(&k),
+                variant: k.0,
+                phase: k.1,
+                figure: k.2,
                 baseline: bv,
                 now: nv,
                 verdict,
@@ -654,7 +696,11 @@ fn render_counts(c: &Comparison, all: bool) -> String {
                 _ => String::new(),
             };
             [
-                r.figure.clone(),
+                if r.variant.is_empty() {
+                    r.figure.clone()
+                } else {
+                    format!("{} ({})", r.figure, r.variant)
+                },
                 r.phase.clone(),
                 count_cell(r.baseline),
                 count_cell(r.now),

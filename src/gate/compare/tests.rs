@@ -236,3 +236,17 @@ fn exact_counts_are_compared_with_zero_tolerance_whatever_the_latency_tolerance(
     assert_eq!(c.regressed(), 0);
     assert!(render(&c, false).contains("exact counts not compared: no counts.csv"));
 }
+
+#[test]
+fn repeats_that_disagree_on_a_count_leave_it_uncompared() {
+    let merged = "variant,repeat,phase,covers,figure,value,total,unit,exact\n\
+        a,1,1:start,1:start,api.total_per_agent,40.0,400,count/agent,true\n\
+        a,2,1:start,1:start,api.total_per_agent,40.0,400,count/agent,true\n\
+        a,1,1:start,1:start,consumers.long_lived_per_agent,7.0,70,count/agent,true\n\
+        a,2,1:start,1:start,consumers.long_lived_per_agent,7.1,71,count/agent,true\n";
+    let (_d, f) = with_counts(merged);
+    let counts = f.counts.expect("counts");
+    assert_eq!(counts.len(), 2);
+    assert!(counts[0].1.exact, "the repeats agree");
+    assert!(!counts[1].1.exact, "the repeats disagree: {counts:?}");
+}
