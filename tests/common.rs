@@ -109,6 +109,7 @@ fn assert_typed(dir: &Path, name: &str) {
         COMPARE_FILE => check::<fleetsim::ab_stats::CompareRow>(dir),
         SWEEP_FILE => check::<fleetsim::sweep::SweepRow>(dir),
         API_FILE => check::<ApiRow>(dir),
+        COUNTS_FILE => check::<CountRow>(dir),
         other => panic!("{other}: not a file of a run directory (add its row type here)"),
     }
 }

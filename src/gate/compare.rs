@@ -19,6 +19,17 @@
 //! - Tolerances per metric from the scenario's `[thresholds]` (`tolerances`, `compare`)
 //!   for the metrics that are known to swing.
 //!
+//! # Exact counts
+//!
+//! Beside the latencies, the exact figures of both sides' `counts.csv` (consumers and
+//! JetStream API requests per agent, reconnects, deliveries per write: see
+//! `results::counts`) are compared with zero tolerance, whatever the latency
+//! tolerances: they do not depend on timing, so any difference is a change in what the
+//! agents do. A count that went up is a regression; one that went down is a change, and
+//! fails too (a lost delivery or a consumer that is no longer made is as much a change
+//! as an extra one): record the baseline again when the change is intended. Figures
+//! marked not exact (broker traffic, short-lived consumers) are not compared.
+//!
 //! A metric only one side has is listed (`missing`, `new`) but does not fail: a run that
 //! lost a metric it should have is the thresholds' business (they fail "not measured").
 //! Runs of different fleet sizes are refused outright (the manifests say).
@@ -32,8 +43,8 @@ use super::junit;
 use super::thresholds::{BaselineSettings, pattern_covers};
 use crate::ab_stats::CompareRow;
 use crate::results::read::{AnyManifest, read_csv, read_merged};
-use crate::results::rows::SummaryRow;
-use crate::results::{COMPARE_FILE, ReadError, RunDir, SUMMARY_FILE, text_table};
+use crate::results::rows::{CountRow, Merged, SummaryRow};
+use crate::results::{COMPARE_FILE, COUNTS_FILE, ReadError, RunDir, SUMMARY_FILE, text_table};
 
 pub const DEFAULT_TOLERANCE: f64 = 0.10;
 pub const DEFAULT_FLOOR_MS: f64 = 5.0;
@@ -52,6 +63,10 @@ pub struct Figures {
     pub agents: Option<u64>,
     /// The scenario text kept in that manifest.
     pub scenario_text: Option<String>,
+    /// `counts.csv` next to the file, as (variant, row), an A/B directory's repeats
+    /// reduced to one row each (see [`reduce_repeats`]); `None` when there is none (a
+    /// run by a fleetsim before counts).
+    pub counts: Option<Vec<(String, CountRow)>>,
 }
 
 /// p50 and p99 (ms) of one (variant, phase, metric); variant is empty for a single run.
@@ -121,12 +136,20 @@ pub fn load(path: &Path) -> Result<Figures, BaselineError> {
     };
     let (kind, rows) = read_figures(&file)?;
     let manifest = dir.any_manifest()?;
+    let counts = if dir.has(COUNTS_FILE) {
+        Some(reduce_repeats(read_merged::<CountRow>(
+            &dir.path(COUNTS_FILE),
+        )?))
+    } else {
+        None
+    };
     Ok(Figures {
         source: file,
         kind,
         rows,
         agents: manifest.as_ref().and_then(AnyManifest::agents),
         scenario_text: manifest.map(|m| m.scenario_text().to_string()),
+        counts,
     })
 }
 
@@ -180,6 +203,25 @@ fn read_figures(path: &Path) -> Result<(String, Vec<FigureRow>), ReadError> {
         "summary.csv".to_string()
     };
     Ok((kind, rows))
+}
+
+/// One row per (variant, phase, figure): the repeats of an A/B or `repeat = N` run
+/// agree on an exact count, and one that does not is marked not exact (it depends on
+/// something other than what the agents do, and is not compared).
+pub fn reduce_repeats(rows: Vec<Merged<CountRow>>) -> Vec<(String, CountRow)> {
+    let mut out: Vec<(String, CountRow)> = Vec::new();
+    for merged in rows {
+        let variant = merged.variant.unwrap_or_default();
+        let row = merged.row;
+        match out
+            .iter_mut()
+            .find(|(v, r)| *v == variant && r.phase == row.phase && r.figure == row.figure)
+        {
+            Some((_, kept)) => kept.exact &= kept.value == row.value && row.exact,
+            None => out.push((variant, row)),
+        }
+    }
+    out
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -300,6 +342,58 @@ impl Compared {
     }
 }
 
+/// What became of one exact count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CountVerdict {
+    Same,
+    /// Higher than the baseline: fails.
+    Regressed,
+    /// Lower than the baseline: fails too (record the baseline again if intended).
+    Lower,
+    /// In the baseline, not in the run (not compared).
+    Missing,
+    /// In the run, not in the baseline (not compared).
+    New,
+}
+
+impl CountVerdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            CountVerdict::Same => "same",
+            CountVerdict::Regressed => "REGRESSED",
+            CountVerdict::Lower => "CHANGED (lower)",
+            CountVerdict::Missing => "missing",
+            CountVerdict::New => "new",
+        }
+    }
+
+    /// Whether it fails the comparison.
+    pub fn fails(self) -> bool {
+        matches!(self, CountVerdict::Regressed | CountVerdict::Lower)
+    }
+}
+
+/// One exact count of `counts.csv` on both sides.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CountCompared {
+    /// Empty unless a side has several variants.
+    pub variant: String,
+    pub phase: String,
+    pub figure: String,
+    pub unit: String,
+    pub baseline: Option<f64>,
+    pub now: Option<f64>,
+    pub verdict: CountVerdict,
+}
+
+impl CountCompared {
+    /// `count[3:broker_restart].api.consumer_create_per_agent`, its threshold path.
+    pub fn path(&self) -> String {
+        format!("count[{}].{}", self.phase, self.figure)
+    }
+}
+
 /// The whole comparison.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
@@ -307,11 +401,23 @@ pub struct Comparison {
     pub baseline: String,
     pub settings: Settings,
     pub rows: Vec<Compared>,
+    /// The exact counts, compared with zero tolerance.
+    pub counts: Vec<CountCompared>,
+    /// Why the counts were not compared (a side without `counts.csv`); `None` when
+    /// they were.
+    pub counts_skipped: Option<String>,
 }
 
 impl Comparison {
+    /// Figures that fail the comparison: latencies beyond their tolerance and exact
+    /// counts that changed.
     pub fn regressed(&self) -> usize {
-        self.count(Verdict::Regressed)
+        self.count(Verdict::Regressed) + self.counts_changed()
+    }
+
+    /// Exact counts that differ from the baseline.
+    pub fn counts_changed(&self) -> usize {
+        self.counts.iter().filter(|c| c.verdict.fails()).count()
     }
 
     fn count(&self, verdict: Verdict) -> usize {
@@ -410,12 +516,95 @@ pub fn compare(run: &Figures, baseline: &Figures, settings: &Settings) -> Compar
             push(None, Some(r));
         }
     }
+    let no_counts = |side: &Path| {
+        let dir = side.parent().unwrap_or(Path::new("."));
+        Some(format!("no {COUNTS_FILE} in {}", dir.display()))
+    };
+    let (counts, counts_skipped) = match (&run.counts, &baseline.counts) {
+        (Some(now), Some(before)) => (compare_counts(now, before), None),
+        (None, _) => (Vec::new(), no_counts(&run.source)),
+        (_, None) => (Vec::new(), no_counts(&baseline.source)),
+    };
     Comparison {
         run: run.source.display().to_string(),
         baseline: baseline.source.display().to_string(),
         settings: settings.clone(),
         rows,
+        counts,
+        counts_skipped,
     }
+}
+
+/// The exact counts of both sides, in the baseline's order then the run's new ones,
+/// matched by variant only when a side has several (as the latencies are). An
+/// `api.<kind>` count one side has no row for is 0 there when that side recorded the
+/// phase's API requests (the audit only lists the kinds that occurred): a kind of
+/// request the agents did not make before is a change.
+pub fn compare_counts(
+    now: &[(String, CountRow)],
+    before: &[(String, CountRow)],
+) -> Vec<CountCompared> {
+    type Key = (String, String, String);
+    let distinct = |rows: &[(String, CountRow)]| {
+        let mut v: Vec<&str> = rows.iter().map(|(v, _)| v.as_str()).collect();
+        v.sort_unstable();
+        v.dedup();
+        v.len()
+    };
+    let single = distinct(now) <= 1 && distinct(before) <= 1;
+    let key = |(v, r): &(String, CountRow)| -> Key {
+        (
+            if single { String::new() } else { v.clone() },
+            r.phase.clone(),
+            r.figure.clone(),
+        )
+    };
+    let exact = |rows: &[(String, CountRow)]| -> BTreeMap<Key, f64> {
+        rows.iter()
+            .filter(|(_, r)| r.exact)
+            .map(|vr| (key(vr), vr.1.value))
+            .collect()
+    };
+    let (n, b) = (exact(now), exact(before));
+    let value = |side: &BTreeMap<Key, f64>, k: &Key| {
+        side.get(k).copied().or_else(|| {
+            let total = (k.0.clone(), k.1.clone(), "api.total_per_agent".to_string());
+            (k.2.starts_with("api.") && side.contains_key(&total)).then_some(0.0)
+        })
+    };
+    let unit = |k: &Key| {
+        now.iter()
+            .chain(before)
+            .find(|vr| key(vr) == *k)
+            .map_or_else(String::new, |(_, r)| r.unit.clone())
+    };
+    let mut keys: Vec<Key> = before.iter().filter(|(_, r)| r.exact).map(key).collect();
+    keys.extend(
+        now.iter()
+            .filter(|vr| vr.1.exact && !b.contains_key(&key(vr)))
+            .map(key),
+    );
+    keys.into_iter()
+        .map(|k| {
+            let (bv, nv) = (value(&b, &k), value(&n, &k));
+            let verdict = match (bv, nv) {
+                (Some(_), None) => CountVerdict::Missing,
+                (None, _) => CountVerdict::New,
+                (Some(b), Some(n)) if n > b => CountVerdict::Regressed,
+                (Some(b), Some(n)) if n < b => CountVerdict::Lower,
+                _ => CountVerdict::Same,
+            };
+            CountCompared {
+                unit: unit(&k),
+                variant: k.0,
+                phase: k.1,
+                figure: k.2,
+                baseline: bv,
+                now: nv,
+                verdict,
+            }
+        })
+        .collect()
 }
 
 fn ratio(now: f64, baseline: f64) -> Option<f64> {
@@ -472,10 +661,12 @@ pub fn render(c: &Comparison, all: bool) -> String {
     } else {
         out.push_str(&text_table(header, &rows, |i| (3..7).contains(&i)));
     }
+    out.push_str(&render_counts(c, all));
     out.push_str(&format!(
-        "{}: {} regressed, {} improved, {} within tolerance, {} below the {:.0} ms floor, {} missing, {} new\n",
+        "{}: {} regressed, {} exact counts changed, {} improved, {} within tolerance, {} below the {:.0} ms floor, {} missing, {} new\n",
         if c.regressed() > 0 { "FAIL" } else { "pass" },
-        c.regressed(),
+        c.count(Verdict::Regressed),
+        c.counts_changed(),
         c.count(Verdict::Improved),
         c.count(Verdict::Ok),
         c.count(Verdict::BelowFloor),
@@ -484,6 +675,63 @@ pub fn render(c: &Comparison, all: bool) -> String {
         c.count(Verdict::New),
     ));
     out
+}
+
+fn count_cell(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_string(), |v| format!("{v}"))
+}
+
+/// The exact counts that changed (every one with `all`), then one line.
+fn render_counts(c: &Comparison, all: bool) -> String {
+    if let Some(why) = &c.counts_skipped {
+        return format!("exact counts not compared: {why}\n");
+    }
+    let rows: Vec<[String; 6]> = c
+        .counts
+        .iter()
+        .filter(|r| all || r.verdict != CountVerdict::Same)
+        .map(|r| {
+            let change = match (r.baseline, r.now) {
+                (Some(b), Some(n)) if n != b => format!("{:+}", round6(n - b)),
+                _ => String::new(),
+            };
+            [
+                if r.variant.is_empty() {
+                    r.figure.clone()
+                } else {
+                    format!("{} ({})", r.figure, r.variant)
+                },
+                r.phase.clone(),
+                count_cell(r.baseline),
+                count_cell(r.now),
+                change,
+                r.verdict.name().to_string(),
+            ]
+        })
+        .collect();
+    let same = c
+        .counts
+        .iter()
+        .filter(|r| r.verdict == CountVerdict::Same)
+        .count();
+    let mut out = String::new();
+    if !rows.is_empty() {
+        out.push_str(&text_table(
+            ["count", "phase", "baseline", "now", "change", "verdict"],
+            &rows,
+            |i| (2..5).contains(&i),
+        ));
+    }
+    out.push_str(&format!(
+        "exact counts (zero tolerance): {} same, {} changed\n",
+        same,
+        c.counts_changed()
+    ));
+    out
+}
+
+fn round6(v: f64) -> f64 {
+    (v * 1e6).round() / 1e6
 }
 
 /// One JUnit case per compared figure: regressions fail, figures not compared (floor,
@@ -530,6 +778,34 @@ pub fn junit_suite(c: &Comparison) -> junit::Suite {
                 output: what,
             }
         })
+        .chain(c.counts.iter().map(|r| {
+            let what = format!(
+                "{}: {} now, baseline {} ({}, exact: zero tolerance)",
+                r.path(),
+                count_cell(r.now),
+                count_cell(r.baseline),
+                r.unit
+            );
+            let status = if r.verdict.fails() {
+                junit::Status::Failed {
+                    message: format!("{}: {what}", r.verdict.name()),
+                    details: format!("run {}\nbaseline {}", c.run, c.baseline),
+                }
+            } else if r.verdict == CountVerdict::Same {
+                junit::Status::Passed
+            } else {
+                junit::Status::Skipped {
+                    message: format!("{}: {what}", r.verdict.name()),
+                }
+            };
+            junit::Case {
+                name: r.path(),
+                classname: "fleetsim.compare.counts".to_string(),
+                time: 0.0,
+                status,
+                output: what,
+            }
+        }))
         .collect();
     junit::Suite {
         name: "fleetsim compare".to_string(),

@@ -25,7 +25,7 @@ use tokio::sync::{Notify, mpsc};
 mod probe;
 mod step;
 
-pub use probe::{ProbePlan, parse_probe};
+pub use probe::{ProbePlan, WATCH_ALL_PROBE_KEY, parse_probe};
 pub use step::{HerdRecord, Triggers, Unrecovered, run_step};
 
 /// Fleet-wide recovery state of the current herd, shared by the agents and the runner.

@@ -23,6 +23,8 @@ pub const RECONCILE_FILE: &str = "reconcile.csv";
 pub const BROKER_FILE: &str = "broker.csv";
 /// Every JetStream API request of the run; only with `[broker] record_api = true`.
 pub const API_FILE: &str = "api.csv";
+/// The figures that do not depend on timing, per phase (see `results::counts`).
+pub const COUNTS_FILE: &str = "counts.csv";
 /// The scenario's `[thresholds]` outcomes; only when it has checks.
 pub const THRESHOLDS_FILE: &str = "thresholds.csv";
 /// A/B runs: one row per run, in run order.
@@ -40,7 +42,7 @@ pub const RUNS_DIR: &str = "runs";
 
 /// The fixed files of a single run, in the order they are written (`manifest.json`
 /// last, so its presence means the directory is complete).
-pub const RUN_FILES: [&str; 11] = [
+pub const RUN_FILES: [&str; 12] = [
     SUMMARY_FILE,
     ERRORS_FILE,
     AGENTS_FILE,
@@ -51,6 +53,7 @@ pub const RUN_FILES: [&str; 11] = [
     WRITES_FILE,
     BROKER_FILE,
     RECONCILE_FILE,
+    COUNTS_FILE,
     MANIFEST_FILE,
 ];
 
@@ -91,6 +94,10 @@ pub const ERRORS_COLUMNS: [&str; 6] = ["phase", "operation", "kind", "code", "co
 /// Column order of `api.csv`.
 pub const API_COLUMNS: [&str; 7] = [
     "t_secs", "phase", "request", "stream", "client", "error", "detail",
+];
+/// Column order of `counts.csv`.
+pub const COUNTS_COLUMNS: [&str; 7] = [
+    "phase", "covers", "figure", "value", "total", "unit", "exact",
 ];
 /// Column order of `agents.csv`.
 pub const AGENTS_COLUMNS: [&str; 9] = [

@@ -22,6 +22,9 @@
 //! | `steps.csv` | `step,began_secs,ended_secs,agents_ready,agents_failed,broker_connections,broker_consumers,broker_consumers_long_lived,broker_api_total,broker_api_errors`: each step's timing (seconds since the first step began) and the broker's counts after it (empty when the broker could not be sampled) |
 //! | `manifest.json` | what ran, where and how it ended: see [`Manifest`]; written last, so its presence means the directory is complete |
 //!
+//! `counts.csv` holds the figures that do not depend on timing, per phase (consumers,
+//! API requests, messages per agent; deliveries per write; reconnects): see [`counts`].
+//!
 //! The CSVs of herds (`timeseries.csv`, `recovery.csv`, `unrecovered.csv`), writes
 //! (`writes.csv`, `reconcile.csv`) and the broker (`broker.csv`) are described where
 //! they are written; every name is in `files.rs`.
@@ -45,6 +48,7 @@
 //! the serialized settings also lose the values of secret-named keys (`token`,
 //! `password`, `user`, `creds`, `nkey`: [`redact_scenario_text`], [`redact_json`]).
 
+pub mod counts;
 mod files;
 mod herd;
 mod hgrm;

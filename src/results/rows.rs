@@ -173,6 +173,29 @@ pub struct ApiRow {
 }
 csv_file!(ApiRow, API_FILE, API_COLUMNS);
 
+/// `counts.csv`: one figure that does not depend on timing (or says it does, `exact =
+/// false`) in one phase (see `results::counts`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountRow {
+    /// The phase's first step (`3:broker_restart`), or `run` for the whole run.
+    pub phase: String,
+    /// The steps the phase covers, space-separated (`3:broker_restart 4:wait_ready`).
+    pub covers: String,
+    /// `api.consumer_create_per_agent`, `consumers.long_lived_per_agent`, …
+    pub figure: String,
+    /// Per agent (or per write): the total divided, six decimals at most.
+    pub value: f64,
+    /// The whole count the value divides; empty where there is none.
+    pub total: Option<u64>,
+    /// `count/agent` or `count/write`.
+    pub unit: String,
+    /// Counted one by one from a record that loses nothing (compared with zero
+    /// tolerance), or dependent on when it was sampled.
+    pub exact: bool,
+}
+csv_file!(CountRow, COUNTS_FILE, COUNTS_COLUMNS);
+
 /// `steps.csv`: one step's timing and the broker's counts after it (empty when the
 /// broker could not be sampled).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -382,18 +382,49 @@ fn every_file_reads_back_as_written() {
             ..BrokerSample::default()
         },
     ];
-    record.api = Some(vec![ApiRow {
-        t_secs: Fixed3(0.25),
-        phase: "1:start".to_string(),
-        request: "CONSUMER.CREATE".to_string(),
-        stream: "KV_jobs".to_string(),
-        client: "pc-00000".to_string(),
-        error: Some(10014),
-        detail: "new $KV.jobs.>".to_string(),
-    }]);
+    record.api = Some(vec![
+        ApiRow {
+            t_secs: Fixed3(0.25),
+            phase: "1:start".to_string(),
+            request: "CONSUMER.CREATE".to_string(),
+            stream: "KV_jobs".to_string(),
+            client: "pc-00000".to_string(),
+            error: Some(10014),
+            detail: "new $KV.jobs.>".to_string(),
+        },
+        ApiRow {
+            t_secs: Fixed3(0.5),
+            phase: "2:wait_ready".to_string(),
+            request: "DIRECT.GET".to_string(),
+            stream: "KV_jobs".to_string(),
+            client: String::new(),
+            error: None,
+            detail: "$KV.jobs.fleetsim.probe".to_string(),
+        },
+    ]);
     write_run(out.path(), &record).expect("write run");
     let dir = RunDir::new(out.path());
     reads_back_as_written::<ApiRow>(&dir);
+    let counts: Vec<CountRow> = reads_back_as_written(&dir);
+    let count = |phase: &str, figure: &str| {
+        counts
+            .iter()
+            .find(|c| c.phase == phase && c.figure == figure)
+            .unwrap_or_else(|| panic!("{figure} in {phase}: {counts:#?}"))
+    };
+    // The start and its wait_ready are one phase; 2 agents.
+    let long_lived = count("1:start", "consumers.long_lived_per_agent");
+    assert_eq!(long_lived.covers, "1:start 2:wait_ready");
+    assert_eq!((long_lived.value, long_lived.total), (3.5, Some(7)));
+    assert!(long_lived.exact);
+    let creates = count("1:start", "api.consumer_create_per_agent");
+    assert_eq!((creates.value, creates.total), (0.5, Some(1)));
+    assert_eq!(count("run", "api.errors_per_agent").value, 0.5);
+    // A direct get of a herd's probe key is fleetsim's doing: apart, not exact.
+    assert_eq!(count("1:start", "api.total_per_agent").total, Some(1));
+    let probes = count("1:start", "api.probe_get_per_agent");
+    assert_eq!((probes.total, probes.exact), (Some(1), false));
+    assert_eq!(count("run", "reconnects_per_agent").total, Some(1));
 
     let summary: Vec<SummaryRow> = reads_back_as_written(&dir);
     let p50 = Fixed3::ms_from_micros(histogram([1_000]).highest_equivalent(50_000));

@@ -13,8 +13,8 @@ use super::files::*;
 use super::manifest::{ManifestHost, build_manifest};
 use super::rows::{AgentRow, CsvFile, ErrorRow, Fixed3, StepRow, SummaryRow};
 use super::{
-    AgentFinal, MICROS_PER_MS, ResultsError, RunRecord, StepRecord, TICKS_PER_HALF_DISTANCE, herd,
-    phase_label, redact_urls, write_percentile_distribution, writes,
+    AgentFinal, MICROS_PER_MS, ResultsError, RunRecord, StepRecord, TICKS_PER_HALF_DISTANCE,
+    counts, herd, phase_label, redact_urls, write_percentile_distribution, writes,
 };
 use crate::metrics::Snapshot;
 
@@ -61,6 +61,9 @@ pub fn write_run(dir: &Path, record: &RunRecord) -> Result<(), ResultsError> {
     })?;
     csv(RECONCILE_FILE, &|out| {
         writes::write_reconcile(&record.writes, out)
+    })?;
+    csv(COUNTS_FILE, &|out| {
+        write_rows(out, counts::count_rows(record))
     })?;
     // The manifest lists the files in the order they were written.
     files.splice(1..1, hgrm);

@@ -155,3 +155,98 @@ fn unreadable_inputs_and_different_fleets_are_refused() {
     b.agents = None;
     assert!(comparable(&a, &b).is_ok());
 }
+
+const COUNTS: &str = "phase,covers,figure,value,total,unit,exact\n\
+    1:start,1:start 2:wait_ready,consumers.long_lived_per_agent,7.0,70,count/agent,true\n\
+    1:start,1:start 2:wait_ready,api.total_per_agent,40.0,400,count/agent,true\n\
+    1:start,1:start 2:wait_ready,api.consumer_create_per_agent,10.0,100,count/agent,true\n\
+    1:start,1:start 2:wait_ready,msgs.in_per_agent,44.0,440,count/agent,false\n";
+
+fn with_counts(counts: &str) -> (tempfile::TempDir, Figures) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("summary.csv"), SUMMARY).expect("write");
+    std::fs::write(dir.path().join("counts.csv"), counts).expect("write");
+    let f = load(dir.path()).expect("load");
+    (dir, f)
+}
+
+#[test]
+fn exact_counts_are_compared_with_zero_tolerance_whatever_the_latency_tolerance() {
+    let (_a, base) = with_counts(COUNTS);
+    let c = compare(&base, &base, &settings());
+    assert_eq!((c.regressed(), c.counts.len()), (0, 3), "{c:#?}");
+    assert!(render(&c, false).contains("exact counts (zero tolerance): 3 same, 0 changed"));
+
+    // One more consumer per agent: two counts up, and a kind of request never made
+    // before (0 in the baseline, whose audit lists the kinds that occurred).
+    let more = COUNTS
+        .replace("long_lived_per_agent,7.0,70", "long_lived_per_agent,8.0,80")
+        .replace(
+            "api.total_per_agent,40.0,400",
+            "api.total_per_agent,41.0,410",
+        )
+        + "1:start,1:start 2:wait_ready,api.consumer_delete_per_agent,0.1,1,count/agent,true\n"
+        + "1:start,1:start 2:wait_ready,msgs.out_per_agent,99.0,990,count/agent,false\n";
+    let (_b, now) = with_counts(&more);
+    let wide = Settings {
+        tolerance: 10.0,
+        ..settings()
+    };
+    let c = compare(&now, &base, &wide);
+    let changed: Vec<(String, CountVerdict)> = c
+        .counts
+        .iter()
+        .filter(|r| r.verdict.fails())
+        .map(|r| (r.path(), r.verdict))
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            (
+                "count[1:start].consumers.long_lived_per_agent".to_string(),
+                CountVerdict::Regressed
+            ),
+            (
+                "count[1:start].api.total_per_agent".to_string(),
+                CountVerdict::Regressed
+            ),
+            (
+                "count[1:start].api.consumer_delete_per_agent".to_string(),
+                CountVerdict::Regressed
+            ),
+        ]
+    );
+    assert_eq!(c.count(Verdict::Regressed), 0, "the latencies did not move");
+    let text = render(&c, false);
+    assert!(
+        text.contains("FAIL: 0 regressed, 3 exact counts changed"),
+        "{text}"
+    );
+    assert!(text.contains("+1"), "{text}");
+
+    // Fewer is a change too, and fails: record the baseline again if it is intended.
+    let c = compare(&base, &now, &wide);
+    assert_eq!(c.counts_changed(), 3);
+    assert!(c.counts.iter().any(|r| r.verdict == CountVerdict::Lower));
+    assert!(render(&c, false).contains("CHANGED (lower)"));
+
+    // A side without counts.csv: said, not failed.
+    let (_c, old) = figures(SUMMARY);
+    let c = compare(&old, &base, &settings());
+    assert_eq!(c.regressed(), 0);
+    assert!(render(&c, false).contains("exact counts not compared: no counts.csv"));
+}
+
+#[test]
+fn repeats_that_disagree_on_a_count_leave_it_uncompared() {
+    let merged = "variant,repeat,phase,covers,figure,value,total,unit,exact\n\
+        a,1,1:start,1:start,api.total_per_agent,40.0,400,count/agent,true\n\
+        a,2,1:start,1:start,api.total_per_agent,40.0,400,count/agent,true\n\
+        a,1,1:start,1:start,consumers.long_lived_per_agent,7.0,70,count/agent,true\n\
+        a,2,1:start,1:start,consumers.long_lived_per_agent,7.1,71,count/agent,true\n";
+    let (_d, f) = with_counts(merged);
+    let counts = f.counts.expect("counts");
+    assert_eq!(counts.len(), 2);
+    assert!(counts[0].1.exact, "the repeats agree");
+    assert!(!counts[1].1.exact, "the repeats disagree: {counts:?}");
+}

@@ -18,12 +18,14 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::grammar::{BROKER_ADVISORIES, BROKER_COUNTERS, Check, Op, Source, Unit, phase_matches};
+use crate::results::counts::RUN_PHASE;
 use crate::results::rows::{
-    AgentRow, BrokerRow, CsvFile, ErrorRow, RecoveryRow, SummaryRow, TimeseriesRow, WritesRow,
+    AgentRow, BrokerRow, CountRow, CsvFile, ErrorRow, RecoveryRow, SummaryRow, TimeseriesRow,
+    WritesRow,
 };
 use crate::results::{
-    AGENTS_FILE, BROKER_FILE, ERRORS_FILE, RECOVERY_FILE, ReadError, RunDir, SUMMARY_FILE,
-    TIMESERIES_FILE, WRITES_FILE,
+    AGENTS_FILE, BROKER_FILE, COUNTS_FILE, ERRORS_FILE, RECOVERY_FILE, ReadError, RunDir,
+    SUMMARY_FILE, TIMESERIES_FILE, WRITES_FILE,
 };
 
 /// The outcome of one check in one run.
@@ -76,6 +78,7 @@ struct RunFiles {
     writes: Loaded<WritesRow>,
     broker: Loaded<BrokerRow>,
     timeseries: Loaded<TimeseriesRow>,
+    counts: Loaded<CountRow>,
 }
 
 /// The rows of `R`'s file from `slot`, reading it the first time. A missing file is
@@ -125,6 +128,7 @@ pub fn evaluate(dir: &Path, checks: &[Check]) -> Vec<CheckOutcome> {
         writes: None,
         broker: None,
         timeseries: None,
+        counts: None,
     };
     checks.iter().map(|c| evaluate_one(&mut files, c)).collect()
 }
@@ -170,6 +174,7 @@ fn evaluate_one(files: &mut RunFiles, check: &Check) -> CheckOutcome {
         Source::Writes { field } => writes(files, field, &selected, &within),
         Source::Broker { field } => broker(files, field, &selected, &within),
         Source::Agents { field } => agents(files, field),
+        Source::Count { figure } => counts(files, figure, check.phase.as_deref()),
     };
     match values {
         Values::Absent(why) => {
@@ -478,6 +483,61 @@ fn agents(files: &mut RunFiles, field: &str) -> Values {
     let rows = rows!(files.agents, &format!("no {AGENTS_FILE}"));
     let count = rows.iter().filter(|r| r.state == field).count();
     Values::Total(count as f64, String::new())
+}
+
+/// A `counts.csv` figure: the whole run's (`run`) without `[phase]` when it has one,
+/// else every selected phase's. An `api.<kind>` figure a phase has no row for is 0
+/// there when the phase's API requests were recorded (the audit lists the kinds that
+/// occurred).
+fn counts(files: &mut RunFiles, figure: &str, phase: Option<&str>) -> Values {
+    let rows = rows!(
+        files.counts,
+        &format!("no {COUNTS_FILE}: a run by a fleetsim before counts")
+    );
+    let selected = |label: &str| match phase {
+        Some(p) => label == p || phase_matches(p, label),
+        None => true,
+    };
+    let mut phases: Vec<&str> = Vec::new();
+    for r in rows.iter().filter(|r| selected(&r.phase)) {
+        if !phases.contains(&r.phase.as_str()) {
+            phases.push(&r.phase);
+        }
+    }
+    if phase.is_none() && phases.contains(&RUN_PHASE) {
+        let has_run_row = rows
+            .iter()
+            .any(|r| r.phase == RUN_PHASE && r.figure == figure);
+        let api_recorded = rows
+            .iter()
+            .any(|r| r.phase == RUN_PHASE && r.figure == "api.total_per_agent" && r.exact);
+        if has_run_row || (figure.starts_with("api.") && api_recorded) {
+            phases = vec![RUN_PHASE];
+        } else {
+            phases.retain(|p| *p != RUN_PHASE);
+        }
+    }
+    let values: Vec<(String, f64)> = phases
+        .into_iter()
+        .filter_map(|p| {
+            let in_phase = |f: &str| rows.iter().find(|r| r.phase == p && r.figure == f);
+            match in_phase(figure) {
+                Some(r) => Some((p.to_string(), r.value)),
+                None if figure.starts_with("api.")
+                    && in_phase("api.total_per_agent").is_some_and(|r| r.exact) =>
+                {
+                    Some((p.to_string(), 0.0))
+                }
+                None => None,
+            }
+        })
+        .collect();
+    per_phase(values, || match phase {
+        Some(p) => format!(
+            "no {figure} in {COUNTS_FILE} in phase {p} (a wait_ready's counts are in the phase of the step before it)"
+        ),
+        None => format!("no {figure} in {COUNTS_FILE}"),
+    })
 }
 
 #[cfg(test)]

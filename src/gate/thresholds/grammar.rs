@@ -64,6 +64,22 @@ pub const BROKER_GAUGES: [&str; 3] = ["connections", "consumers", "api_inflight"
 /// listened in the system account (`manifest.json`: `broker.api_limit_reached_counted`).
 pub const BROKER_ADVISORIES: [&str; 1] = ["api_limit_reached"];
 pub const AGENTS_FIELDS: [&str; 3] = ["failed", "ready", "unrecovered"];
+/// Figures of `counts.csv` by exact name; `api.<request kind>_per_agent` (any kind the
+/// audit records, `api.consumer_create_per_agent`) and `deliveries.<write
+/// kind>_per_write` are families.
+pub const COUNT_FIGURES: [&str; 9] = [
+    "consumers.long_lived_per_agent",
+    "consumers.transient_per_agent",
+    "consumers.created_per_agent",
+    "consumers.walks_per_agent",
+    "msgs.in_per_agent",
+    "msgs.out_per_agent",
+    "bytes.in_per_agent",
+    "bytes.out_per_agent",
+    "reconnects_per_agent",
+];
+/// The phase of `counts.csv` that covers the whole run.
+pub const COUNT_RUN_PHASE: &str = crate::results::counts::RUN_PHASE;
 
 /// What a scenario can measure, for checking names: its profile's consumers (every
 /// variant's) and its phase labels (`0:setup`, `1:start`, ...).
@@ -178,6 +194,9 @@ pub enum Source {
     /// `agents.csv` states counted (`failed`, `ready`), or `recovery.csv`'s
     /// `not_recovered` summed (`unrecovered`).
     Agents { field: String },
+    /// A figure of `counts.csv` (`api.consumer_create_per_agent`): one value per phase,
+    /// or the whole run's (`run`).
+    Count { figure: String },
 }
 
 impl Source {
@@ -300,6 +319,9 @@ fn split_path<'t>(
     if let Some(c) = bad_char {
         return Err(format!("unexpected {c:?} in {path:?}; {example}"));
     }
+    if let Some(count) = split_count_path(path)? {
+        return Ok(count);
+    }
     if let Some(open) = path.find('[') {
         let close = path[open..]
             .find(']')
@@ -338,6 +360,84 @@ fn split_path<'t>(
         Some((metric, stat)) if !metric.is_empty() && !stat.is_empty() => Ok((metric, None, stat)),
         _ => Err(format!("{path:?} names no stat; {example}")),
     }
+}
+
+/// A path's metric, phase and stat.
+type PathParts<'t> = (&'t str, Option<String>, &'t str);
+
+/// `count[phase].<figure>` or `count.<figure>`, whose figure has dots of its own
+/// (`count[3:broker_restart].api.consumer_create_per_agent`); `None` for another metric.
+fn split_count_path(path: &str) -> Result<Option<PathParts<'_>>, String> {
+    let example = "e.g. \"count[3:broker_restart].api.consumer_create_per_agent <= 7\"";
+    let Some(rest) = path.strip_prefix("count") else {
+        return Ok(None);
+    };
+    let (phase, rest) = match rest.strip_prefix('[') {
+        Some(inner) => {
+            let close = inner
+                .find(']')
+                .ok_or_else(|| format!("unclosed [ in {path:?}; {example}"))?;
+            let phase = &inner[..close];
+            if phase.is_empty() {
+                return Err(format!(
+                    "empty [] in {path:?}: name a phase (3:broker_restart), a step index, a step kind or run"
+                ));
+            }
+            (Some(phase.to_string()), &inner[close + 1..])
+        }
+        None => (None, rest),
+    };
+    let Some(figure) = rest.strip_prefix('.') else {
+        if phase.is_some() || rest.is_empty() {
+            return Err(format!(
+                "expected .<figure> after count in {path:?}; {example}"
+            ));
+        }
+        // `counts.x`, `counter.x`: not this family; resolve() says what is known.
+        return Ok(None);
+    };
+    if figure.is_empty() || figure.contains(['[', ']', ':']) {
+        return Err(format!(
+            "expected .<figure> after count in {path:?}; {example}"
+        ));
+    }
+    Ok(Some(("count", phase, figure)))
+}
+
+/// A figure `counts.csv` can hold: one of [`COUNT_FIGURES`], `api.<kind>_per_agent`
+/// or `deliveries.<write kind>_per_write`.
+fn check_count_figure(figure: &str) -> Result<(), String> {
+    if COUNT_FIGURES.contains(&figure) {
+        return Ok(());
+    }
+    let word = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    if let Some(kind) = figure
+        .strip_prefix("api.")
+        .and_then(|f| f.strip_suffix("_per_agent"))
+        && word(kind)
+    {
+        return Ok(());
+    }
+    if let Some(kind) = figure
+        .strip_prefix("deliveries.")
+        .and_then(|f| f.strip_suffix("_per_write"))
+    {
+        if WRITE_KINDS.contains(&kind) {
+            return Ok(());
+        }
+        return Err(format!(
+            "unknown write kind {kind:?} in count.{figure}; use one of {}",
+            WRITE_KINDS.join(", ")
+        ));
+    }
+    Err(format!(
+        "unknown count {figure:?}; use one of {}, api.<request kind>_per_agent (api.total_per_agent, api.consumer_create_per_agent, api.stream_info_per_agent, ...) or deliveries.<write kind>_per_write",
+        COUNT_FIGURES.join(", ")
+    ))
 }
 
 /// Which family `metric` belongs to and whether it has `stat`.
@@ -384,6 +484,12 @@ fn resolve(metric: &str, stat: &str, known: &Known) -> Result<Source, String> {
         "agents" => Ok(Source::Agents {
             field: field_of("agents", &AGENTS_FIELDS, "")?,
         }),
+        "count" => {
+            check_count_figure(stat)?;
+            Ok(Source::Count {
+                figure: stat.to_string(),
+            })
+        }
         _ if metric == "fanout" || metric.starts_with("fanout.") => {
             let kind = metric.strip_prefix("fanout.").unwrap_or("");
             if !WRITE_KINDS.contains(&kind) {
@@ -449,7 +555,7 @@ pub fn check_latency_metric(metric: &str, known: &Known) -> Result<(), String> {
         ));
     }
     Err(format!(
-        "unknown metric {metric:?}; use a latency metric ({}, {}), or errors, fanout.<kind>, writes, broker, agents",
+        "unknown metric {metric:?}; use a latency metric ({}, {}), or errors, fanout.<kind>, writes, broker, agents, count",
         LATENCY_METRICS.join(", "),
         LATENCY_FAMILIES.map(|f| format!("{f}.<name>")).join(", ")
     ))
@@ -460,6 +566,9 @@ fn check_phase(phase: &str, source: &Source, known: &Known) -> Result<(), String
         return Err(format!("agents.* counts the whole run; drop [{phase}]"));
     }
     if known.phases.iter().any(|label| phase_matches(phase, label)) {
+        return Ok(());
+    }
+    if matches!(source, Source::Count { .. }) && phase == COUNT_RUN_PHASE {
         return Ok(());
     }
     Err(format!(

@@ -290,3 +290,38 @@ fn a_malformed_file_fails_its_checks_naming_file_and_line() {
     // A check reading another file is unaffected.
     assert!(eval(dir.path(), "errors.total == 25").passed);
 }
+
+#[test]
+fn counts_are_read_per_phase_or_for_the_whole_run() {
+    let counts = "phase,covers,figure,value,total,unit,exact\n\
+        1:start,1:start 2:wait_ready,consumers.long_lived_per_agent,7.0,70,count/agent,true\n\
+        1:start,1:start 2:wait_ready,api.total_per_agent,40.0,400,count/agent,true\n\
+        3:broker_restart,3:broker_restart,consumers.long_lived_per_agent,8.0,80,count/agent,true\n\
+        3:broker_restart,3:broker_restart,api.total_per_agent,12.0,120,count/agent,true\n\
+        3:broker_restart,3:broker_restart,api.consumer_create_per_agent,7.0,70,count/agent,true\n\
+        run,1:start 2:wait_ready 3:broker_restart,api.total_per_agent,52.0,520,count/agent,true\n";
+    let dir = run_dir(&[("counts.csv", counts)]);
+    let o = eval(
+        dir.path(),
+        "count[3:broker_restart].api.consumer_create_per_agent <= 7",
+    );
+    assert!(o.passed, "{o:?}");
+    // No [phase]: the whole run's, when it has one ...
+    let o = eval(dir.path(), "count.api.total_per_agent == 52");
+    assert!(o.passed, "{o:?}");
+    // ... else every phase's, each of which must hold.
+    let o = eval(dir.path(), "count.consumers.long_lived_per_agent <= 7");
+    assert!(!o.passed);
+    assert_eq!((o.value, o.phase.as_str()), (Some(8.0), "3:broker_restart"));
+    // A kind of request the audit did not see in a phase it recorded is 0 there.
+    let o = eval(
+        dir.path(),
+        "count[start].api.consumer_delete_per_agent == 0",
+    );
+    assert!(o.passed, "{o:?}");
+    let o = eval(dir.path(), "count[2:write].api.total_per_agent == 0");
+    assert!(o.note.starts_with("not measured"), "{o:?}");
+    let none = run_dir(&[]);
+    let o = eval(none.path(), "count.api.total_per_agent == 0");
+    assert!(!o.passed && o.note.contains("no counts.csv"), "{o:?}");
+}

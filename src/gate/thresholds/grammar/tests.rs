@@ -167,3 +167,31 @@ fn percentages() {
     assert!(parse_percent("10").is_err());
     assert!(parse_percent("-5%").is_err());
 }
+
+#[test]
+fn counts_take_a_figure_with_dots_and_the_run_phase() {
+    let c = parse("count[4:broker_restart].api.consumer_create_per_agent <= 7");
+    assert_eq!(
+        c.source,
+        Source::Count {
+            figure: "api.consumer_create_per_agent".to_string()
+        }
+    );
+    assert_eq!(c.phase.as_deref(), Some("4:broker_restart"));
+    assert_eq!((c.unit(), c.limit), (Unit::Count, 7.0));
+    let c = parse("count.consumers.long_lived_per_agent == 7");
+    assert_eq!(c.phase, None);
+    assert_eq!(
+        parse("count[run].reconnects_per_agent <= 1")
+            .phase
+            .as_deref(),
+        Some("run")
+    );
+    parse("count[start].deliveries.pc_per_write == 1");
+    parse("count[start].api.consumer_durable_create_per_agent == 0");
+    assert!(problem("count[start].consumers.per_agent == 7").contains("unknown count"));
+    assert!(problem("count[start].deliveries.nope_per_write == 1").contains("write kind"));
+    assert!(problem("count[start] == 1").contains("expected .<figure>"));
+    assert!(problem("count[9:hold].api.total_per_agent < 1").contains("no phase"));
+    assert!(problem("count[start].api.total_per_agent < 1s").contains("plain number"));
+}
