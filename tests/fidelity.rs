@@ -497,3 +497,83 @@ async fn core_subscriptions_and_periodic_publishes_keep_their_rates_across_a_rec
         assert_eq!(num(agent, "connects"), 2, "{}", agent["pc"]);
     }
 }
+
+/// Per command, a kanade agent makes the real agent's calls: the checks' two KV gets
+/// (recorded by the broker as direct gets on the script buckets) and two acked
+/// publishes (its started event and its result, stored in EVENTS and RESULTS), and none
+/// for the herd's probe command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_costs_two_gets_and_two_acked_publishes() {
+    use fleetsim::broker::embedded::{EmbeddedBroker, EmbeddedOptions};
+    let broker = EmbeddedBroker::start(EmbeddedOptions {
+        max_connections: 1_000,
+        request_queue_limit: 10_000,
+        default_max_consumers: -1,
+        lame_duck_duration: Duration::from_secs(30),
+        lame_duck_grace_period: Duration::from_secs(1),
+    })
+    .await
+    .expect("broker");
+    let scenario = r#"
+name = "fidelity-commands"
+[broker]
+record_api = true
+[fleet]
+agents = 3
+groups = 1
+catalog_entries = 2
+[[steps]]
+kind = "start"
+[[steps]]
+kind = "wait_ready"
+[[steps]]
+kind = "client_reconnect"
+[[steps]]
+kind = "wait_ready"
+[[steps]]
+kind = "exec"
+target = "all"
+count = 2
+"#;
+    let out = tempfile::tempdir().expect("tempdir");
+    let report = run_against(scenario, broker.url(), None, out.path()).await;
+    assert!(report.reasons.is_empty(), "{:?}", report.reasons);
+
+    // 3 agents x 2 commands: each agent's gets of the script's current version and status.
+    let api = read_csv(&report.dir, "api.csv");
+    let gets = |stream: &str| {
+        api.iter()
+            .filter(|r| r["request"] == "DIRECT.GET" && r["stream"] == stream)
+            .count()
+    };
+    assert_eq!(
+        gets("KV_script_current"),
+        6,
+        "one get per agent and command"
+    );
+    assert_eq!(gets("KV_script_status"), 6, "one get per agent and command");
+
+    // Their started events and results, acked, are in the streams: the herd's probe
+    // command (commands.all) made none.
+    let client = async_nats::connect(broker.url()).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    for stream in ["EVENTS", "RESULTS"] {
+        let stored = js
+            .get_stream(stream)
+            .await
+            .expect("stream")
+            .info()
+            .await
+            .expect("info")
+            .state
+            .messages;
+        assert_eq!(stored, 6, "{stream}: one per agent and command");
+    }
+    let summary = read_csv(&report.dir, "summary.csv");
+    let done: u64 = summary
+        .iter()
+        .filter(|r| r["metric"] == "on_command")
+        .map(|r| num(r, "count"))
+        .sum();
+    assert_eq!(done, 6, "every command's calls completed");
+}

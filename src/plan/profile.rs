@@ -43,6 +43,10 @@ pub struct Profile {
     /// Run concurrently after every reconnect (after the splay, where the scenario puts
     /// one); the agent is `ready` again when all have finished.
     pub on_reconnect: Vec<Task>,
+    /// Run for every command an agent's core subscriptions receive (a message on a
+    /// `commands.` subject that is not a herd probe), concurrently with everything else:
+    /// what the real agent's command loop does per command.
+    pub on_command: Vec<Call>,
     /// Periodic publishes, started when the cold start starts and kept up until the run
     /// ends (also while disconnected: async-nats buffers them, as for the real agent).
     pub publishes: Vec<PublishSpec>,
@@ -105,6 +109,7 @@ impl Profile {
                 vec![task("resync", reads)]
             },
             consumers,
+            on_command: Vec::new(),
             publishes: Vec::new(),
             buckets: kanade_buckets(),
             streams: Vec::new(),
@@ -193,6 +198,13 @@ pub enum Call {
     Signal { name: String },
     /// Waits until a task of this agent has signalled `name` since the phase began.
     Wait { name: String },
+    /// One publish of `size` bytes on `subject` (template): a JetStream publish that
+    /// waits for the stream's ack when `ack`, else a core publish.
+    Publish {
+        subject: KeyTemplate,
+        size: usize,
+        ack: bool,
+    },
     /// Reconnect only: waits until consumer `slot` delivers again, which a recreated
     /// ordered watch does only if it never delivered before the disconnect (async-nats
     /// then replays with `deliver_policy = all`; otherwise it resumes after the last

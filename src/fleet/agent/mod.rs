@@ -108,6 +108,8 @@ pub(super) struct MetricIds {
     /// Each periodic publish (`publish.<name>`): its ack's round trip, or for a core
     /// publish the hand-over to the client.
     pub publish: Vec<MetricId>,
+    /// One command's `[on_command]` calls, received → done.
+    pub on_command: MetricId,
     /// Disconnected → Connected.
     pub reconnect: MetricId,
     /// Connected → re-synced, splay included.
@@ -143,6 +145,7 @@ impl MetricIds {
                 .iter()
                 .map(|t| metrics.metric(&format!("on_reconnect.{}", t.name)))
                 .collect(),
+            on_command: metrics.metric("on_command"),
             publish: profile
                 .publishes
                 .iter()

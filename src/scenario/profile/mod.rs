@@ -44,8 +44,9 @@ const BUILTINS: [(&str, &str, &str); 3] = [
     ),
 ];
 
-const PROFILE_KEYS: [&str; 8] = [
+const PROFILE_KEYS: [&str; 9] = [
     "client",
+    "on_command",
     "buckets",
     "streams",
     "consumers",
@@ -200,11 +201,13 @@ pub(super) fn read_profile(ctx: &mut Ctx<'_>, node: &Node<'_, '_>, name: &str) -
     };
     let consumers = read_consumers(ctx, node, &declared);
     let publishes = publishes::read_publishes(ctx, node, &declared.streams, &declared.buckets);
+    let on_command = tasks::read_on_command(ctx, node, &declared, &consumers);
     let tasks = node.get("cold_start").is_some() || node.get("on_reconnect").is_some();
     if !tasks {
         let sync = read_sync(ctx, node, &declared);
         let specs = consumers.into_iter().map(|c| c.spec).collect();
         return Profile {
+            on_command,
             publishes,
             buckets,
             streams: declared.streams,
@@ -227,6 +230,7 @@ pub(super) fn read_profile(ctx: &mut Ctx<'_>, node: &Node<'_, '_>, name: &str) -
         consumers: consumers.into_iter().map(|c| c.spec).collect(),
         cold_start,
         on_reconnect,
+        on_command,
         publishes,
         buckets,
         streams: declared.streams,

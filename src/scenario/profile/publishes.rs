@@ -87,24 +87,7 @@ pub(super) fn read_publishes(
             Some(_) => item.choice(ctx, "first", "first", &FIRSTS).map(|(f, _)| f),
         };
         if ack && let Some((text, span)) = &subject {
-            let exec = (EXEC.0.to_string(), vec![EXEC.1.to_string()]);
-            let captured = streams
-                .iter()
-                .map(|s| (s.name.clone(), s.subjects.clone()))
-                .chain([exec])
-                .chain(
-                    buckets
-                        .iter()
-                        .map(|b| (format!("KV_{b}"), vec![format!("$KV.{b}.>")])),
-                )
-                .any(|(_, subjects)| subjects.iter().any(|p| covers(p, text)));
-            if !captured {
-                let message = format!(
-                    "ack = true but no stream captures {text:?}: declare a [[streams]] table whose subjects cover it (e.g. subjects = [\"{}.>\"]) or publish to a declared bucket's $KV.<bucket>.<key>, or set ack = false for a core publish",
-                    text.split('.').next().unwrap_or(text)
-                );
-                ctx.report(span, item.key("subject"), message);
-            }
+            check_captured(ctx, span, item.key("subject"), text, streams, buckets);
         }
         if let (Some(name), Some((subject, _)), Some(every), Some(jitter), Some(at_start)) =
             (name, subject, every, jitter, at_start)
@@ -121,4 +104,34 @@ pub(super) fn read_publishes(
         }
     }
     publishes
+}
+
+/// An acked publish on `subject` needs a stream that captures it (of `streams`, EXEC, or
+/// the `KV_<bucket>` stream of one of `buckets`); otherwise a problem at `span`.
+pub(super) fn check_captured(
+    ctx: &mut Ctx<'_>,
+    span: &std::ops::Range<usize>,
+    path: String,
+    subject: &str,
+    streams: &[StreamSpec],
+    buckets: &[String],
+) {
+    let exec = (EXEC.0.to_string(), vec![EXEC.1.to_string()]);
+    let captured = streams
+        .iter()
+        .map(|s| (s.name.clone(), s.subjects.clone()))
+        .chain([exec])
+        .chain(
+            buckets
+                .iter()
+                .map(|b| (format!("KV_{b}"), vec![format!("$KV.{b}.>")])),
+        )
+        .any(|(_, subjects)| subjects.iter().any(|p| covers(p, subject)));
+    if !captured {
+        let message = format!(
+            "ack = true but no stream captures {subject:?}: declare a [[streams]] table whose subjects cover it (e.g. subjects = [\"{}.>\"]) or publish to a declared bucket's $KV.<bucket>.<key>, or set ack = false for a core publish",
+            subject.split('.').next().unwrap_or(subject)
+        );
+        ctx.report(span, path, message);
+    }
 }

@@ -17,7 +17,7 @@ use crate::plan::{Call, ConsumerKind, KeyTemplate, Task};
 use crate::scenario::walk::{Ctx, Node, describe};
 
 const TASK_KEYS: [&str; 3] = ["task", "blocking", "calls"];
-const CALL_KINDS: [&str; 10] = [
+const CALL_KINDS: [&str; 11] = [
     "bind",
     "stream_info",
     "get",
@@ -25,6 +25,7 @@ const CALL_KINDS: [&str; 10] = [
     "open",
     "subscribe",
     "flush",
+    "publish",
     "signal",
     "wait",
     "wait_delivery",
@@ -37,6 +38,7 @@ const DEFAULT_WITHIN: Duration = Duration::from_secs(30);
 enum Phase {
     ColdStart,
     OnReconnect,
+    OnCommand,
 }
 
 impl Phase {
@@ -44,8 +46,29 @@ impl Phase {
         match self {
             Phase::ColdStart => "cold_start",
             Phase::OnReconnect => "on_reconnect",
+            Phase::OnCommand => "on_command",
         }
     }
+}
+
+/// `[on_command]`: `calls`, run for every command an agent receives; optional.
+pub(super) fn read_on_command(
+    ctx: &mut Ctx<'_>,
+    node: &Node<'_, '_>,
+    declared: &Declared,
+    consumers: &[ReadConsumer],
+) -> Vec<Call> {
+    if node.get("on_command").is_none() {
+        return Vec::new();
+    }
+    let Some(table) = node.table(ctx, "on_command", "a table ([on_command]) with calls") else {
+        return Vec::new();
+    };
+    table.check_keys(ctx, &["calls"]);
+    read_calls(ctx, &table, Phase::OnCommand, declared, consumers)
+        .into_iter()
+        .map(|c| c.call)
+        .collect()
 }
 
 /// A call as read, with where it is written (for the checks across tasks).
@@ -204,7 +227,65 @@ fn read_call(
     consumers: &[ReadConsumer],
 ) -> Option<Call> {
     let path = item.key(key);
+    if phase == Phase::OnCommand && matches!(key, "open" | "subscribe" | "signal" | "wait") {
+        let message = format!(
+            "{key} in [on_command]: a command's calls are reads and publishes (bind, stream_info, get, walk, publish, flush); {key} belongs in a [[cold_start]] task"
+        );
+        item.report_at(ctx, key, message);
+        return None;
+    }
     match key {
+        "publish" => {
+            let spec = item.table(
+                ctx,
+                key,
+                "a table such as { subject = \"results.{pc}\", size = 512, ack = true }",
+            )?;
+            spec.check_keys(ctx, &["subject", "size", "ack"]);
+            let (text, span) = match spec.string(ctx, "subject") {
+                Some(found) => found,
+                None => {
+                    if spec.get("subject").is_none() {
+                        spec.missing(
+                            ctx,
+                            "subject",
+                            None,
+                            "required: the subject, e.g. \"results.{pc}\"",
+                        );
+                    }
+                    return None;
+                }
+            };
+            if let Err(message) = check_subject(text, false, &AGENT_PLACEHOLDERS) {
+                ctx.report(&span, spec.key("subject"), message);
+                return None;
+            }
+            let size = spec
+                .whole(
+                    ctx,
+                    "size",
+                    "a whole number of bytes up to 1 MiB (1048576)",
+                    0,
+                    1_048_576,
+                )
+                .map_or(0, |(n, _)| n as usize);
+            let ack = spec.boolean(ctx, "ack").unwrap_or(false);
+            if ack {
+                super::publishes::check_captured(
+                    ctx,
+                    &span,
+                    spec.key("subject"),
+                    text,
+                    &declared.streams,
+                    &declared.buckets,
+                );
+            }
+            Some(Call::Publish {
+                subject: KeyTemplate(text.to_string()),
+                size,
+                ack,
+            })
+        }
         "bind" | "walk" => {
             let (name, span) = item.string(ctx, key)?;
             let bucket = declared.bucket(ctx, &span, path, name)?;

@@ -172,13 +172,24 @@ fn builtin_kanade_buckets_streams_publishes_client() {
             name: name.into(),
             history: 1,
             ttl: None,
-            seed: Vec::new(),
+            seed: vec![crate::plan::KeyTemplate("script".into())],
             value_size: 0,
         });
     }
     assert_eq!(kanade.buckets, expected);
-    assert_eq!(kanade.streams.len(), 1);
-    assert_eq!(kanade.streams[0].name, "OBS_EVENTS");
+    let streams: Vec<&str> = kanade.streams.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(streams, ["OBS_EVENTS", "RESULTS", "EVENTS"]);
+    // Per command: the checks' two gets, then the started event and the result, acked.
+    let kinds: Vec<&str> = kanade
+        .on_command
+        .iter()
+        .map(|c| match c {
+            Call::Get { .. } => "get",
+            Call::Publish { ack: true, .. } => "acked publish",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["get", "get", "acked publish", "acked publish"]);
     let publishes: Vec<(&str, u64, bool, bool)> = kanade
         .publishes
         .iter()

@@ -279,10 +279,10 @@ impl Agent<'_> {
 /// Lets one retried call fail with either of two async-nats error types.
 /// Its `source` is the original, so [`FailureKind::classify`] still sees it.
 #[derive(Debug)]
-struct BoxedError(Box<dyn std::error::Error + Send + Sync>);
+pub(super) struct BoxedError(Box<dyn std::error::Error + Send + Sync>);
 
 impl BoxedError {
-    fn from<E: std::error::Error + Send + Sync + 'static>(e: E) -> Self {
+    pub(super) fn from<E: std::error::Error + Send + Sync + 'static>(e: E) -> Self {
         BoxedError(Box::new(e))
     }
 }

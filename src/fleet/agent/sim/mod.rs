@@ -24,7 +24,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
-use futures::stream::{BoxStream, SelectAll};
+use futures::stream::{BoxStream, FuturesUnordered, SelectAll};
 use nats::jetstream;
 use tokio::sync::{mpsc, watch};
 
@@ -74,8 +74,8 @@ enum Handed {
         stream: DeliveryStream,
         is_watch: bool,
     },
-    /// A core subscription: one item per message.
-    Core(BoxStream<'static, ()>),
+    /// A core subscription: one item per message, true for a command.
+    Core(BoxStream<'static, bool>),
     /// The periodic publishes, started when the cold start starts.
     Publishes(BoxStream<'static, Published>),
 }
@@ -105,9 +105,15 @@ pub(crate) async fn run(ctx: Arc<AgentEnv>, index: usize, mut stop: watch::Recei
     let mut reconnect_rx = ctx.control.subscribe_reconnect();
     let mut watches: SelectAll<DeliveryStream> = SelectAll::new();
     let mut durables: SelectAll<DeliveryStream> = SelectAll::new();
-    let mut core: SelectAll<BoxStream<'static, ()>> = SelectAll::new();
+    let mut core: SelectAll<BoxStream<'static, bool>> = SelectAll::new();
     let mut publishes: SelectAll<BoxStream<'static, Published>> = SelectAll::new();
     let board = DeliveryBoard::new(ctx.profile.consumers.len());
+    // The `[on_command]` calls of the commands received, running beside everything else,
+    // and the buckets they have bound.
+    // Declared after what they borrow, so they are dropped first.
+    let command_stores = tokio::sync::Mutex::new(Stores::default());
+    let mut commands: FuturesUnordered<futures::future::BoxFuture<'_, ()>> =
+        FuturesUnordered::new();
     let mut probes = ProbeProgress::default();
     let mut drop_rx = ctx.control.subscribe_drop();
     // Consumers a `drop_consumer` step told this agent to drop: their deliveries are
@@ -190,9 +196,22 @@ pub(crate) async fn run(ctx: Arc<AgentEnv>, index: usize, mut stop: watch::Recei
                     agent.on_delivery(&mut probes, slot, outcome);
                 }
             }
-            Some(()) = core.next(), if !core.is_empty() => {
+            Some(is_command) = core.next(), if !core.is_empty() => {
                 ctx.roster.cell(index).count_core_received();
+                if is_command
+                    && !ctx.profile.on_command.is_empty()
+                    && let Some(s) = session.as_ref()
+                {
+                    let (client, js, handed) = (s.client.clone(), s.js.clone(), opened_tx.clone());
+                    let (agent, board, stores) = (&agent, &board, &command_stores);
+                    commands.push(Box::pin(async move {
+                        let signals = Signals::default();
+                        let env = TaskEnv { client: &client, js: &js, handed: &handed, signals: &signals, board };
+                        agent.on_command(&env, stores).await;
+                    }));
+                }
             }
+            Some(()) = commands.next(), if !commands.is_empty() => {}
             Some((slot, outcome)) = publishes.next(), if !publishes.is_empty() => {
                 agent.on_published(slot, outcome);
             }
@@ -213,6 +232,9 @@ pub(crate) async fn run(ctx: Arc<AgentEnv>, index: usize, mut stop: watch::Recei
             _ = stop.changed() => break,
         }
     }
+    // Commands already received are answered before the agent stops (their calls are
+    // what the run measured as sent to it); the fleet's stop deadline bounds the wait.
+    while commands.next().await.is_some() {}
 }
 
 /// Which consumers have delivered the current herd's probe.

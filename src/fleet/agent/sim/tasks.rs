@@ -16,6 +16,7 @@ use futures::stream::FuturesUnordered;
 use nats::jetstream;
 use tokio::sync::{Notify, mpsc};
 
+use super::calls::BoxedError;
 use super::calls::Stores;
 use super::{Agent, AgentFailure, Handed};
 use crate::metrics::MetricId;
@@ -68,27 +69,48 @@ impl Agent<'_> {
         let started = Instant::now();
         // Each task binds its own buckets, as each of the real agent's tasks does.
         let mut stores = Stores::default();
-        for call in &task.calls {
+        self.run_calls(&task.calls, &mut stores, env).await?;
+        self.ctx.metrics.record(self.index, id, started.elapsed());
+        Ok(())
+    }
+
+    /// `calls` in order, binding into `stores`. A `wait_delivery` whose replay does not
+    /// come ends the list there.
+    pub(super) async fn run_calls(
+        &self,
+        calls: &[Call],
+        stores: &mut Stores,
+        env: &TaskEnv<'_>,
+    ) -> Result<(), AgentFailure> {
+        let stores = &mut *stores;
+        for call in calls {
             match call {
                 Call::Bind { bucket } => {
-                    self.bind(env.js, &mut stores, bucket).await?;
+                    self.bind(env.js, stores, bucket).await?;
                 }
                 Call::StreamInfo { stream } => self.stream_info(env.js, stream).await?,
                 Call::Get { bucket, keys } => {
-                    Box::pin(self.get(env.js, &mut stores, bucket, keys)).await?
+                    Box::pin(self.get(env.js, stores, bucket, keys)).await?
                 }
-                Call::Walk { bucket } => Box::pin(self.walk(env.js, &mut stores, bucket)).await?,
+                Call::Walk { bucket } => Box::pin(self.walk(env.js, stores, bucket)).await?,
                 Call::Open { slot } => {
-                    Box::pin(self.open_one(env.js, &mut stores, *slot, env.handed)).await?
+                    Box::pin(self.open_one(env.js, stores, *slot, env.handed)).await?
                 }
                 Call::Subscribe { subject } => {
                     let subject = subject.render(&self.pc, &self.group);
                     let subscriber = self
                         .retry("subscribe", || env.client.subscribe(subject.clone()))
                         .await?;
-                    let _ = env
-                        .handed
-                        .send(Handed::Core(subscriber.map(|_| ()).boxed()));
+                    // A command (not a herd's probe) is what `[on_command]` answers.
+                    let messages = subscriber.map(|m| {
+                        m.subject.as_str().starts_with("commands.")
+                            && crate::herd::parse_probe(&m.payload).is_none()
+                    });
+                    let _ = env.handed.send(Handed::Core(messages.boxed()));
+                }
+                Call::Publish { subject, size, ack } => {
+                    let subject = subject.render(&self.pc, &self.group);
+                    Box::pin(self.publish_once(env, subject, *size, *ack)).await?
                 }
                 Call::Flush => self.retry("flush", || env.client.flush()).await?,
                 Call::Signal { name } => env.signals.raise(name),
@@ -101,8 +123,56 @@ impl Agent<'_> {
                 }
             }
         }
-        self.ctx.metrics.record(self.index, id, started.elapsed());
         Ok(())
+    }
+
+    /// One publish: acked (retried like the agent's other calls) or core.
+    async fn publish_once(
+        &self,
+        env: &TaskEnv<'_>,
+        subject: String,
+        size: usize,
+        ack: bool,
+    ) -> Result<(), AgentFailure> {
+        let payload = super::traffic::payload(size);
+        let operation = format!("publish.{}", subject.split('.').next().unwrap_or(""));
+        if ack {
+            self.retry(&operation, || async {
+                let pending = env
+                    .js
+                    .publish(subject.clone(), payload.clone())
+                    .await
+                    .map_err(BoxedError::from)?;
+                pending.await.map_err(BoxedError::from)
+            })
+            .await?;
+        } else {
+            self.retry(&operation, || {
+                env.client.publish(subject.clone(), payload.clone())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// What the agent does for one command its subscriptions received: the profile's
+    /// `[on_command]` calls, on the buckets the agent's earlier commands bound (the real
+    /// agent's command loops bound them at cold start; fleetsim binds at the first
+    /// command). A failure is counted (in errors.csv) and the agent carries on, as the
+    /// real agent logs a failed command and takes the next.
+    pub(super) async fn on_command(&self, env: &TaskEnv<'_>, stores: &tokio::sync::Mutex<Stores>) {
+        let started = Instant::now();
+        let mut bound = stores.lock().await.clone();
+        if self
+            .run_calls(&self.ctx.profile.on_command, &mut bound, env)
+            .await
+            .is_ok()
+        {
+            self.ctx
+                .metrics
+                .record(self.index, self.ctx.ids.on_command, started.elapsed());
+        }
+        *stores.lock().await = bound;
     }
 }
 

@@ -20,6 +20,11 @@ const MAX_PAYLOAD: usize = 1_048_576;
 /// Payloads are slices of one zeroed buffer: no allocation per agent or publish.
 static ZEROS: [u8; MAX_PAYLOAD] = [0; MAX_PAYLOAD];
 
+/// `size` zero bytes, without allocating (capped at the largest payload).
+pub(super) fn payload(size: usize) -> Bytes {
+    Bytes::from_static(&ZEROS[..size.min(MAX_PAYLOAD)])
+}
+
 /// One publish done: which of the profile's publishes, and how long it took (the ack's
 /// round trip for an acked publish, the hand-over to the client for a core one) or why
 /// it failed.
@@ -75,7 +80,7 @@ fn publish_loop(
     } else {
         start + interval(&spec, &mut rng)
     };
-    let payload = Bytes::from_static(&ZEROS[..spec.size.min(MAX_PAYLOAD)]);
+    let payload = payload(spec.size);
     futures::stream::unfold(
         LoopState {
             next_at: first,
