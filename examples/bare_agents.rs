@@ -279,24 +279,50 @@ impl Agent {
         signals: &Signals,
     ) {
         let mut stores: Vec<(String, kv::Store)> = Vec::new();
-        let errors = &self.errors;
         for call in &task.calls {
-            match call {
-                Call::Bind { bucket } => {
-                    self.bind(js, &mut stores, bucket).await;
-                }
-                Call::StreamInfo { stream } => {
-                    retry!(errors, js.get_stream(stream));
-                }
-                Call::Get { bucket, keys } => {
-                    let store = self.store(js, &mut stores, bucket).await;
+            if !self
+                .call(call, &mut stores, client, js, opened, signals)
+                .await
+            {
+                break;
+            }
+        }
+    }
+
+    /// One call of a task; false ends the task.
+    async fn call(
+        &self,
+        call: &Call,
+        stores: &mut Vec<(String, kv::Store)>,
+        client: &async_nats::Client,
+        js: &jetstream::Context,
+        opened: &mpsc::UnboundedSender<Opened>,
+        signals: &Signals,
+    ) -> bool {
+        let errors = &self.errors;
+        match call {
+            Call::Bind { bucket } => {
+                self.bind(js, stores, bucket).await;
+            }
+            Call::StreamInfo { stream } => {
+                retry!(errors, js.get_stream(stream));
+            }
+            // The get, walk and open arms are boxed, as fleetsim boxes them: their
+            // futures are the large ones (an open's ~17 KiB), and inline they would
+            // size every task's future for its whole life (150 KiB per agent).
+            Call::Get { bucket, keys } => {
+                Box::pin(async {
+                    let store = self.store(js, stores, bucket).await;
                     for key in keys {
                         let key = key.render(&self.pc, &self.group);
                         retry!(errors, store.get(key.clone()));
                     }
-                }
-                Call::Walk { bucket } => {
-                    let store = self.store(js, &mut stores, bucket).await;
+                })
+                .await
+            }
+            Call::Walk { bucket } => {
+                Box::pin(async {
+                    let store = self.store(js, stores, bucket).await;
                     let keys: Vec<String> = loop {
                         match store.keys().await {
                             Ok(keys) => {
@@ -312,23 +338,25 @@ impl Agent {
                     for key in keys {
                         retry!(errors, store.get(key.clone()));
                     }
-                }
-                Call::Open { slot } => {
-                    let stream = self.open(js, &mut stores, *slot).await;
-                    let _ = opened.send(stream);
-                }
-                Call::Subscribe { subject } => {
-                    let subject = subject.render(&self.pc, &self.group);
-                    let subscriber = retry!(errors, client.subscribe(subject.clone()));
-                    let _ = opened.send(subscriber.map(|_| ()).boxed());
-                }
-                Call::Flush => retry!(errors, client.flush()),
-                Call::Signal { name } => signals.raise(name),
-                Call::Wait { name } => signals.wait(name).await,
-                // A reconnect-only call: bare agents run no reconnect tasks.
-                Call::WaitDelivery { .. } => break,
+                })
+                .await
             }
+            Call::Open { slot } => {
+                let stream = Box::pin(self.open(js, stores, *slot)).await;
+                let _ = opened.send(stream);
+            }
+            Call::Subscribe { subject } => {
+                let subject = subject.render(&self.pc, &self.group);
+                let subscriber = retry!(errors, client.subscribe(subject.clone()));
+                let _ = opened.send(subscriber.map(|_| ()).boxed());
+            }
+            Call::Flush => retry!(errors, client.flush()),
+            Call::Signal { name } => signals.raise(name),
+            Call::Wait { name } => signals.wait(name).await,
+            // A reconnect-only call: bare agents run no reconnect tasks.
+            Call::WaitDelivery { .. } => return false,
         }
+        true
     }
 
     /// `js.get_key_value(bucket)`, sent every time, as the real agent binds again in
