@@ -1,8 +1,8 @@
 //! The floor fleetsim's own cost is measured against: N agents that make only the bare
-//! async-nats calls of a kanade agent (connect, the 7 consumers, the sync's gets and
-//! catalog walks, then poll their watches), all released at once against the embedded
-//! broker, with none of fleetsim's machinery: no histograms, no roster, no connection
-//! events, no write reconciliation, no progress.
+//! async-nats calls of the scenario's profile (connect, then its `[[cold_start]]` tasks
+//! and `[[publishes]]`, then poll what they opened), all released at once against the
+//! embedded broker, with none of fleetsim's machinery: no histograms, no roster, no
+//! connection events, no write reconciliation, no progress, no reconnect tasks.
 //!
 //! Issue "fleetsim core" asks that fleetsim's CPU and RSS per agent stay close to what
 //! the bare calls cost. `scripts/bench.sh` runs this next to `fleetsim run` at the same
@@ -10,24 +10,35 @@
 //! provisioning in this process, the broker a separate process), so the difference
 //! between the two rows is what fleetsim itself adds.
 //!
+//! It interprets the profile as fleetsim does (src/fleet/agent/sim/tasks.rs): the
+//! cold-start tasks run concurrently, each task's calls in order, and a `blocking` task
+//! finishes before the tasks after it start; every `bind` sends its `STREAM.INFO`; an
+//! `open` is polled from the moment it is opened, and so is a `subscribe`. The publishes
+//! start with the cold start: the first at once where `at_start` (else one period
+//! later), then every period (no jitter). A failed call is retried every second and
+//! counted. Only async-nats 0.51 is linked here: a scenario whose agents would run 0.50
+//! (the `kanade` profile's `[client]`) is refused; `scripts/bench.sh` runs both this and
+//! fleetsim with `[fleet] async_nats = "0.51"`.
+//!
 //! ```text
-//! cargo run --release --example bare_agents -- scenarios/bench-cold-start.toml 1000
+//! cargo run --release --example bare_agents -- scenarios/bench-cold-start-051.toml 1000
 //! ```
 //!
 //! Prints one line of `key=value` pairs (see `main`).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use async_nats::jetstream::{self, consumer};
+use async_nats::jetstream::{self, consumer, kv};
+use bytes::Bytes;
 use futures::StreamExt;
-use futures::stream::BoxStream;
-use tokio::sync::watch;
+use futures::stream::{BoxStream, FuturesUnordered, SelectAll};
+use tokio::sync::{Notify, mpsc, watch};
 
 use fleetsim::broker::embedded::{EmbeddedBroker, EmbeddedOptions};
-use fleetsim::plan::FleetPlan;
+use fleetsim::plan::{AsyncNats, Call, ConsumerKind, FleetPlan, Profile, PublishSpec, Task};
 use fleetsim::provision::{group_id, pc_id, provision};
 
 #[tokio::main]
@@ -39,6 +50,13 @@ async fn main() -> anyhow::Result<()> {
     let agents: usize = agents.parse().context("AGENTS must be a whole number")?;
     let mut plan = fleetsim::scenario::parse_file(scenario.as_ref())?;
     plan.fleet.agents = agents;
+    if plan.fleet.async_nats != AsyncNats::V0_51 {
+        bail!(
+            "{scenario}: the agents would run async-nats {}, bare_agents links only 0.51: \
+             add `async_nats = \"0.51\"` to its [fleet]",
+            plan.fleet.async_nats.name()
+        );
+    }
     fleetsim::host::raise_nofile_limit().context("raising the open-files limit")?;
 
     let broker = EmbeddedBroker::start(EmbeddedOptions {
@@ -54,26 +72,23 @@ async fn main() -> anyhow::Result<()> {
     provision(&jetstream::new(admin.clone()), &plan).await?;
 
     let fleet = Arc::new(plan.fleet.clone());
+    let profile = Arc::new(plan.profile.clone());
     let errors = Arc::new(AtomicU64::new(0));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Duration>();
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(agents);
     for index in 0..agents {
-        let (fleet, errors, url) = (fleet.clone(), errors.clone(), url.clone());
-        let (mut stop, ready) = (stop_rx.clone(), ready_tx.clone());
+        let agent = Agent {
+            fleet: fleet.clone(),
+            profile: profile.clone(),
+            errors: errors.clone(),
+            pc: pc_id(index),
+            group: group_id(index, fleet.groups),
+        };
+        let (url, stop, ready) = (url.clone(), stop_rx.clone(), ready_tx.clone());
         tasks.push(tokio::spawn(async move {
-            let Some(mut watches) = setup(&fleet, &url, index, &errors).await else {
-                return;
-            };
-            let _ = ready.send(started.elapsed());
-            // Keep consuming until the end, as a real agent (and fleetsim's) does.
-            loop {
-                tokio::select! {
-                    item = watches.next() => if item.is_none() { break },
-                    _ = stop.changed() => break,
-                }
-            }
+            agent.run(&url, stop, ready, started).await;
         }));
     }
     drop(ready_tx);
@@ -135,87 +150,331 @@ macro_rules! retry {
     };
 }
 
-/// Connects, opens the kanade profile's 7 consumers and runs its sync; returns the
-/// watches merged into one stream.
-async fn setup(
-    fleet: &FleetPlan,
-    url: &str,
-    index: usize,
-    errors: &AtomicU64,
-) -> Option<BoxStream<'static, ()>> {
-    let pc = pc_id(index);
-    let group = group_id(index, fleet.groups);
-    let options = || {
-        async_nats::ConnectOptions::new()
-            .name(&pc)
-            .connection_timeout(fleet.connect_timeout)
-            .read_buffer_capacity(fleet.read_buffer_capacity)
-            .request_timeout(Some(fleet.request_timeout))
-    };
-    let client = retry!(errors, options().connect(url));
-    let js = jetstream::new(client);
-    let config = retry!(errors, js.get_key_value("agent_config"));
-    let groups = retry!(errors, js.get_key_value("agent_groups"));
-    let schedules = retry!(errors, js.get_key_value("schedules"));
-    let jobs = retry!(errors, js.get_key_value("jobs"));
-    let fleet_config = retry!(errors, js.get_key_value("fleet_config"));
+/// One bare agent: its identity and the plan it reads.
+struct Agent {
+    fleet: Arc<FleetPlan>,
+    profile: Arc<Profile>,
+    errors: Arc<AtomicU64>,
+    pc: String,
+    group: String,
+}
 
-    let own_keys = vec![
-        "global".to_string(),
-        format!("pcs.{pc}"),
-        format!("groups.{group}"),
-    ];
-    let mut watches: Vec<BoxStream<'static, ()>> = Vec::with_capacity(7);
-    let kv = |w: async_nats::jetstream::kv::Watch| w.map(|_| ()).boxed();
-    watches.push(kv(retry!(errors, config.watch_many(own_keys.clone()))));
-    watches.push(kv(retry!(errors, groups.watch(&pc))));
-    watches.push(kv(retry!(errors, groups.watch(&pc))));
-    watches.push(kv(retry!(errors, schedules.watch_all())));
-    watches.push(kv(retry!(errors, jobs.watch_all())));
-    watches.push(kv(retry!(errors, fleet_config.watch("freeze"))));
-    let exec = consumer::pull::Config {
-        durable_name: Some(format!("agent_replay_{pc}")),
-        filter_subjects: vec![
-            "commands.all".to_string(),
-            format!("commands.pc.{pc}"),
-            format!("commands.group.{group}"),
-        ],
-        ack_policy: consumer::AckPolicy::Explicit,
-        deliver_policy: consumer::DeliverPolicy::LastPerSubject,
-        ..Default::default()
-    };
-    let replay: consumer::PullConsumer =
-        retry!(errors, js.create_consumer_on_stream(exec.clone(), "EXEC"));
-    let messages = retry!(errors, replay.messages());
-    watches.push(
-        messages
-            .then(|m| async move {
-                if let Ok(m) = m {
-                    let _ = m.ack().await;
-                }
-            })
-            .boxed(),
-    );
+/// What a task opened (a watch, the EXEC consumer's messages, a core subscription),
+/// handed to the agent's loop so it is polled from the moment it exists.
+type Opened = BoxStream<'static, ()>;
 
-    for key in &own_keys {
-        retry!(errors, config.get(key.clone()));
+/// A task's `signal`s, for the `wait`s of the agent's other tasks.
+#[derive(Default)]
+struct Signals {
+    raised: Mutex<Vec<String>>,
+    notify: Notify,
+}
+
+impl Signals {
+    fn raise(&self, name: &str) {
+        self.raised.lock().expect("signals").push(name.to_string());
+        self.notify.notify_waiters();
     }
-    retry!(errors, groups.get(pc.clone()));
-    retry!(errors, fleet_config.get("freeze"));
-    for catalog in [&schedules, &jobs] {
-        let keys: Vec<String> = loop {
-            match catalog.keys().await {
-                Ok(keys) => match keys.collect::<Vec<_>>().await.into_iter().collect() {
-                    Ok(keys) => break keys,
-                    Err(_) => errors.fetch_add(1, Ordering::Relaxed),
-                },
-                Err(_) => errors.fetch_add(1, Ordering::Relaxed),
-            };
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        };
-        for key in keys {
-            retry!(errors, catalog.get(key.clone()));
+
+    async fn wait(&self, name: &str) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a raise between the two is not missed.
+            notified.as_mut().enable();
+            if self
+                .raised
+                .lock()
+                .expect("signals")
+                .iter()
+                .any(|n| n == name)
+            {
+                return;
+            }
+            notified.await;
         }
     }
-    Some(futures::stream::select_all(watches).boxed())
+}
+
+impl Agent {
+    /// Connects, starts the publishes, runs the cold start, reports ready and polls
+    /// everything it opened until the stop.
+    async fn run(
+        &self,
+        url: &str,
+        mut stop: watch::Receiver<bool>,
+        ready: mpsc::UnboundedSender<Duration>,
+        started: Instant,
+    ) {
+        let options = || {
+            async_nats::ConnectOptions::new()
+                .name(&self.pc)
+                .connection_timeout(self.fleet.connect_timeout)
+                .read_buffer_capacity(self.fleet.read_buffer_capacity)
+                .request_timeout(Some(self.fleet.request_timeout))
+                .ping_interval(self.fleet.ping_interval)
+        };
+        let client = retry!(self.errors, options().connect(url));
+        let js = jetstream::new(client.clone());
+        let mut publishes: SelectAll<BoxStream<'static, ()>> = self
+            .profile
+            .publishes
+            .iter()
+            .map(|spec| self.publish_loop(spec, &client, &js))
+            .collect();
+        let (opened_tx, mut opened_rx) = mpsc::unbounded_channel::<Opened>();
+        let mut opened: SelectAll<Opened> = SelectAll::new();
+        let signals = Signals::default();
+        let cold_start =
+            self.run_tasks(&self.profile.cold_start, &client, &js, &opened_tx, &signals);
+        tokio::pin!(cold_start);
+        let mut setting_up = true;
+        loop {
+            tokio::select! {
+                () = &mut cold_start, if setting_up => {
+                    setting_up = false;
+                    let _ = ready.send(started.elapsed());
+                }
+                Some(stream) = opened_rx.recv() => opened.push(stream),
+                Some(()) = opened.next(), if !opened.is_empty() => {}
+                Some(()) = publishes.next(), if !publishes.is_empty() => {}
+                _ = stop.changed() => break,
+            }
+        }
+    }
+
+    /// The tasks concurrently; a `blocking` one finishes before the later ones start.
+    async fn run_tasks(
+        &self,
+        tasks: &[Task],
+        client: &async_nats::Client,
+        js: &jetstream::Context,
+        opened: &mpsc::UnboundedSender<Opened>,
+        signals: &Signals,
+    ) {
+        let mut running = FuturesUnordered::new();
+        for (i, task) in tasks.iter().enumerate() {
+            running.push(async move {
+                Box::pin(self.run_task(task, client, js, opened, signals)).await;
+                i
+            });
+            if task.blocking {
+                while let Some(done) = running.next().await {
+                    if done == i {
+                        break;
+                    }
+                }
+            }
+        }
+        while running.next().await.is_some() {}
+    }
+
+    /// One task's calls in order, with the buckets it bound itself.
+    async fn run_task(
+        &self,
+        task: &Task,
+        client: &async_nats::Client,
+        js: &jetstream::Context,
+        opened: &mpsc::UnboundedSender<Opened>,
+        signals: &Signals,
+    ) {
+        let mut stores: Vec<(String, kv::Store)> = Vec::new();
+        for call in &task.calls {
+            if !self
+                .call(call, &mut stores, client, js, opened, signals)
+                .await
+            {
+                break;
+            }
+        }
+    }
+
+    /// One call of a task; false ends the task.
+    async fn call(
+        &self,
+        call: &Call,
+        stores: &mut Vec<(String, kv::Store)>,
+        client: &async_nats::Client,
+        js: &jetstream::Context,
+        opened: &mpsc::UnboundedSender<Opened>,
+        signals: &Signals,
+    ) -> bool {
+        let errors = &self.errors;
+        match call {
+            Call::Bind { bucket } => {
+                self.bind(js, stores, bucket).await;
+            }
+            Call::StreamInfo { stream } => {
+                retry!(errors, js.get_stream(stream));
+            }
+            // The get, walk and open arms are boxed, as fleetsim boxes them: their
+            // futures are the large ones (an open's ~17 KiB), and inline they would
+            // size every task's future for its whole life (150 KiB per agent).
+            Call::Get { bucket, keys } => {
+                Box::pin(async {
+                    let store = self.store(js, stores, bucket).await;
+                    for key in keys {
+                        let key = key.render(&self.pc, &self.group);
+                        retry!(errors, store.get(key.clone()));
+                    }
+                })
+                .await
+            }
+            Call::Walk { bucket } => {
+                Box::pin(async {
+                    let store = self.store(js, stores, bucket).await;
+                    let keys: Vec<String> = loop {
+                        match store.keys().await {
+                            Ok(keys) => {
+                                match keys.collect::<Vec<_>>().await.into_iter().collect() {
+                                    Ok(keys) => break keys,
+                                    Err(_) => errors.fetch_add(1, Ordering::Relaxed),
+                                }
+                            }
+                            Err(_) => errors.fetch_add(1, Ordering::Relaxed),
+                        };
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    };
+                    for key in keys {
+                        retry!(errors, store.get(key.clone()));
+                    }
+                })
+                .await
+            }
+            Call::Open { slot } => {
+                let stream = Box::pin(self.open(js, stores, *slot)).await;
+                let _ = opened.send(stream);
+            }
+            Call::Subscribe { subject } => {
+                let subject = subject.render(&self.pc, &self.group);
+                let subscriber = retry!(errors, client.subscribe(subject.clone()));
+                let _ = opened.send(subscriber.map(|_| ()).boxed());
+            }
+            Call::Flush => retry!(errors, client.flush()),
+            Call::Signal { name } => signals.raise(name),
+            Call::Wait { name } => signals.wait(name).await,
+            // A reconnect-only call: bare agents run no reconnect tasks.
+            Call::WaitDelivery { .. } => return false,
+        }
+        true
+    }
+
+    /// `js.get_key_value(bucket)`, sent every time, as the real agent binds again in
+    /// each task.
+    async fn bind(
+        &self,
+        js: &jetstream::Context,
+        stores: &mut Vec<(String, kv::Store)>,
+        bucket: &str,
+    ) -> kv::Store {
+        let store = retry!(self.errors, js.get_key_value(bucket));
+        match stores.iter_mut().find(|(b, _)| b == bucket) {
+            Some(slot) => slot.1 = store.clone(),
+            None => stores.push((bucket.to_string(), store.clone())),
+        }
+        store
+    }
+
+    /// The task's store of `bucket`, bound first if the task has not bound it.
+    async fn store(
+        &self,
+        js: &jetstream::Context,
+        stores: &mut Vec<(String, kv::Store)>,
+        bucket: &str,
+    ) -> kv::Store {
+        match stores.iter().find(|(b, _)| b == bucket) {
+            Some((_, store)) => store.clone(),
+            None => self.bind(js, stores, bucket).await,
+        }
+    }
+
+    /// Opens consumer `slot` of the profile, as src/fleet/agent/sim/calls.rs does.
+    async fn open(
+        &self,
+        js: &jetstream::Context,
+        stores: &mut Vec<(String, kv::Store)>,
+        slot: usize,
+    ) -> Opened {
+        let errors = &self.errors;
+        let kv = |w: kv::Watch| w.map(|_| ()).boxed();
+        match &self.profile.consumers[slot].kind {
+            ConsumerKind::Watch { bucket, key } => {
+                let store = self.store(js, stores, bucket).await;
+                let key = key.render(&self.pc, &self.group);
+                kv(retry!(errors, store.watch(&key)))
+            }
+            ConsumerKind::WatchMany { bucket, keys } => {
+                let store = self.store(js, stores, bucket).await;
+                let keys: Vec<String> = keys
+                    .iter()
+                    .map(|k| k.render(&self.pc, &self.group))
+                    .collect();
+                kv(retry!(errors, store.watch_many(keys.clone())))
+            }
+            ConsumerKind::WatchAll { bucket } => {
+                let store = self.store(js, stores, bucket).await;
+                kv(retry!(errors, store.watch_all()))
+            }
+            ConsumerKind::ExecReplay => {
+                let config = consumer::pull::Config {
+                    durable_name: Some(format!("agent_replay_{}", self.pc)),
+                    filter_subjects: vec![
+                        "commands.all".to_string(),
+                        format!("commands.pc.{}", self.pc),
+                        format!("commands.group.{}", self.group),
+                    ],
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    deliver_policy: consumer::DeliverPolicy::LastPerSubject,
+                    ack_wait: self.fleet.exec_ack_wait.unwrap_or_default(),
+                    ..Default::default()
+                };
+                let replay: consumer::PullConsumer =
+                    retry!(errors, js.create_consumer_on_stream(config.clone(), "EXEC"));
+                let messages = retry!(errors, replay.messages());
+                messages
+                    .then(|m| async move {
+                        if let Ok(m) = m {
+                            let _ = m.ack().await;
+                        }
+                    })
+                    .boxed()
+            }
+        }
+    }
+
+    /// One of the profile's publishes, repeated every period (no jitter); failures are
+    /// counted, not retried: the next period publishes again.
+    fn publish_loop(
+        &self,
+        spec: &PublishSpec,
+        client: &async_nats::Client,
+        js: &jetstream::Context,
+    ) -> BoxStream<'static, ()> {
+        let subject = spec.subject.render(&self.pc, &self.group);
+        let payload = Bytes::from(vec![0u8; spec.size]);
+        let (client, js, errors) = (client.clone(), js.clone(), self.errors.clone());
+        let (every, ack) = (spec.every, spec.ack);
+        let first =
+            tokio::time::Instant::now() + if spec.at_start { Duration::ZERO } else { every };
+        futures::stream::unfold(first, move |next_at| {
+            let (client, js, errors) = (client.clone(), js.clone(), errors.clone());
+            let (subject, payload) = (subject.clone(), payload.clone());
+            async move {
+                tokio::time::sleep_until(next_at).await;
+                let ok = if ack {
+                    match js.publish(subject, payload).await {
+                        Ok(ack) => ack.await.is_ok(),
+                        Err(_) => false,
+                    }
+                } else {
+                    client.publish(subject, payload).await.is_ok()
+                };
+                if !ok {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(((), next_at + every))
+            }
+        })
+        .boxed()
+    }
 }
