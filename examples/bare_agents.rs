@@ -351,6 +351,18 @@ impl Agent {
                 let _ = opened.send(subscriber.map(|_| ()).boxed());
             }
             Call::Flush => retry!(errors, client.flush()),
+            Call::Publish { subject, size, ack } => {
+                let subject = subject.render(&self.pc, &self.group);
+                let payload = Bytes::from(vec![0u8; *size]);
+                if *ack {
+                    let pending = retry!(errors, js.publish(subject.clone(), payload.clone()));
+                    if pending.await.is_err() {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                } else {
+                    retry!(errors, client.publish(subject.clone(), payload.clone()));
+                }
+            }
             Call::Signal { name } => signals.raise(name),
             Call::Wait { name } => signals.wait(name).await,
             // A reconnect-only call: bare agents run no reconnect tasks.
