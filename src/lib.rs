@@ -6,20 +6,25 @@
 //!
 //! **Input**
 //! - [`scenario`]: reads a TOML scenario file, reports every problem with file:line.
-//! - [`plan`]: the validated, resolved scenario the rest of the crate executes.
+//! - [`plan`]: the validated, resolved scenario the rest of the crate executes; what one
+//!   agent does is its `Profile` (`plan::profile`: cold-start and reconnect tasks of
+//!   calls, per-command calls, periodic publishes, buckets, streams, client options).
 //!
 //! **The system under test**
 //! - [`broker`]: the nats-server under test: an embedded one fleetsim starts and owns, or an
-//!   external one it is pointed at (`Broker`); its monitoring endpoints and sampler; a
-//!   broker URL's credentials parsed once (`broker::url`).
-//! - [`provision`]: creates the kanade buckets and the EXEC stream and seeds their keys.
+//!   external one it is pointed at (`Broker`), with TLS and auth when asked; its
+//!   monitoring endpoints and sampler; the credentials every connection presents
+//!   (`broker::url`); the API audit that records every JetStream API request
+//!   (`broker::audit`, `api.csv`).
+//! - [`provision`]: creates the profile's buckets and streams and EXEC, and seeds keys.
 //! - [`proxy`]: the fault proxy between agents and broker that cuts every connection at
 //!   once, in this process or as its own (`fleetsim proxy`), and `AgentProxy`, the one a
 //!   run puts in front of its broker.
 //!
 //! **The fleet and its steps**
-//! - `fleet`: the simulated agents (`fleet::agent`: connection, consumers, sync), the
-//!   roster of their states, intended-time pacing for the start and for writes
+//! - `fleet`: the simulated agents (`fleet::agent`: what they share; `fleet::agent::sim`:
+//!   the agent itself, its connection, tasks, calls and publishes, compiled once per
+//!   async-nats version a scenario may choose), the roster of their states, intended-time pacing for the start and for writes
 //!   (`fleet::pacing`), the splay (`fleet::splay`).
 //! - `herd`: herd steps: the trigger, the probes, the recovery tracker the agents report
 //!   to, and `HerdRecord`.
@@ -40,7 +45,8 @@
 //!
 //! **The run directory and what reads it**
 //! - [`results`]: the run directory, both ways: file names, typed rows and manifest, the
-//!   writer and the one reader (`results::RunDir`).
+//!   writer and the one reader (`results::RunDir`); the exact per-agent counts
+//!   (`counts.csv`) the gate compares with zero tolerance.
 //! - [`report`]: `report.html` of a run directory: timelines, percentile curves, tables.
 //!
 //! **The gate**
