@@ -177,7 +177,7 @@ if [[ "$update_baseline" == 1 ]]; then
     log "not updating the baseline: AGENTS=$AGENTS is not the scenario's fleet"
   else
     mkdir -p "$BASELINE"
-    for f in summary.csv manifest.json thresholds.csv recovery.csv writes.csv errors.csv steps.csv; do
+    for f in summary.csv manifest.json thresholds.csv recovery.csv writes.csv errors.csv steps.csv counts.csv; do
       if [[ -f "$run_dir/$f" ]]; then cp "$run_dir/$f" "$BASELINE/$f"; fi
     done
     log "baseline updated: $BASELINE (from $run_dir)"
