@@ -146,16 +146,18 @@ async fn drive(
         secs = format!("{:.2}", provisioned.seconds),
         "provisioned"
     );
-    let audit = if plan.broker.record_api {
-        Some(ApiAudit::start(&js).await?)
-    } else {
-        None
-    };
     let consumers_at_start = broker.consumers().await;
     let (tap, system) = ApiTap::listen(&control, broker.system_client().await).await;
     broker_info.api_limit_reached_counted = system.is_some();
     let proxy = AgentProxy::start(plan, &url, options.proxy_program.as_deref()).await?;
     let proxy_pid = proxy.as_ref().and_then(AgentProxy::pid);
+    // After everything that can fail before the fleet: a capture left on an external
+    // broker would keep recording its account's requests.
+    let audit = if plan.broker.record_api {
+        Some(ApiAudit::start(&js).await?)
+    } else {
+        None
+    };
     let agent_url = proxy.as_ref().map_or_else(|| url.clone(), AgentProxy::url);
 
     let metrics = Arc::new(Metrics::new());

@@ -133,13 +133,23 @@ fn show(reqs: &[Req]) -> String {
         .join("\n")
 }
 
-/// Advisory requests (by the agent) in `phases`, and direct gets (no client) there.
+/// Whether a direct get asks for the herd's probe key in a catalog: a walk after a
+/// reconnect sees that key only if the herd wrote it before the walk listed the keys, a
+/// race the measurement itself adds (counts.csv counts these apart, not exact).
+fn is_probe_get(row: &HashMap<String, String>) -> bool {
+    row["request"] == "DIRECT.GET" && row["detail"].ends_with(".fleetsim.probe")
+}
+
+/// Advisory requests (by the agent) in `phases`, and direct gets (no client) there,
+/// but for the probe key's.
 fn requests_in(
     api: &[HashMap<String, String>],
     phases: &[&str],
     agent: &str,
 ) -> (Vec<Req>, Vec<Req>) {
-    let rows = api.iter().filter(|r| phases.contains(&r["phase"].as_str()));
+    let rows = api
+        .iter()
+        .filter(|r| phases.contains(&r["phase"].as_str()) && !is_probe_get(r));
     let (gets, advised): (Vec<_>, Vec<_>) = rows.partition(|r| r["request"] == "DIRECT.GET");
     let advised = advised
         .into_iter()
@@ -289,23 +299,22 @@ async fn a_kanade_reconnect_herd_reads_only_the_groups_triggered_schedules_walk(
         gets.iter().all(|s| *s == "KV_schedules"),
         "only schedules is read: {gets:?}"
     );
-    // Every agent walks schedules once (its agent_groups watch had never delivered):
-    // a get per key, the herd's probe key included.
+    // Every agent walks schedules once (its agent_groups watch had never delivered): a
+    // get per catalog entry, and the herd's probe key for those whose walk listed the
+    // keys after the probe was written (at most one each).
     let keys: HashSet<&str> = herd
         .iter()
-        .filter(|r| r["request"] == "DIRECT.GET")
+        .filter(|r| r["request"] == "DIRECT.GET" && !is_probe_get(r))
         .map(|r| r["detail"].as_str())
         .collect();
+    assert_eq!(keys.len(), 2, "the 2 catalog entries: {keys:?}");
+    let probe_gets = herd.iter().filter(|r| is_probe_get(r)).count();
     assert_eq!(
-        keys.len(),
-        3,
-        "2 catalog entries and the probe key: {keys:?}"
-    );
-    assert_eq!(
-        gets.len(),
-        20 * keys.len(),
+        gets.len() - probe_gets,
+        20 * 2,
         "each agent walks schedules once"
     );
+    assert!(probe_gets <= 20, "{probe_gets} probe-key gets");
     // keys() consumers are headers-only; watches are not.
     let walks: Vec<&str> = agents
         .iter()
@@ -552,6 +561,17 @@ count = 2
         "one get per agent and command"
     );
     assert_eq!(gets("KV_script_status"), 6, "one get per agent and command");
+    // The script buckets are bound once per agent (at its first command), not per
+    // command: the real agent's command loop holds its binds.
+    let binds = api
+        .iter()
+        .filter(|r| {
+            r["phase"] == "5:exec"
+                && r["request"] == "STREAM.INFO"
+                && r["stream"].starts_with("KV_script")
+        })
+        .count();
+    assert_eq!(binds, 3 * 2, "two binds per agent");
 
     // Their started events and results, acked, are in the streams: the herd's probe
     // command (commands.all) made none.

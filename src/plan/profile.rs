@@ -160,7 +160,8 @@ impl ConsumerKind {
 /// One concurrent unit of an agent's work: what one tokio task of the real agent does.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Task {
-    /// Label in metrics (`task.<name>`) and errors; unique within its list.
+    /// Label in metrics (`cold_start.<name>`, `on_reconnect.<name>`) and errors; unique
+    /// within its list.
     pub name: String,
     /// The tasks after this one start only when it has finished (the real agent awaits
     /// it before spawning them).

@@ -227,9 +227,19 @@ fn read_call(
     consumers: &[ReadConsumer],
 ) -> Option<Call> {
     let path = item.key(key);
-    if phase == Phase::OnCommand && matches!(key, "open" | "subscribe" | "signal" | "wait") {
+    if phase == Phase::OnCommand
+        && matches!(
+            key,
+            "open" | "subscribe" | "signal" | "wait" | "wait_delivery"
+        )
+    {
+        let home = if key == "wait_delivery" {
+            "an [[on_reconnect]] task"
+        } else {
+            "a [[cold_start]] task"
+        };
         let message = format!(
-            "{key} in [on_command]: a command's calls are reads and publishes (bind, stream_info, get, walk, publish, flush); {key} belongs in a [[cold_start]] task"
+            "{key} in [on_command]: a command's calls are reads and publishes (bind, stream_info, get, walk, publish, flush); {key} belongs in {home}"
         );
         item.report_at(ctx, key, message);
         return None;
@@ -521,14 +531,21 @@ fn check_waits(ctx: &mut Ctx<'_>, tasks: &[ReadTask]) {
                 ctx.report(&call.span, call.path.clone(), message);
                 continue;
             }
+            // A signal after a `wait_delivery` in its task may never be sent: without a
+            // replay the rest of that task is skipped.
+            let behind_a_replay = |st: usize, sc: usize| {
+                tasks[st].calls[..sc]
+                    .iter()
+                    .any(|c| matches!(c.call, Call::WaitDelivery { .. }))
+            };
             let can_come = named.any(|&(_, st, sc)| {
                 let same_task_after = st == t && sc > c;
                 let starts_after_blocking = task.blocking && st > t;
-                !same_task_after && !starts_after_blocking
+                !same_task_after && !starts_after_blocking && !behind_a_replay(st, sc)
             });
             if !can_come {
                 let message = format!(
-                    "waits for {name:?}, which is signalled only after this wait (later in this task, or by a task that starts when this blocking one ends): it would wait for ever; signal it from a task that runs alongside, or before the wait"
+                    "waits for {name:?}, which is signalled only after this wait (later in this task, by a task that starts when this blocking one ends, or behind a wait_delivery whose replay may never come): it would wait for ever; signal it from a task that runs alongside, before the wait"
                 );
                 ctx.report(&call.span, call.path.clone(), message);
             }

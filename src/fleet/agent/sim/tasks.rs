@@ -156,13 +156,14 @@ impl Agent<'_> {
     }
 
     /// What the agent does for one command its subscriptions received: the profile's
-    /// `[on_command]` calls, on the buckets the agent's earlier commands bound (the real
-    /// agent's command loops bound them at cold start; fleetsim binds at the first
-    /// command). A failure is counted (in errors.csv) and the agent carries on, as the
-    /// real agent logs a failed command and takes the next.
+    /// `[on_command]` calls, one command after the other (the real agent's command loop
+    /// handles its commands in turn), on the buckets the agent's earlier commands bound:
+    /// the real agent's command loops bound them at cold start, fleetsim binds them once
+    /// per agent, at its first command. A failure is counted (in errors.csv) and the
+    /// agent carries on, as the real agent logs a failed command and takes the next.
     pub(super) async fn on_command(&self, env: &TaskEnv<'_>, stores: &tokio::sync::Mutex<Stores>) {
+        let mut bound = stores.lock().await;
         let started = Instant::now();
-        let mut bound = stores.lock().await.clone();
         if self
             .run_calls(&self.ctx.profile.on_command, &mut bound, env)
             .await
@@ -172,7 +173,6 @@ impl Agent<'_> {
                 .metrics
                 .record(self.index, self.ctx.ids.on_command, started.elapsed());
         }
-        *stores.lock().await = bound;
     }
 }
 
