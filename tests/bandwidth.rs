@@ -11,8 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{rows, run_against};
-use fleetsim::broker::embedded::{EmbeddedBroker, EmbeddedOptions};
+use common::{own_broker, rows, run_against};
 use fleetsim::broker::monitor::{self, Traffic};
 use fleetsim::results::RunStatus;
 use fleetsim::results::rows::{BrokerRow, TimeseriesRow};
@@ -124,15 +123,7 @@ fn at_least(got: [u64; 4], least: [u64; 4], what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_traffic_reconciles_with_varz_and_shows_the_write_step() {
     // A broker the run does not own, so the test reads its counters before and after.
-    let broker = EmbeddedBroker::start(EmbeddedOptions {
-        max_connections: 65_536,
-        request_queue_limit: 10_000,
-        default_max_consumers: -1,
-        lame_duck_duration: Duration::from_secs(30),
-        lame_duck_grace_period: Duration::from_secs(1),
-    })
-    .await
-    .expect("broker");
+    let broker = own_broker().await;
     let monitor_url = broker.monitor_url();
     let read = || monitor::traffic(&monitor_url, Duration::from_secs(5));
     let before = read().await.expect("/varz before");

@@ -384,3 +384,71 @@ fn thread_id() -> u32 {
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| panic!("thread id in {}", link.display()))
 }
+
+/// A nats-server the test owns (fleetsim's embedded broker with its usual limits), for
+/// tests that read the broker before, during or after a run (`run_against`).
+pub async fn own_broker() -> fleetsim::broker::embedded::EmbeddedBroker {
+    use fleetsim::broker::embedded::{EmbeddedBroker, EmbeddedOptions};
+    EmbeddedBroker::start(EmbeddedOptions {
+        max_connections: 65_536,
+        request_queue_limit: 10_000,
+        default_max_consumers: -1,
+        lame_duck_duration: std::time::Duration::from_secs(30),
+        lame_duck_grace_period: std::time::Duration::from_secs(1),
+    })
+    .await
+    .expect("a broker the test owns")
+}
+
+/// A subscription on the broker folding every message it receives into a `T`, until
+/// [`Listener::finish`]: what reached the broker, seen from its side.
+pub struct Listener<T> {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<T>,
+}
+
+impl<T: Send + 'static> Listener<T> {
+    /// Subscribes `client` to `subject` and waits until the server has the subscription,
+    /// so nothing published after this returns is missed.
+    pub async fn start(
+        client: &async_nats::Client,
+        subject: &str,
+        mut value: T,
+        mut fold: impl FnMut(&mut T, async_nats::Message) + Send + 'static,
+    ) -> Listener<T> {
+        use futures::StreamExt;
+        let mut messages = client
+            .subscribe(subject.to_string())
+            .await
+            .expect("subscribe");
+        client.flush().await.expect("subscribed before the run");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            tokio::pin!(stopped);
+            loop {
+                tokio::select! {
+                    m = messages.next() => match m {
+                        Some(m) => fold(&mut value, m),
+                        None => return value,
+                    },
+                    _ = &mut stopped => break,
+                }
+            }
+            // What is already delivered, then the end of the subscription.
+            messages.unsubscribe().await.expect("unsubscribe");
+            while let Some(m) = messages.next().await {
+                fold(&mut value, m);
+            }
+            value
+        });
+        Listener { stop, task }
+    }
+
+    /// Everything received until now (flush the client first to have it all).
+    pub async fn finish(self) -> T {
+        self.stop
+            .send(())
+            .expect("the subscription was still open (its connection did not close)");
+        self.task.await.expect("listener")
+    }
+}

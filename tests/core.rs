@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
-use common::{num, read_csv, run_against, run_scenario, step_row};
+use common::{Listener, num, own_broker, read_csv, run_against, run_scenario, step_row};
 use fleetsim::results::RunStatus;
 
 fn fleet_scenario(agents: usize, profile: &str, extra_broker: &str) -> String {
@@ -185,43 +185,16 @@ struct CountedRun {
 /// `$JS.API.DIRECT.GET.KV_agent_config.<key>` (KV buckets allow direct gets), which a
 /// plain subscriber in the same account receives too.
 async fn run_counting_config_gets(agents: usize, profile: &str) -> CountedRun {
-    use fleetsim::broker::embedded::{EmbeddedBroker, EmbeddedOptions};
     use futures::StreamExt;
-    let broker = EmbeddedBroker::start(EmbeddedOptions {
-        max_connections: 65_536,
-        request_queue_limit: 10_000,
-        default_max_consumers: -1,
-        lame_duck_duration: Duration::from_secs(30),
-        lame_duck_grace_period: Duration::from_secs(1),
-    })
-    .await
-    .expect("broker");
+    let broker = own_broker().await;
     let client = async_nats::connect(broker.url()).await.expect("connect");
-    let mut requests = client
-        .subscribe("$JS.API.DIRECT.GET.KV_agent_config.>")
-        .await
-        .expect("subscribe");
-    client.flush().await.expect("subscribed before the run");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let counting = tokio::spawn(async move {
-        let mut n = 0u64;
-        tokio::pin!(stopped);
-        loop {
-            tokio::select! {
-                request = requests.next() => match request {
-                    Some(_) => n += 1,
-                    None => return n,
-                },
-                _ = &mut stopped => break,
-            }
-        }
-        // What is already delivered, then the end of the subscription.
-        requests.unsubscribe().await.expect("unsubscribe");
-        while requests.next().await.is_some() {
-            n += 1;
-        }
-        n
-    });
+    let counting = Listener::start(
+        &client,
+        "$JS.API.DIRECT.GET.KV_agent_config.>",
+        0u64,
+        |n, _| *n += 1,
+    )
+    .await;
 
     let scenario = fleet_scenario(agents, profile, "");
     let out = tempfile::tempdir().expect("tempdir");
@@ -242,7 +215,6 @@ async fn run_counting_config_gets(agents: usize, profile: &str) -> CountedRun {
     // Every request the run made reached this connection before the reply to a later
     // PING: then the subscription ends, and the count is complete.
     client.flush().await.expect("flush");
-    stop.send(()).expect("still counting");
     let js = async_nats::jetstream::new(client.clone());
     let keys = js
         .get_key_value("agent_config")
@@ -253,7 +225,7 @@ async fn run_counting_config_gets(agents: usize, profile: &str) -> CountedRun {
         .expect("keys")
         .count()
         .await as u64;
-    let gets = counting.await.expect("counted");
+    let gets = counting.finish().await;
     CountedRun {
         report,
         gets,

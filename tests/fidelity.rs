@@ -8,9 +8,8 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Duration;
 
-use common::{num, project_root, read_csv, run_against, run_scenario};
+use common::{Listener, num, own_broker, project_root, read_csv, run_against, run_scenario};
 
 /// One request as the expected sequence and `api.csv` both name it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -398,40 +397,15 @@ duration = "2s"
 /// agents' core subscriptions as the ones before did.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn core_subscriptions_and_periodic_publishes_keep_their_rates_across_a_reconnect() {
-    use fleetsim::broker::embedded::{EmbeddedBroker, EmbeddedOptions};
-    use futures::StreamExt;
-    let broker = EmbeddedBroker::start(EmbeddedOptions {
-        max_connections: 1_000,
-        request_queue_limit: 10_000,
-        default_max_consumers: -1,
-        lame_duck_duration: Duration::from_secs(30),
-        lame_duck_grace_period: Duration::from_secs(1),
-    })
-    .await
-    .expect("broker");
+    let broker = own_broker().await;
     let client = async_nats::connect(broker.url()).await.expect("connect");
-    let mut heartbeats = client.subscribe("heartbeat.>").await.expect("subscribe");
-    client.flush().await.expect("subscribed before the run");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let counting = tokio::spawn(async move {
-        let mut per_agent: BTreeMap<String, u64> = BTreeMap::new();
-        tokio::pin!(stopped);
-        loop {
-            tokio::select! {
-                m = heartbeats.next() => match m {
-                    Some(m) => *per_agent.entry(m.subject.to_string()).or_default() += 1,
-                    None => return per_agent,
-                },
-                _ = &mut stopped => break,
-            }
-        }
-        // What is already delivered, then the end of the subscription.
-        heartbeats.unsubscribe().await.expect("unsubscribe");
-        while let Some(m) = heartbeats.next().await {
-            *per_agent.entry(m.subject.to_string()).or_default() += 1;
-        }
-        per_agent
-    });
+    let counting = Listener::start(
+        &client,
+        "heartbeat.>",
+        BTreeMap::<String, u64>::new(),
+        |per_agent, m| *per_agent.entry(m.subject.to_string()).or_default() += 1,
+    )
+    .await;
 
     let out = tempfile::tempdir().expect("tempdir");
     let report = run_against(CHATTY, broker.url(), None, out.path()).await;
@@ -449,8 +423,7 @@ async fn core_subscriptions_and_periodic_publishes_keep_their_rates_across_a_rec
         .expect("info")
         .state
         .messages;
-    let _ = stop.send(());
-    let heard = counting.await.expect("counter");
+    let heard = counting.finish().await;
 
     let summary = read_csv(&report.dir, "summary.csv");
     let count = |metric: &str| -> u64 {
@@ -485,7 +458,6 @@ async fn core_subscriptions_and_periodic_publishes_keep_their_rates_across_a_rec
     for (subject, n) in &heard {
         let expected = span / 0.2;
         let ratio = *n as f64 / expected;
-        let _ = &client;
         assert!(
             (0.75..=1.25).contains(&ratio),
             "{subject}: {n} heartbeats in {span:.2} s, expected about {expected:.0}"
@@ -513,16 +485,7 @@ async fn core_subscriptions_and_periodic_publishes_keep_their_rates_across_a_rec
 /// for the herd's probe command.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_costs_two_gets_and_two_acked_publishes() {
-    use fleetsim::broker::embedded::{EmbeddedBroker, EmbeddedOptions};
-    let broker = EmbeddedBroker::start(EmbeddedOptions {
-        max_connections: 1_000,
-        request_queue_limit: 10_000,
-        default_max_consumers: -1,
-        lame_duck_duration: Duration::from_secs(30),
-        lame_duck_grace_period: Duration::from_secs(1),
-    })
-    .await
-    .expect("broker");
+    let broker = own_broker().await;
     let scenario = r#"
 name = "fidelity-commands"
 [broker]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Row, float, num, read_csv, run_against, run_scenario, step_row};
+use common::{Row, float, num, own_broker, read_csv, run_against, run_scenario, step_row};
 use fleetsim::results::RunStatus;
 
 fn scenario(agents: usize, fleet_extra: &str, steps: &str) -> String {
@@ -205,17 +205,8 @@ count = 10
 /// the broker; left out, the server's default (30 s), as the real agent creates it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_ack_wait_reaches_the_durable_consumer_on_the_broker() {
-    use fleetsim::broker::embedded::{EmbeddedBroker, EmbeddedOptions};
     // A broker the runs do not own, so the durable consumers outlive each run.
-    let broker = EmbeddedBroker::start(EmbeddedOptions {
-        max_connections: 65_536,
-        request_queue_limit: 10_000,
-        default_max_consumers: -1,
-        lame_duck_duration: std::time::Duration::from_secs(30),
-        lame_duck_grace_period: std::time::Duration::from_secs(1),
-    })
-    .await
-    .expect("broker");
+    let broker = own_broker().await;
     let client = async_nats::connect(broker.url()).await.expect("connect");
     let js = async_nats::jetstream::new(client);
     for (setting, expected) in [("exec_ack_wait = \"7s\"", 7), ("", 30)] {

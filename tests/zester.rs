@@ -8,9 +8,9 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
-use common::{num, read_csv, run_against};
+use common::{Listener, num, own_broker, read_csv, run_against};
+use futures::StreamExt;
 
 const PEELS: usize = 10;
 
@@ -44,41 +44,20 @@ rate = 50
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peels_heartbeat_sync_facts_and_receive_a_settings_push() {
-    use fleetsim::broker::embedded::{EmbeddedBroker, EmbeddedOptions};
-    use futures::StreamExt;
-    let broker = EmbeddedBroker::start(EmbeddedOptions {
-        max_connections: 1_000,
-        request_queue_limit: 10_000,
-        default_max_consumers: -1,
-        lame_duck_duration: Duration::from_secs(30),
-        lame_duck_grace_period: Duration::from_secs(1),
-    })
-    .await
-    .expect("broker");
+    let broker = own_broker().await;
     let client = async_nats::connect(broker.url()).await.expect("connect");
-    let mut heartbeats = client
-        .subscribe("zester.heartbeat.>")
-        .await
-        .expect("subscribe");
-    client.flush().await.expect("subscribed before the run");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let counting = tokio::spawn(async move {
-        let mut per_peel: BTreeMap<String, (u64, usize)> = BTreeMap::new();
-        tokio::pin!(stopped);
-        loop {
-            tokio::select! {
-                m = heartbeats.next() => match m {
-                    Some(m) => {
-                        let seen = per_peel.entry(m.subject.to_string()).or_default();
-                        seen.0 += 1;
-                        seen.1 = m.payload.len();
-                    }
-                    None => return per_peel,
-                },
-                _ = &mut stopped => return per_peel,
-            }
-        }
-    });
+    // Per peel: heartbeats heard, and the size of the last.
+    let counting = Listener::start(
+        &client,
+        "zester.heartbeat.>",
+        BTreeMap::<String, (u64, usize)>::new(),
+        |per_peel, m| {
+            let seen = per_peel.entry(m.subject.to_string()).or_default();
+            seen.0 += 1;
+            seen.1 = m.payload.len();
+        },
+    )
+    .await;
 
     let out = tempfile::tempdir().expect("tempdir");
     let report = run_against(SCENARIO, broker.url(), None, out.path()).await;
@@ -86,8 +65,7 @@ async fn peels_heartbeat_sync_facts_and_receive_a_settings_push() {
 
     // Heartbeats: every peel's, 100 B each.
     client.flush().await.expect("flush");
-    let _ = stop.send(());
-    let heard = counting.await.expect("counter");
+    let heard = counting.finish().await;
     assert_eq!(heard.len(), PEELS, "every peel's heartbeats: {heard:?}");
     assert!(
         heard

@@ -67,7 +67,11 @@ impl ApiAudit {
             ..Default::default()
         })
         .await
-        .map_err(|e| AuditError(format!("cannot create stream {AUDIT_STREAM}: {e}")))?;
+        .map_err(|e| {
+            AuditError(format!(
+                "cannot create stream {AUDIT_STREAM} ({e}): the account needs room for one more stream of up to 512 MiB on file storage; free it, or leave out [broker] record_api = true"
+            ))
+        })?;
         Ok(ApiAudit { js: js.clone() })
     }
 

@@ -139,16 +139,10 @@ fn round(value: f64) -> f64 {
 
 fn phase_counts(record: &RunRecord, phase: &Segment, agents: f64) -> Vec<CountRow> {
     let labels: Vec<&str> = phase.steps.iter().map(String::as_str).collect();
-    const HERDS: [&str; 5] = [
-        "broker_restart",
-        "network_cut",
-        "lame_duck",
-        "client_reconnect",
-        "command",
-    ];
-    let herd = labels
-        .iter()
-        .any(|l| HERDS.contains(&l.rsplit(':').next().unwrap_or("")));
+    let herd = record.plan.steps.iter().any(|s| {
+        matches!(s.action, crate::plan::StepAction::Herd { .. })
+            && labels.contains(&s.label().as_str())
+    });
     let mut out = Out {
         rows: Vec::new(),
         phase: &phase.label,

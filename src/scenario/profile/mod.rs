@@ -430,6 +430,23 @@ fn consumer_kind(
     }
 }
 
+/// `get = { bucket = "…", keys = […] }`, as `[[sync]]` and a task's calls both write it.
+pub(super) fn read_get(
+    ctx: &mut Ctx<'_>,
+    item: &Node<'_, '_>,
+    declared: &Declared,
+) -> Option<(String, Vec<crate::plan::KeyTemplate>)> {
+    let spec = item.table(
+        ctx,
+        "get",
+        "a table such as { bucket = \"agent_config\", keys = [\"global\"] }",
+    )?;
+    spec.check_keys(ctx, &["bucket", "keys"]);
+    let bucket = declared.bucket_key(ctx, &spec, "bucket");
+    let keys = templates(ctx, &spec, false);
+    Some((bucket?, keys?))
+}
+
 fn sync_op(
     ctx: &mut Ctx<'_>,
     item: &Node<'_, '_>,
@@ -437,18 +454,8 @@ fn sync_op(
     declared: &Declared,
 ) -> Option<SyncOp> {
     if key == "get" {
-        let spec = item.table(
-            ctx,
-            key,
-            "a table such as { bucket = \"agent_config\", keys = [\"global\"] }",
-        )?;
-        spec.check_keys(ctx, &["bucket", "keys"]);
-        let bucket = declared.bucket_key(ctx, &spec, "bucket");
-        let keys = templates(ctx, &spec, false);
-        Some(SyncOp::Get {
-            bucket: bucket?,
-            keys: keys?,
-        })
+        let (bucket, keys) = read_get(ctx, item, declared)?;
+        Some(SyncOp::Get { bucket, keys })
     } else {
         let spec = item.table(ctx, key, "a table such as { bucket = \"schedules\" }")?;
         spec.check_keys(ctx, &["bucket"]);

@@ -10,9 +10,7 @@ use std::time::Duration;
 use toml::de::DeValue;
 
 use super::buckets::EXEC;
-use super::{
-    AGENT_PLACEHOLDERS, Declared, ReadConsumer, check_subject, is_name, items, one_of, templates,
-};
+use super::{AGENT_PLACEHOLDERS, Declared, ReadConsumer, check_subject, is_name, items, one_of};
 use crate::plan::{Call, ConsumerKind, KeyTemplate, Task};
 use crate::scenario::walk::{Ctx, Node, describe};
 
@@ -322,18 +320,8 @@ fn read_call(
             })
         }
         "get" => {
-            let spec = item.table(
-                ctx,
-                key,
-                "a table such as { bucket = \"agent_config\", keys = [\"global\"] }",
-            )?;
-            spec.check_keys(ctx, &["bucket", "keys"]);
-            let bucket = declared.bucket_key(ctx, &spec, "bucket");
-            let keys = templates(ctx, &spec, false);
-            Some(Call::Get {
-                bucket: bucket?,
-                keys: keys?,
-            })
+            let (bucket, keys) = super::read_get(ctx, item, declared)?;
+            Some(Call::Get { bucket, keys })
         }
         "open" => {
             let (name, span) = item.string(ctx, key)?;

@@ -82,7 +82,6 @@ impl Agent<'_> {
         stores: &mut Stores,
         env: &TaskEnv<'_>,
     ) -> Result<(), AgentFailure> {
-        let stores = &mut *stores;
         for call in calls {
             match call {
                 Call::Bind { bucket } => {

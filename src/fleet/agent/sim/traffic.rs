@@ -48,7 +48,7 @@ impl Agent<'_> {
                 let seed = self.ctx.seed ^ ((self.index as u64) << 8) ^ i as u64;
                 publish_loop(
                     i,
-                    spec.clone(),
+                    spec,
                     spec.subject.render(&self.pc, &self.group),
                     client.clone(),
                     js.clone(),
@@ -67,7 +67,7 @@ struct LoopState {
 
 fn publish_loop(
     slot: usize,
-    spec: PublishSpec,
+    spec: &PublishSpec,
     subject: String,
     client: nats::Client,
     js: jetstream::Context,
@@ -75,10 +75,12 @@ fn publish_loop(
     start: Instant,
 ) -> BoxStream<'static, Published> {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    // Only these are read per publish: the spec itself is not cloned each time.
+    let (ack, every, jitter) = (spec.ack, spec.every, spec.jitter);
     let first = if spec.at_start {
         start
     } else {
-        start + interval(&spec, &mut rng)
+        start + interval(every, jitter, &mut rng)
     };
     let payload = payload(spec.size);
     futures::stream::unfold(
@@ -89,11 +91,10 @@ fn publish_loop(
         move |mut state| {
             let (client, js, subject, payload) =
                 (client.clone(), js.clone(), subject.clone(), payload.clone());
-            let spec = spec.clone();
             async move {
                 tokio::time::sleep_until(state.next_at).await;
                 let began = std::time::Instant::now();
-                let result = if spec.ack {
+                let result = if ack {
                     match js.publish(subject, payload).await {
                         Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
                         Err(e) => Err(e.to_string()),
@@ -104,12 +105,12 @@ fn publish_loop(
                         .await
                         .map_err(|e| e.to_string())
                 };
-                state.next_at += interval(&spec, &mut state.rng);
+                state.next_at += interval(every, jitter, &mut state.rng);
                 // Behind by more than a period (an acked publish waited out an outage):
                 // go on from now rather than fire a burst of catch-up publishes.
                 let now = Instant::now();
                 if state.next_at < now {
-                    state.next_at = now + interval(&spec, &mut state.rng);
+                    state.next_at = now + interval(every, jitter, &mut state.rng);
                 }
                 Some(((slot, result.map(|()| began.elapsed())), state))
             }
@@ -119,10 +120,10 @@ fn publish_loop(
 }
 
 /// One period, jittered.
-fn interval(spec: &PublishSpec, rng: &mut rand::rngs::SmallRng) -> Duration {
-    if spec.jitter <= 0.0 {
-        return spec.every;
+fn interval(every: Duration, jitter: f64, rng: &mut rand::rngs::SmallRng) -> Duration {
+    if jitter <= 0.0 {
+        return every;
     }
-    let factor = 1.0 + spec.jitter * (2.0 * rng.random::<f64>() - 1.0);
-    spec.every.mul_f64(factor.max(0.0))
+    let factor = 1.0 + jitter * (2.0 * rng.random::<f64>() - 1.0);
+    every.mul_f64(factor.max(0.0))
 }
