@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run(args),
         Command::Sweep(args) => commands::sweep(args),
         Command::Compare(args) => commands::compare(args),
+        Command::Gate(args) => commands::gate(args),
         Command::Validate { files } => commands::validate(&files),
         Command::Report { dir } => commands::report(&dir),
         Command::Proxy(args) => commands::proxy(args),

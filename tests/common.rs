@@ -452,3 +452,33 @@ impl<T: Send + 'static> Listener<T> {
         self.task.await.expect("listener")
     }
 }
+
+/// The built-in `kanade` profile as a scenario's `[profiles.eight]`, plus an eighth
+/// consumer (one more watch, opened by the freeze watch task at cold start).
+pub fn eight_consumers() -> String {
+    let kanade = std::fs::read_to_string(project_root().join("src/profiles/kanade.toml"))
+        .expect("kanade.toml");
+    let mut profile = String::from("profile = \"eight\"\n[profiles.eight]\n");
+    for line in kanade.lines() {
+        let line = if let Some(name) = line.strip_prefix("[[") {
+            format!("[[profiles.eight.{name}")
+        } else if let Some(name) = line.strip_prefix('[').filter(|_| !line.contains('=')) {
+            format!("[profiles.eight.{name}")
+        } else {
+            line.to_string()
+        };
+        profile.push_str(&line);
+        profile.push('\n');
+    }
+    let opened = "  { open = \"freeze\" },\n";
+    assert_eq!(
+        profile.matches(opened).count(),
+        1,
+        "one freeze open to add to"
+    );
+    profile = profile.replace(opened, &format!("{opened}  {{ open = \"extra\" }},\n"));
+    profile.push_str(
+        "[[profiles.eight.consumers]]\nname = \"extra\"\nwatch = { bucket = \"fleet_config\", key = \"freeze\" }\n",
+    );
+    profile
+}

@@ -47,36 +47,6 @@ checks = [
 ]
 "#;
 
-/// The built-in `kanade` profile as a scenario's `[profiles.eight]`, plus an eighth
-/// consumer (one more watch, opened by the freeze watch task at cold start).
-fn eight_consumers() -> String {
-    let kanade = std::fs::read_to_string(common::project_root().join("src/profiles/kanade.toml"))
-        .expect("kanade.toml");
-    let mut profile = String::from("profile = \"eight\"\n[profiles.eight]\n");
-    for line in kanade.lines() {
-        let line = if let Some(name) = line.strip_prefix("[[") {
-            format!("[[profiles.eight.{name}")
-        } else if let Some(name) = line.strip_prefix('[').filter(|_| !line.contains('=')) {
-            format!("[profiles.eight.{name}")
-        } else {
-            line.to_string()
-        };
-        profile.push_str(&line);
-        profile.push('\n');
-    }
-    let opened = "  { open = \"freeze\" },\n";
-    assert_eq!(
-        profile.matches(opened).count(),
-        1,
-        "one freeze open to add to"
-    );
-    profile = profile.replace(opened, &format!("{opened}  {{ open = \"extra\" }},\n"));
-    profile.push_str(
-        "[[profiles.eight.consumers]]\nname = \"extra\"\nwatch = { bucket = \"fleet_config\", key = \"freeze\" }\n",
-    );
-    profile
-}
-
 fn scenario(name: &str, profile: &str) -> String {
     // The profile's tables go last: [fleet]'s keys must stay in [fleet].
     let text = SCENARIO
@@ -136,7 +106,12 @@ async fn one_more_consumer_per_agent_fails_the_comparison_on_the_counts_alone() 
     let (seven, failed) = run("seven", "", &out.path().join("seven")).await;
     assert!(failed.is_empty(), "{failed:?}");
     let (again, _) = run("seven", "", &out.path().join("again")).await;
-    let (eight, failed) = run("eight", &eight_consumers(), &out.path().join("eight")).await;
+    let (eight, failed) = run(
+        "eight",
+        &common::eight_consumers(),
+        &out.path().join("eight"),
+    )
+    .await;
     // The thresholds name counts too: 8 consumers made at start where kanade makes 7,
     // and 8 creates across the restart (7 watches recreated, one keys() walk) where
     // kanade makes 7.

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
+use super::cpu::BrokerProcess;
+
 use super::url::{Auth, Credentials};
 use super::{BrokerError, BrokerInfo, BrokerLimits, monitor};
 use crate::plan::AuthMode;
@@ -102,6 +104,8 @@ pub struct EmbeddedSecurity {
 
 pub struct EmbeddedBroker {
     child: Option<Child>,
+    /// The current process's pid, shared with the sampler that reads its CPU time.
+    process: BrokerProcess,
     binary: PathBuf,
     /// Holds the config, log and store; removed when the broker is dropped.
     dir: tempfile::TempDir,
@@ -158,6 +162,7 @@ impl EmbeddedBroker {
         };
         let mut broker = EmbeddedBroker {
             child: None,
+            process: BrokerProcess::default(),
             binary,
             dir,
             port,
@@ -240,6 +245,11 @@ impl EmbeddedBroker {
 
     pub fn monitor_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// The current process, for its CPU time (see [`BrokerProcess`]).
+    pub fn process(&self) -> BrokerProcess {
+        self.process.clone()
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -430,6 +440,7 @@ impl EmbeddedBroker {
                 path: self.binary.display().to_string(),
                 source,
             })?;
+        self.process.set(child.id());
         self.child = Some(child);
         self.wait_healthy().await
     }

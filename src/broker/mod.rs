@@ -11,6 +11,7 @@
 //! a TLS or authenticated broker is reached the same way by all of them.
 
 pub mod audit;
+pub mod cpu;
 pub mod embedded;
 pub mod monitor;
 pub mod sampler;
@@ -214,6 +215,15 @@ impl Broker {
                 );
                 None
             }
+        }
+    }
+
+    /// The broker's process, whose CPU time the sampler reads; `None` for an external
+    /// broker (fleetsim cannot see its process).
+    pub fn process(&self) -> Option<cpu::BrokerProcess> {
+        match self {
+            Broker::Embedded(b) => Some(b.process()),
+            Broker::External { .. } => None,
         }
     }
 

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::cpu::BrokerProcess;
 use super::monitor::{Rates, Traffic, get_json};
 use crate::step::StepInfo;
 
@@ -67,6 +68,10 @@ pub struct BrokerSample {
     pub out_msgs_per_sec: Option<f64>,
     pub in_bytes_per_sec: Option<f64>,
     pub out_bytes_per_sec: Option<f64>,
+    /// CPU seconds the broker's process has used since it started (user + system, read
+    /// from `/proc` as the sample began: see [`super::cpu`]); empty for an external
+    /// broker and while the process is down. It starts again from zero after a restart.
+    pub cpu_secs: Option<f64>,
 }
 
 impl BrokerSample {
@@ -94,6 +99,7 @@ impl BrokerSample {
             "out_msgs_per_sec" => self.out_msgs_per_sec,
             "in_bytes_per_sec" => self.in_bytes_per_sec,
             "out_bytes_per_sec" => self.out_bytes_per_sec,
+            "cpu_secs" => self.cpu_secs,
             _ => None,
         }
     }
@@ -123,7 +129,14 @@ pub struct BrokerSampler {
 }
 
 impl BrokerSampler {
-    pub fn start(monitor: String, step: watch::Receiver<StepInfo>, run_start: Instant) -> Self {
+    /// Samples `monitor` (and `process`'s CPU time, for an embedded broker) on the run's
+    /// clock `run_start`, following the steps announced on `step`.
+    pub fn start(
+        monitor: String,
+        process: Option<BrokerProcess>,
+        step: watch::Receiver<StepInfo>,
+        run_start: Instant,
+    ) -> Self {
         let (stop, mut stopped) = watch::channel(false);
         let (sampled, sampled_rx) = watch::channel(0);
         let mut step = step;
@@ -134,7 +147,11 @@ impl BrokerSampler {
             loop {
                 let info = *step.borrow_and_update();
                 let _ = sampled.send(info.index);
+                // Read as the sample begins, when the step-change wait put it at the
+                // step's boundary (the HTTP answers may take longer).
+                let cpu_secs = process.as_ref().and_then(BrokerProcess::cpu_secs);
                 let (mut row, traffic) = sample(&monitor, &info.label(), run_start).await;
+                row.cpu_secs = cpu_secs.map(|s| (s * 1000.0).round() / 1000.0);
                 if let Some((at, now)) = traffic {
                     let rates = last.as_ref().and_then(|(then, earlier)| {
                         now.rates_since(earlier, at.duration_since(*then).as_secs_f64())

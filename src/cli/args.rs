@@ -27,6 +27,11 @@ pub enum Command {
     /// Compare a run with a baseline run: p50 and p99 of every metric as ratios; exit 1
     /// when one regressed beyond the tolerance.
     Compare(CompareArgs),
+    /// Same-runner A/B gate: run a reference and a candidate interleaved, repeated, on
+    /// this machine, and judge the candidate: exit 0 pass, 1 fail (an exact count
+    /// changed, or a figure worse beyond its effect size with 95 % confidence), 4
+    /// inconclusive (need more repeats).
+    Gate(GateArgs),
     /// Run a scenario at several fleet sizes, each on a fresh broker: sweep.csv, the
     /// knee (the smallest size that does not pass) and a sizing table (sizing.md).
     Sweep(SweepArgs),
@@ -65,6 +70,42 @@ pub struct RunArgs {
 
 impl RunArgs {
     /// What the command line changes in the scenario's plan.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            agents: self.agents,
+            ..self.broker.overrides()
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct GateArgs {
+    /// The reference scenario (TOML); its `[gate]` table says how to judge.
+    pub file: PathBuf,
+    /// The candidate scenario: the same steps with what changed (a profile, a broker
+    /// setting, the agents' async-nats). Default: the reference's file again, an A/A run
+    /// that should pass (or a candidate made by the flags below).
+    #[arg(long, value_name = "FILE")]
+    pub candidate: Option<PathBuf>,
+    /// Runs per side (overrides `[gate] repeat`).
+    #[arg(long)]
+    pub repeat: Option<usize>,
+    /// Override fleet.agents on both sides.
+    #[arg(long)]
+    pub agents: Option<usize>,
+    /// Exit 0 instead of 4 when the verdict is inconclusive.
+    #[arg(long)]
+    pub allow_inconclusive: bool,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// Directory the run directory is created in (default: results).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputFlags,
+}
+
+impl GateArgs {
     pub fn overrides(&self) -> Overrides {
         Overrides {
             agents: self.agents,

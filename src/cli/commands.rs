@@ -9,7 +9,7 @@ use fleetsim::plan::{Overrides, Plan};
 use fleetsim::run::RunOptions;
 use fleetsim::scenario;
 
-use super::args::{CompareArgs, ProxyArgs, RunArgs, SweepArgs};
+use super::args::{CompareArgs, GateArgs, ProxyArgs, RunArgs, SweepArgs};
 use super::runtime;
 
 /// The options of a run of `file` into `out` (default `results/`).
@@ -201,6 +201,83 @@ pub fn compare(args: CompareArgs) -> u8 {
         return 3;
     }
     if passed { 0 } else { 1 }
+}
+
+/// `fleetsim gate`: the reference and the candidate interleaved, judged; 0 pass, 1 fail,
+/// 4 inconclusive.
+pub fn gate(args: GateArgs) -> u8 {
+    use fleetsim::gate::same_runner;
+    let output = &args.output;
+    let read = |file: &Path| -> Result<Plan, String> {
+        let mut plan = scenario::parse_file(file).map_err(|e| e.to_string())?;
+        args.overrides()
+            .apply(&mut plan)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        if let Some(repeat) = args.repeat {
+            plan.gate.repeat = repeat;
+        }
+        Ok(plan)
+    };
+    let candidate_file = args.candidate.clone().unwrap_or_else(|| args.file.clone());
+    let plan = read(&args.file).and_then(|reference| {
+        let candidate = read(&candidate_file)?;
+        same_runner::gate_plan(reference, candidate).map_err(|e| format!("error: {e}"))
+    });
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(message) => return output.fail_early("gate", 2, &message),
+    };
+    let name = plan.name.clone();
+    let mut options = run_options(args.file.clone(), args.out.clone());
+    if args
+        .repeat
+        .is_some_and(|r| r < fleetsim::ab_stats::MIN_REPEAT_FOR_CI)
+    {
+        eprintln!(
+            "warning: fewer than {} runs per side: no interval, every measured figure will be inconclusive",
+            fleetsim::ab_stats::MIN_REPEAT_FOR_CI
+        );
+    }
+    options.scenario_text = std::fs::read_to_string(&args.file).unwrap_or_default();
+    let (runtime, ctrl_c) = match runtime() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let message = format!("cannot start the async runtime: {e}");
+            return output.fail_early(&name, 3, &message);
+        }
+    };
+    let report = match runtime.block_on(same_runner::run_gate(plan, options, ctrl_c)) {
+        Ok(report) => report,
+        Err(e) => return output.fail_early(&name, e.exit_code(), &format!("error: {e:#}")),
+    };
+    let decision = report.decision;
+    let outcome = GateOutcome::from_ab(&name, report.ab);
+    let text = format!(
+        "{}\n{}\nresults: {}",
+        outcome.summary,
+        decision.text(),
+        outcome.dir.display()
+    );
+    output.print(&text, || {
+        let value = serde_json::json!({
+            "scenario": name,
+            "verdict": decision.verdict,
+            "exit_code": decision.exit_code(),
+            "dir": outcome.dir,
+            "runs": outcome.runs,
+            "figures": decision.rows,
+        });
+        serde_json::to_string_pretty(&value)
+    });
+    let mut suites = outcome.junit_suites();
+    suites.push(decision.junit_suite(&name));
+    if !output.write_junit("fleetsim gate", &suites) {
+        return 3;
+    }
+    match decision.exit_code() {
+        4 if args.allow_inconclusive => 0,
+        code => code,
+    }
 }
 
 /// `fleetsim validate`: every file's problems, or a one-line summary of its plan.

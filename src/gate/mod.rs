@@ -15,6 +15,7 @@
 
 pub mod compare;
 pub mod junit;
+pub mod same_runner;
 pub mod thresholds;
 
 use std::path::PathBuf;

@@ -38,6 +38,8 @@ pub struct Plan {
     /// `[thresholds]`: checks evaluated when the run ends, and the settings of
     /// `fleetsim compare`. A variant's plan has the file's checks and its own.
     pub thresholds: crate::thresholds::Thresholds,
+    /// `[gate]`: how `fleetsim gate` judges a candidate run against this plan's.
+    pub gate: crate::gate::same_runner::GateSettings,
 }
 
 /// One named side of an A/B run.

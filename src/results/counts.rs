@@ -37,6 +37,7 @@ use std::collections::BTreeMap;
 
 use super::RunRecord;
 use super::rows::CountRow;
+use crate::broker::sampler::BrokerSample;
 use crate::herd::WATCH_ALL_PROBE_KEY;
 
 /// The phase of the whole run.
@@ -45,6 +46,8 @@ pub const RUN_PHASE: &str = "run";
 /// Units of the figures.
 const PER_AGENT: &str = "count/agent";
 const PER_WRITE: &str = "count/write";
+const CPU_MS_PER_AGENT: &str = "cpu_ms/agent";
+const PER_SEC: &str = "count/s";
 
 /// The counts of one run, in phase order, each phase's figures in a fixed order.
 pub fn count_rows(record: &RunRecord) -> Vec<CountRow> {
@@ -179,6 +182,8 @@ fn phase_counts(record: &RunRecord, phase: &Segment, agents: f64) -> Vec<CountRo
         }
     }
 
+    broker_cpu(record, &labels, agents, &mut out);
+
     // Deliveries per write, by kind, of the phase's write and exec steps.
     for w in record
         .writes
@@ -221,6 +226,7 @@ fn run_counts(record: &RunRecord, phases: &[Segment], agents: f64) -> Vec<CountR
     };
     let all_labels: Vec<&str> = record.phases.iter().map(String::as_str).collect();
     api_counts(record, &all_labels, agents, &mut out);
+    broker_cpu(record, &all_labels, agents, &mut out);
     let reconnects: u64 = record
         .agents
         .iter()
@@ -267,6 +273,7 @@ fn api_counts(record: &RunRecord, labels: &[&str], agents: f64, out: &mut Out) {
         out.per_agent("consumers.walks_per_agent", walks, agents, true);
         out.per_agent("api.total_per_agent", total, agents, true);
         out.per_agent("api.errors_per_agent", errors, agents, true);
+        api_rate(record, labels, total, out);
         for (kind, n) in kinds {
             out.per_agent(&format!("api.{kind}_per_agent"), n, agents, true);
         }
@@ -286,6 +293,7 @@ fn api_counts(record: &RunRecord, labels: &[&str], agents: f64, out: &mut Out) {
     let sum = |f: fn(&crate::timeseries::Sample) -> u64| samples.iter().map(|s| f(s)).sum();
     let total: u64 = sum(crate::timeseries::Sample::api_requests);
     out.per_agent("api.total_per_agent", total, agents, false);
+    api_rate(record, labels, total, out);
     for (kind, n) in [
         ("consumer_create", sum(|s| s.api_consumer_create)),
         ("consumer_delete", sum(|s| s.api_consumer_delete)),
@@ -293,6 +301,43 @@ fn api_counts(record: &RunRecord, labels: &[&str], agents: f64, out: &mut Out) {
         ("other", sum(|s| s.api_other)),
     ] {
         out.per_agent(&format!("api.{kind}_per_agent"), n, agents, false);
+    }
+}
+
+/// `broker.cpu_ms_per_agent`: the embedded broker's CPU time over the phase, per agent:
+/// what the phase cost the broker.
+fn broker_cpu(record: &RunRecord, labels: &[&str], agents: f64, out: &mut Out) {
+    if let Some([cpu_secs]) = increase(record, labels, |s| Some([s.cpu_secs?])) {
+        let value = cpu_secs * 1000.0 / agents;
+        out.push(
+            "broker.cpu_ms_per_agent",
+            value,
+            None,
+            CPU_MS_PER_AGENT,
+            false,
+        );
+    }
+}
+
+/// `api.rate_per_sec`: the phase's API requests over its wall time. In a phase where
+/// the fleet asks as fast as the broker answers (an all-at-once start until every agent
+/// is ready) that is the throughput the broker sustained: a capacity figure, which a
+/// slower broker lowers. Not exact: the wall time is timing.
+fn api_rate(record: &RunRecord, labels: &[&str], total: u64, out: &mut Out) {
+    let secs: f64 = record
+        .steps
+        .iter()
+        .filter(|s| labels.contains(&s.label.as_str()))
+        .map(|s| s.ended_secs - s.began_secs)
+        .sum();
+    if secs > 0.0 && total > 0 {
+        out.push(
+            "api.rate_per_sec",
+            total as f64 / secs,
+            Some(total),
+            PER_SEC,
+            false,
+        );
     }
 }
 
@@ -310,22 +355,35 @@ pub fn kind_name(request: &str) -> String {
         .collect()
 }
 
-/// The increase of `/varz` in_msgs, out_msgs, in_bytes, out_bytes over the intervals
-/// between broker samples that begin in `labels` (every step gets a sample as it begins,
-/// so a phase's intervals run from its first sample to the next phase's first): a
-/// counter that went down (the broker restarted) counts from zero again. `None` when no
-/// such interval had counters at both ends.
+/// The increase of `/varz` in_msgs, out_msgs, in_bytes, out_bytes over the phase
+/// `labels` (see [`increase`]).
 fn traffic(record: &RunRecord, labels: &[&str]) -> [Option<u64>; 4] {
-    let counters = |s: &crate::broker::sampler::BrokerSample| {
-        Some([s.in_msgs?, s.out_msgs?, s.in_bytes?, s.out_bytes?])
+    let counters = |s: &BrokerSample| {
+        Some([s.in_msgs?, s.out_msgs?, s.in_bytes?, s.out_bytes?].map(|v| v as f64))
     };
-    let mut previous: Option<([u64; 4], bool)> = None;
-    let mut sums: Option<[u64; 4]> = None;
+    match increase(record, labels, counters) {
+        Some(sums) => sums.map(|v| Some(v as u64)),
+        None => [None; 4],
+    }
+}
+
+/// The increase of counters read from each broker sample over the intervals between
+/// samples that begin in `labels` (every step gets a sample as it begins, so a phase's
+/// intervals run from its first sample to the next phase's first): a counter that went
+/// down (the broker restarted) counts from zero again. `None` when no such interval had
+/// counters at both ends.
+fn increase<const N: usize>(
+    record: &RunRecord,
+    labels: &[&str],
+    read: impl Fn(&BrokerSample) -> Option<[f64; N]>,
+) -> Option<[f64; N]> {
+    let mut previous: Option<([f64; N], bool)> = None;
+    let mut sums: Option<[f64; N]> = None;
     for s in &record.broker_samples {
-        let Some(now) = counters(s) else { continue };
+        let Some(now) = read(s) else { continue };
         if let Some((before, true)) = previous {
-            let sums = sums.get_or_insert([0; 4]);
-            for i in 0..4 {
+            let sums = sums.get_or_insert([0.0; N]);
+            for i in 0..N {
                 sums[i] += if now[i] >= before[i] {
                     now[i] - before[i]
                 } else {
@@ -335,8 +393,5 @@ fn traffic(record: &RunRecord, labels: &[&str]) -> [Option<u64>; 4] {
         }
         previous = Some((now, labels.contains(&s.step.as_str())));
     }
-    match sums {
-        Some(s) => s.map(Some),
-        None => [None; 4],
-    }
+    sums
 }

@@ -31,6 +31,8 @@ pub const THRESHOLDS_FILE: &str = "thresholds.csv";
 pub const RUNS_FILE: &str = "runs.csv";
 /// A/B runs: every variant's percentiles against the first's.
 pub const COMPARE_FILE: &str = "compare.csv";
+/// `fleetsim gate`: the verdict on every judged figure.
+pub const GATE_FILE: &str = "gate.csv";
 /// Sweeps: one row per fleet size.
 pub const SWEEP_FILE: &str = "sweep.csv";
 /// Sweeps: the sizing table.
@@ -58,7 +60,7 @@ pub const RUN_FILES: [&str; 12] = [
 ];
 
 /// Column order of `broker.csv` (the fields of [`crate::broker::sampler::BrokerSample`]).
-pub const BROKER_COLUMNS: [&str; 24] = [
+pub const BROKER_COLUMNS: [&str; 25] = [
     "t_secs",
     "step",
     "ok",
@@ -83,6 +85,22 @@ pub const BROKER_COLUMNS: [&str; 24] = [
     "out_msgs_per_sec",
     "in_bytes_per_sec",
     "out_bytes_per_sec",
+    "cpu_secs",
+];
+
+/// Column order of `gate.csv` (the fields of [`crate::gate::same_runner::GateRow`]).
+pub const GATE_COLUMNS: [&str; 11] = [
+    "phase",
+    "figure",
+    "kind",
+    "reference",
+    "candidate",
+    "change",
+    "ci_low",
+    "ci_high",
+    "effect",
+    "verdict",
+    "note",
 ];
 
 /// Column order of `summary.csv`; scripts and committed baselines depend on it.

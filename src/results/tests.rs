@@ -82,6 +82,7 @@ fn plan() -> Plan {
         variants: Vec::new(),
         repeat: 1,
         thresholds: Default::default(),
+        gate: Default::default(),
     }
 }
 
@@ -475,7 +476,7 @@ fn an_older_run_reads_back_with_the_bandwidth_columns_empty() {
     use crate::results::rows::*;
     let out = tempfile::tempdir().expect("tempdir");
     let dir = RunDir::new(out.path());
-    let old_broker = &BROKER_COLUMNS[..BROKER_COLUMNS.len() - 9];
+    let old_broker = &BROKER_COLUMNS[..BROKER_COLUMNS.len() - 10];
     assert_eq!(old_broker.last(), Some(&"api_inflight"));
     std::fs::write(
         dir.path(BROKER_FILE),
@@ -488,6 +489,7 @@ fn an_older_run_reads_back_with_the_bandwidth_columns_empty() {
     let broker = dir.rows::<BrokerRow>().expect("an older broker.csv reads");
     assert_eq!(broker[0].api_total, Some(40));
     assert_eq!((broker[0].in_bytes, broker[0].interval_secs), (None, None));
+    assert_eq!(broker[0].cpu_secs, None);
     let old_series: Vec<&str> = TIMESERIES_COLUMNS
         .iter()
         .copied()

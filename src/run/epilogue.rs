@@ -81,7 +81,7 @@ impl Observers {
         Observers {
             broker_sampler: broker
                 .monitor_url()
-                .map(|m| BrokerSampler::start(m, step.clone(), run_start)),
+                .map(|m| BrokerSampler::start(m, broker.process(), step.clone(), run_start)),
             progress: Progress::start(fleet.roster().clone(), step.clone()),
             sampler: Sampler::start(gauges, tap, broker.monitor_url(), step, run_start),
             system,

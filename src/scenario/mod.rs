@@ -41,6 +41,7 @@
 
 mod broker;
 mod fleet;
+mod gate;
 mod profile;
 mod steps;
 mod thresholds;
@@ -171,6 +172,7 @@ pub fn parse_str(text: &str, origin: &str) -> Result<Plan, ScenarioError> {
         variant.plan.thresholds.checks.extend(own);
     }
     plan.thresholds = base;
+    plan.gate = gate::read_gate(&mut ctx, &root, &thresholds::known(&plan));
     let problems = ctx.into_problems();
     if problems.is_empty() {
         Ok(plan)
@@ -227,7 +229,7 @@ fn syntax_problem(file: &str, text: &str, error: &toml::de::Error) -> Problem {
     }
 }
 
-const ROOT_KEYS: [&str; 10] = [
+const ROOT_KEYS: [&str; 11] = [
     "name",
     "description",
     "seed",
@@ -238,6 +240,7 @@ const ROOT_KEYS: [&str; 10] = [
     "variants",
     "repeat",
     "thresholds",
+    "gate",
 ];
 const POSITIVE: &str = "a positive whole number";
 const NON_NEGATIVE: &str = "zero or a positive whole number";
@@ -293,6 +296,7 @@ fn read_plan(ctx: &mut Ctx<'_>, root: &Node<'_, '_>, origin: &str) -> Plan {
         variants: Vec::new(),
         repeat: 1,
         thresholds: Default::default(),
+        gate: crate::gate::same_runner::GateSettings::default(),
     }
 }
 

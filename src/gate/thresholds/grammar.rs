@@ -67,7 +67,7 @@ pub const AGENTS_FIELDS: [&str; 3] = ["failed", "ready", "unrecovered"];
 /// Figures of `counts.csv` by exact name; `api.<request kind>_per_agent` (any kind the
 /// audit records, `api.consumer_create_per_agent`) and `deliveries.<write
 /// kind>_per_write` are families.
-pub const COUNT_FIGURES: [&str; 9] = [
+pub const COUNT_FIGURES: [&str; 11] = [
     "consumers.long_lived_per_agent",
     "consumers.transient_per_agent",
     "consumers.created_per_agent",
@@ -77,6 +77,8 @@ pub const COUNT_FIGURES: [&str; 9] = [
     "bytes.in_per_agent",
     "bytes.out_per_agent",
     "reconnects_per_agent",
+    "broker.cpu_ms_per_agent",
+    "api.rate_per_sec",
 ];
 /// The phase of `counts.csv` that covers the whole run.
 pub const COUNT_RUN_PHASE: &str = crate::results::counts::RUN_PHASE;
@@ -284,6 +286,35 @@ pub fn parse_check(text: &str, known: &Known) -> Result<Check, String> {
         op,
         limit,
     })
+}
+
+/// Parses a figure of `fleetsim gate` (`[gate] figures`): a threshold's left-hand side
+/// that names a latency's p50 or p99 (`ready[3:start].p50`) or a `counts.csv` figure
+/// (`count[1:start].broker.cpu_ms_per_agent`), checked against `known`. Returns the
+/// source and the phase selector, if any.
+pub fn parse_figure(text: &str, known: &Known) -> Result<(Source, Option<String>), String> {
+    let example = "e.g. \"ready[3:start].p50\" or \"count[1:start].broker.cpu_ms_per_agent\"";
+    let (metric, phase, stat) = split_path(text.trim(), example)?;
+    let source = resolve(metric, stat, known)?;
+    match &source {
+        Source::Latency { stat, .. } if !matches!(stat.as_str(), "p50" | "p99") => {
+            return Err(format!(
+                "the gate compares a latency's p50 or p99 (their intervals come from the A/B \
+                 bootstrap), not {stat:?}; {example}"
+            ));
+        }
+        Source::Latency { .. } | Source::Count { .. } => {}
+        _ => {
+            return Err(format!(
+                "the gate compares latencies (p50, p99) and counts.csv figures, not {text:?}; \
+                 {example}; keep limits on the rest in [thresholds] checks"
+            ));
+        }
+    }
+    if let Some(phase) = &phase {
+        check_phase(phase, &source, known)?;
+    }
+    Ok((source, phase))
 }
 
 /// The first operator in `text`: (byte offset, op, its length).

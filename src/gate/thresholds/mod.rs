@@ -33,7 +33,7 @@ use crate::results::{self, ResultsError, write_rows};
 pub use eval::{CheckOutcome, evaluate};
 pub use grammar::{
     Check, Known, LATENCY_METRICS, Op, Source, Unit, check_latency_metric, parse_check,
-    parse_percent, phase_matches,
+    parse_figure, parse_percent, phase_matches,
 };
 
 pub use crate::results::{THRESHOLDS_COLUMNS, THRESHOLDS_FILE};
