@@ -295,7 +295,15 @@ pub fn parse_check(text: &str, known: &Known) -> Result<Check, String> {
 pub fn parse_figure(text: &str, known: &Known) -> Result<(Source, Option<String>), String> {
     let example = "e.g. \"ready[3:start].p50\" or \"count[1:start].broker.cpu_ms_per_agent\"";
     let (metric, phase, stat) = split_path(text.trim(), example)?;
-    let source = resolve(metric, stat, known)?;
+    let source = match resolve(metric, stat, known)? {
+        // `recovery.p50` in a threshold reads recovery.csv's recovered_50_secs; the gate
+        // compares the `recovery` latency histograms instead (their bootstrap interval).
+        Source::Recovery { pct } if pct == 50 || pct == 99 => Source::Latency {
+            metric: "recovery".to_string(),
+            stat: format!("p{pct}"),
+        },
+        source => source,
+    };
     match &source {
         Source::Latency { stat, .. } if !matches!(stat.as_str(), "p50" | "p99") => {
             return Err(format!(
