@@ -137,9 +137,12 @@ pub struct FleetPlan {
     pub reconnect: Backoff,
     /// The startup splay; `None` (the default) is no splay, as the real agent ships.
     pub splay: Option<Splay>,
-    /// Whether agents connect through fleetsim's fault proxy (needed by `network_cut`),
-    /// and where it runs.
+    /// Whether agents connect through fleetsim's fault proxy (needed by `network_cut`
+    /// and by `link`), and where it runs.
     pub proxy: ProxyMode,
+    /// What the fault proxy does to the bytes it forwards (`[fleet] link_latency`):
+    /// nothing by default. Needs `proxy`.
+    pub link: LinkShape,
     /// async-nats `read_buffer_capacity` of each agent's connection, in bytes. A client
     /// buffer the broker never sees (async-nats grows it for a bigger message), so the
     /// default is smaller than async-nats' 65535: at 64 KiB it was the largest part of an
@@ -174,6 +177,26 @@ impl ProxyMode {
     /// Agents connect through a proxy, wherever it runs.
     pub fn is_on(self) -> bool {
         self != ProxyMode::Off
+    }
+}
+
+/// How the fault proxy shapes each agent's link to the broker, in both directions: the
+/// same for every connection, applied to what it forwards (a cut is separate). One
+/// struct rather than a bare latency, so later shapes (jitter, a bandwidth cap) travel
+/// the same way to both kinds of proxy. The default forwards bytes untouched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LinkShape {
+    /// `[fleet] link_latency`: every chunk the proxy reads waits this long before it is
+    /// written on, in each direction, without limiting throughput and in order; a
+    /// request/reply round trip through the proxy takes twice this more. `None`: none.
+    #[serde(serialize_with = "duration_str::serialize_opt")]
+    pub latency: Option<Duration>,
+}
+
+impl LinkShape {
+    /// Bytes pass as they come: the proxy can copy them straight through.
+    pub fn is_plain(&self) -> bool {
+        self.latency.is_none()
     }
 }
 

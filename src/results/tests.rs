@@ -53,6 +53,7 @@ fn plan() -> Plan {
             reconnect: crate::plan::Backoff::AsyncNatsDefault,
             splay: None,
             proxy: crate::plan::ProxyMode::Off,
+            link: Default::default(),
             read_buffer_capacity: 8192,
             exec_ack_wait: None,
             async_nats: crate::plan::AsyncNats::V0_51,
