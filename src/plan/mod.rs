@@ -92,6 +92,66 @@ pub struct BrokerPlan {
     /// run time and only the mode is recorded; an external broker's credentials come
     /// from its URL.
     pub auth: AuthMode,
+    /// Embedded broker: the CPUs its process may run on (`[broker] cpus`), so a run can
+    /// give the broker less CPU than the machine has (capacity planning, or a known
+    /// slowdown for the CI gate's self-test). `None`: wherever the OS schedules it.
+    pub cpus: Option<CpuList>,
+    /// Embedded broker: the nats-server binary to run (`[broker] server`), instead of
+    /// the one found at `$NATS_SERVER_BIN`, `.tools/bin` or `$PATH`; an A/B variant can
+    /// so compare two server versions. A path as written (relative to the working
+    /// directory); the manifest's broker version is that binary's.
+    pub server: Option<std::path::PathBuf>,
+}
+
+/// A set of CPU numbers (`[broker] cpus`), written and recorded as Linux writes them in
+/// `/proc/<pid>/status` `Cpus_allowed_list` and `taskset -c` takes them: `0`, `0-1`,
+/// `0,2-3`. Sorted, without repeats, never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(Vec<usize>);
+
+impl CpuList {
+    /// `None` for an empty set: a process cannot run on no CPU.
+    pub fn new(mut cpus: Vec<usize>) -> Option<CpuList> {
+        cpus.sort_unstable();
+        cpus.dedup();
+        (!cpus.is_empty()).then_some(CpuList(cpus))
+    }
+
+    /// The CPU numbers, ascending.
+    pub fn cpus(&self) -> &[usize] {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for CpuList {
+    /// Ranges of consecutive CPUs as `a-b`, joined by commas: `0-1,3`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut i = 0;
+        while i < self.0.len() {
+            let start = self.0[i];
+            let mut end = start;
+            while i + 1 < self.0.len() && self.0[i + 1] == end + 1 {
+                i += 1;
+                end = self.0[i];
+            }
+            if start != self.0[0] {
+                f.write_str(",")?;
+            }
+            if start == end {
+                write!(f, "{start}")?;
+            } else {
+                write!(f, "{start}-{end}")?;
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for CpuList {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// How the embedded broker's clients authenticate ([`BrokerPlan::auth`]).

@@ -40,6 +40,8 @@ fn plan() -> Plan {
             tls: false,
             tls_ca: None,
             auth: Default::default(),
+            cpus: None,
+            server: None,
         },
         fleet: FleetPlan {
             agents: 2,
