@@ -145,7 +145,7 @@ fn proxy_by_hand_announces_its_ports_cuts_on_command_and_quits() {
 
 #[test]
 fn bad_proxy_arguments_exit_2_saying_what_is_wrong() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (
             &["--listen", "nowhere", "--upstream", "127.0.0.1:4222"],
             "--listen",
@@ -168,6 +168,17 @@ fn bad_proxy_arguments_exit_2_saying_what_is_wrong() {
             "port from 1 to 65535",
         ),
         (&["--listen", "127.0.0.1:0"], "--upstream"),
+        (
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                "127.0.0.1:4222",
+                "--link-latency",
+                "25",
+            ],
+            "bad duration \"25\"; use a number with a unit",
+        ),
     ];
     for (args, expected) in cases {
         let mut all = vec!["proxy"];
