@@ -190,6 +190,29 @@ async fn network_cut_recovery_waits_for_the_outage_to_end() {
     );
 }
 
+/// `link_latency` reaches the run's proxy: no agent is ready, nor recovered from a cut,
+/// sooner than one round trip through the link (twice the latency; the handshake alone
+/// is more), and the cut works as without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_cut_over_a_slow_link_recovers_and_every_agent_pays_the_latency() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let scenario = herd_scenario(
+        "proxy = true\nlink_latency = \"50ms\"",
+        "kind = \"network_cut\"",
+    );
+    let report = run_scenario(&scenario, out.path()).await;
+    assert_eq!(report.status, RunStatus::Ok, "{:?}", report.reasons);
+    assert_recovered(&report.dir, "3:network_cut");
+    let summary = read_csv(&report.dir, "summary.csv");
+    for (metric, phase) in [("ready", "1:start"), ("recovery", "3:network_cut")] {
+        let fastest = float(summary_row(&summary, metric, phase), "min");
+        assert!(
+            fastest >= 100.0,
+            "fastest {metric} in {phase}: {fastest} ms, less than a round trip of the link"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_cut_through_the_proxy_process_waits_for_the_outage_and_the_child_exits() {
     let out = tempfile::tempdir().expect("tempdir");

@@ -145,7 +145,7 @@ fn proxy_by_hand_announces_its_ports_cuts_on_command_and_quits() {
 
 #[test]
 fn bad_proxy_arguments_exit_2_saying_what_is_wrong() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (
             &["--listen", "nowhere", "--upstream", "127.0.0.1:4222"],
             "--listen",
@@ -168,6 +168,17 @@ fn bad_proxy_arguments_exit_2_saying_what_is_wrong() {
             "port from 1 to 65535",
         ),
         (&["--listen", "127.0.0.1:0"], "--upstream"),
+        (
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                "127.0.0.1:4222",
+                "--link-latency",
+                "25",
+            ],
+            "bad duration \"25\"; use a number with a unit",
+        ),
     ];
     for (args, expected) in cases {
         let mut all = vec!["proxy"];
@@ -421,4 +432,68 @@ fn a_child_proxy_exits_when_its_stdin_closes_as_when_fleetsim_dies() {
     // What a killed parent leaves behind: the write end of the child's stdin closes.
     drop(child.stdin.take());
     assert!(wait_within(&mut child, WITHIN, "fleetsim proxy after its stdin closed").success());
+}
+
+/// `[fleet] link_latency` with `proxy = "process"`: the child gets the latency on its
+/// command line and delays both directions (a round trip takes at least twice it), and a
+/// cut through its control port still drops connections and lets new ones in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_process_delays_both_directions_and_still_cuts() {
+    use fleetsim::plan::LinkShape;
+    use fleetsim::proxy::process::ProxyChild;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("echo server");
+    let upstream = echo.local_addr().expect("addr").to_string();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    let latency = Duration::from_millis(30);
+    let link = LinkShape {
+        latency: Some(latency),
+    };
+    let program = std::path::Path::new(env!("CARGO_BIN_EXE_fleetsim"));
+    let child = ProxyChild::spawn(program, &upstream, link)
+        .await
+        .expect("fleetsim proxy starts");
+    let round_trip = |mut conn: tokio::net::TcpStream| async move {
+        let sent = Instant::now();
+        conn.write_all(b"ping").await.expect("write");
+        let mut buf = [0u8; 4];
+        tokio::time::timeout(WITHIN, conn.read_exact(&mut buf))
+            .await
+            .expect("an echo within 10 s")
+            .expect("echo");
+        assert_eq!(&buf, b"ping");
+        (sent.elapsed(), conn)
+    };
+    let conn = tokio::net::TcpStream::connect(child.ready().listen)
+        .await
+        .expect("connect");
+    let (took, conn) = round_trip(conn).await;
+    assert!(took >= 2 * latency, "a round trip took {took:?}");
+
+    let dropped = child
+        .cut(Duration::from_millis(50), || {})
+        .await
+        .expect("cut");
+    assert_eq!(dropped, 1);
+    let mut conn = conn;
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(WITHIN, conn.read_to_end(&mut rest))
+        .await
+        .expect("the cut connection ends");
+    let again = tokio::net::TcpStream::connect(child.ready().listen)
+        .await
+        .expect("accepts after the cut");
+    let (took, _) = round_trip(again).await;
+    assert!(took >= 2 * latency, "after the cut: {took:?}");
+    assert!(child.stop().await.expect("stops").success());
 }

@@ -12,6 +12,12 @@
 //! temp dir; with authentication, a random token or password or a fresh user nkey. The
 //! secrets live in memory and in the temp dir's config file only; fleetsim's connections
 //! get them through [`EmbeddedBroker::credentials`].
+//!
+//! How the process itself runs ([`EmbeddedLaunch`]): which nats-server binary (the
+//! scenario's `[broker] server`, else [`find_binary`]'s), and the CPUs it is pinned to
+//! (`[broker] cpus`): `sched_setaffinity` in the child between fork and exec, so every
+//! thread of the server and every restart of it stays on those CPUs, and the Go runtime
+//! sizes `GOMAXPROCS` from them.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -23,7 +29,7 @@ use super::cpu::BrokerProcess;
 
 use super::url::{Auth, Credentials};
 use super::{BrokerError, BrokerInfo, BrokerLimits, monitor};
-use crate::plan::AuthMode;
+use crate::plan::{AuthMode, CpuList};
 
 /// How long a started server gets to report `/healthz` ok.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(30);
@@ -102,11 +108,23 @@ pub struct EmbeddedSecurity {
     pub auth: AuthMode,
 }
 
+/// How the embedded broker's process is started, beside its config: which binary and
+/// on which CPUs. The default is the binary [`find_binary`] finds, on any CPU.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EmbeddedLaunch {
+    /// The nats-server binary to run (`[broker] server`); `None`: [`find_binary`]'s.
+    pub binary: Option<PathBuf>,
+    /// The CPUs the server may run on (`[broker] cpus`); `None`: wherever the OS puts it.
+    pub cpus: Option<CpuList>,
+}
+
 pub struct EmbeddedBroker {
     child: Option<Child>,
     /// The current process's pid, shared with the sampler that reads its CPU time.
     process: BrokerProcess,
     binary: PathBuf,
+    /// Every start of the server is pinned to these CPUs.
+    cpus: Option<CpuList>,
     /// Holds the config, log and store; removed when the broker is dropped.
     dir: tempfile::TempDir,
     port: u16,
@@ -134,7 +152,24 @@ impl EmbeddedBroker {
         options: EmbeddedOptions,
         security: EmbeddedSecurity,
     ) -> Result<Self, BrokerError> {
-        let binary = find_binary().ok_or(BrokerError::BinaryNotFound)?;
+        Self::launch(options, security, EmbeddedLaunch::default()).await
+    }
+
+    /// [`EmbeddedBroker::start_secured`] with the binary and CPUs `how` names, both
+    /// checked before anything is written: a binary that is missing or not executable,
+    /// or a CPU this process may not use, is an error naming it.
+    pub async fn launch(
+        options: EmbeddedOptions,
+        security: EmbeddedSecurity,
+        how: EmbeddedLaunch,
+    ) -> Result<Self, BrokerError> {
+        let binary = match how.binary {
+            Some(path) => chosen_binary(&path)?,
+            None => find_binary().ok_or(BrokerError::BinaryNotFound)?,
+        };
+        if let Some(cpus) = &how.cpus {
+            check_cpus(cpus)?;
+        }
         let dir = tempfile::Builder::new()
             .prefix("fleetsim-broker-")
             .tempdir()
@@ -164,6 +199,7 @@ impl EmbeddedBroker {
             child: None,
             process: BrokerProcess::default(),
             binary,
+            cpus: how.cpus,
             dir,
             port,
             http_port,
@@ -252,8 +288,19 @@ impl EmbeddedBroker {
         self.process.clone()
     }
 
+    /// The running server's process id; `None` while it is stopped.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(|c| c.id())
+    }
+
+    /// The nats-server binary this broker runs (and reports the version of).
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    /// The CPUs every start of the server is pinned to, if any.
+    pub fn cpus(&self) -> Option<&CpuList> {
+        self.cpus.as_ref()
     }
 
     pub fn store_dir(&self) -> PathBuf {
@@ -428,18 +475,21 @@ impl EmbeddedBroker {
             .open(self.log_path())
             .map_err(BrokerError::Files)?;
         let log_err = log.try_clone().map_err(BrokerError::Files)?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .arg("-c")
             .arg(self.config_path())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| BrokerError::Spawn {
-                path: self.binary.display().to_string(),
-                source,
-            })?;
+            .kill_on_drop(true);
+        if let Some(cpus) = &self.cpus {
+            pin_to(&mut command, cpus);
+        }
+        let child = command.spawn().map_err(|source| BrokerError::Spawn {
+            path: self.binary.display().to_string(),
+            source,
+        })?;
         self.process.set(child.id());
         self.child = Some(child);
         self.wait_healthy().await
@@ -509,6 +559,89 @@ pub fn find_binary() -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join("nats-server"))
         .find(|candidate| candidate.is_file())
+}
+
+/// `[broker] server`, checked: an executable file, as an absolute path (a bare name is
+/// not looked up in `$PATH`, as `Command` would).
+fn chosen_binary(path: &Path) -> Result<PathBuf, BrokerError> {
+    use std::os::unix::fs::PermissionsExt;
+    let problem = |problem: String| BrokerError::Server {
+        path: path.display().to_string(),
+        problem,
+    };
+    let metadata = std::fs::metadata(path).map_err(|e| problem(e.to_string()))?;
+    if !metadata.is_file() {
+        return Err(problem("not a file".to_string()));
+    }
+    if metadata.permissions().mode() & 0o111 == 0 {
+        return Err(problem("not executable (chmod +x it)".to_string()));
+    }
+    std::path::absolute(path).map_err(|e| problem(e.to_string()))
+}
+
+/// The CPUs this process may run on (its own affinity), ascending.
+fn allowed_cpus() -> std::io::Result<Vec<usize>> {
+    // SAFETY: a zeroed cpu_set_t is an empty set; sched_getaffinity fills it and is
+    // given its exact size.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    if unsafe { libc::sched_getaffinity(0, size, &mut set) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let max = libc::CPU_SETSIZE as usize;
+    // SAFETY: CPU_ISSET reads one bit of the set, cpu < CPU_SETSIZE.
+    Ok((0..max)
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
+}
+
+/// Every CPU of `cpus` is one fleetsim itself may run on: the kernel would otherwise pin
+/// the server to the ones that are, or refuse, and the run would not be the one asked for.
+fn check_cpus(cpus: &CpuList) -> Result<(), BrokerError> {
+    let allowed = allowed_cpus().map_err(|e| BrokerError::Cpus {
+        cpus: cpus.to_string(),
+        problem: format!("cannot read this process's CPUs: {e}"),
+    })?;
+    let missing: Vec<usize> = cpus
+        .cpus()
+        .iter()
+        .copied()
+        .filter(|cpu| !allowed.contains(cpu))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let shown = |list: Vec<usize>| CpuList::new(list).map_or_else(String::new, |l| l.to_string());
+    Err(BrokerError::Cpus {
+        cpus: cpus.to_string(),
+        problem: format!(
+            "CPU {} not among those fleetsim may use here ({})",
+            shown(missing),
+            shown(allowed)
+        ),
+    })
+}
+
+/// Pins the process `command` starts to `cpus`: `sched_setaffinity` in the child before
+/// it execs, inherited by every thread the server starts.
+fn pin_to(command: &mut Command, cpus: &CpuList) {
+    // SAFETY: a zeroed cpu_set_t is an empty set; every CPU of a CpuList is below
+    // CPU_SETSIZE (the scenario refuses more), so CPU_SET stays inside it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus.cpus() {
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    let pin = move || {
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: one system call on the set owned by this closure.
+        if unsafe { libc::sched_setaffinity(0, size, &set) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SAFETY: the closure runs in the forked child before exec and makes one
+    // async-signal-safe system call; it allocates nothing and takes no lock.
+    unsafe { command.pre_exec(pin) };
 }
 
 fn port_is_free(port: u16) -> bool {

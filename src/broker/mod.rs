@@ -23,7 +23,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tracing::{info, warn};
 
-pub use embedded::{EmbeddedBroker, EmbeddedOptions, EmbeddedSecurity};
+pub use embedded::{EmbeddedBroker, EmbeddedLaunch, EmbeddedOptions, EmbeddedSecurity};
 pub use url::{Auth, Credentials, redact_url};
 
 use crate::plan::Plan;
@@ -38,6 +38,10 @@ pub enum BrokerError {
          or point NATS_SERVER_BIN at a nats-server 2.15.x binary"
     )]
     BinaryNotFound,
+    #[error("[broker] server {path}: {problem}; it must be a nats-server binary")]
+    Server { path: String, problem: String },
+    #[error("[broker] cpus = \"{cpus}\": {problem}")]
+    Cpus { cpus: String, problem: String },
     #[error("nats-server at {path} could not be run: {source}")]
     Spawn {
         path: String,
@@ -125,7 +129,7 @@ impl Broker {
                 })
             }
             None => Ok(Broker::Embedded(Box::new(
-                EmbeddedBroker::start_secured(
+                EmbeddedBroker::launch(
                     EmbeddedOptions {
                         max_connections: plan.broker.max_connections,
                         request_queue_limit: plan.broker.request_queue_limit,
@@ -136,6 +140,10 @@ impl Broker {
                     EmbeddedSecurity {
                         tls: plan.broker.tls,
                         auth: plan.broker.auth,
+                    },
+                    EmbeddedLaunch {
+                        binary: plan.broker.server.clone(),
+                        cpus: plan.broker.cpus.clone(),
                     },
                 )
                 .await?,

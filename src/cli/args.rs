@@ -4,9 +4,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use fleetsim::plan::Overrides;
+use fleetsim::plan::{LinkShape, Overrides};
 use fleetsim::{scenario, thresholds};
 
 #[derive(Parser)]
@@ -215,6 +216,19 @@ pub struct ProxyArgs {
     /// Exit when stdin closes (set by `fleetsim run`, which holds it).
     #[arg(long, hide = true)]
     pub exit_on_stdin_close: bool,
+    /// Delay every chunk forwarded, in each direction, by this much (e.g. 25ms): the
+    /// scenario's `[fleet] link_latency`. Throughput is not limited.
+    #[arg(long, value_name = "DURATION", value_parser = scenario::parse_duration)]
+    pub link_latency: Option<Duration>,
+}
+
+impl ProxyArgs {
+    /// What the proxy does to the bytes it forwards.
+    pub fn link(&self) -> LinkShape {
+        LinkShape {
+            latency: self.link_latency.filter(|d| !d.is_zero()),
+        }
+    }
 }
 
 /// Fleet sizes of `sweep --agents`, in the order written.

@@ -341,6 +341,7 @@ pub fn report(dir: &Path) -> u8 {
 pub fn proxy(args: ProxyArgs) -> u8 {
     use std::io::Write;
     let options = fleetsim::proxy::process::ServeOptions {
+        link: args.link(),
         listen: args.listen,
         upstream: args.upstream,
         control: args.control,

@@ -92,6 +92,66 @@ pub struct BrokerPlan {
     /// run time and only the mode is recorded; an external broker's credentials come
     /// from its URL.
     pub auth: AuthMode,
+    /// Embedded broker: the CPUs its process may run on (`[broker] cpus`), so a run can
+    /// give the broker less CPU than the machine has (capacity planning, or a known
+    /// slowdown for the CI gate's self-test). `None`: wherever the OS schedules it.
+    pub cpus: Option<CpuList>,
+    /// Embedded broker: the nats-server binary to run (`[broker] server`), instead of
+    /// the one found at `$NATS_SERVER_BIN`, `.tools/bin` or `$PATH`; an A/B variant can
+    /// so compare two server versions. A path as written (relative to the working
+    /// directory); the manifest's broker version is that binary's.
+    pub server: Option<std::path::PathBuf>,
+}
+
+/// A set of CPU numbers (`[broker] cpus`), written and recorded as Linux writes them in
+/// `/proc/<pid>/status` `Cpus_allowed_list` and `taskset -c` takes them: `0`, `0-1`,
+/// `0,2-3`. Sorted, without repeats, never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(Vec<usize>);
+
+impl CpuList {
+    /// `None` for an empty set: a process cannot run on no CPU.
+    pub fn new(mut cpus: Vec<usize>) -> Option<CpuList> {
+        cpus.sort_unstable();
+        cpus.dedup();
+        (!cpus.is_empty()).then_some(CpuList(cpus))
+    }
+
+    /// The CPU numbers, ascending.
+    pub fn cpus(&self) -> &[usize] {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for CpuList {
+    /// Ranges of consecutive CPUs as `a-b`, joined by commas: `0-1,3`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut i = 0;
+        while i < self.0.len() {
+            let start = self.0[i];
+            let mut end = start;
+            while i + 1 < self.0.len() && self.0[i + 1] == end + 1 {
+                i += 1;
+                end = self.0[i];
+            }
+            if start != self.0[0] {
+                f.write_str(",")?;
+            }
+            if start == end {
+                write!(f, "{start}")?;
+            } else {
+                write!(f, "{start}-{end}")?;
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for CpuList {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// How the embedded broker's clients authenticate ([`BrokerPlan::auth`]).
@@ -137,9 +197,12 @@ pub struct FleetPlan {
     pub reconnect: Backoff,
     /// The startup splay; `None` (the default) is no splay, as the real agent ships.
     pub splay: Option<Splay>,
-    /// Whether agents connect through fleetsim's fault proxy (needed by `network_cut`),
-    /// and where it runs.
+    /// Whether agents connect through fleetsim's fault proxy (needed by `network_cut`
+    /// and by `link`), and where it runs.
     pub proxy: ProxyMode,
+    /// What the fault proxy does to the bytes it forwards (`[fleet] link_latency`):
+    /// nothing by default. Needs `proxy`.
+    pub link: LinkShape,
     /// async-nats `read_buffer_capacity` of each agent's connection, in bytes. A client
     /// buffer the broker never sees (async-nats grows it for a bigger message), so the
     /// default is smaller than async-nats' 65535: at 64 KiB it was the largest part of an
@@ -174,6 +237,26 @@ impl ProxyMode {
     /// Agents connect through a proxy, wherever it runs.
     pub fn is_on(self) -> bool {
         self != ProxyMode::Off
+    }
+}
+
+/// How the fault proxy shapes each agent's link to the broker, in both directions: the
+/// same for every connection, applied to what it forwards (a cut is separate). One
+/// struct rather than a bare latency, so later shapes (jitter, a bandwidth cap) travel
+/// the same way to both kinds of proxy. The default forwards bytes untouched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LinkShape {
+    /// `[fleet] link_latency`: every chunk the proxy reads waits this long before it is
+    /// written on, in each direction, without limiting throughput and in order; a
+    /// request/reply round trip through the proxy takes twice this more. `None`: none.
+    #[serde(serialize_with = "duration_str::serialize_opt")]
+    pub latency: Option<Duration>,
+}
+
+impl LinkShape {
+    /// Bytes pass as they come: the proxy can copy them straight through.
+    pub fn is_plain(&self) -> bool {
+        self.latency.is_none()
     }
 }
 

@@ -4,7 +4,9 @@
 //! proxied connection at one instant (as a network event that hits every PC at once
 //! would), and the proxy can then *refuse* new connections for a while: its listener is
 //! closed, so connects fail with "connection refused" until it is bound again on the same
-//! port. Because it is plain TCP it works the same against an external broker.
+//! port. Because it is plain TCP it works the same against an external broker. What it
+//! does to the bytes it forwards (a latency) is the link's [`LinkShape`], see
+//! [`crate::proxy::link`].
 //!
 //! Cost: each proxied agent holds two sockets in the proxy on top of its own one, so in the
 //! same process a proxied agent costs three file descriptors. `fleetsim proxy` (see
@@ -21,10 +23,13 @@ use tokio::sync::{Mutex, MutexGuard, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
+use crate::plan::LinkShape;
+
 /// A running proxy. Dropping it stops accepting and drops every connection.
 pub struct FaultProxy {
     listen: SocketAddr,
     upstream: String,
+    link: LinkShape,
     shared: Arc<Shared>,
     /// The accept loop; `None` while refusing. Held by a cut from start to end, so cuts
     /// do not overlap.
@@ -84,8 +89,13 @@ impl Cut<'_> {
 }
 
 impl FaultProxy {
-    /// Listens on `listen` (port 0 for a free one) and forwards to `upstream` (`host:port`).
-    pub async fn start(listen: SocketAddr, upstream: &str) -> std::io::Result<FaultProxy> {
+    /// Listens on `listen` (port 0 for a free one) and forwards to `upstream`
+    /// (`host:port`), every connection shaped as `link` says.
+    pub async fn start(
+        listen: SocketAddr,
+        upstream: &str,
+        link: LinkShape,
+    ) -> std::io::Result<FaultProxy> {
         let (cut, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             cut,
@@ -100,6 +110,7 @@ impl FaultProxy {
         let proxy = FaultProxy {
             listen,
             upstream: upstream.to_string(),
+            link,
             shared,
             acceptor: Mutex::new(None),
         };
@@ -119,6 +130,11 @@ impl FaultProxy {
     /// Where the proxy forwards to (`host:port`).
     pub fn upstream(&self) -> &str {
         &self.upstream
+    }
+
+    /// What the proxy does to the bytes it forwards.
+    pub fn link(&self) -> LinkShape {
+        self.link
     }
 
     /// Connections accepted so far.
@@ -187,6 +203,7 @@ impl FaultProxy {
     fn spawn_acceptor(&self, listener: tokio::net::TcpListener) -> JoinHandle<()> {
         let shared = self.shared.clone();
         let upstream = self.upstream.clone();
+        let link = self.link;
         tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
@@ -199,7 +216,7 @@ impl FaultProxy {
                 };
                 let shared = shared.clone();
                 let upstream = upstream.clone();
-                tokio::spawn(forward(client, upstream, shared, number, alive));
+                tokio::spawn(forward(client, upstream, link, shared, number, alive));
             }
         })
     }
@@ -221,6 +238,7 @@ impl Drop for FaultProxy {
 async fn forward(
     mut client: TcpStream,
     upstream: String,
+    link: LinkShape,
     shared: Arc<Shared>,
     generation: u64,
     _alive: mpsc::Sender<()>,
@@ -245,7 +263,7 @@ async fn forward(
         let _ = client.set_nodelay(true);
         let _ = server.set_nodelay(true);
         tokio::select! {
-            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+            _ = super::link::forward(&mut client, &mut server, link) => {}
             () = &mut cut_now => {
                 shared.dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -299,7 +317,8 @@ mod tests {
     #[tokio::test]
     async fn a_cut_drops_connections_and_refuses_new_ones_until_it_ends() {
         let upstream = echo_server().await;
-        let proxy = FaultProxy::start("127.0.0.1:0".parse().expect("addr"), &upstream.to_string())
+        let listen = "127.0.0.1:0".parse().expect("addr");
+        let proxy = FaultProxy::start(listen, &upstream.to_string(), LinkShape::default())
             .await
             .expect("proxy");
         let mut conn = TcpStream::connect(proxy.addr()).await.expect("connect");
@@ -346,5 +365,59 @@ mod tests {
         TcpStream::connect(proxy.addr())
             .await
             .expect("accepts after the timed cut");
+    }
+
+    /// One echo round trip of `message` on `conn`, and how long it took.
+    async fn round_trip(conn: &mut TcpStream, message: &[u8]) -> Duration {
+        let sent = tokio::time::Instant::now();
+        conn.write_all(message).await.expect("write");
+        let mut buf = vec![0u8; message.len()];
+        within("the echo", conn.read_exact(&mut buf))
+            .await
+            .expect("echo");
+        assert_eq!(buf, message);
+        sent.elapsed()
+    }
+
+    /// With a link latency each direction waits it out: a round trip through the proxy
+    /// takes at least twice the latency (a lower bound only: the machine adds its own).
+    /// A cut still drops the delayed connections and refuses new ones until it ends.
+    #[tokio::test]
+    async fn a_link_latency_delays_both_directions_and_cuts_still_work() {
+        let latency = Duration::from_millis(30);
+        let upstream = echo_server().await;
+        let link = LinkShape {
+            latency: Some(latency),
+        };
+        let listen = "127.0.0.1:0".parse().expect("addr");
+        let proxy = FaultProxy::start(listen, &upstream.to_string(), link)
+            .await
+            .expect("proxy");
+        assert_eq!(proxy.link(), link);
+        let mut conn = TcpStream::connect(proxy.addr()).await.expect("connect");
+        for message in [&b"ping"[..], &[7u8; 100_000][..]] {
+            let took = round_trip(&mut conn, message).await;
+            assert!(
+                took >= 2 * latency,
+                "a round trip of {} bytes took {took:?}, less than twice the latency",
+                message.len()
+            );
+        }
+
+        let cut = within("the cut's first half", proxy.begin_cut(true)).await;
+        assert_eq!(cut.dropped, 1, "the cut dropped the delayed connection");
+        let mut rest = Vec::new();
+        let _ = within("the dropped connection's end", conn.read_to_end(&mut rest)).await;
+        let refused = TcpStream::connect(proxy.addr())
+            .await
+            .expect_err("a connect during the cut");
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+        cut.end().expect("listens again");
+
+        let mut again = TcpStream::connect(proxy.addr())
+            .await
+            .expect("accepts after the cut");
+        let took = round_trip(&mut again, b"pong").await;
+        assert!(took >= 2 * latency, "after the cut: {took:?}");
     }
 }

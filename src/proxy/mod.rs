@@ -1,8 +1,10 @@
 //! The fault proxy between the agents and the broker: in fleetsim's own process
 //! ([`in_process`]) or as a child process driven over a control connection ([`process`]);
-//! [`AgentProxy`] is the one a run puts in front of its broker, whichever it is.
+//! [`AgentProxy`] is the one a run puts in front of its broker, whichever it is; both
+//! shape the link as the plan's [`crate::plan::LinkShape`] says ([`link`]).
 
 pub mod in_process;
+pub mod link;
 pub mod process;
 
 use std::path::Path;
@@ -35,10 +37,10 @@ impl AgentProxy {
             ProxyMode::Off => return Ok(None),
             ProxyMode::InProcess => {
                 let listen = "127.0.0.1:0".parse().expect("literal address");
-                let proxy = FaultProxy::start(listen, &upstream)
+                let proxy = FaultProxy::start(listen, &upstream, plan.fleet.link)
                     .await
                     .map_err(ProxyStartError::InProcess)?;
-                info!(listen = %proxy.addr(), %upstream, "agents connect through the fault proxy");
+                info!(listen = %proxy.addr(), %upstream, link = ?plan.fleet.link, "agents connect through the fault proxy");
                 AgentProxy::InProcess(proxy)
             }
             ProxyMode::Process => {
@@ -46,14 +48,14 @@ impl AgentProxy {
                     Some(program) => program.to_path_buf(),
                     None => std::env::current_exe().map_err(ProxyStartError::OwnExecutable)?,
                 };
-                let child = ProxyChild::spawn(&program, &upstream).await?;
+                let child = ProxyChild::spawn(&program, &upstream, plan.fleet.link).await?;
                 // The child raised its own limit; refuse a fleet it cannot hold.
                 let nofile = child.ready().nofile;
                 if let Err(e) = host::check_proxied_fd_budget(plan.fleet.agents, true, nofile) {
                     let _ = child.stop().await;
                     return Err(e.into());
                 }
-                info!(pid = child.pid(), listen = %child.ready().listen, %upstream, nofile, "agents connect through the fault proxy process");
+                info!(pid = child.pid(), listen = %child.ready().listen, %upstream, nofile, link = ?plan.fleet.link, "agents connect through the fault proxy process");
                 AgentProxy::Process(Box::new(child))
             }
         };

@@ -21,7 +21,8 @@
 //! addresses it bound (port 0 picks a free port), so a parent can read them.
 //!
 //! The child side ([`ProxyChild`]) starts the current executable as `fleetsim proxy` on
-//! free loopback ports, reads that line, and drives cuts through the control connection.
+//! free loopback ports, with the run's [`LinkShape`] as flags ([`link_args`]), reads that
+//! line, and drives cuts through the control connection.
 //! The child runs in its own process group (a Ctrl-C in the terminal reaches fleetsim,
 //! which then stops the child itself) and exits when its stdin closes, so it does not
 //! outlive a fleetsim that was killed.
@@ -40,6 +41,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::{Mutex, mpsc};
 use tracing::{info, warn};
 
+use crate::plan::LinkShape;
 use crate::proxy::in_process::FaultProxy;
 
 /// What `fleetsim proxy` is asked to do.
@@ -53,6 +55,24 @@ pub struct ServeOptions {
     pub control: SocketAddr,
     /// Exit when stdin closes: the parent that holds it is gone.
     pub exit_on_stdin_close: bool,
+    /// What the proxy does to the bytes it forwards (`--link-latency`).
+    pub link: LinkShape,
+}
+
+/// The command-line flags that give `fleetsim proxy` the shape `link` (none for a plain
+/// link): `--link-latency`, in seconds with every nanosecond, as the scenario's
+/// durations are written (`0.025000000s`).
+pub fn link_args(link: &LinkShape) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(latency) = link.latency {
+        args.push("--link-latency".to_string());
+        args.push(format!(
+            "{}.{:09}s",
+            latency.as_secs(),
+            latency.subsec_nanos()
+        ));
+    }
+    args
 }
 
 /// Why `fleetsim proxy` could not start.
@@ -167,7 +187,7 @@ pub async fn serve(
             0
         }
     };
-    let proxy = FaultProxy::start(options.listen, &options.upstream)
+    let proxy = FaultProxy::start(options.listen, &options.upstream, options.link)
         .await
         .map_err(|source| ServeError::Listen {
             addr: options.listen,
@@ -202,7 +222,7 @@ pub async fn serve(
         upstream: options.upstream.clone(),
         nofile,
     };
-    info!(listen = %announced.listen, control = %announced.control, upstream = %announced.upstream, nofile, "fault proxy ready");
+    info!(listen = %announced.listen, control = %announced.control, upstream = %announced.upstream, nofile, link = ?options.link, "fault proxy ready");
     ready(&announced);
     tokio::pin!(shutdown);
     let why = loop {
@@ -353,13 +373,18 @@ struct Control {
 }
 
 impl ProxyChild {
-    /// Starts `program proxy` on free loopback ports in front of `upstream` (`host:port`)
-    /// and connects to its control port.
-    pub async fn spawn(program: &Path, upstream: &str) -> Result<ProxyChild, ProxyChildError> {
+    /// Starts `program proxy` on free loopback ports in front of `upstream` (`host:port`),
+    /// shaping the link as `link` says, and connects to its control port.
+    pub async fn spawn(
+        program: &Path,
+        upstream: &str,
+        link: LinkShape,
+    ) -> Result<ProxyChild, ProxyChildError> {
         let mut command = tokio::process::Command::new(program);
         command
             .args(["proxy", "--listen", "127.0.0.1:0", "--upstream", upstream])
             .args(["--control", "127.0.0.1:0", "--exit-on-stdin-close"])
+            .args(link_args(&link))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

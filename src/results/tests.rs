@@ -40,6 +40,8 @@ fn plan() -> Plan {
             tls: false,
             tls_ca: None,
             auth: Default::default(),
+            cpus: None,
+            server: None,
         },
         fleet: FleetPlan {
             agents: 2,
@@ -53,6 +55,7 @@ fn plan() -> Plan {
             reconnect: crate::plan::Backoff::AsyncNatsDefault,
             splay: None,
             proxy: crate::plan::ProxyMode::Off,
+            link: Default::default(),
             read_buffer_capacity: 8192,
             exec_ack_wait: None,
             async_nats: crate::plan::AsyncNats::V0_51,

@@ -1,14 +1,17 @@
 //! `[broker]`: where the broker comes from (an external `url`, or the embedded broker
 //! fleetsim starts), the limits the embedded broker runs with, and its transport security
-//! (`tls`, `auth`; `tls_ca` to trust an external broker's CA).
+//! (`tls`, `auth`; `tls_ca` to trust an external broker's CA), and how its process runs
+//! (`server`, the binary; `cpus`, the CPUs it is pinned to).
 
 use std::time::Duration;
 
-use super::POSITIVE;
-use super::walk::{Ctx, Node};
-use crate::plan::{AuthMode, BrokerPlan};
+use toml::de::DeValue;
 
-const BROKER_KEYS: [&str; 12] = [
+use super::POSITIVE;
+use super::walk::{self, Ctx, Node};
+use crate::plan::{AuthMode, BrokerPlan, CpuList};
+
+const BROKER_KEYS: [&str; 14] = [
     "url",
     "monitor",
     "max_connections",
@@ -21,9 +24,11 @@ const BROKER_KEYS: [&str; 12] = [
     "tls",
     "tls_ca",
     "auth",
+    "cpus",
+    "server",
 ];
 /// Broker keys that configure the embedded broker only.
-const EMBEDDED_ONLY: [&str; 7] = [
+const EMBEDDED_ONLY: [&str; 9] = [
     "max_connections",
     "request_queue_limit",
     "default_max_consumers",
@@ -31,7 +36,11 @@ const EMBEDDED_ONLY: [&str; 7] = [
     "lame_duck_grace_period",
     "tls",
     "auth",
+    "cpus",
+    "server",
 ];
+/// A CPU number must fit the kernel's fixed-size CPU set (`CPU_SETSIZE`).
+const MAX_CPU: usize = 1023;
 const AUTH_MODES: [(&str, AuthMode); 4] = [
     ("none", AuthMode::None),
     ("token", AuthMode::Token),
@@ -57,6 +66,8 @@ pub(super) fn read_broker(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> BrokerPlan 
         tls: false,
         tls_ca: None,
         auth: AuthMode::None,
+        cpus: None,
+        server: None,
     };
     let Some(node) = root.table(ctx, "broker", "a table ([broker])") else {
         return broker;
@@ -103,6 +114,10 @@ pub(super) fn read_broker(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> BrokerPlan 
                 let hint = match key {
                     "tls" => "; an external broker's TLS is a tls:// url (and tls_ca for its CA)",
                     "auth" => "; an external broker's credentials go in its url",
+                    "cpus" => {
+                        "; pin an external broker where it runs (taskset, docker --cpuset-cpus)"
+                    }
+                    "server" => "; it is the nats-server binary fleetsim starts",
                     _ => "",
                 };
                 let message = format!("{key} only applies to the embedded broker (no url){hint}");
@@ -153,7 +168,68 @@ pub(super) fn read_broker(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> BrokerPlan 
     if let Some((d, _)) = node.duration(ctx, "lame_duck_grace_period") {
         broker.lame_duck_grace_period = d;
     }
+    if let Some(value) = node.get("cpus") {
+        // A number is refused rather than read as one CPU: `cpus = 2` reads as "two
+        // CPUs" (docker's --cpus), which a list of CPU numbers is not.
+        let parsed = match value.get_ref() {
+            DeValue::String(text) => parse_cpu_list(text),
+            other => Err(format!(
+                "expected a list of CPU numbers as a string (\"0\", \"0-1\", \"0,2\"), \
+                 got {}; it names which CPUs, not how many",
+                walk::describe(other)
+            )),
+        };
+        match parsed {
+            Ok(cpus) => broker.cpus = Some(cpus),
+            Err(message) => ctx.report(&value.span(), node.key("cpus"), message),
+        }
+    }
+    // Whether the file exists and runs is the run's check (exit 3), as for tls_ca: a
+    // scenario is validated on one machine and may run on another.
+    if let Some((path, span)) = node.string(ctx, "server") {
+        if path.trim().is_empty() {
+            let message = "must be the path of a nats-server binary, got \"\"";
+            ctx.report(&span, node.key("server"), message);
+        } else {
+            broker.server = Some(path.into());
+        }
+    }
     broker
+}
+
+/// A CPU list as `taskset -c` takes it: CPU numbers and inclusive ranges, separated by
+/// commas (`"0"`, `"0-1"`, `"0,2-3"`).
+pub(super) fn parse_cpu_list(text: &str) -> Result<CpuList, String> {
+    let bad = |why: &str| {
+        format!(
+            "bad CPU list {text:?}: {why}; use CPU numbers and ranges as taskset -c takes \
+             them: \"0\", \"0-1\", \"0,2\""
+        )
+    };
+    let number = |s: &str| -> Result<usize, String> {
+        let s = s.trim();
+        if s.is_empty() || !s.chars().all(|c| c.is_ascii_digit()) {
+            return Err(bad(&format!("{s:?} is not a CPU number")));
+        }
+        match s.parse::<usize>() {
+            Ok(n) if n <= MAX_CPU => Ok(n),
+            _ => Err(bad(&format!("CPU {s} is beyond the highest, {MAX_CPU}"))),
+        }
+    };
+    let mut cpus = Vec::new();
+    for item in text.split(',') {
+        match item.split_once('-') {
+            Some((first, last)) => {
+                let (first, last) = (number(first)?, number(last)?);
+                if first > last {
+                    return Err(bad(&format!("range {first}-{last} runs backwards")));
+                }
+                cpus.extend(first..=last);
+            }
+            None => cpus.push(number(item)?),
+        }
+    }
+    CpuList::new(cpus).ok_or_else(|| bad("no CPU"))
 }
 
 /// `url` starts with one of `schemes` and has something after it.

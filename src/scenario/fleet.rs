@@ -1,5 +1,6 @@
 //! `[fleet]`: the simulated agents: how many, their profile, timeouts, reconnect
-//! backoff, the startup splay and the fault proxy between them and the broker.
+//! backoff, the startup splay and the fault proxy between them and the broker, with the
+//! link it shapes (`link_latency`).
 
 use std::time::Duration;
 
@@ -8,10 +9,11 @@ use toml::de::DeValue;
 use super::walk::{self, Ctx, Node};
 use super::{NON_NEGATIVE, POSITIVE};
 use crate::plan::{
-    AsyncNats, Backoff, ClientOptions, FleetPlan, Profile, ProxyMode, Splay, SplayPlacement,
+    AsyncNats, Backoff, ClientOptions, FleetPlan, LinkShape, Profile, ProxyMode, Splay,
+    SplayPlacement,
 };
 
-const FLEET_KEYS: [&str; 18] = [
+const FLEET_KEYS: [&str; 19] = [
     "agents",
     "groups",
     "profile",
@@ -28,6 +30,7 @@ const FLEET_KEYS: [&str; 18] = [
     "splay_placement",
     "splay_on_start",
     "proxy",
+    "link_latency",
     "read_buffer_capacity",
     "exec_ack_wait",
 ];
@@ -43,6 +46,9 @@ const DEFAULT_RECONNECT_BASE: Duration = Duration::from_millis(100);
 const DEFAULT_RECONNECT_CAP: Duration = Duration::from_secs(4);
 /// The longest splay window: the splay spreads a fleet's re-sync over a few seconds.
 const MAX_SPLAY: Duration = Duration::from_secs(300);
+/// The longest `link_latency`: a one-way delay, and a geostationary satellite hop is
+/// about 0.3 s; past this a value is a slip of the unit (`"25s"` for `"25ms"`).
+const MAX_LINK_LATENCY: Duration = Duration::from_secs(10);
 const SPLAY_PLACEMENTS: [(&str, SplayPlacement); 3] = [
     ("before_gets", SplayPlacement::BeforeGets),
     ("reopen_watches", SplayPlacement::ReopenWatches),
@@ -96,6 +102,7 @@ pub(super) fn read_fleet(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> ReadFleet {
         reconnect: Backoff::AsyncNatsDefault,
         splay: None,
         proxy: ProxyMode::Off,
+        link: LinkShape::default(),
         read_buffer_capacity: DEFAULT_READ_BUFFER_CAPACITY,
         exec_ack_wait: None,
         async_nats: AsyncNats::default(),
@@ -151,6 +158,7 @@ pub(super) fn read_fleet(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> ReadFleet {
     if let Some(proxy) = read_proxy(ctx, &node) {
         fleet.proxy = proxy;
     }
+    fleet.link = read_link(ctx, &node);
     let bytes = "a whole number of bytes from 512 to 65535 (async-nats' default)";
     client.read_buffer_capacity = node
         .whole(ctx, "read_buffer_capacity", bytes, 512, 65535)
@@ -182,6 +190,38 @@ fn read_proxy(ctx: &mut Ctx<'_>, node: &Node<'_, '_>) -> Option<ProxyMode> {
         ctx.report(&value.span(), node.key("proxy"), message);
     }
     mode
+}
+
+/// `link_latency`: what the fault proxy does to the bytes it forwards. The proxy must be
+/// asked for: a latency without it would be silently not applied, so it is refused as
+/// `network_cut` is, rather than the proxy turned on behind the user's back (which
+/// changes the fleet's open files, see docs/fault-proxy.md).
+fn read_link(ctx: &mut Ctx<'_>, node: &Node<'_, '_>) -> LinkShape {
+    let mut link = LinkShape::default();
+    let Some((latency, span)) = node.duration(ctx, "link_latency") else {
+        return link;
+    };
+    if latency > MAX_LINK_LATENCY {
+        let message = format!(
+            "must be at most 10s, got {latency:?}; it is the one-way delay of the link \
+             (\"25ms\"; \"0s\" is none)"
+        );
+        ctx.report(&span, node.key("link_latency"), message);
+        return link;
+    }
+    // A `proxy` with a wrong value is already a problem of its own.
+    let proxy_asked = node
+        .get("proxy")
+        .is_some_and(|p| !matches!(p.get_ref(), DeValue::Boolean(false)));
+    if !latency.is_zero() && !proxy_asked {
+        let message = "link_latency needs the fault proxy between agents and broker, which \
+                       adds the delay; set proxy = true (inside fleetsim's process) or \
+                       proxy = \"process\" (its own process) in [fleet]";
+        ctx.report(&span, node.key("link_latency"), message);
+        return link;
+    }
+    link.latency = (!latency.is_zero()).then_some(latency);
+    link
 }
 
 /// `<prefix>base`, `<prefix>cap`, `<prefix>jitter` (`[fleet]`'s `reconnect_base`, …,

@@ -77,6 +77,7 @@ async fn control_connection_cuts_reports_and_quits() {
         upstream: upstream_addr.to_string(),
         control: "127.0.0.1:0".parse().expect("addr"),
         exit_on_stdin_close: false,
+        link: LinkShape::default(),
     };
     let server = tokio::spawn(serve(
         options,
@@ -187,4 +188,17 @@ async fn control_connection_cuts_reports_and_quits() {
         .expect("the proxy stops within 5 s of quit")
         .expect("joined")
         .expect("served");
+}
+
+/// The child gets the run's link as flags it parses back to the same shape, to the
+/// nanosecond; a plain link adds none.
+#[test]
+fn link_args_carry_the_latency_exactly() {
+    assert!(link_args(&LinkShape::default()).is_empty());
+    let latency = Duration::new(1, 500_001);
+    let args = link_args(&LinkShape {
+        latency: Some(latency),
+    });
+    assert_eq!(args, ["--link-latency", "1.000500001s"]);
+    assert_eq!(crate::scenario::parse_duration(&args[1]), Ok(latency));
 }

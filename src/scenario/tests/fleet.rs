@@ -115,3 +115,28 @@ fn proxy_is_off_in_process_or_its_own_process() {
     );
     assert_eq!(plan(&cut).steps.len(), 2);
 }
+
+#[test]
+fn link_latency_is_a_shape_of_the_proxied_link() {
+    let with = |keys: &str| MINIMAL.replace("agents = 5", &format!("agents = 5\n{keys}"));
+    assert!(plan(MINIMAL).fleet.link.is_plain());
+    let proxied = plan(&with("proxy = \"process\"\nlink_latency = \"25ms\""));
+    assert_eq!(proxied.fleet.link.latency, Some(Duration::from_millis(25)));
+    // "0s" is no latency, and needs no proxy.
+    assert!(plan(&with("link_latency = \"0s\"")).fleet.link.is_plain());
+    // Recorded with the fleet's settings in the manifest.
+    let settings = serde_json::to_value(&proxied).expect("serializes");
+    assert_eq!(settings["fleet"]["link"]["latency"], "25ms");
+    // A variant may add the latency to a proxied file: the A/B of a slower link.
+    let ab = format!(
+        "{}\n[[variants]]\nname = \"near\"\n[[variants]]\nname = \"far\"\n\
+         [variants.fleet]\nlink_latency = \"30ms\"\n",
+        with("proxy = true")
+    );
+    let ab = plan(&ab);
+    assert!(ab.variants[0].plan.fleet.link.is_plain());
+    assert_eq!(
+        ab.variants[1].plan.fleet.link.latency,
+        Some(Duration::from_millis(30))
+    );
+}

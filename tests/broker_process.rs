@@ -1,0 +1,164 @@
+//! How the embedded broker's process runs: `[broker] cpus` pins it (every start of it,
+//! restarts included) and `[broker] server` chooses its binary, whose version the
+//! manifest then records; a `server` that cannot run is an error naming it.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fleetsim::broker::embedded::{
+    EmbeddedBroker, EmbeddedLaunch, EmbeddedOptions, EmbeddedSecurity, find_binary,
+};
+use fleetsim::run::{RunErrorKind, RunOptions};
+
+fn options() -> EmbeddedOptions {
+    EmbeddedOptions {
+        max_connections: 1000,
+        request_queue_limit: 10_000,
+        default_max_consumers: -1,
+        lame_duck_duration: Duration::from_secs(30),
+        lame_duck_grace_period: Duration::from_secs(1),
+    }
+}
+
+/// `Cpus_allowed_list` of every thread of process `pid`, as the kernel reports it.
+fn cpus_allowed(pid: u32) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the server's threads");
+    tasks
+        .map(|task| {
+            let status = std::fs::read_to_string(task.expect("task").path().join("status"))
+                .expect("a thread's status");
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .expect("Cpus_allowed_list")
+                .trim()
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpus_pins_every_thread_of_the_broker_and_survives_a_restart() {
+    let cpus = fleetsim::scenario::parse_str(
+        "[broker]\ncpus = \"0\"\n[fleet]\nagents = 1\n[[steps]]\nkind = \"start\"\n",
+        "cpus.toml",
+    )
+    .expect("valid")
+    .broker
+    .cpus;
+    let how = EmbeddedLaunch { binary: None, cpus };
+    let mut broker = EmbeddedBroker::launch(options(), EmbeddedSecurity::default(), how)
+        .await
+        .expect("a pinned broker starts");
+    assert_eq!(broker.cpus().map(ToString::to_string).as_deref(), Some("0"));
+    let pid = broker.pid().expect("running");
+    let threads = cpus_allowed(pid);
+    assert!(threads.len() > 1, "a Go server runs several threads");
+    assert!(threads.iter().all(|c| c == "0"), "{threads:?}");
+
+    broker.stop(true).await.expect("stops");
+    broker.start_again().await.expect("starts again");
+    let again = broker.pid().expect("running again");
+    assert_ne!(again, pid, "a new process");
+    let threads = cpus_allowed(again);
+    assert!(
+        threads.iter().all(|c| c == "0"),
+        "after the restart: {threads:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_cpu_fleetsim_may_not_use_is_an_error_naming_it() {
+    let cpus = fleetsim::plan::CpuList::new(vec![0, 1023]);
+    let how = EmbeddedLaunch { binary: None, cpus };
+    let Err(e) = EmbeddedBroker::launch(options(), EmbeddedSecurity::default(), how).await else {
+        panic!("a broker pinned to CPU 1023 started");
+    };
+    let message = e.to_string();
+    assert!(
+        message.starts_with(
+            "[broker] cpus = \"0,1023\": CPU 1023 not among those fleetsim may use here"
+        ),
+        "{message}"
+    );
+}
+
+/// A stand-in for another nats-server release: a script that reports its own version
+/// and runs the real server for everything else.
+fn other_release(dir: &Path) -> PathBuf {
+    let real = find_binary().expect("nats-server for tests (NATS_SERVER_BIN)");
+    let path = dir.join("nats-server-other");
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = \"--version\" ]; then echo \"nats-server: v2.99.0-other\"; exit 0; fi\nexec {:?} \"$@\"\n",
+        real.display().to_string()
+    );
+    std::fs::write(&path, script).expect("script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+/// `[broker] server` runs that binary, and the manifest's broker version is its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_runs_the_binary_named_and_the_manifest_says_its_version() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let server = other_release(work.path());
+    let scenario = format!(
+        "[broker]\nserver = {:?}\n\n[fleet]\nagents = 2\n\n[[steps]]\nkind = \"start\"\n\n\
+         [[steps]]\nkind = \"wait_ready\"\ntimeout = \"60s\"\n",
+        server.display().to_string()
+    );
+    let report = common::run_scenario(&scenario, &work.path().join("out")).await;
+    assert_eq!(
+        report.status,
+        fleetsim::results::RunStatus::Ok,
+        "{:?}",
+        report.reasons
+    );
+    let manifest = common::manifest(&report.dir);
+    let broker = manifest.broker.expect("the broker came up");
+    assert_eq!(broker.version.as_deref(), Some("2.99.0-other"));
+    assert_eq!(
+        manifest.settings["broker"]["server"],
+        server.display().to_string()
+    );
+}
+
+/// A `server` that is missing, or not executable, stops the run before anything starts
+/// (exit 3, as for a missing nats-server), naming the path and what is wrong.
+#[tokio::test]
+async fn a_server_that_cannot_run_is_an_error_naming_it() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let not_executable = work.path().join("nats-server-plain");
+    std::fs::write(&not_executable, "not a program").expect("file");
+    let missing = work.path().join("no-such-nats-server");
+    for (path, problem) in [
+        (&missing, "No such file or directory"),
+        (&not_executable, "not executable (chmod +x it)"),
+    ] {
+        let scenario = format!(
+            "[broker]\nserver = {:?}\n\n[fleet]\nagents = 1\n\n[[steps]]\nkind = \"start\"\n",
+            path.display().to_string()
+        );
+        let plan = fleetsim::scenario::parse_str(&scenario, "server.toml").expect("valid");
+        let options = RunOptions {
+            scenario_path: None,
+            scenario_text: scenario.clone(),
+            results_base: work.path().join("out"),
+            run_dir: None,
+            proxy_program: None,
+        };
+        let e = fleetsim::run::run(plan, options, std::future::pending())
+            .await
+            .expect_err("the run cannot start its broker");
+        assert_eq!(e.kind(), RunErrorKind::Environment);
+        let message = e.to_string();
+        let expected = format!("[broker] server {}: ", path.display());
+        assert!(
+            message.starts_with(&expected) && message.contains(problem),
+            "{message}"
+        );
+    }
+}
