@@ -5,6 +5,16 @@
 #   scripts/ci-gate.sh                    # nats-server in docker (docker/docker-compose.yml)
 #   scripts/ci-gate.sh --no-docker        # fleetsim's embedded nats-server instead
 #   scripts/ci-gate.sh --update-baseline  # also store this run as the new baseline
+#   scripts/ci-gate.sh --no-docker --candidate pr.toml     # same-runner A/B (fleetsim gate)
+#   scripts/ci-gate.sh --no-docker --reference-server old/nats-server \
+#                      --candidate-server new/nats-server   # a nats-server upgrade gated
+#
+# A/B mode (--candidate, --reference, --reference-server, --candidate-server) runs
+# `fleetsim gate`: the reference (SCENARIO, or --reference FILE) and the candidate
+# interleaved, repeated, in this one job, judged figure by figure (exact counts equal;
+# measured figures on a 95% interval against their effect size; docs/ci-gate.md). No
+# stored baseline is involved. The servers need the embedded broker (--no-docker); a
+# candidate scenario also runs against the container, both sides on the same broker.
 #
 # Docker mode starts the compose service, waits for /healthz, runs the scenario with
 # --server/--monitor pointing at the container and `docker restart` as the herd trigger
@@ -32,8 +42,9 @@
 #                run; one you set must start with a letter: nats-server parses it)
 #
 # Exit codes: 0 the gate passed; 1 the run failed, a threshold failed or a metric
-# regressed beyond its tolerance; 2 bad input; 3 broker or environment (docker missing,
-# the container never healthy, nats-server missing).
+# regressed beyond its tolerance (A/B: the candidate is worse); 2 bad input; 3 broker or
+# environment (docker missing, the container never healthy, nats-server missing); 4
+# (A/B only) inconclusive: the intervals are too wide to tell, more repeats needed.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -41,14 +52,23 @@ cd "$root"
 
 mode=docker
 update_baseline=0
-for arg in "$@"; do
-  case "$arg" in
+gate_args=()
+reference=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
     --no-docker) mode=embedded ;;
     --update-baseline) update_baseline=1 ;;
-    -h|--help) sed -n '2,36p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "ci-gate.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
+    --candidate|--reference-server|--candidate-server|--reference)
+      if [[ $# -lt 2 ]]; then echo "ci-gate.sh: $1 needs a value" >&2; exit 2; fi
+      if [[ "$1" == --reference ]]; then reference="$2"; else gate_args+=("$1" "$2"); fi
+      ab=1
+      shift ;;
+    -h|--help) sed -n '2,47p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "ci-gate.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
+  shift
 done
+ab="${ab:-0}"
 
 SCENARIO="${SCENARIO:-scenarios/ci-gate.toml}"
 OUT="${OUT:-results/ci-gate}"
@@ -73,7 +93,15 @@ if [[ -z "${FLEETSIM:-}" ]]; then
   FLEETSIM="${CARGO_TARGET_DIR:-$root/target}/release/fleetsim"
 fi
 
-run_args=(run "$SCENARIO" --out "$OUT" --junit "$JUNIT")
+if [[ "$ab" == 1 ]]; then
+  if [[ "$update_baseline" == 1 ]]; then
+    echo "ci-gate.sh: --update-baseline records a single run; an A/B gate needs no baseline" >&2
+    exit 2
+  fi
+  run_args=(gate "${reference:-$SCENARIO}" "${gate_args[@]}" --out "$OUT" --junit "$JUNIT")
+else
+  run_args=(run "$SCENARIO" --out "$OUT" --junit "$JUNIT")
+fi
 if [[ -n "$AGENTS" ]]; then
   run_args+=(--agents "$AGENTS")
 fi
@@ -153,6 +181,16 @@ run_dir="$(sed -n 's/^results: //p' "$run_log" | tail -n 1)"
 log "fleetsim run exited $run_rc; results: ${run_dir:-none}; JUnit: $JUNIT"
 if [[ "$run_rc" == 2 || "$run_rc" == 3 || -z "$run_dir" ]]; then
   [[ "$run_rc" == 0 || "$run_rc" == 1 ]] && run_rc=3
+  exit "$run_rc"
+fi
+if [[ "$ab" == 1 ]]; then
+  # The gate judged the candidate against its reference in this job: gate.csv in the
+  # run directory has every figure; no stored baseline to compare with.
+  case "$run_rc" in
+    0) log "gate passed (gate.csv in $run_dir)" ;;
+    4) log "gate INCONCLUSIVE: the intervals are too wide to tell; rerun with more repeats ([gate] repeat)" ;;
+    *) log "GATE FAILED: see gate.csv in $run_dir and the table above" ;;
+  esac
   exit "$run_rc"
 fi
 

@@ -88,6 +88,13 @@ pub struct GateArgs {
     /// that should pass (or a candidate made by the flags below).
     #[arg(long, value_name = "FILE")]
     pub candidate: Option<PathBuf>,
+    /// The nats-server binary of the reference's embedded broker (overrides its
+    /// `[broker] server`): with --candidate-server, a nats-server upgrade gated.
+    #[arg(long, value_name = "PATH")]
+    pub reference_server: Option<PathBuf>,
+    /// The nats-server binary of the candidate's embedded broker.
+    #[arg(long, value_name = "PATH")]
+    pub candidate_server: Option<PathBuf>,
     /// Runs per side (overrides `[gate] repeat`).
     #[arg(long)]
     pub repeat: Option<usize>,

@@ -208,8 +208,18 @@ pub fn compare(args: CompareArgs) -> u8 {
 pub fn gate(args: GateArgs) -> u8 {
     use fleetsim::gate::same_runner;
     let output = &args.output;
-    let read = |file: &Path| -> Result<Plan, String> {
+    let read = |file: &Path, server: &Option<PathBuf>| -> Result<Plan, String> {
         let mut plan = scenario::parse_file(file).map_err(|e| e.to_string())?;
+        if let Some(server) = server {
+            if plan.broker.url.is_some() || args.broker.server.is_some() {
+                return Err(format!(
+                    "{}: --reference-server and --candidate-server choose the embedded \
+                     broker's nats-server; this run drives an external broker",
+                    file.display()
+                ));
+            }
+            plan.broker.server = Some(server.clone());
+        }
         args.overrides()
             .apply(&mut plan)
             .map_err(|e| format!("{}: {e}", file.display()))?;
@@ -219,8 +229,8 @@ pub fn gate(args: GateArgs) -> u8 {
         Ok(plan)
     };
     let candidate_file = args.candidate.clone().unwrap_or_else(|| args.file.clone());
-    let plan = read(&args.file).and_then(|reference| {
-        let candidate = read(&candidate_file)?;
+    let plan = read(&args.file, &args.reference_server).and_then(|reference| {
+        let candidate = read(&candidate_file, &args.candidate_server)?;
         same_runner::gate_plan(reference, candidate).map_err(|e| format!("error: {e}"))
     });
     let plan = match plan {
