@@ -1,7 +1,8 @@
 //! `fleetsim gate`: a reference and a candidate run interleaved on one runner and judged.
 //! An agent that makes one more consumer fails on the exact counts alone (one run per
-//! side: no interval, so no timing can decide), and an A/A gate of identical sides
-//! passes every figure.
+//! side: no interval, so no timing can decide), an A/A gate of identical sides passes
+//! every figure, and a candidate whose every link is 50 ms slower each way fails on the
+//! cold start's latency, the verdict naming it.
 
 mod common;
 
@@ -20,6 +21,8 @@ record_api = true
 [fleet]
 agents = 30
 groups = 3
+proxy = true
+LINK
 PROFILE
 [[steps]]
 kind = "start"
@@ -33,6 +36,18 @@ figures = ["count[1:start].broker.cpu_ms_per_agent", "count[1:start].api.rate_pe
 "#;
 
 fn write_scenario(dir: &Path, name: &str, profile: &str, repeat: usize, effect: &str) -> String {
+    write_linked(dir, name, profile, repeat, effect, "0s")
+}
+
+/// The scenario with `[fleet] link_latency = link`.
+fn write_linked(
+    dir: &Path,
+    name: &str,
+    profile: &str,
+    repeat: usize,
+    effect: &str,
+    link: &str,
+) -> String {
     let (key, tables) = match profile.split_once('\n') {
         Some((first, rest)) if first.starts_with("profile =") => (format!("{first}\n"), rest),
         _ => (String::new(), profile),
@@ -41,7 +56,8 @@ fn write_scenario(dir: &Path, name: &str, profile: &str, repeat: usize, effect: 
         .replace("NAME", name)
         .replace("PROFILE\n", &key)
         .replace("REPEAT", &repeat.to_string())
-        .replace("EFFECT", effect);
+        .replace("EFFECT", effect)
+        .replace("LINK", &format!("link_latency = \"{link}\""));
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, format!("{text}{tables}")).expect("write scenario");
     path.to_str().expect("utf-8 path").to_string()
@@ -123,4 +139,35 @@ fn an_a_a_gate_of_identical_sides_passes() {
         );
         assert!(lo <= hi && hi < 2.0, "{row:?}");
     }
+}
+
+#[test]
+fn a_candidate_on_slower_links_fails_on_the_figure_that_moved() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 50 ms more each way on every agent's link: every round trip of the cold start
+    // costs 100 ms more, a cold start of about 0.4 s takes well over 1 s. The effect size
+    // is a doubling, so only a change that large can fail it.
+    let reference = write_linked(dir.path(), "near", "", 3, "100%", "0s");
+    let candidate = write_linked(dir.path(), "far", "", 3, "100%", "50ms");
+    let (code, printed, rows) = gate(dir.path(), &[&reference, "--candidate", &candidate]);
+    assert_eq!(code, Some(1), "{printed}");
+    let ready = rows
+        .iter()
+        .find(|r| r.figure == "ready.p50" && r.phase == "1:start")
+        .unwrap_or_else(|| panic!("judged: {rows:#?}"));
+    assert_eq!(ready.verdict, Verdict::Fail, "{ready:?}");
+    assert!(ready.ci_low.is_some_and(|lo| lo > 1.0), "{ready:?}");
+    assert!(
+        printed.contains(
+            "gate failed: ready.p50 (1:start): worse by more than the +100.0% effect size"
+        ),
+        "the verdict names the figure:\n{printed}"
+    );
+    // What the agents asked of the broker did not change: the counts are equal.
+    let exact: Vec<&GateRow> = rows.iter().filter(|r| r.kind == "exact").collect();
+    assert!(!exact.is_empty());
+    assert!(
+        exact.iter().all(|r| r.verdict == Verdict::Pass),
+        "{exact:#?}"
+    );
 }
