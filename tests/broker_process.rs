@@ -253,6 +253,33 @@ async fn cpu_quota_puts_the_broker_in_a_cgroup_with_that_quota_until_it_is_dropp
 
     drop(broker);
     assert!(!dir.exists(), "{} left behind", dir.display());
+
+    // A whole run: the manifest records the share, and the run leaves no cgroup behind
+    // (this is the only test that makes one, so none of this process's may remain).
+    let work = tempfile::tempdir().expect("tempdir");
+    let scenario = "[broker]\ncpu_quota = \"50%\"\n\n[fleet]\nagents = 2\n\n[[steps]]\n\
+                    kind = \"start\"\n\n[[steps]]\nkind = \"wait_ready\"\ntimeout = \"60s\"\n";
+    let report = common::run_scenario(scenario, &work.path().join("out")).await;
+    assert_eq!(
+        report.status,
+        fleetsim::results::RunStatus::Ok,
+        "{:?}",
+        report.reasons
+    );
+    let manifest = common::manifest(&report.dir);
+    assert_eq!(manifest.settings["broker"]["cpu_quota"], 0.5);
+    let ours = format!("fleetsim-broker-{}-", std::process::id());
+    let hierarchy = dir.parent().expect("the hierarchy");
+    let left: Vec<String> = std::fs::read_dir(hierarchy)
+        .expect("the cgroup hierarchy")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with(&ours))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "cgroups left in {}: {left:?}",
+        hierarchy.display()
+    );
 }
 
 /// A quota above every CPU the broker may run on is an environment error naming it.
