@@ -187,6 +187,14 @@ fn cpu_cgroup_of(pid: u32) -> String {
         .to_string()
 }
 
+/// Where fleetsim makes its cgroups on this machine.
+fn mountinfo_cpu_hierarchy() -> PathBuf {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    fleetsim::broker::cgroup::cpu_hierarchy(&mountinfo)
+        .expect("a cgroup hierarchy with cpu")
+        .0
+}
+
 /// `cpu_quota` puts every start of the server into a cgroup of its own with that CFS
 /// quota, and the cgroup goes with the broker. Root only: elsewhere fleetsim cannot make
 /// the cgroup (and says so, an error this test does not cover), so it skips, loudly.
@@ -207,6 +215,14 @@ async fn cpu_quota_puts_the_broker_in_a_cgroup_with_that_quota_until_it_is_dropp
     .expect("valid")
     .broker
     .cpu_quota;
+    // The cgroup of a fleetsim that was killed before it could remove it: a pid that
+    // has exited. Found (and removed) when the next cgroup is made.
+    let gone = std::process::Command::new("true")
+        .spawn()
+        .and_then(|mut c| c.wait().map(|_| c.id()))
+        .expect("a process that exits");
+    let abandoned = mountinfo_cpu_hierarchy().join(format!("fleetsim-broker-{gone}-0"));
+    std::fs::create_dir(&abandoned).expect("an abandoned cgroup (as root)");
     let how = EmbeddedLaunch {
         binary: None,
         cpus: None,
@@ -236,6 +252,8 @@ async fn cpu_quota_puts_the_broker_in_a_cgroup_with_that_quota_until_it_is_dropp
         }
         CgroupVersion::V2 => assert_eq!(read("cpu.max"), "20000 100000"),
     }
+    assert!(!abandoned.exists(), "{} stayed", abandoned.display());
+    assert_eq!(dir.parent(), abandoned.parent());
     let pid = broker.pid().expect("running");
     let line = cpu_cgroup_of(pid);
     assert!(line.ends_with(&format!("/{name}")), "{line}");

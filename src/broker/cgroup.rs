@@ -66,9 +66,23 @@ impl BrokerCgroup {
                     .to_string(),
             )
         })?;
+        Self::create_in(&base, version, quota)
+    }
+
+    /// [`BrokerCgroup::create`] under `base`, a hierarchy of `version`.
+    fn create_in(
+        base: &Path,
+        version: CgroupVersion,
+        quota: CpuQuota,
+    ) -> Result<Self, BrokerError> {
+        let problem = |problem: String| BrokerError::CpuQuota {
+            quota: quota.to_string(),
+            problem,
+        };
         if version == CgroupVersion::V2 {
-            enable_cpu_controller(&base).map_err(problem)?;
+            enable_cpu_controller(base).map_err(problem)?;
         }
+        remove_abandoned(base);
         let name = format!(
             "fleetsim-broker-{}-{}",
             std::process::id(),
@@ -168,6 +182,29 @@ impl Drop for BrokerCgroup {
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Removes the cgroups of fleetsim processes that are gone (killed before they could
+/// remove their own). Only an empty cgroup can be removed, so one whose nats-server is
+/// still running stays.
+fn remove_abandoned(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("fleetsim-broker-"))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir(entry.path());
         }
     }
 }
@@ -285,5 +322,41 @@ mod tests {
         let cpuset_only = "33 31 0:30 / /sys/fs/cgroup/cpuset rw - cgroup cgroup rw,cpuset\n";
         assert_eq!(cpu_hierarchy(cpuset_only), None);
         assert_eq!(unescape("/a\\040b"), "/a b");
+    }
+
+    /// The files each version is given, on a stand-in hierarchy (a plain directory: the
+    /// real ones are the integration test's, as root).
+    #[test]
+    fn each_version_gets_its_quota_files() {
+        let quota = CpuQuota::from_hundredths_of_percent(2_000).expect("20%");
+        let base = tempfile::tempdir().expect("tempdir");
+        let v1 = BrokerCgroup::create_in(base.path(), CgroupVersion::V1, quota).expect("v1");
+        let read = |dir: &Path, file: &str| std::fs::read_to_string(dir.join(file)).expect(file);
+        assert_eq!(read(v1.dir(), "cpu.cfs_period_us"), "100000");
+        assert_eq!(read(v1.dir(), "cpu.cfs_quota_us"), "20000");
+        assert!(v1.procs.to_str().expect("utf-8").ends_with("/cgroup.procs"));
+        std::fs::write(
+            base.path().join("cgroup.controllers"),
+            "cpuset cpu io memory\n",
+        )
+        .expect("write");
+        std::fs::write(base.path().join("cgroup.subtree_control"), "").expect("write");
+        let v2 = BrokerCgroup::create_in(base.path(), CgroupVersion::V2, quota).expect("v2");
+        assert_eq!(read(v2.dir(), "cpu.max"), "20000 100000");
+        assert_eq!(read(base.path(), "cgroup.subtree_control"), "+cpu");
+        std::fs::write(base.path().join("cgroup.controllers"), "cpuset io\n").expect("write");
+        let Err(e) = BrokerCgroup::create_in(base.path(), CgroupVersion::V2, quota) else {
+            panic!("a hierarchy without cpu made a cgroup");
+        };
+        assert!(e.to_string().contains("has no cpu controller"), "{e}");
+        // A real cgroup's files go with its rmdir; a plain directory's do not.
+        for cgroup in [v1, v2] {
+            for file in std::fs::read_dir(cgroup.dir()).expect("dir") {
+                std::fs::remove_file(file.expect("file").path()).expect("remove");
+            }
+            let dir = cgroup.dir().to_path_buf();
+            drop(cgroup);
+            assert!(!dir.exists());
+        }
     }
 }
