@@ -17,7 +17,9 @@
 //! scenario's `[broker] server`, else [`find_binary`]'s), and the CPUs it is pinned to
 //! (`[broker] cpus`): `sched_setaffinity` in the child between fork and exec, so every
 //! thread of the server and every restart of it stays on those CPUs, and the Go runtime
-//! sizes `GOMAXPROCS` from them.
+//! sizes `GOMAXPROCS` from them; and the share of one CPU it may use (`[broker]
+//! cpu_quota`): a cgroup of its own with a CFS quota ([`BrokerCgroup`]) that the child
+//! joins between fork and exec, kept across restarts and removed with the broker.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -25,11 +27,12 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
+use super::cgroup::BrokerCgroup;
 use super::cpu::BrokerProcess;
 
 use super::url::{Auth, Credentials};
 use super::{BrokerError, BrokerInfo, BrokerLimits, monitor};
-use crate::plan::{AuthMode, CpuList};
+use crate::plan::{AuthMode, CpuList, CpuQuota};
 
 /// How long a started server gets to report `/healthz` ok.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(30);
@@ -109,13 +112,16 @@ pub struct EmbeddedSecurity {
 }
 
 /// How the embedded broker's process is started, beside its config: which binary and
-/// on which CPUs. The default is the binary [`find_binary`] finds, on any CPU.
+/// on which CPUs, with how much of them. The default is the binary [`find_binary`]
+/// finds, on any CPU, unlimited.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EmbeddedLaunch {
     /// The nats-server binary to run (`[broker] server`); `None`: [`find_binary`]'s.
     pub binary: Option<PathBuf>,
     /// The CPUs the server may run on (`[broker] cpus`); `None`: wherever the OS puts it.
     pub cpus: Option<CpuList>,
+    /// The share of one CPU the server may use (`[broker] cpu_quota`); `None`: no limit.
+    pub cpu_quota: Option<CpuQuota>,
 }
 
 pub struct EmbeddedBroker {
@@ -125,6 +131,9 @@ pub struct EmbeddedBroker {
     binary: PathBuf,
     /// Every start of the server is pinned to these CPUs.
     cpus: Option<CpuList>,
+    /// Every start of the server joins this cgroup (`cpu_quota`); declared after
+    /// `child` so it is removed after the process is gone.
+    cgroup: Option<BrokerCgroup>,
     /// Holds the config, log and store; removed when the broker is dropped.
     dir: tempfile::TempDir,
     port: u16,
@@ -155,9 +164,10 @@ impl EmbeddedBroker {
         Self::launch(options, security, EmbeddedLaunch::default()).await
     }
 
-    /// [`EmbeddedBroker::start_secured`] with the binary and CPUs `how` names, both
-    /// checked before anything is written: a binary that is missing or not executable,
-    /// or a CPU this process may not use, is an error naming it.
+    /// [`EmbeddedBroker::start_secured`] with the binary, CPUs and CPU quota `how`
+    /// names, all checked before anything is written: a binary that is missing or not
+    /// executable, a CPU this process may not use, or a quota above the CPUs the server
+    /// may run on or without a cgroup to enforce it, is an error naming it.
     pub async fn launch(
         options: EmbeddedOptions,
         security: EmbeddedSecurity,
@@ -170,6 +180,13 @@ impl EmbeddedBroker {
         if let Some(cpus) = &how.cpus {
             check_cpus(cpus)?;
         }
+        let cgroup = match how.cpu_quota {
+            Some(quota) => {
+                check_quota(quota, how.cpus.as_ref())?;
+                Some(BrokerCgroup::create(quota)?)
+            }
+            None => None,
+        };
         let dir = tempfile::Builder::new()
             .prefix("fleetsim-broker-")
             .tempdir()
@@ -200,6 +217,7 @@ impl EmbeddedBroker {
             process: BrokerProcess::default(),
             binary,
             cpus: how.cpus,
+            cgroup,
             dir,
             port,
             http_port,
@@ -301,6 +319,11 @@ impl EmbeddedBroker {
     /// The CPUs every start of the server is pinned to, if any.
     pub fn cpus(&self) -> Option<&CpuList> {
         self.cpus.as_ref()
+    }
+
+    /// The cgroup every start of the server joins (`cpu_quota`), if any.
+    pub fn cgroup(&self) -> Option<&BrokerCgroup> {
+        self.cgroup.as_ref()
     }
 
     pub fn store_dir(&self) -> PathBuf {
@@ -486,6 +509,9 @@ impl EmbeddedBroker {
         if let Some(cpus) = &self.cpus {
             pin_to(&mut command, cpus);
         }
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.join_on_spawn(&mut command);
+        }
         let child = command.spawn().map_err(|source| BrokerError::Spawn {
             path: self.binary.display().to_string(),
             source,
@@ -530,6 +556,14 @@ impl Drop for EmbeddedBroker {
     fn drop(&mut self) {
         if let Some(child) = self.child.as_mut() {
             let _ = child.start_kill();
+            // The cgroup (dropped next) can only be removed once the process has left
+            // it: reap the killed process here rather than leave that to tokio.
+            if self.cgroup.is_some() {
+                let started = Instant::now();
+                while matches!(child.try_wait(), Ok(None)) && started.elapsed() < STOP_WITHIN {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
         }
     }
 }
@@ -620,6 +654,34 @@ fn check_cpus(cpus: &CpuList) -> Result<(), BrokerError> {
             shown(allowed)
         ),
     })
+}
+
+/// A quota no larger than the CPUs the server may run on (`cpus`, else this process's
+/// own): more could never be used, and the run would not be the slowdown asked for.
+fn check_quota(quota: CpuQuota, cpus: Option<&CpuList>) -> Result<(), BrokerError> {
+    let problem = |problem: String| BrokerError::CpuQuota {
+        quota: quota.to_string(),
+        problem,
+    };
+    let (count, which) = match cpus {
+        Some(cpus) => (cpus.cpus().len(), format!("cpus = \"{cpus}\"")),
+        None => {
+            let allowed = allowed_cpus()
+                .map_err(|e| problem(format!("cannot read this process's CPUs: {e}")))?;
+            let shown = CpuList::new(allowed.clone()).map_or_else(String::new, |l| l.to_string());
+            (
+                allowed.len(),
+                format!("the CPUs fleetsim may use here ({shown})"),
+            )
+        }
+    };
+    if quota.share() > count as f64 {
+        return Err(problem(format!(
+            "more than {which} can give ({}% at most)",
+            count * 100
+        )));
+    }
+    Ok(())
 }
 
 /// Pins the process `command` starts to `cpus`: `sched_setaffinity` in the child before

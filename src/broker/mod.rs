@@ -11,6 +11,7 @@
 //! a TLS or authenticated broker is reached the same way by all of them.
 
 pub mod audit;
+pub mod cgroup;
 pub mod cpu;
 pub mod embedded;
 pub mod monitor;
@@ -42,6 +43,8 @@ pub enum BrokerError {
     Server { path: String, problem: String },
     #[error("[broker] cpus = \"{cpus}\": {problem}")]
     Cpus { cpus: String, problem: String },
+    #[error("[broker] cpu_quota = \"{quota}\": {problem}")]
+    CpuQuota { quota: String, problem: String },
     #[error("nats-server at {path} could not be run: {source}")]
     Spawn {
         path: String,
@@ -144,6 +147,7 @@ impl Broker {
                     EmbeddedLaunch {
                         binary: plan.broker.server.clone(),
                         cpus: plan.broker.cpus.clone(),
+                        cpu_quota: plan.broker.cpu_quota,
                     },
                 )
                 .await?,

@@ -96,11 +96,63 @@ pub struct BrokerPlan {
     /// give the broker less CPU than the machine has (capacity planning, or a known
     /// slowdown for the CI gate's self-test). `None`: wherever the OS schedules it.
     pub cpus: Option<CpuList>,
+    /// Embedded broker: the share of one CPU its process may use (`[broker] cpu_quota`),
+    /// enforced by the kernel's CFS bandwidth control through a cgroup fleetsim makes
+    /// for it. Unlike `cpus` it slows the broker by a chosen fraction, not by whole
+    /// cores, which is what a known slowdown for the CI gate's self-test needs.
+    /// Recorded as the share (`0.5` for `"50%"`). `None`: no limit.
+    pub cpu_quota: Option<CpuQuota>,
     /// Embedded broker: the nats-server binary to run (`[broker] server`), instead of
     /// the one found at `$NATS_SERVER_BIN`, `.tools/bin` or `$PATH`; an A/B variant can
     /// so compare two server versions. A path as written (relative to the working
     /// directory); the manifest's broker version is that binary's.
     pub server: Option<std::path::PathBuf>,
+}
+
+/// A share of one CPU (`[broker] cpu_quota`), in hundredths of a percent so it is
+/// exact and comparable: `"50%"` is 5000, half a core; `"150%"` one and a half. Written
+/// back as the percentage, recorded as the share (`0.5`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuQuota(u32);
+
+impl CpuQuota {
+    /// Hundredths of a percent of one CPU in one percent.
+    pub const PER_PERCENT: u32 = 100;
+
+    /// `None` for no CPU at all: a process that may never run is not a slower broker.
+    pub fn from_hundredths_of_percent(n: u32) -> Option<CpuQuota> {
+        (n > 0).then_some(CpuQuota(n))
+    }
+
+    /// The share of one CPU: 0.5 for `"50%"`.
+    pub fn share(self) -> f64 {
+        f64::from(self.0) / f64::from(100 * Self::PER_PERCENT)
+    }
+
+    /// The CPU time per `period_us` of wall time this share allows, in microseconds
+    /// (what `cpu.cfs_quota_us` and `cpu.max` take).
+    pub fn quota_us(self, period_us: u64) -> u64 {
+        period_us * u64::from(self.0) / u64::from(100 * Self::PER_PERCENT)
+    }
+}
+
+impl std::fmt::Display for CpuQuota {
+    /// As written in a scenario: `50%`, `12.5%`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (whole, part) = (self.0 / Self::PER_PERCENT, self.0 % Self::PER_PERCENT);
+        if part == 0 {
+            write!(f, "{whole}%")
+        } else {
+            let part = format!("{part:02}");
+            write!(f, "{whole}.{}%", part.trim_end_matches('0'))
+        }
+    }
+}
+
+impl Serialize for CpuQuota {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(self.share())
+    }
 }
 
 /// A set of CPU numbers (`[broker] cpus`), written and recorded as Linux writes them in

@@ -41,6 +41,7 @@ fn plan() -> Plan {
             tls_ca: None,
             auth: Default::default(),
             cpus: None,
+            cpu_quota: None,
             server: None,
         },
         fleet: FleetPlan {

@@ -1,7 +1,8 @@
 //! `[broker]`: where the broker comes from (an external `url`, or the embedded broker
 //! fleetsim starts), the limits the embedded broker runs with, and its transport security
 //! (`tls`, `auth`; `tls_ca` to trust an external broker's CA), and how its process runs
-//! (`server`, the binary; `cpus`, the CPUs it is pinned to).
+//! (`server`, the binary; `cpus`, the CPUs it is pinned to; `cpu_quota`, the share of one
+//! CPU it may use).
 
 use std::time::Duration;
 
@@ -9,9 +10,9 @@ use toml::de::DeValue;
 
 use super::POSITIVE;
 use super::walk::{self, Ctx, Node};
-use crate::plan::{AuthMode, BrokerPlan, CpuList};
+use crate::plan::{AuthMode, BrokerPlan, CpuList, CpuQuota};
 
-const BROKER_KEYS: [&str; 14] = [
+const BROKER_KEYS: [&str; 15] = [
     "url",
     "monitor",
     "max_connections",
@@ -25,10 +26,11 @@ const BROKER_KEYS: [&str; 14] = [
     "tls_ca",
     "auth",
     "cpus",
+    "cpu_quota",
     "server",
 ];
 /// Broker keys that configure the embedded broker only.
-const EMBEDDED_ONLY: [&str; 9] = [
+const EMBEDDED_ONLY: [&str; 10] = [
     "max_connections",
     "request_queue_limit",
     "default_max_consumers",
@@ -37,6 +39,7 @@ const EMBEDDED_ONLY: [&str; 9] = [
     "tls",
     "auth",
     "cpus",
+    "cpu_quota",
     "server",
 ];
 /// A CPU number must fit the kernel's fixed-size CPU set (`CPU_SETSIZE`).
@@ -67,6 +70,7 @@ pub(super) fn read_broker(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> BrokerPlan 
         tls_ca: None,
         auth: AuthMode::None,
         cpus: None,
+        cpu_quota: None,
         server: None,
     };
     let Some(node) = root.table(ctx, "broker", "a table ([broker])") else {
@@ -116,6 +120,9 @@ pub(super) fn read_broker(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> BrokerPlan 
                     "auth" => "; an external broker's credentials go in its url",
                     "cpus" => {
                         "; pin an external broker where it runs (taskset, docker --cpuset-cpus)"
+                    }
+                    "cpu_quota" => {
+                        "; limit an external broker where it runs (docker --cpus, systemd CPUQuota=)"
                     }
                     "server" => "; it is the nats-server binary fleetsim starts",
                     _ => "",
@@ -184,6 +191,32 @@ pub(super) fn read_broker(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> BrokerPlan 
             Err(message) => ctx.report(&value.span(), node.key("cpus"), message),
         }
     }
+    if let Some(value) = node.get("cpu_quota") {
+        // A number is refused rather than guessed at: `cpu_quota = 50` could be 50% or
+        // fifty CPUs, `0.5` a share or half a percent.
+        let parsed = match value.get_ref() {
+            DeValue::String(text) => parse_cpu_quota(text),
+            other => Err(format!(
+                "expected a percentage of one CPU as a string (\"50%\", \"150%\"), got {}",
+                walk::describe(other)
+            )),
+        };
+        // More than the pinned CPUs can give is a quota that never bites: refused here,
+        // where both are known; the machine's own CPUs are the run's check (exit 3).
+        let parsed = parsed.and_then(|quota| match &broker.cpus {
+            Some(cpus) if quota.share() > cpus.cpus().len() as f64 => Err(format!(
+                "{quota} is more than the {} CPU(s) of cpus = \"{cpus}\" can give \
+                 ({}% at most)",
+                cpus.cpus().len(),
+                cpus.cpus().len() * 100
+            )),
+            _ => Ok(quota),
+        });
+        match parsed {
+            Ok(quota) => broker.cpu_quota = Some(quota),
+            Err(message) => ctx.report(&value.span(), node.key("cpu_quota"), message),
+        }
+    }
     // Whether the file exists and runs is the run's check (exit 3), as for tls_ca: a
     // scenario is validated on one machine and may run on another.
     if let Some((path, span)) = node.string(ctx, "server") {
@@ -230,6 +263,47 @@ pub(super) fn parse_cpu_list(text: &str) -> Result<CpuList, String> {
         }
     }
     CpuList::new(cpus).ok_or_else(|| bad("no CPU"))
+}
+
+/// A share of one CPU as a percentage: `"50%"` (half a core), `"150%"`, `"12.5%"`; from
+/// 1% (the kernel's smallest quota, 1 ms per 100 ms period) to every CPU a CPU number
+/// can name.
+pub(super) fn parse_cpu_quota(text: &str) -> Result<CpuQuota, String> {
+    let bad = |why: &str| {
+        format!(
+            "bad CPU quota {text:?}: {why}; use a percentage of one CPU: \"50%\" is half a \
+             core, \"150%\" one and a half"
+        )
+    };
+    let Some(number) = text.trim().strip_suffix('%') else {
+        return Err(bad("no % at the end"));
+    };
+    let number = number.trim();
+    let (whole, part) = number.split_once('.').unwrap_or((number, "0"));
+    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    if !digits(whole) || !digits(part) {
+        return Err(bad(&format!("{number:?} is not a number")));
+    }
+    if part.len() > 2 {
+        return Err(bad("more than two decimals"));
+    }
+    let max_percent = (MAX_CPU as u32 + 1) * 100;
+    let hundredths = whole
+        .parse::<u32>()
+        .ok()
+        .filter(|w| *w <= max_percent)
+        .map(|w| w * CpuQuota::PER_PERCENT + format!("{part:0<2}").parse::<u32>().unwrap_or(0));
+    match hundredths {
+        Some(n) if n < CpuQuota::PER_PERCENT => {
+            Err(bad("below 1%, the smallest quota the kernel takes"))
+        }
+        Some(n) if n <= max_percent * CpuQuota::PER_PERCENT => {
+            CpuQuota::from_hundredths_of_percent(n).ok_or_else(|| bad("no CPU"))
+        }
+        _ => Err(bad(&format!(
+            "above {max_percent}%, every CPU a CPU number can name"
+        ))),
+    }
 }
 
 /// `url` starts with one of `schemes` and has something after it.

@@ -61,6 +61,52 @@ fn the_embedded_broker_process_cpus_and_server() {
 }
 
 #[test]
+fn cpu_quota_is_a_share_of_one_cpu() {
+    let fleet = "[fleet]\nagents = 5\n\n[[steps]]\nkind = \"start\"\n";
+    assert_eq!(plan(fleet).broker.cpu_quota, None);
+    let quota = |text: &str| {
+        plan(&format!("[broker]\ncpu_quota = {text:?}\n\n{fleet}"))
+            .broker
+            .cpu_quota
+            .expect("cpu_quota")
+    };
+    assert_eq!(quota("50%").share(), 0.5);
+    assert_eq!(quota("150%").share(), 1.5);
+    assert_eq!(quota("1%").quota_us(100_000), 1_000);
+    assert_eq!(quota("20%").quota_us(100_000), 20_000);
+    assert_eq!(quota(" 12.5% ").quota_us(100_000), 12_500);
+    assert_eq!(quota("12.50%").to_string(), "12.5%");
+    assert_eq!(quota("7.05%").to_string(), "7.05%");
+    // With cpus, up to all of them.
+    let both = plan(&format!(
+        "[broker]\ncpus = \"0-1\"\ncpu_quota = \"200%\"\n\n{fleet}"
+    ));
+    assert_eq!(both.broker.cpu_quota.map(|q| q.share()), Some(2.0));
+    // Recorded in the manifest's settings as the share.
+    let settings = serde_json::to_value(plan(&format!("[broker]\ncpu_quota = \"50%\"\n\n{fleet}")))
+        .expect("serializes");
+    assert_eq!(settings["broker"]["cpu_quota"], 0.5);
+}
+
+#[test]
+fn cpu_quotas_say_what_is_wrong() {
+    let err = |text: &str| crate::scenario::broker::parse_cpu_quota(text).expect_err(text);
+    assert!(err("50").contains("no % at the end"));
+    assert!(err("%").contains("\"\" is not a number"));
+    assert!(err("-5%").contains("\"-5\" is not a number"));
+    assert!(err("1.%").contains("\"1.\" is not a number"));
+    assert!(err("0%").contains("below 1%"));
+    assert!(err("0.99%").contains("below 1%"));
+    assert!(err("102401%").contains("above 102400%"));
+    assert!(err("99999999999%").contains("above 102400%"));
+    assert!(
+        err("half").ends_with(
+            "use a percentage of one CPU: \"50%\" is half a core, \"150%\" one and a half"
+        )
+    );
+}
+
+#[test]
 fn cpu_lists_say_what_is_wrong() {
     let err = |text: &str| crate::scenario::broker::parse_cpu_list(text).expect_err(text);
     assert!(err("").contains("\"\" is not a CPU number"));
