@@ -29,6 +29,7 @@
 #   AGENTS       fleet size override (default: the scenario's); skips the baseline
 #                comparison unless BASELINE is set explicitly
 #   SCENARIO     scenario file (default scenarios/ci-gate.toml)
+#   REPEAT       A/B mode: runs per side (default: the scenario's [gate] repeat)
 #   OUT          where run directories and JUnit files go (default results/ci-gate)
 #   JUNIT        the run's JUnit file (default $OUT/junit.xml; the comparison's is
 #                $OUT/junit-compare.xml)
@@ -63,7 +64,7 @@ while [[ $# -gt 0 ]]; do
       if [[ "$1" == --reference ]]; then reference="$2"; else gate_args+=("$1" "$2"); fi
       ab=1
       shift ;;
-    -h|--help) sed -n '2,47p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,48p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "ci-gate.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -99,6 +100,7 @@ if [[ "$ab" == 1 ]]; then
     exit 2
   fi
   run_args=(gate "${reference:-$SCENARIO}" "${gate_args[@]}" --out "$OUT" --junit "$JUNIT")
+  if [[ -n "${REPEAT:-}" ]]; then run_args+=(--repeat "$REPEAT"); fi
 else
   run_args=(run "$SCENARIO" --out "$OUT" --junit "$JUNIT")
 fi

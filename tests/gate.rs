@@ -892,23 +892,82 @@ fn the_docker_files_declare_the_broker_the_gate_needs() {
         );
     }
 
-    // The example workflow is YAML that runs the gate and keeps its reports.
+    // The example workflow is YAML whose two jobs run the gate and keep their reports:
+    // the same-runner A/B gate on pull requests, thresholds in docker on main.
     let workflow: serde_norway::Value =
         serde_norway::from_str(&text_of("examples/ci/github-actions.yml")).expect("workflow YAML");
-    let steps = workflow["jobs"]["perf-gate"]["steps"]
-        .as_sequence()
-        .expect("steps");
-    let runs: Vec<&str> = steps.iter().filter_map(|s| s["run"].as_str()).collect();
+    for (job, needs) in [
+        ("ab-gate", "--candidate"),
+        ("thresholds", "scripts/ci-gate.sh"),
+    ] {
+        let steps = workflow["jobs"][job]["steps"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("job {job} has steps"));
+        let runs: Vec<&str> = steps.iter().filter_map(|s| s["run"].as_str()).collect();
+        assert!(
+            runs.iter()
+                .any(|r| r.contains("scripts/ci-gate.sh") && r.contains(needs)),
+            "{job}: {runs:?}"
+        );
+        let uses: Vec<&str> = steps.iter().filter_map(|s| s["uses"].as_str()).collect();
+        assert!(
+            uses.iter()
+                .any(|u| u.starts_with("actions/upload-artifact")),
+            "{job}: {uses:?}"
+        );
+    }
+}
+
+/// `scripts/ci-gate.sh --candidate`: the same-runner A/B gate end to end. A candidate
+/// whose agents open one more watch fails on the exact counts (one run a side: no
+/// interval, so the counts alone decide), and the script says so and exits 1.
+#[test]
+fn ci_gate_script_ab_mode_fails_a_candidate_with_one_more_consumer() {
+    let root = project_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gate = std::fs::read_to_string(root.join("scenarios/ci-gate.toml")).expect("scenario");
+    let eight = common::eight_consumers();
+    let (key, tables) = eight
+        .split_once('\n')
+        .expect("profile key, then its tables");
+    let candidate = dir.path().join("candidate.toml");
+    let body = gate.replacen("[fleet]\n", &format!("[fleet]\n{key}\n"), 1);
+    std::fs::write(&candidate, format!("{body}\n{tables}")).expect("write candidate");
+    let script = |args: &[&str]| {
+        let output = Command::new("bash")
+            .arg(root.join("scripts/ci-gate.sh"))
+            .args(args)
+            .current_dir(&root)
+            .env("AGENTS", "20")
+            .env("REPEAT", "1")
+            .env("OUT", dir.path().join("gate"))
+            .env("FLEETSIM", env!("CARGO_BIN_EXE_fleetsim"))
+            .env("FLEETSIM_LOG", "warn")
+            .output()
+            .expect("bash runs");
+        let log = format!("{}{}", text(&output.stdout), text(&output.stderr));
+        (output.status.code(), log)
+    };
+    let candidate = candidate.to_str().expect("utf-8 path");
+    let (code, log) = script(&["--no-docker", "--candidate", candidate]);
+    assert_eq!(code, Some(1), "{log}");
     assert!(
-        runs.iter().any(|r| r.contains("scripts/ci-gate.sh")),
-        "{runs:?}"
+        log.contains("gate failed: count.consumers.created_per_agent (1:start)"),
+        "{log}"
     );
-    let uses: Vec<&str> = steps.iter().filter_map(|s| s["uses"].as_str()).collect();
+    assert!(log.contains("ci-gate: GATE FAILED: see gate.csv"), "{log}");
+    let suites = junit(&dir.path().join("gate/junit.xml"));
+    let figures = suites.suites.last().expect("the gate's suite");
     assert!(
-        uses.iter()
-            .any(|u| u.starts_with("actions/upload-artifact")),
-        "{uses:?}"
+        figures.name.starts_with("fleetsim gate"),
+        "{}",
+        figures.name
     );
+    assert!(figures.failures > 0);
+
+    // A baseline is a single run's: the A/B mode refuses to record one.
+    let (code, log) = script(&["--no-docker", "--candidate", candidate, "--update-baseline"]);
+    assert_eq!(code, Some(2), "{log}");
 }
 
 #[test]

@@ -527,10 +527,13 @@ fn exact_rows(reference: &[Vec<CountRow>], candidate: &[Vec<CountRow>]) -> Vec<G
             if !row.exact && !attempt_dependent(&row.figure) {
                 continue;
             }
-            let phase_order = order.iter().position(|p| *p == row.phase).unwrap_or_else(|| {
-                order.push(row.phase.clone());
-                order.len() - 1
-            });
+            let phase_order = order
+                .iter()
+                .position(|p| *p == row.phase)
+                .unwrap_or_else(|| {
+                    order.push(row.phase.clone());
+                    order.len() - 1
+                });
             let entry = counts
                 .entry((phase_order, row.phase.clone(), row.figure.clone()))
                 .or_default();
@@ -556,7 +559,10 @@ fn exact_rows(reference: &[Vec<CountRow>], candidate: &[Vec<CountRow>]) -> Vec<G
         } else if !constant(refs) {
             (
                 Verdict::Skipped,
-                format!("varies over the reference's runs ({}): not judged", listed(refs)),
+                format!(
+                    "varies over the reference's runs ({}): not judged",
+                    listed(refs)
+                ),
             )
         } else if cands.iter().all(|c| Some(*c) == first(refs)) {
             (Verdict::Pass, "equal".to_string())
@@ -578,7 +584,11 @@ fn exact_rows(reference: &[Vec<CountRow>], candidate: &[Vec<CountRow>]) -> Vec<G
             };
             (
                 Verdict::Fail,
-                format!("{what}: reference {}, candidate {}", show(refs[0]), listed(cands)),
+                format!(
+                    "{what}: reference {}, candidate {}",
+                    show(refs[0]),
+                    listed(cands)
+                ),
             )
         };
         let reference = first(refs);
@@ -911,7 +921,10 @@ mod tests {
         };
         assert_eq!(judged(&[1.0, 1.0, 1.0], &[2.0, 2.0, 2.0]), Verdict::Fail);
         assert_eq!(judged(&[1.0, 1.0, 1.0], &[1.0, 1.0, 1.0]), Verdict::Pass);
-        assert_eq!(judged(&[1.0, 1.0, 1.0], &[1.0, 2.0, 1.0]), Verdict::Inconclusive);
+        assert_eq!(
+            judged(&[1.0, 1.0, 1.0], &[1.0, 2.0, 1.0]),
+            Verdict::Inconclusive
+        );
         assert_eq!(judged(&[1.0, 2.0, 1.0], &[2.0, 2.0, 2.0]), Verdict::Skipped);
     }
 
