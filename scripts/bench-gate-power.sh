@@ -14,7 +14,11 @@
 #   broker-cpus-0     the candidate's broker pinned to CPU 0 ([broker] cpus): a broker
 #                     that shares one core with part of the fleet
 #   broker-quota-50   the candidate's broker limited to half a core ([broker] cpu_quota,
-#                     CFS bandwidth through a cgroup: root only; skipped otherwise)
+#                     CFS bandwidth through a cgroup: needs root)
+#   aa-saturation     A/A of the gate scenario with an all-at-once start, judging the
+#                     API throughput the broker sustains (count[start].api.rate_per_sec):
+#                     the saturation figure's spread (not in the default gate: see
+#                     docs/ci-gate.md)
 #
 # results/bench/gate-power.csv: one row per judged figure (phase, figure): its kind, the
 # run-to-run spread over the A/A gates' runs (coefficient of variation of each run's
@@ -26,6 +30,8 @@
 #   ./scripts/bench-gate-power.sh
 #   ONLY="aa-1 extra-consumer" ./scripts/bench-gate-power.sh   # a subset
 #   AGENTS=30 REPEAT=3 ./scripts/bench-gate-power.sh            # a quick look, not the figures
+#   WORK=/tmp/gp REUSE=1 ./scripts/bench-gate-power.sh           # rerun only the gates missing
+#                                                                # from WORK, then the table
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -34,7 +40,7 @@ NATS_SERVER_BIN="$(./scripts/provision-nats.sh | tail -n 1)"
 export NATS_SERVER_BIN
 cargo build --release --quiet
 
-gates="${ONLY:-aa-1 aa-2 extra-consumer link-2ms broker-cpus-0 broker-quota-50}"
+gates="${ONLY:-aa-1 aa-2 extra-consumer link-2ms broker-cpus-0 broker-quota-50 aa-saturation}"
 out_dir="results/bench"
 work="${WORK:-$(mktemp -d)}"
 mkdir -p "$out_dir" "$work"
@@ -55,6 +61,14 @@ put("proxied", proxied)
 put("link-2ms", in_table(proxied, "fleet", 'link_latency = "2ms"'))
 put("broker-cpus-0", in_table(text, "broker", 'cpus = "0"'))
 put("broker-quota-50", in_table(text, "broker", 'cpu_quota = "50%"'))
+# All at once: every agent asks as fast as the broker answers until the last is ready.
+saturation = text.replace('mode = "rate"\nrate = 60\n', 'mode = "all_at_once"\n', 1)
+assert saturation != text, "the gate scenario's paced start"
+start = saturation.index("figures = [")
+end = saturation.index("]\n", start) + 2
+saturation = saturation[:start] + 'figures = ["count[start].api.rate_per_sec"]\n' + saturation[end:]
+saturation = re.sub(r"^effects = .*\n", "", saturation, flags=re.M)
+put("aa-saturation", saturation)
 # kanade with one more watch, opened by the freeze watch task (as tests/counts.rs).
 kanade = open("src/profiles/kanade.toml").read()
 profile = []
@@ -74,10 +88,15 @@ PY
 
 for gate in $gates; do
   case "$gate" in
+    aa-saturation) ref=aa-saturation; cand=aa-saturation ;;
     aa-*) ref=reference; cand=reference ;;
     link-2ms) ref=proxied; cand=link-2ms ;;
     *) ref=reference; cand="$gate" ;;
   esac
+  if [[ -n "${REUSE:-}" && -f "$work/$gate.rc" ]]; then
+    echo "== gate $gate: kept from $work" >&2
+    continue
+  fi
   echo "== gate $gate: $ref vs $cand" >&2
   rm -rf "${work:?}/$gate"
   set +e
@@ -116,7 +135,9 @@ def run_value(run, phase, figure, kind):
             return float(r[stat])
     return None
 
-aa = [g for g in gates if g.startswith("aa-")]
+# The A/A gates of the gate scenario (aa-saturation judges another scenario's figure
+# and stands in for its own spread only).
+aa = [g for g in gates if g.startswith("aa-") and g != "aa-saturation"]
 rows = {}
 for g in gates:
     for key, r in gate_rows(g).items():
@@ -132,8 +153,9 @@ with open(out, "w", newline="") as f:
     for (phase, figure), by_gate in rows.items():
         first = next(iter(by_gate.values()))
         kind = first["kind"]
+        own_aa = ["aa-saturation"] if set(by_gate) == {"aa-saturation"} else aa
         values = []
-        for g in aa:
+        for g in own_aa:
             d = gate_dir(g)
             if not d:
                 continue
@@ -144,7 +166,7 @@ with open(out, "w", newline="") as f:
         mean = statistics.fmean(values) if values else None
         cv = (statistics.stdev(values) / mean * 100) if len(values) > 1 and mean else None
         half = []
-        for g in aa:
+        for g in own_aa:
             r = by_gate.get(g)
             if r and r["ci_low"] and r["ci_high"]:
                 half.append((float(r["ci_high"]) - float(r["ci_low"])) / 2 * 100)
