@@ -173,7 +173,11 @@ else
   fi
 fi
 
-log "running $SCENARIO ($mode broker${AGENTS:+, $AGENTS agents})"
+if [[ "$ab" == 1 ]]; then
+  log "gating a candidate against ${reference:-$SCENARIO} ($mode broker${AGENTS:+, $AGENTS agents})"
+else
+  log "running $SCENARIO ($mode broker${AGENTS:+, $AGENTS agents})"
+fi
 run_log="$OUT/run.log"
 set +e
 "$FLEETSIM" "${run_args[@]}" | tee "$run_log"

@@ -22,16 +22,17 @@ impl BrokerProcess {
         self.0.store(pid.unwrap_or(0), Ordering::Relaxed);
     }
 
-    /// CPU seconds (user + system, every thread) the current process has used since it
-    /// started; `None` when there is none (stopped, between a kill and the restart).
-    pub fn cpu_secs(&self) -> Option<f64> {
+    /// The current process's pid and the CPU seconds (user + system, every thread) it
+    /// has used since it started; `None` when there is none (stopped, between a kill
+    /// and the restart). The pid tells a restart apart from a counter that only grew.
+    pub fn cpu_secs(&self) -> Option<(u32, f64)> {
         let pid = self.0.load(Ordering::Relaxed);
         if pid == 0 {
             return None;
         }
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         let ticks = stat_cpu_ticks(&stat)?;
-        Some(ticks as f64 / clock_ticks_per_sec())
+        Some((pid, ticks as f64 / clock_ticks_per_sec()))
     }
 }
 
@@ -78,6 +79,9 @@ mod tests {
             x = x.wrapping_mul(31).wrapping_add(7);
         }
         std::hint::black_box(x);
-        assert!(me.cpu_secs().is_some_and(|s| s > 0.0));
+        assert!(
+            me.cpu_secs()
+                .is_some_and(|(pid, s)| pid == std::process::id() && s > 0.0)
+        );
     }
 }

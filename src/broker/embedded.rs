@@ -352,6 +352,8 @@ impl EmbeddedBroker {
     /// Stops the server: SIGTERM (or SIGKILL when `kill`), then waits for the process to
     /// exit; a server that ignores SIGTERM for a minute is killed.
     pub async fn stop(&mut self, kill: bool) -> Result<(), BrokerError> {
+        // Whatever happens next, this process is no longer the broker's.
+        self.process.set(None);
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
@@ -417,6 +419,7 @@ impl EmbeddedBroker {
         }
         let within =
             self.options.lame_duck_grace_period + self.options.lame_duck_duration + STOP_WITHIN;
+        self.process.set(None);
         if let Some(mut child) = self.child.take()
             && tokio::time::timeout(within, child.wait()).await.is_err()
         {

@@ -72,6 +72,9 @@ pub struct BrokerSample {
     /// from `/proc` as the sample began: see [`super::cpu`]); empty for an external
     /// broker and while the process is down. It starts again from zero after a restart.
     pub cpu_secs: Option<f64>,
+    /// The embedded broker's process id when `cpu_secs` was read: a new one is a
+    /// restart, whose CPU counts from zero.
+    pub pid: Option<u32>,
 }
 
 impl BrokerSample {
@@ -149,9 +152,10 @@ impl BrokerSampler {
                 let _ = sampled.send(info.index);
                 // Read as the sample begins, when the step-change wait put it at the
                 // step's boundary (the HTTP answers may take longer).
-                let cpu_secs = process.as_ref().and_then(BrokerProcess::cpu_secs);
+                let cpu = process.as_ref().and_then(BrokerProcess::cpu_secs);
                 let (mut row, traffic) = sample(&monitor, &info.label(), run_start).await;
-                row.cpu_secs = cpu_secs.map(|s| (s * 1000.0).round() / 1000.0);
+                row.cpu_secs = cpu.map(|(_, s)| (s * 1000.0).round() / 1000.0);
+                row.pid = cpu.map(|(pid, _)| pid);
                 if let Some((at, now)) = traffic {
                     let rates = last.as_ref().and_then(|(then, earlier)| {
                         now.rates_since(earlier, at.duration_since(*then).as_secs_f64())

@@ -96,8 +96,12 @@ pub struct GateArgs {
     #[arg(long, value_name = "PATH")]
     pub candidate_server: Option<PathBuf>,
     /// Runs per side (overrides `[gate] repeat`).
-    #[arg(long)]
-    pub repeat: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=50))]
+    pub repeat: Option<u16>,
+    /// Judge the gate directory DIR again with FILE's `[gate]` settings, without
+    /// running anything (after changing an effect size or the figures).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["candidate", "reference_server", "candidate_server", "repeat"])]
+    pub judge: Option<PathBuf>,
     /// Override fleet.agents on both sides.
     #[arg(long)]
     pub agents: Option<usize>,

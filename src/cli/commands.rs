@@ -224,10 +224,13 @@ pub fn gate(args: GateArgs) -> u8 {
             .apply(&mut plan)
             .map_err(|e| format!("{}: {e}", file.display()))?;
         if let Some(repeat) = args.repeat {
-            plan.gate.repeat = repeat;
+            plan.gate.repeat = usize::from(repeat);
         }
         Ok(plan)
     };
+    if let Some(dir) = &args.judge {
+        return judge_again(&args, dir, read(&args.file, &None));
+    }
     let candidate_file = args.candidate.clone().unwrap_or_else(|| args.file.clone());
     let plan = read(&args.file, &args.reference_server).and_then(|reference| {
         let candidate = read(&candidate_file, &args.candidate_server)?;
@@ -238,17 +241,14 @@ pub fn gate(args: GateArgs) -> u8 {
         Err(message) => return output.fail_early("gate", 2, &message),
     };
     let name = plan.name.clone();
-    let mut options = run_options(args.file.clone(), args.out.clone());
-    if args
-        .repeat
-        .is_some_and(|r| r < fleetsim::ab_stats::MIN_REPEAT_FOR_CI)
-    {
+    let options = run_options(args.file.clone(), args.out.clone());
+    if plan.repeat < fleetsim::ab_stats::MIN_REPEAT_FOR_CI {
         eprintln!(
-            "warning: fewer than {} runs per side: no interval, every measured figure will be inconclusive",
+            "warning: {} run(s) per side, fewer than {}: no interval, so every measured figure will be inconclusive (the exact counts still decide)",
+            plan.repeat,
             fleetsim::ab_stats::MIN_REPEAT_FOR_CI
         );
     }
-    options.scenario_text = std::fs::read_to_string(&args.file).unwrap_or_default();
     let (runtime, ctrl_c) = match runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -268,11 +268,12 @@ pub fn gate(args: GateArgs) -> u8 {
         decision.text(),
         outcome.dir.display()
     );
+    let code = gate_exit_code(&decision, args.allow_inconclusive);
     output.print(&text, || {
         let value = serde_json::json!({
             "scenario": name,
             "verdict": decision.verdict,
-            "exit_code": decision.exit_code(),
+            "exit_code": code,
             "dir": outcome.dir,
             "runs": outcome.runs,
             "figures": decision.rows,
@@ -284,10 +285,46 @@ pub fn gate(args: GateArgs) -> u8 {
     if !output.write_junit("fleetsim gate", &suites) {
         return 3;
     }
+    code
+}
+
+/// The gate's exit code: 4 (inconclusive) is 0 with `--allow-inconclusive`.
+fn gate_exit_code(decision: &fleetsim::gate::same_runner::GateDecision, allow: bool) -> u8 {
     match decision.exit_code() {
-        4 if args.allow_inconclusive => 0,
+        4 if allow => 0,
         code => code,
     }
+}
+
+/// `fleetsim gate FILE --judge DIR`: the directory's runs judged again by FILE's `[gate]`.
+fn judge_again(args: &GateArgs, dir: &Path, plan: Result<Plan, String>) -> u8 {
+    let output = &args.output;
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(message) => return output.fail_early("gate", 2, &message),
+    };
+    let decision = match fleetsim::gate::same_runner::judge_dir(dir, &plan.gate) {
+        Ok(decision) => decision,
+        Err(e) => {
+            return output.fail_early(&plan.name, 2, &format!("error: {}: {e}", dir.display()));
+        }
+    };
+    let code = gate_exit_code(&decision, args.allow_inconclusive);
+    let text = format!("{}\nresults: {}", decision.text(), dir.display());
+    output.print(&text, || {
+        let value = serde_json::json!({
+            "scenario": plan.name,
+            "verdict": decision.verdict,
+            "exit_code": code,
+            "dir": dir,
+            "figures": decision.rows,
+        });
+        serde_json::to_string_pretty(&value)
+    });
+    if !output.write_junit("fleetsim gate", &[decision.junit_suite(&plan.name)]) {
+        return 3;
+    }
+    code
 }
 
 /// `fleetsim validate`: every file's problems, or a one-line summary of its plan.

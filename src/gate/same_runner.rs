@@ -48,10 +48,8 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use rand::rngs::SmallRng;
-use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::thresholds::{Known, Source, parse_figure, phase_matches};
@@ -69,16 +67,12 @@ pub const DEFAULT_REPEAT: usize = 5;
 pub const DEFAULT_EFFECT: f64 = 0.25;
 /// Latencies below this on both sides are not judged (ms).
 pub const DEFAULT_FLOOR_MS: f64 = 20.0;
-/// The figures judged when `[gate] figures` is not given: the broker's CPU per agent and
-/// the API throughput of every phase, and the cold start's and the herds' p50.
-pub const DEFAULT_FIGURES: [&str; 4] = [
-    "count.broker.cpu_ms_per_agent",
-    "count.api.rate_per_sec",
-    "ready.p50",
-    "recovery.p50",
-];
-/// Bootstrap resamples of a capacity figure's interval.
-const RESAMPLES: usize = 2000;
+/// The figures judged when `[gate] figures` is not given: the broker's CPU per agent in
+/// every phase, and the cold start's and the herds' p50. (`api.rate_per_sec` is a
+/// capacity figure only in an all-at-once start, and varies ~20 % run to run on a
+/// 2-core runner: name it where it fits.)
+pub const DEFAULT_FIGURES: [&str; 3] =
+    ["count.broker.cpu_ms_per_agent", "ready.p50", "recovery.p50"];
 
 /// `[gate]`: how `fleetsim gate` judges a candidate against its reference.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -146,7 +140,7 @@ impl GateFigure {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
-    /// Not judged (below the floor, or not measured on both sides); never fails.
+    /// Not judged (below the floor, or measured in no run); never fails.
     Skipped,
     Pass,
     Inconclusive,
@@ -369,9 +363,8 @@ pub async fn run_gate(
     shutdown: impl Future<Output = ()>,
 ) -> Result<GateReport, RunError> {
     let settings = plan.gate.clone();
-    let seed = plan.seed;
     let ab = run_ab(plan, options, shutdown).await?;
-    let decision = decide(&ab, &settings, seed);
+    let decision = decide(&ab, &settings);
     crate::results::write_file(&ab.dir, &decision.rows)?;
     Ok(GateReport { ab, decision })
 }
@@ -424,67 +417,118 @@ impl GateDecision {
 
 /// Judges the A/B run `ab` of two variants (the first the reference, the second the
 /// candidate) by `settings`, reading each run's `counts.csv` from its directory.
-pub fn decide(ab: &AbReport, settings: &GateSettings, seed: u64) -> GateDecision {
-    let compare = &ab.compare;
+pub fn decide(ab: &AbReport, settings: &GateSettings) -> GateDecision {
+    judge_runs(&ab.dir, &ab.runs, &ab.compare, settings)
+}
+
+/// Judges a gate's run directory again, from its files (`runs.csv`, `compare.csv` and
+/// each run's `counts.csv`): the runs are not repeated. For new `[gate]` settings (effect
+/// sizes, figures) on runs already made. Writes `gate.csv`.
+pub fn judge_dir(dir: &Path, settings: &GateSettings) -> Result<GateDecision, JudgeError> {
+    let run_dir = RunDir::new(dir);
+    let runs = run_dir.rows::<RunEntry>()?;
+    let compare = run_dir.rows::<CompareRow>()?;
+    let decision = judge_runs(dir, &runs, &compare, settings);
+    crate::results::write_file(dir, &decision.rows)?;
+    Ok(decision)
+}
+
+/// Why a directory could not be judged again.
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeError {
+    #[error("{0} (is it the directory of a `fleetsim gate` or A/B run?)")]
+    Read(#[from] crate::results::ReadError),
+    #[error(transparent)]
+    Write(#[from] crate::results::ResultsError),
+}
+
+/// The decision on the runs `runs` of the A/B directory `dir`, whose comparison is
+/// `compare`.
+fn judge_runs(
+    dir: &Path,
+    runs: &[RunEntry],
+    compare: &[CompareRow],
+    settings: &GateSettings,
+) -> GateDecision {
     let mut names: Vec<&str> = Vec::new();
-    for run in &ab.runs {
+    for run in runs {
         if !names.contains(&run.variant.as_str()) {
             names.push(&run.variant);
         }
     }
-    let failed_runs: Vec<String> = ab
-        .runs
+    let mut failed_runs: Vec<String> = runs
         .iter()
         .filter(|r| r.status != "ok")
         .map(|r| {
             format!(
-                "{} ({} r{}) {}: {}",
-                r.dir, r.variant, r.repeat, r.status, r.reasons
+                "{} run {} ({}) {}: {}",
+                r.variant, r.repeat, r.dir, r.status, r.reasons
             )
         })
         .collect();
-    let counts = |variant: Option<&&str>| -> Vec<Vec<CountRow>> {
+    let counts = |variant: Option<&&str>| -> Vec<RunCounts> {
         let Some(variant) = variant else {
             return Vec::new();
         };
-        ab.runs
-            .iter()
+        runs.iter()
             .filter(|r| r.variant == *variant && r.status != "error")
-            .filter_map(|r| run_counts(ab, r))
+            .filter_map(|r| run_counts(dir, r))
             .collect()
     };
     let reference = counts(names.first());
     let candidate = counts(names.get(1));
+    for (side, runs) in [(REFERENCE, &reference), (CANDIDATE, &candidate)] {
+        if runs.is_empty() {
+            failed_runs.push(format!(
+                "the {side} measured nothing (no run wrote counts.csv)"
+            ));
+        }
+    }
     let mut rows = exact_rows(&reference, &candidate);
-    let mut rng = SmallRng::seed_from_u64(seed);
     let (ref_name, cand_name) = (
         names.first().copied().unwrap_or_default(),
         names.get(1).copied().unwrap_or_default(),
     );
     for figure in &settings.figures {
-        match &figure.source {
-            Source::Count { figure: name } => {
-                rows.extend(capacity_rows(
-                    figure, name, &reference, &candidate, &mut rng,
-                ));
-            }
-            Source::Latency { metric, stat } => rows.extend(latency_rows(
+        let judged = match &figure.source {
+            Source::Count { figure: name } => capacity_rows(figure, name, &reference, &candidate),
+            Source::Latency { metric, stat } => latency_rows(
                 figure,
                 metric,
                 stat,
                 compare,
                 (ref_name, cand_name),
                 settings.floor_ms,
-            )),
-            _ => {}
+            ),
+            _ => Vec::new(),
+        };
+        if judged.is_empty() {
+            // Said, never silently passed: an external broker has no CPU figure, a
+            // `--herd-command` renames the herd's phase, a metric no step records.
+            rows.push(GateRow {
+                phase: figure.phase.clone().unwrap_or_default(),
+                figure: figure.text.clone(),
+                kind: "not measured".to_string(),
+                reference: None,
+                candidate: None,
+                change: None,
+                ci_low: None,
+                ci_high: None,
+                effect: Some(figure.effect),
+                verdict: Verdict::Skipped,
+                note: "measured in no run of either side (an external broker has no CPU \
+                       figure; --herd-command renames the herd's phase to <n>:command)"
+                    .to_string(),
+            });
         }
+        rows.extend(judged);
     }
     let mut verdict = rows
         .iter()
         .map(|r| r.verdict)
         .max()
         .unwrap_or(Verdict::Skipped);
-    if !failed_runs.is_empty() || reference.is_empty() || candidate.is_empty() {
+    if !failed_runs.is_empty() {
         verdict = Verdict::Fail;
     }
     GateDecision {
@@ -494,9 +538,22 @@ pub fn decide(ab: &AbReport, settings: &GateSettings, seed: u64) -> GateDecision
     }
 }
 
-/// A run's `counts.csv`; `None` when it has none (a run that failed before measuring).
-fn run_counts(ab: &AbReport, run: &RunEntry) -> Option<Vec<CountRow>> {
-    RunDir::new(ab.dir.join(&run.dir)).rows::<CountRow>().ok()
+/// One run's `counts.csv`, and whether the run recorded the broker's API audit (without
+/// it the API counts come from the live tap, which misses requests: never held equal).
+#[derive(Clone)]
+struct RunCounts {
+    rows: Vec<CountRow>,
+    audited: bool,
+}
+
+/// A run's counts; `None` when it has none (a run that failed before measuring).
+fn run_counts(ab_dir: &Path, run: &RunEntry) -> Option<RunCounts> {
+    let dir = RunDir::new(ab_dir.join(&run.dir));
+    let rows = dir.rows::<CountRow>().ok()?;
+    Some(RunCounts {
+        rows,
+        audited: dir.path(crate::results::API_FILE).exists(),
+    })
 }
 
 /// Counts that are not exact only because a herd on async-nats 0.50 may take more than
@@ -511,40 +568,62 @@ fn attempt_dependent(figure: &str) -> bool {
 }
 
 /// Exact counts: equal on both sides in every run, or the gate fails. Attempt-dependent
-/// counts ([`attempt_dependent`]) are held to the same when each side's runs agree.
-fn exact_rows(reference: &[Vec<CountRow>], candidate: &[Vec<CountRow>]) -> Vec<GateRow> {
+/// counts ([`attempt_dependent`], from runs with the API audit) are held to the same
+/// when each side's runs agree.
+fn exact_rows(reference: &[RunCounts], candidate: &[RunCounts]) -> Vec<GateRow> {
     /// Each side's values, in run order, and whether any run marked the count not exact.
     #[derive(Default)]
     struct Sides {
         values: [Vec<f64>; 2],
-        stable_only: bool,
+        any_not_exact: bool,
     }
     let mut order: Vec<String> = Vec::new();
     // (phase order, phase, figure) -> both sides' values.
     let mut counts: BTreeMap<(usize, String, String), Sides> = BTreeMap::new();
     for (side, runs) in [reference, candidate].into_iter().enumerate() {
-        for row in runs.iter().flatten() {
-            if !row.exact && !attempt_dependent(&row.figure) {
-                continue;
+        for run in runs {
+            for row in &run.rows {
+                let held_equal = row.exact || (run.audited && attempt_dependent(&row.figure));
+                if !held_equal {
+                    continue;
+                }
+                let phase_order = order
+                    .iter()
+                    .position(|p| *p == row.phase)
+                    .unwrap_or_else(|| {
+                        order.push(row.phase.clone());
+                        order.len() - 1
+                    });
+                let entry = counts
+                    .entry((phase_order, row.phase.clone(), row.figure.clone()))
+                    .or_default();
+                entry.values[side].push(row.value);
+                entry.any_not_exact |= !row.exact;
             }
-            let phase_order = order
-                .iter()
-                .position(|p| *p == row.phase)
-                .unwrap_or_else(|| {
-                    order.push(row.phase.clone());
-                    order.len() - 1
-                });
-            let entry = counts
-                .entry((phase_order, row.phase.clone(), row.figure.clone()))
-                .or_default();
-            entry.values[side].push(row.value);
-            entry.stable_only |= !row.exact;
         }
     }
+    let runs = [reference.len(), candidate.len()];
     let mut rows = Vec::new();
-    for ((_, phase, figure), sides) in counts {
+    for ((_, phase, figure), mut sides) in counts {
+        let stable = sides.any_not_exact;
+        // A kind of request or write with no row in a run did not occur there: 0.
+        let zero_when_absent = figure.starts_with("api.") || figure.starts_with("deliveries.");
+        let mut missing = Vec::new();
+        for (side, values) in sides.values.iter_mut().enumerate() {
+            if values.len() < runs[side] {
+                if zero_when_absent {
+                    values.resize(runs[side], 0.0);
+                } else if !values.is_empty() {
+                    missing.push(format!(
+                        "missing in {} of the {}'s {} runs",
+                        runs[side] - values.len(),
+                        [REFERENCE, CANDIDATE][side],
+                        runs[side]
+                    ));
+                }
+            }
+        }
         let [refs, cands] = &sides.values;
-        let stable = sides.stable_only;
         let first = |v: &[f64]| v.first().copied();
         let constant = |v: &[f64]| v.windows(2).all(|w| w[0] == w[1]);
         let listed = |v: &[f64]| v.iter().map(|c| show(*c)).collect::<Vec<_>>().join(", ");
@@ -556,6 +635,8 @@ fn exact_rows(reference: &[Vec<CountRow>], candidate: &[Vec<CountRow>]) -> Vec<G
             )
         } else if cands.is_empty() {
             (Verdict::Fail, "gone: only the reference has it".to_string())
+        } else if !missing.is_empty() {
+            (Verdict::Inconclusive, missing.join("; "))
         } else if !constant(refs) {
             (
                 Verdict::Skipped,
@@ -613,17 +694,18 @@ fn exact_rows(reference: &[Vec<CountRow>], candidate: &[Vec<CountRow>]) -> Vec<G
     rows
 }
 
-/// A capacity figure of `counts.csv`, per phase it covers: the interval of the change
-/// of the mean over runs, by resampling each side's runs.
+/// A capacity figure of `counts.csv`, per phase it covers. Each run gives one value, so
+/// the interval is Welch's t interval on the logarithms: the ratio of the two sides'
+/// geometric means, with the t quantile of the few runs (a bootstrap of five values
+/// per side would claim 95 % and cover less).
 fn capacity_rows(
     figure: &GateFigure,
     name: &str,
-    reference: &[Vec<CountRow>],
-    candidate: &[Vec<CountRow>],
-    rng: &mut SmallRng,
+    reference: &[RunCounts],
+    candidate: &[RunCounts],
 ) -> Vec<GateRow> {
     let mut phases: Vec<String> = Vec::new();
-    for row in reference.iter().chain(candidate).flatten() {
+    for row in reference.iter().chain(candidate).flat_map(|r| &r.rows) {
         let selected = figure
             .phase
             .as_deref()
@@ -632,10 +714,11 @@ fn capacity_rows(
             phases.push(row.phase.clone());
         }
     }
-    let values = |runs: &[Vec<CountRow>], phase: &str| -> Vec<f64> {
+    let values = |runs: &[RunCounts], phase: &str| -> Vec<f64> {
         runs.iter()
             .filter_map(|run| {
-                run.iter()
+                run.rows
+                    .iter()
                     .find(|r| r.figure == name && r.phase == phase)
                     .map(|r| r.value)
             })
@@ -648,7 +731,7 @@ fn capacity_rows(
         let (refs, cands) = (values(reference, &phase), values(candidate, &phase));
         let mut row = GateRow {
             phase: phase.clone(),
-            figure: figure.text_for(name),
+            figure: format!("count.{name}"),
             kind: "capacity".to_string(),
             reference: mean(&refs),
             candidate: mean(&cands),
@@ -656,38 +739,78 @@ fn capacity_rows(
             ci_low: None,
             ci_high: None,
             effect: Some(figure.effect),
-            verdict: Verdict::Skipped,
+            verdict: Verdict::Inconclusive,
             note: String::new(),
         };
-        let worse = |r: f64, c: f64| -> Option<f64> {
-            let change = if higher_is_better { r / c } else { c / r } - 1.0;
-            change.is_finite().then_some(change)
-        };
-        if refs.len() < crate::ab_stats::MIN_REPEAT_FOR_CI
-            || cands.len() < crate::ab_stats::MIN_REPEAT_FOR_CI
-        {
+        let min = crate::ab_stats::MIN_REPEAT_FOR_CI;
+        if refs.len() < min || cands.len() < min {
             row.note = format!(
-                "measured in {} reference and {} candidate runs; an interval needs {} of each",
+                "measured in {} reference and {} candidate runs; an interval needs {min} of each",
                 refs.len(),
                 cands.len(),
-                crate::ab_stats::MIN_REPEAT_FOR_CI
             );
-            row.verdict = Verdict::Inconclusive;
-        } else if let (Some(r), Some(c)) = (row.reference, row.candidate) {
-            row.change = worse(r, c);
-            let mut changes: Vec<f64> = (0..RESAMPLES)
-                .filter_map(|_| worse(resampled_mean(&refs, rng), resampled_mean(&cands, rng)))
-                .collect();
-            changes.sort_by(f64::total_cmp);
-            if let (Some(lo), Some(hi)) = (quantile(&changes, 0.025), quantile(&changes, 0.975)) {
-                row.ci_low = Some(lo);
-                row.ci_high = Some(hi);
-                (row.verdict, row.note) = judge(lo, hi, figure.effect);
-            }
+        } else if refs
+            .iter()
+            .chain(&cands)
+            .any(|v| !v.is_finite() || *v < 0.0)
+        {
+            row.note = "a negative or non-finite value: not judged as a ratio".to_string();
+        } else if higher_is_better && cands.contains(&0.0) {
+            // A throughput that fell to nothing in some run: as worse as it gets.
+            row.change = Some(f64::INFINITY);
+            row.verdict = Verdict::Fail;
+            row.note = "the candidate's throughput was 0 in a run".to_string();
+        } else if refs.iter().chain(&cands).any(|v| *v == 0.0) {
+            row.note = "a value of 0: a ratio cannot say how much it changed".to_string();
+        } else {
+            let (lo, point, hi) = log_ratio_interval(&refs, &cands);
+            // Worse is up: for a throughput, the reference over the candidate.
+            let (lo, point, hi) = if higher_is_better {
+                (-hi, -point, -lo)
+            } else {
+                (lo, point, hi)
+            };
+            let change = |log: f64| log.exp() - 1.0;
+            row.change = Some(change(point));
+            row.ci_low = Some(change(lo));
+            row.ci_high = Some(change(hi));
+            (row.verdict, row.note) = judge(change(lo), change(hi), figure.effect);
         }
         rows.push(row);
     }
     rows
+}
+
+/// Welch's 95 % t interval of `mean(ln b) - mean(ln a)`: (low, point, high).
+fn log_ratio_interval(a: &[f64], b: &[f64]) -> (f64, f64, f64) {
+    let stats = |v: &[f64]| {
+        let logs: Vec<f64> = v.iter().map(|x| x.ln()).collect();
+        let n = logs.len() as f64;
+        let mean = logs.iter().sum::<f64>() / n;
+        let var = logs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        (mean, var / n, n)
+    };
+    let ((ma, sa, na), (mb, sb, nb)) = (stats(a), stats(b));
+    let se2 = sa + sb;
+    let point = mb - ma;
+    if se2 == 0.0 {
+        return (point, point, point);
+    }
+    // Welch–Satterthwaite degrees of freedom.
+    let df = se2 * se2 / (sa * sa / (na - 1.0) + sb * sb / (nb - 1.0));
+    let half = t_975(df) * se2.sqrt();
+    (point - half, point, point + half)
+}
+
+/// The 0.975 quantile of Student's t with `df` degrees of freedom (Cornish–Fisher
+/// expansion around the normal's 1.96: within 0.5 % of the table from 3 degrees of
+/// freedom up, 3 % low at 2, which Welch's df never goes below with 3 runs a side).
+fn t_975(df: f64) -> f64 {
+    let z: f64 = 1.959_964;
+    let (z3, z5, z7) = (z.powi(3), z.powi(5), z.powi(7));
+    z + (z3 + z) / (4.0 * df)
+        + (5.0 * z5 + 16.0 * z3 + 3.0 * z) / (96.0 * df * df)
+        + (3.0 * z7 + 19.0 * z5 + 17.0 * z3 - 15.0 * z) / (384.0 * df * df * df)
 }
 
 /// A latency's p50 or p99 per phase, from the A/B comparison's rows.
@@ -793,29 +916,8 @@ fn judge(lo: f64, hi: f64, effect: f64) -> (Verdict, String) {
     }
 }
 
-impl GateFigure {
-    /// The figure's name in `gate.csv`: `count.<figure>` for a count.
-    fn text_for(&self, name: &str) -> String {
-        format!("count.{name}")
-    }
-}
-
 fn mean(values: &[f64]) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
-}
-
-fn resampled_mean(values: &[f64], rng: &mut SmallRng) -> f64 {
-    let n = values.len();
-    (0..n).map(|_| values[rng.random_range(0..n)]).sum::<f64>() / n as f64
-}
-
-/// The `q` quantile of sorted `values` (nearest rank).
-fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
-    Some(sorted[i])
 }
 
 fn percent(fraction: f64) -> String {
@@ -844,6 +946,16 @@ mod tests {
         assert_eq!(judge(-0.50, 0.50, 0.25).0, Verdict::Inconclusive);
     }
 
+    /// Runs of one side, each with the API audit.
+    fn audited(runs: Vec<Vec<CountRow>>) -> Vec<RunCounts> {
+        runs.into_iter()
+            .map(|rows| RunCounts {
+                rows,
+                audited: true,
+            })
+            .collect()
+    }
+
     fn count(phase: &str, figure: &str, value: f64, exact: bool) -> CountRow {
         CountRow {
             phase: phase.to_string(),
@@ -868,7 +980,7 @@ mod tests {
                 3
             ]
         };
-        let rows = exact_rows(&side(7.0), &side(8.0));
+        let rows = exact_rows(&audited(side(7.0)), &audited(side(8.0)));
         let created = rows
             .iter()
             .find(|r| r.figure == "count.consumers.created_per_agent")
@@ -890,7 +1002,7 @@ mod tests {
             "a figure that is not exact is not held equal"
         );
         assert!(
-            exact_rows(&side(7.0), &side(7.0))
+            exact_rows(&audited(side(7.0)), &audited(side(7.0)))
                 .iter()
                 .all(|r| r.verdict == Verdict::Pass)
         );
@@ -913,7 +1025,7 @@ mod tests {
                 .collect()
         };
         let judged = |reference: &[f64], candidate: &[f64]| {
-            let rows = exact_rows(&herd(reference), &herd(candidate));
+            let rows = exact_rows(&audited(herd(reference)), &audited(herd(candidate)));
             assert!(rows.iter().all(|r| r.figure != "count.msgs.in_per_agent"));
             let row = rows.into_iter().next().expect("walks judged");
             assert_eq!(row.kind, "stable");
@@ -929,13 +1041,121 @@ mod tests {
     }
 
     #[test]
+    fn a_count_missing_from_some_runs_is_zero_for_a_request_kind_and_unknown_otherwise() {
+        // The candidate makes a consumer info in 2 of its 3 runs: no row in the third
+        // means none there, so its runs disagree with the reference's 0: fail.
+        let reference = vec![vec![count("1:start", "api.total_per_agent", 3.0, true)]; 3];
+        let mut candidate = reference.clone();
+        for run in candidate.iter_mut().take(2) {
+            run.push(count("1:start", "api.consumer_info_per_agent", 1.0, true));
+        }
+        let rows = exact_rows(&audited(reference.clone()), &audited(candidate));
+        let info = rows
+            .iter()
+            .find(|r| r.figure == "count.api.consumer_info_per_agent")
+            .expect("judged");
+        assert_eq!(info.verdict, Verdict::Fail, "{info:?}");
+        // A consumer listing missing from one candidate run is not a 0: unknown.
+        let listed = |runs: usize| {
+            vec![
+                vec![count(
+                    "1:start",
+                    "consumers.long_lived_per_agent",
+                    7.0,
+                    true
+                )];
+                runs
+            ]
+        };
+        let mut candidate = listed(3);
+        candidate[1].clear();
+        let rows = exact_rows(&audited(listed(3)), &audited(candidate));
+        assert_eq!(rows[0].verdict, Verdict::Inconclusive, "{:?}", rows[0]);
+        assert!(
+            rows[0]
+                .note
+                .contains("missing in 1 of the candidate's 3 runs")
+        );
+    }
+
+    #[test]
+    fn api_counts_from_the_live_tap_are_never_held_equal() {
+        let runs = |value: f64| {
+            vec![
+                RunCounts {
+                    rows: vec![count(
+                        "3:broker_restart",
+                        "api.total_per_agent",
+                        value,
+                        false
+                    )],
+                    audited: false,
+                };
+                3
+            ]
+        };
+        assert!(exact_rows(&runs(29.0), &runs(31.0)).is_empty());
+    }
+
+    #[test]
+    fn welch_t_quantile_and_interval() {
+        // Student's t 0.975 quantiles from the table: df 4, 10, 30.
+        for (df, table) in [(4.0, 2.776), (10.0, 2.228), (30.0, 2.042)] {
+            assert!(
+                (t_975(df) - table).abs() / table < 0.005,
+                "df {df}: {}",
+                t_975(df)
+            );
+        }
+        let (lo, point, hi) = log_ratio_interval(&[10.0, 10.0, 10.0], &[20.0, 20.0, 20.0]);
+        assert_eq!((lo, hi), (point, point));
+        assert!((point.exp() - 2.0).abs() < 1e-12);
+        let (lo, point, hi) = log_ratio_interval(&[9.0, 10.0, 11.0], &[9.5, 10.0, 10.5]);
+        assert!(lo < point && point < hi && lo < 0.0 && hi > 0.0);
+    }
+
+    #[test]
+    fn a_throughput_that_fell_to_nothing_fails_and_a_zero_reference_is_not_a_ratio() {
+        let known = Known {
+            consumers: Vec::new(),
+            phases: vec!["0:setup".to_string(), "1:start".to_string()],
+        };
+        let runs = |name: &str, values: &[f64]| -> Vec<RunCounts> {
+            audited(
+                values
+                    .iter()
+                    .map(|v| vec![count("1:start", name, *v, false)])
+                    .collect(),
+            )
+        };
+        let rate =
+            GateFigure::parse("count[1:start].api.rate_per_sec", 0.2, &known).expect("parses");
+        let rows = capacity_rows(
+            &rate,
+            "api.rate_per_sec",
+            &runs("api.rate_per_sec", &[2000.0, 2100.0, 1900.0]),
+            &runs("api.rate_per_sec", &[1000.0, 0.0, 950.0]),
+        );
+        assert_eq!(rows[0].verdict, Verdict::Fail, "{:?}", rows[0]);
+        let cpu = GateFigure::parse("count[1:start].broker.cpu_ms_per_agent", 0.2, &known)
+            .expect("parses");
+        let rows = capacity_rows(
+            &cpu,
+            "broker.cpu_ms_per_agent",
+            &runs("broker.cpu_ms_per_agent", &[0.0, 0.0, 0.0]),
+            &runs("broker.cpu_ms_per_agent", &[1.0, 1.0, 1.0]),
+        );
+        assert_eq!(rows[0].verdict, Verdict::Inconclusive, "{:?}", rows[0]);
+    }
+
+    #[test]
     fn a_kind_of_request_only_the_candidate_makes_fails() {
         let reference = vec![vec![count("1:start", "api.total_per_agent", 3.0, true)]; 3];
         let mut candidate = reference.clone();
         for run in &mut candidate {
             run.push(count("1:start", "api.consumer_info_per_agent", 1.0, true));
         }
-        let rows = exact_rows(&reference, &candidate);
+        let rows = exact_rows(&audited(reference), &audited(candidate));
         let new = rows
             .iter()
             .find(|r| r.figure == "count.api.consumer_info_per_agent")
@@ -951,20 +1171,20 @@ mod tests {
         };
         let figure = GateFigure::parse("count[1:start].broker.cpu_ms_per_agent", 0.2, &known)
             .expect("parses");
-        let runs = |name: &str, values: &[f64]| -> Vec<Vec<CountRow>> {
-            values
-                .iter()
-                .map(|v| vec![count("1:start", name, *v, false)])
-                .collect()
+        let runs = |name: &str, values: &[f64]| -> Vec<RunCounts> {
+            audited(
+                values
+                    .iter()
+                    .map(|v| vec![count("1:start", name, *v, false)])
+                    .collect(),
+            )
         };
         let side = |values: &[f64]| runs("broker.cpu_ms_per_agent", values);
-        let mut rng = SmallRng::seed_from_u64(1);
         let same = capacity_rows(
             &figure,
             "broker.cpu_ms_per_agent",
             &side(&[3.0, 3.1, 2.9, 3.0, 3.05]),
             &side(&[3.02, 2.95, 3.1, 3.0, 2.98]),
-            &mut rng,
         );
         assert_eq!(same[0].verdict, Verdict::Pass, "{:?}", same[0]);
         let doubled = capacity_rows(
@@ -972,7 +1192,6 @@ mod tests {
             "broker.cpu_ms_per_agent",
             &side(&[3.0, 3.1, 2.9, 3.0, 3.05]),
             &side(&[6.0, 6.1, 5.9, 6.2, 6.0]),
-            &mut rng,
         );
         assert_eq!(doubled[0].verdict, Verdict::Fail, "{:?}", doubled[0]);
         // A throughput that halved is worse, not better.
@@ -983,7 +1202,6 @@ mod tests {
             "api.rate_per_sec",
             &runs("api.rate_per_sec", &[2000.0, 2100.0, 1900.0]),
             &runs("api.rate_per_sec", &[1000.0, 1050.0, 950.0]),
-            &mut rng,
         );
         assert_eq!(halved[0].verdict, Verdict::Fail, "{:?}", halved[0]);
         assert!(halved[0].change.is_some_and(|c| c > 0.9));

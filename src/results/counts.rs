@@ -307,7 +307,11 @@ fn api_counts(record: &RunRecord, labels: &[&str], agents: f64, out: &mut Out) {
 /// `broker.cpu_ms_per_agent`: the embedded broker's CPU time over the phase, per agent:
 /// what the phase cost the broker.
 fn broker_cpu(record: &RunRecord, labels: &[&str], agents: f64, out: &mut Out) {
-    if let Some([cpu_secs]) = increase(record, labels, |s| Some([s.cpu_secs?])) {
+    // A new pid is a restart: the new process counts from zero, even where its startup
+    // (JetStream recovery) already used more CPU than the old process had.
+    let read = |s: &BrokerSample| Some([s.cpu_secs?]);
+    let same_process = |a: &BrokerSample, b: &BrokerSample| a.pid == b.pid;
+    if let Some([cpu_secs]) = increase(record, labels, read, same_process) {
         let value = cpu_secs * 1000.0 / agents;
         out.push(
             "broker.cpu_ms_per_agent",
@@ -361,7 +365,8 @@ fn traffic(record: &RunRecord, labels: &[&str]) -> [Option<u64>; 4] {
     let counters = |s: &BrokerSample| {
         Some([s.in_msgs?, s.out_msgs?, s.in_bytes?, s.out_bytes?].map(|v| v as f64))
     };
-    match increase(record, labels, counters) {
+    // nats-server's counters restart with it; a restart shows as a counter going down.
+    match increase(record, labels, counters, |_, _| true) {
         Some(sums) => sums.map(|v| Some(v as u64)),
         None => [None; 4],
     }
@@ -369,29 +374,34 @@ fn traffic(record: &RunRecord, labels: &[&str]) -> [Option<u64>; 4] {
 
 /// The increase of counters read from each broker sample over the intervals between
 /// samples that begin in `labels` (every step gets a sample as it begins, so a phase's
-/// intervals run from its first sample to the next phase's first): a counter that went
-/// down (the broker restarted) counts from zero again. `None` when no such interval had
-/// counters at both ends.
+/// intervals run from its first sample to the next phase's first): across a restart (a
+/// counter that went down, or two samples `same_process` says are not of one process)
+/// the later counter counts from zero. `None` when no such interval had counters at both
+/// ends.
 fn increase<const N: usize>(
     record: &RunRecord,
     labels: &[&str],
     read: impl Fn(&BrokerSample) -> Option<[f64; N]>,
+    same_process: impl Fn(&BrokerSample, &BrokerSample) -> bool,
 ) -> Option<[f64; N]> {
-    let mut previous: Option<([f64; N], bool)> = None;
+    let mut previous: Option<(&BrokerSample, [f64; N])> = None;
     let mut sums: Option<[f64; N]> = None;
     for s in &record.broker_samples {
         let Some(now) = read(s) else { continue };
-        if let Some((before, true)) = previous {
+        if let Some((earlier, before)) = previous
+            && labels.contains(&earlier.step.as_str())
+        {
+            let restarted = !same_process(earlier, s);
             let sums = sums.get_or_insert([0.0; N]);
             for i in 0..N {
-                sums[i] += if now[i] >= before[i] {
+                sums[i] += if !restarted && now[i] >= before[i] {
                     now[i] - before[i]
                 } else {
                     now[i]
                 };
             }
         }
-        previous = Some((now, labels.contains(&s.step.as_str())));
+        previous = Some((s, now));
     }
     sums
 }

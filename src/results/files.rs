@@ -60,7 +60,7 @@ pub const RUN_FILES: [&str; 12] = [
 ];
 
 /// Column order of `broker.csv` (the fields of [`crate::broker::sampler::BrokerSample`]).
-pub const BROKER_COLUMNS: [&str; 25] = [
+pub const BROKER_COLUMNS: [&str; 26] = [
     "t_secs",
     "step",
     "ok",
@@ -86,6 +86,7 @@ pub const BROKER_COLUMNS: [&str; 25] = [
     "in_bytes_per_sec",
     "out_bytes_per_sec",
     "cpu_secs",
+    "pid",
 ];
 
 /// Column order of `gate.csv` (the fields of [`crate::gate::same_runner::GateRow`]).

@@ -480,7 +480,7 @@ fn an_older_run_reads_back_with_the_bandwidth_columns_empty() {
     use crate::results::rows::*;
     let out = tempfile::tempdir().expect("tempdir");
     let dir = RunDir::new(out.path());
-    let old_broker = &BROKER_COLUMNS[..BROKER_COLUMNS.len() - 10];
+    let old_broker = &BROKER_COLUMNS[..BROKER_COLUMNS.len() - 11];
     assert_eq!(old_broker.last(), Some(&"api_inflight"));
     std::fs::write(
         dir.path(BROKER_FILE),
@@ -493,7 +493,7 @@ fn an_older_run_reads_back_with_the_bandwidth_columns_empty() {
     let broker = dir.rows::<BrokerRow>().expect("an older broker.csv reads");
     assert_eq!(broker[0].api_total, Some(40));
     assert_eq!((broker[0].in_bytes, broker[0].interval_secs), (None, None));
-    assert_eq!(broker[0].cpu_secs, None);
+    assert_eq!((broker[0].cpu_secs, broker[0].pid), (None, None));
     let old_series: Vec<&str> = TIMESERIES_COLUMNS
         .iter()
         .copied()
