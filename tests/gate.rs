@@ -565,8 +565,10 @@ fn ci_gate_script_runs_end_to_end_without_docker() {
     let root = project_root();
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("gate");
-    // A baseline ten times slower than anything a 30-agent run measures: the comparison
-    // runs (and improves), whatever this machine's speed.
+    // A baseline slower than anything a 30-agent run measures, however loaded this
+    // machine is: ten times the committed baseline's figures plus a minute (the paced
+    // gate's cold start is ~15 ms per agent there, and a 30-agent run beside the rest of
+    // the test suite has taken 0.9 s). The comparison runs, and improves.
     let baseline = dir.path().join("baseline");
     std::fs::create_dir_all(&baseline).expect("mkdir");
     let mut reader =
@@ -580,7 +582,7 @@ fn ci_gate_script_runs_end_to_end_without_docker() {
             .iter()
             .zip(record.iter())
             .map(|(h, v)| match (h, v.parse::<f64>()) {
-                ("p50" | "p99", Ok(x)) => format!("{:.3}", x * 10.0 + 100.0),
+                ("p50" | "p99", Ok(x)) => format!("{:.3}", x * 10.0 + 60_000.0),
                 _ => v.to_string(),
             })
             .collect();
