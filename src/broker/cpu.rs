@@ -30,10 +30,16 @@ impl BrokerProcess {
         if pid == 0 {
             return None;
         }
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let ticks = stat_cpu_ticks(&stat)?;
-        Some((pid, ticks as f64 / clock_ticks_per_sec()))
+        Some((pid, process_cpu_secs(pid)?))
     }
+}
+
+/// CPU seconds (user + system, every thread) process `pid` has used since it started.
+/// Also read for fleetsim's own process: what the machinery costs beside the broker.
+pub fn process_cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ticks = stat_cpu_ticks(&stat)?;
+    Some(ticks as f64 / clock_ticks_per_sec())
 }
 
 /// utime + stime (clock ticks) from a `/proc/<pid>/stat` line. The command name (field

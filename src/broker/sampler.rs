@@ -75,6 +75,9 @@ pub struct BrokerSample {
     /// The embedded broker's process id when `cpu_secs` was read: a new one is a
     /// restart, whose CPU counts from zero.
     pub pid: Option<u32>,
+    /// CPU seconds fleetsim's own process has used since it started, read beside
+    /// `cpu_secs`: the load generator's cost on the same machine.
+    pub fleetsim_cpu_secs: Option<f64>,
 }
 
 impl BrokerSample {
@@ -103,6 +106,7 @@ impl BrokerSample {
             "in_bytes_per_sec" => self.in_bytes_per_sec,
             "out_bytes_per_sec" => self.out_bytes_per_sec,
             "cpu_secs" => self.cpu_secs,
+            "fleetsim_cpu_secs" => self.fleetsim_cpu_secs,
             _ => None,
         }
     }
@@ -153,9 +157,11 @@ impl BrokerSampler {
                 // Read as the sample begins, when the step-change wait put it at the
                 // step's boundary (the HTTP answers may take longer).
                 let cpu = process.as_ref().and_then(BrokerProcess::cpu_secs);
+                let own_cpu = super::cpu::process_cpu_secs(std::process::id());
                 let (mut row, traffic) = sample(&monitor, &info.label(), run_start).await;
                 row.cpu_secs = cpu.map(|(_, s)| (s * 1000.0).round() / 1000.0);
                 row.pid = cpu.map(|(pid, _)| pid);
+                row.fleetsim_cpu_secs = own_cpu.map(|s| (s * 1000.0).round() / 1000.0);
                 if let Some((at, now)) = traffic {
                     let rates = last.as_ref().and_then(|(then, earlier)| {
                         now.rates_since(earlier, at.duration_since(*then).as_secs_f64())

@@ -183,6 +183,7 @@ fn phase_counts(record: &RunRecord, phase: &Segment, agents: f64) -> Vec<CountRo
     }
 
     broker_cpu(record, &labels, agents, &mut out);
+    fleetsim_cpu(record, &labels, agents, &mut out);
 
     // Deliveries per write, by kind, of the phase's write and exec steps.
     for w in record
@@ -227,6 +228,7 @@ fn run_counts(record: &RunRecord, phases: &[Segment], agents: f64) -> Vec<CountR
     let all_labels: Vec<&str> = record.phases.iter().map(String::as_str).collect();
     api_counts(record, &all_labels, agents, &mut out);
     broker_cpu(record, &all_labels, agents, &mut out);
+    fleetsim_cpu(record, &all_labels, agents, &mut out);
     let reconnects: u64 = record
         .agents
         .iter()
@@ -320,6 +322,16 @@ fn broker_cpu(record: &RunRecord, labels: &[&str], agents: f64, out: &mut Out) {
             CPU_MS_PER_AGENT,
             false,
         );
+    }
+}
+
+/// `fleetsim.cpu_ms_per_agent`: fleetsim's own CPU time over the phase, per agent:
+/// the load generator's cost (its agents, their async-nats clients and its observers).
+fn fleetsim_cpu(record: &RunRecord, labels: &[&str], agents: f64, out: &mut Out) {
+    let read = |s: &BrokerSample| Some([s.fleetsim_cpu_secs?]);
+    if let Some([cpu_secs]) = increase(record, labels, read, |_, _| true) {
+        let value = cpu_secs * 1000.0 / agents;
+        out.push("fleetsim.cpu_ms_per_agent", value, None, CPU_MS_PER_AGENT, false);
     }
 }
 

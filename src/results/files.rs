@@ -60,7 +60,7 @@ pub const RUN_FILES: [&str; 12] = [
 ];
 
 /// Column order of `broker.csv` (the fields of [`crate::broker::sampler::BrokerSample`]).
-pub const BROKER_COLUMNS: [&str; 26] = [
+pub const BROKER_COLUMNS: [&str; 27] = [
     "t_secs",
     "step",
     "ok",
@@ -87,6 +87,7 @@ pub const BROKER_COLUMNS: [&str; 26] = [
     "out_bytes_per_sec",
     "cpu_secs",
     "pid",
+    "fleetsim_cpu_secs",
 ];
 
 /// Column order of `gate.csv` (the fields of [`crate::gate::same_runner::GateRow`]).

@@ -480,7 +480,7 @@ fn an_older_run_reads_back_with_the_bandwidth_columns_empty() {
     use crate::results::rows::*;
     let out = tempfile::tempdir().expect("tempdir");
     let dir = RunDir::new(out.path());
-    let old_broker = &BROKER_COLUMNS[..BROKER_COLUMNS.len() - 11];
+    let old_broker = &BROKER_COLUMNS[..BROKER_COLUMNS.len() - 12];
     assert_eq!(old_broker.last(), Some(&"api_inflight"));
     std::fs::write(
         dir.path(BROKER_FILE),

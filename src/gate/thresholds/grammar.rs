@@ -67,7 +67,7 @@ pub const AGENTS_FIELDS: [&str; 3] = ["failed", "ready", "unrecovered"];
 /// Figures of `counts.csv` by exact name; `api.<request kind>_per_agent` (any kind the
 /// audit records, `api.consumer_create_per_agent`) and `deliveries.<write
 /// kind>_per_write` are families.
-pub const COUNT_FIGURES: [&str; 11] = [
+pub const COUNT_FIGURES: [&str; 12] = [
     "consumers.long_lived_per_agent",
     "consumers.transient_per_agent",
     "consumers.created_per_agent",
@@ -78,6 +78,7 @@ pub const COUNT_FIGURES: [&str; 11] = [
     "bytes.out_per_agent",
     "reconnects_per_agent",
     "broker.cpu_ms_per_agent",
+    "fleetsim.cpu_ms_per_agent",
     "api.rate_per_sec",
 ];
 /// The phase of `counts.csv` that covers the whole run.
