@@ -331,7 +331,13 @@ fn fleetsim_cpu(record: &RunRecord, labels: &[&str], agents: f64, out: &mut Out)
     let read = |s: &BrokerSample| Some([s.fleetsim_cpu_secs?]);
     if let Some([cpu_secs]) = increase(record, labels, read, |_, _| true) {
         let value = cpu_secs * 1000.0 / agents;
-        out.push("fleetsim.cpu_ms_per_agent", value, None, CPU_MS_PER_AGENT, false);
+        out.push(
+            "fleetsim.cpu_ms_per_agent",
+            value,
+            None,
+            CPU_MS_PER_AGENT,
+            false,
+        );
     }
 }
 
