@@ -147,8 +147,13 @@ async fn drive(
         "provisioned"
     );
     let consumers_at_start = broker.consumers().await;
-    let (tap, system) = ApiTap::listen(&control, broker.system_client().await).await;
-    broker_info.api_limit_reached_counted = system.is_some();
+    // The API tap's subscriptions are an observer too (`[observe] api_tap`).
+    let listeners = if plan.observe.api_tap {
+        ApiTap::listen(&control, broker.system_client().await).await
+    } else {
+        (None, None)
+    };
+    broker_info.api_limit_reached_counted = listeners.1.is_some();
     let proxy = AgentProxy::start(plan, &url, options.proxy_program.as_deref()).await?;
     let proxy_pid = proxy.as_ref().and_then(AgentProxy::pid);
     // After everything that can fail before the fleet: a capture left on an external
@@ -172,7 +177,15 @@ async fn drive(
     let run_start = Instant::now();
     let run_start_wall = SystemTime::now();
     let (step_tx, step_rx) = watch::channel(StepInfo::SETUP);
-    let observers = Observers::start(&fleet, broker, &metrics, step_rx, tap, system, run_start);
+    let observers = Observers::start(
+        &fleet,
+        broker,
+        &metrics,
+        step_rx,
+        listeners,
+        run_start,
+        &plan.observe,
+    );
     let mut env = StepEnv {
         plan,
         js: &js,

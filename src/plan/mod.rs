@@ -40,6 +40,37 @@ pub struct Plan {
     pub thresholds: crate::thresholds::Thresholds,
     /// `[gate]`: how `fleetsim gate` judges a candidate run against this plan's.
     pub gate: crate::gate::same_runner::GateSettings,
+    /// `[observe]`: which of fleetsim's observers run beside the fleet.
+    pub observe: Observe,
+}
+
+/// `[observe]`: the observers a run keeps beside the fleet, each on by default. They
+/// cost fleetsim CPU and (the API tap, the broker sampler) the broker a little; turning
+/// one off loses what it measures (`docs/measurements.md`), so this is for measuring
+/// their cost, or for a run that needs every cycle for its agents.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Observe {
+    /// The subscription to the broker's JetStream API advisories (`timeseries.csv` API
+    /// columns, `api_limit_reached`).
+    pub api_tap: bool,
+    /// The broker's monitoring endpoints sampled every second (`broker.csv`, the CPU
+    /// figures of `counts.csv`).
+    pub broker: bool,
+    /// The 100 ms time series (`timeseries.csv`, the report's charts).
+    pub timeseries: bool,
+    /// The progress line on stderr.
+    pub progress: bool,
+}
+
+impl Default for Observe {
+    fn default() -> Self {
+        Observe {
+            api_tap: true,
+            broker: true,
+            timeseries: true,
+            progress: true,
+        }
+    }
 }
 
 /// One named side of an A/B run.

@@ -87,6 +87,7 @@ fn plan() -> Plan {
         repeat: 1,
         thresholds: Default::default(),
         gate: Default::default(),
+        observe: Default::default(),
     }
 }
 

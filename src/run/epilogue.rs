@@ -15,7 +15,7 @@ use crate::broker::sampler::{BrokerSample, BrokerSampler};
 use crate::error::RunError;
 use crate::fleet::{Fleet, Roster};
 use crate::metrics::Metrics;
-use crate::plan::Plan;
+use crate::plan::{Observe, Plan};
 use crate::progress::Progress;
 use crate::provision::{group_id, pc_id};
 use crate::results::{self, AgentFinal, RunRecord};
@@ -53,9 +53,15 @@ impl ClaimedDir {
 
 /// What watches the run beside the steps: the progress line, the time series, the
 /// broker's monitoring samples, and the system-account listener.
+/// The API tap and the system-account listener ([`ApiTap::listen`]), if any.
+pub(super) type ApiListeners = (
+    Option<Arc<ApiTap>>,
+    Option<(async_nats::Client, JoinHandle<()>)>,
+);
+
 pub(super) struct Observers {
-    progress: Progress,
-    sampler: Sampler,
+    progress: Option<Progress>,
+    sampler: Option<Sampler>,
     broker_sampler: Option<BrokerSampler>,
     system: Option<(async_nats::Client, JoinHandle<()>)>,
 }
@@ -68,9 +74,9 @@ impl Observers {
         broker: &Broker,
         metrics: &Arc<Metrics>,
         step: watch::Receiver<StepInfo>,
-        tap: Option<Arc<ApiTap>>,
-        system: Option<(async_nats::Client, JoinHandle<()>)>,
+        (tap, system): ApiListeners,
         run_start: Instant,
+        observe: &Observe,
     ) -> Self {
         let gauges = FleetGauges {
             roster: fleet.roster().clone(),
@@ -81,9 +87,14 @@ impl Observers {
         Observers {
             broker_sampler: broker
                 .monitor_url()
+                .filter(|_| observe.broker)
                 .map(|m| BrokerSampler::start(m, broker.process(), step.clone(), run_start)),
-            progress: Progress::start(fleet.roster().clone(), step.clone()),
-            sampler: Sampler::start(gauges, tap, broker.monitor_url(), step, run_start),
+            progress: observe
+                .progress
+                .then(|| Progress::start(fleet.roster().clone(), step.clone())),
+            sampler: observe
+                .timeseries
+                .then(|| Sampler::start(gauges, tap, broker.monitor_url(), step, run_start)),
             system,
         }
     }
@@ -96,8 +107,13 @@ impl Observers {
 
     /// Stops every observer; returns the time series and the broker's samples.
     pub async fn stop(self) -> (Vec<Sample>, Vec<BrokerSample>) {
-        self.progress.finish().await;
-        let timeseries = self.sampler.finish().await;
+        if let Some(progress) = self.progress {
+            progress.finish().await;
+        }
+        let timeseries = match self.sampler {
+            Some(sampler) => sampler.finish().await,
+            None => Vec::new(),
+        };
         let broker_samples = match self.broker_sampler {
             Some(s) => s.finish().await,
             None => Vec::new(),

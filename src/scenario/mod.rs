@@ -229,7 +229,7 @@ fn syntax_problem(file: &str, text: &str, error: &toml::de::Error) -> Problem {
     }
 }
 
-const ROOT_KEYS: [&str; 11] = [
+const ROOT_KEYS: [&str; 12] = [
     "name",
     "description",
     "seed",
@@ -241,6 +241,7 @@ const ROOT_KEYS: [&str; 11] = [
     "repeat",
     "thresholds",
     "gate",
+    "observe",
 ];
 const POSITIVE: &str = "a positive whole number";
 const NON_NEGATIVE: &str = "zero or a positive whole number";
@@ -297,7 +298,28 @@ fn read_plan(ctx: &mut Ctx<'_>, root: &Node<'_, '_>, origin: &str) -> Plan {
         repeat: 1,
         thresholds: Default::default(),
         gate: crate::gate::same_runner::GateSettings::default(),
+        observe: read_observe(ctx, root),
     }
+}
+
+/// `[observe]`: each observer on unless set to false.
+fn read_observe(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> crate::plan::Observe {
+    let mut observe = crate::plan::Observe::default();
+    let Some(node) = root.table(ctx, "observe", "a table ([observe])") else {
+        return observe;
+    };
+    node.check_keys(ctx, &["api_tap", "broker", "timeseries", "progress"]);
+    for (key, field) in [
+        ("api_tap", &mut observe.api_tap),
+        ("broker", &mut observe.broker),
+        ("timeseries", &mut observe.timeseries),
+        ("progress", &mut observe.progress),
+    ] {
+        if let Some(on) = node.boolean(ctx, key) {
+            *field = on;
+        }
+    }
+    observe
 }
 
 /// `[broker] url` is written, valid or not (an invalid one is already a problem, and the
