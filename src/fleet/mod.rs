@@ -143,11 +143,23 @@ impl StartGate {
     }
 
     /// Waits until every agent is prepared, then opens the gate now.
-    async fn open_when_prepared(&self) {
+    ///
+    /// The gate is opened from a thread outside the runtime's workers, so every agent
+    /// it wakes goes to the runtime's global queue, which the runtime polls before its
+    /// workers' local queues (`global_queue_interval(1)` in src/cli/mod.rs): every agent's
+    /// first attempt runs before the early agents' handshakes, which would otherwise
+    /// take the local queues first and spread the herd.
+    async fn open_when_prepared(self: &Arc<Self>) {
         if self.expected > 0 {
             self.all_prepared.notified().await;
         }
-        self.open.send_replace(Some(Instant::now()));
+        let gate = self.clone();
+        let opened =
+            tokio::task::spawn_blocking(move || gate.open.send_replace(Some(Instant::now())));
+        if opened.await.is_err() {
+            // No blocking thread: open it here.
+            self.open.send_replace(Some(Instant::now()));
+        }
     }
 }
 
