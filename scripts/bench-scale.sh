@@ -7,7 +7,8 @@
 #    broker.csv) and consumers on the broker.
 # 2. How sharp a herd fleetsim can fire: an all-at-once start of 3,000 agents, and the
 #    spread between the first and the last agent's first connect attempt
-#    (`connect_attempt_at` max - min in summary.csv).
+#    (`connect_attempt_at` max - min in summary.csv) and each agent's `fire_skew` (its
+#    first attempt minus the instant the start released it) p50 and p99.
 #
 # Writes results/bench/scale.csv and prints it. Sizes can be changed:
 #   AGENTS=5000 SHARP=2000 ./scripts/bench-scale.sh
@@ -27,7 +28,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$out_dir"
 csv="$out_dir/scale.csv"
-echo "date,run,agents,status,all_ready_s,ready_p99_ms,connect_attempt_spread_ms,errors,broker_consumers,cpu_ms_per_agent,rss_kib_per_agent,fleetsim_peak_rss_mib,broker_peak_rss_mib" > "$csv"
+echo "date,run,agents,status,all_ready_s,ready_p99_ms,connect_attempt_spread_ms,fire_skew_p50_ms,fire_skew_p99_ms,errors,broker_consumers,cpu_ms_per_agent,rss_kib_per_agent,fleetsim_peak_rss_mib,broker_peak_rss_mib" > "$csv"
 
 row() { # run-label agents scenario
   local label="$1" n="$2" scenario="$3"
@@ -59,6 +60,7 @@ print(",".join(str(x) for x in [
     datetime.date.today().isoformat(), label, n, m["status"],
     round(stat("fleet.all_ready", "max") / 1000, 2), stat("ready", "p99"),
     round(stat("connect_attempt_at", "max") - stat("connect_attempt_at", "min"), 1),
+    stat("fire_skew", "p50"), stat("fire_skew", "p99"),
     errors, consumers, round(cpu * 1000 / n, 2), round(p["max_rss_kib"] / n, 1),
     round(p["max_rss_kib"] / 1024, 1), round(broker_rss / 2**20, 1),
 ]))

@@ -17,7 +17,12 @@ use args::OutputFlags;
 /// the first Ctrl-C (never, if the signal cannot be listened for): the `shutdown` the
 /// library's entry points take.
 pub fn runtime() -> std::io::Result<(Runtime, impl Future<Output = ()>)> {
+    // The global queue first: an all-at-once start wakes every agent into it, and their
+    // first connect attempts should all run before the first ones' handshakes (which
+    // the workers' local queues hold) continue: the herd fires sharply (`fire_skew`,
+    // src/fleet/mod.rs StartGate).
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .global_queue_interval(1)
         .enable_all()
         .build()?;
     let ctrl_c = async {

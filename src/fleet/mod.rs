@@ -17,6 +17,7 @@ mod roster;
 pub mod splay;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -90,6 +91,78 @@ pub async fn wait_ready(
     None
 }
 
+/// When an agent of a `start` step makes its first connect attempt.
+pub(crate) enum Release {
+    /// At once: the fleet spawned it at its intended instant (a paced start).
+    At(Instant),
+    /// When the gate opens; the intended instant is the gate's.
+    Gate(Arc<StartGate>),
+}
+
+impl Release {
+    /// Waits until the agent may connect; returns the instant it was meant to.
+    pub(crate) async fn wait(&self) -> Instant {
+        match self {
+            Release::At(intended) => *intended,
+            Release::Gate(gate) => gate.pass().await,
+        }
+    }
+}
+
+/// The shared instant an all-at-once start releases its agents from: every agent says
+/// it is prepared, the last one wakes the fleet, and the fleet opens the gate with one
+/// send that wakes every agent.
+pub(crate) struct StartGate {
+    expected: usize,
+    prepared: std::sync::atomic::AtomicUsize,
+    all_prepared: tokio::sync::Notify,
+    open: watch::Sender<Option<Instant>>,
+}
+
+impl StartGate {
+    fn new(expected: usize) -> Self {
+        StartGate {
+            expected,
+            prepared: Default::default(),
+            all_prepared: tokio::sync::Notify::new(),
+            open: watch::channel(None).0,
+        }
+    }
+
+    /// An agent is prepared: waits for the gate to open, returns the instant it opened.
+    async fn pass(&self) -> Instant {
+        let mut open = self.open.subscribe();
+        let prepared = self.prepared.fetch_add(1, Ordering::AcqRel) + 1;
+        if prepared == self.expected {
+            // notify_one keeps a permit: the fleet may not be waiting yet.
+            self.all_prepared.notify_one();
+        }
+        let opened = open.wait_for(Option::is_some).await;
+        // The sender lives in the gate, which this agent holds: the wait cannot fail.
+        opened.map_or_else(|_| Instant::now(), |at| at.expect("waited for Some"))
+    }
+
+    /// Waits until every agent is prepared, then opens the gate now.
+    ///
+    /// The gate is opened from a thread outside the runtime's workers, so every agent
+    /// it wakes goes to the runtime's global queue, which the runtime polls before its
+    /// workers' local queues (`global_queue_interval(1)` in src/cli/mod.rs): every agent's
+    /// first attempt runs before the early agents' handshakes, which would otherwise
+    /// take the local queues first and spread the herd.
+    async fn open_when_prepared(self: &Arc<Self>) {
+        if self.expected > 0 {
+            self.all_prepared.notified().await;
+        }
+        let gate = self.clone();
+        let opened =
+            tokio::task::spawn_blocking(move || gate.open.send_replace(Some(Instant::now())));
+        if opened.await.is_err() {
+            // No blocking thread: open it here.
+            self.open.send_replace(Some(Instant::now()));
+        }
+    }
+}
+
 /// The running fleet: the agents' tasks, the signal that stops them, and the handles
 /// the rest of the run reads them through.
 pub struct Fleet {
@@ -150,9 +223,17 @@ impl Fleet {
 
     /// Starts the agents not started yet, paced as asked (intended-time pacing, see
     /// [`pacing`]). Returns once every agent has been released (not once they are ready).
+    ///
+    /// All at once, every agent is spawned and prepares first (its task, its connect
+    /// options), then all are released from one shared instant ([`StartGate`]): spawning
+    /// and preparing 3,000 agents one after the other spread their first attempts over a
+    /// quarter of a second. A paced start spawns agent `i` at `start + i / rate`. Either
+    /// way each agent records `fire_skew`, its first connect attempt minus that intended
+    /// instant, in this step's phase.
     pub async fn start(&mut self, how: &StartPacing) {
         let first = self.next;
         let count = (self.env.roster.len() - first) as u64;
+        let phase = self.env.metrics.phase();
         let rate = match how {
             StartPacing::AllAtOnce => None,
             StartPacing::Rate { per_second } => Some(f64::from((*per_second).max(1))),
@@ -161,20 +242,32 @@ impl Fleet {
             }
         };
         match rate {
-            None => (0..count).for_each(|i| self.spawn(first + i as usize)),
+            None => {
+                let gate = Arc::new(StartGate::new(count as usize));
+                for i in 0..count {
+                    let release = Release::Gate(gate.clone());
+                    self.spawn(first + i as usize, phase, release);
+                }
+                gate.open_when_prepared().await;
+            }
             Some(rate) => {
                 let start = tokio::time::Instant::now();
-                pacing::release(start, rate, count, |i| self.spawn(first + i as usize)).await;
+                pacing::release(start, rate, count, |i| {
+                    let intended = pacing::due(start, rate, i).into_std();
+                    self.spawn(first + i as usize, phase, Release::At(intended));
+                })
+                .await;
             }
         }
     }
 
-    fn spawn(&mut self, agent: usize) {
+    fn spawn(&mut self, agent: usize, phase: usize, release: Release) {
         self.next = self.next.max(agent + 1);
         self.env.roster.set(agent, AgentState::Connecting, None);
         let env = self.env.clone();
         let stop = self.stop.subscribe();
-        self.tasks.spawn(agent::run(env, agent, stop));
+        let start = agent::Start { phase, release };
+        self.tasks.spawn(agent::run(env, agent, stop, start));
     }
 
     /// Tells every agent to stop and waits for their tasks (bounded by `within`).

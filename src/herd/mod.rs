@@ -41,6 +41,26 @@ pub struct Herd {
     /// Agents that opened new watches after the probe was written ask for it again: a
     /// `watch()` delivers only writes made after it opened.
     reprobe: Mutex<Option<mpsc::UnboundedSender<usize>>>,
+    /// Per agent, when its reconnect attempts since the herd began started (the last
+    /// [`ATTEMPTS_KEPT`]): the herd's `fire_skew` is read from them once the step knows
+    /// when the broker was reachable again.
+    attempts: Vec<Mutex<Vec<Instant>>>,
+}
+
+/// Reconnect attempts kept per agent and herd. Only the first at or after the instant
+/// the broker was back matters, and an outage long enough to overflow this (at
+/// async-nats' 4 s backoff cap, minutes) drops the earliest, which came before it.
+const ATTEMPTS_KEPT: usize = 64;
+
+/// How sharply a herd's agents fired their reconnects, against the instant the broker
+/// was reachable again (`intended`).
+#[derive(Debug, Default, PartialEq)]
+pub struct FireSkews {
+    /// Agent, first reconnect attempt at or after `intended` minus `intended`.
+    pub on_time_or_late: Vec<(usize, Duration)>,
+    /// Agent whose attempts all came before `intended`, and how long before its last one
+    /// did (it reconnected early, or never tried again).
+    pub early: Vec<(usize, Duration)>,
 }
 
 impl Herd {
@@ -53,7 +73,36 @@ impl Herd {
             recovered_after_us: (0..agents).map(|_| AtomicU64::new(0)).collect(),
             changed: Notify::new(),
             reprobe: Mutex::new(None),
+            attempts: (0..agents).map(|_| Mutex::new(Vec::new())).collect(),
         }
+    }
+
+    /// Agent `agent`'s reconnect attempt begins at `at` (async-nats' reconnect delay
+    /// callback: now plus the delay it returns).
+    pub fn reconnect_attempt(&self, agent: usize, at: Instant) {
+        let Some(attempts) = self.attempts.get(agent) else {
+            return;
+        };
+        let mut attempts = attempts.lock().expect("herd attempts lock");
+        if attempts.len() >= ATTEMPTS_KEPT {
+            attempts.remove(0);
+        }
+        attempts.push(at);
+    }
+
+    /// Each of `agents`' first reconnect attempt since the herd began that came at or
+    /// after `intended`, or (none did) its last one before.
+    pub fn fire_skews(&self, agents: &[usize], intended: Instant) -> FireSkews {
+        let mut skews = FireSkews::default();
+        for &agent in agents {
+            let attempts = self.attempts[agent].lock().expect("herd attempts lock");
+            if let Some(at) = attempts.iter().filter(|&&at| at >= intended).min() {
+                skews.on_time_or_late.push((agent, *at - intended));
+            } else if let Some(at) = attempts.iter().max() {
+                skews.early.push((agent, intended - *at));
+            }
+        }
+        skews
     }
 
     /// Starts a new herd: the trigger fires now. Returns its probe generation.
@@ -64,6 +113,9 @@ impl Herd {
         self.recovered.store(0, Ordering::Release);
         let (tx, rx) = mpsc::unbounded_channel();
         *self.reprobe.lock().expect("herd lock") = Some(tx);
+        for attempts in &self.attempts {
+            attempts.lock().expect("herd attempts lock").clear();
+        }
         (self.generation.fetch_add(1, Ordering::AcqRel) + 1, rx)
     }
 
@@ -156,5 +208,28 @@ mod tests {
             "a stale probe does not count"
         );
         assert!(herd.agent_recovered(1, g2).is_some());
+    }
+
+    #[test]
+    fn fire_skew_is_the_first_attempt_from_the_intended_instant() {
+        let herd = Herd::new(3);
+        let _ = herd.begin();
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // Agent 0 tried while the broker was down, then 30 ms after it was back.
+        for d in [0, 2, 6, 130, 500] {
+            herd.reconnect_attempt(0, t0 + ms(d));
+        }
+        // Agent 1 tried only before; agent 2 never.
+        herd.reconnect_attempt(1, t0 + ms(10));
+        let skews = herd.fire_skews(&[0, 1, 2], t0 + ms(100));
+        assert_eq!(skews.on_time_or_late, [(0, ms(30))]);
+        assert_eq!(skews.early, [(1, ms(90))]);
+        let _ = herd.begin();
+        assert_eq!(
+            herd.fire_skews(&[0, 1], t0),
+            FireSkews::default(),
+            "a new herd forgets the attempts of the last"
+        );
     }
 }

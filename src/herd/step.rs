@@ -9,6 +9,7 @@ use tracing::{info, warn};
 
 use super::{Herd, ProbePlan};
 use crate::broker::{Broker, BrokerError};
+use crate::fleet::agent::{FIRE_SKEW, FIRE_SKEW_EARLY};
 use crate::fleet::{AgentState, Control};
 use crate::plan::{StopSignal, Trigger};
 use crate::provision::pc_id;
@@ -97,6 +98,9 @@ pub async fn run_step(
     info!(step = %label, agents = expected.len(), "herd trigger fires");
 
     let mut trigger_error = None;
+    // The instant the agents can reach the broker again: their reconnects' `fire_skew`
+    // counts from it (docs/measurements.md).
+    let mut reachable: Option<Instant> = None;
     let probes_written = match trigger {
         Trigger::NetworkCut { refuse_for } => {
             // The control connection does not go through the proxy: the broker takes
@@ -108,16 +112,23 @@ pub async fn run_step(
                 .proxy
                 .expect("the scenario parser requires a proxy for network_cut");
             let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
-            let cutting = proxy.cut(*refuse_for, move || {
-                let _ = closed_tx.send(());
-            });
+            let cutting = async {
+                let cut = proxy
+                    .cut(*refuse_for, move || {
+                        let _ = closed_tx.send(());
+                    })
+                    .await;
+                // The proxy accepts again.
+                (cut, Instant::now())
+            };
             let probing = async move {
                 // A cut that failed before closing anything drops the sender: the
                 // probes go out all the same.
                 let _ = closed_rx.await;
                 probing.await
             };
-            let (cut, written) = tokio::join!(cutting, probing);
+            let ((cut, cut_ended), written) = tokio::join!(cutting, probing);
+            reachable = Some(cut_ended);
             match cut {
                 Ok(dropped) => info!(step = %label, dropped, "network cut"),
                 Err(e) => trigger_error = Some(TriggerError::from(e)),
@@ -125,7 +136,7 @@ pub async fn run_step(
             written
         }
         other => {
-            if let Err(e) = fire(triggers.broker, triggers.control, other).await {
+            if let Err(e) = fire(triggers.broker, triggers.control, other, &mut reachable).await {
                 warn!(step = %label, error = %e, "herd trigger failed");
                 trigger_error = Some(e);
             }
@@ -152,6 +163,9 @@ pub async fn run_step(
     // agents' count.)
     let (counts, _) = roster.wait_until(deadline, |c| c.recovering == 0).await;
     let resyncing = counts.recovering;
+    if let Some(intended) = reachable {
+        record_fire_skew(env, herd, index, &expected, intended);
+    }
     let first_probe_ack = probes_written.first_ack.map(|t| t - fired);
     let recovered = herd.recovered() >= expected.len();
     if recovered && resyncing > 0 {
@@ -204,6 +218,34 @@ pub async fn run_step(
     record
 }
 
+/// Records the herd's `fire_skew` in its phase: each agent's first reconnect attempt at
+/// or after `intended` minus `intended`, and for an agent whose attempts all came
+/// before it, `fire_skew_early` (how early its last one was).
+fn record_fire_skew(
+    env: &StepEnv<'_>,
+    herd: &Herd,
+    phase: usize,
+    agents: &[usize],
+    intended: Instant,
+) {
+    let skews = herd.fire_skews(agents, intended);
+    let metrics = env.metrics;
+    let (late, early) = (metrics.metric(FIRE_SKEW), metrics.metric(FIRE_SKEW_EARLY));
+    for &(agent, skew) in &skews.on_time_or_late {
+        metrics.record_in(phase, agent, late, skew);
+    }
+    for &(agent, before) in &skews.early {
+        metrics.record_in(phase, agent, early, before);
+    }
+    if !skews.early.is_empty() {
+        info!(
+            step = %env.label(phase),
+            early = skews.early.len(),
+            "agents reconnected before the broker was reachable again (fire_skew_early)"
+        );
+    }
+}
+
 /// Why a herd trigger failed (written to `recovery.csv`'s `trigger_error`).
 #[derive(Debug, thiserror::Error)]
 pub enum TriggerError {
@@ -221,11 +263,15 @@ pub enum TriggerError {
     CommandFailed(std::process::ExitStatus),
 }
 
-/// Fires a trigger other than `network_cut`; returns why it failed, if it did.
+/// Fires a trigger other than `network_cut`; returns why it failed, if it did. Sets
+/// `reachable` to the instant the agents' reconnects are meant for: the restarted
+/// broker's start (`broker_restart`, `lame_duck`), the signal (`client_reconnect`), the
+/// command's exit (`command`).
 async fn fire(
     broker: &mut Broker,
     control: &Control,
     trigger: &Trigger,
+    reachable: &mut Option<Instant>,
 ) -> Result<(), TriggerError> {
     match trigger {
         Trigger::BrokerRestart { signal, downtime } => {
@@ -234,6 +280,7 @@ async fn fire(
                 .ok_or(TriggerError::NeedsEmbeddedBroker("broker_restart"))?;
             broker.stop(*signal == StopSignal::Kill).await?;
             tokio::time::sleep(*downtime).await;
+            *reachable = Some(Instant::now());
             Ok(broker.start_again().await?)
         }
         Trigger::LameDuck => {
@@ -241,13 +288,19 @@ async fn fire(
                 .embedded()
                 .ok_or(TriggerError::NeedsEmbeddedBroker("lame_duck"))?;
             broker.lame_duck().await?;
+            *reachable = Some(Instant::now());
             Ok(broker.start_again().await?)
         }
         Trigger::ClientReconnect => {
+            *reachable = Some(Instant::now());
             control.reconnect_all();
             Ok(())
         }
-        Trigger::Command { command, timeout } => run_command(command, *timeout).await,
+        Trigger::Command { command, timeout } => {
+            let result = run_command(command, *timeout).await;
+            *reachable = Some(Instant::now());
+            result
+        }
         Trigger::NetworkCut { .. } => unreachable!("network_cut is fired with its probes"),
     }
 }

@@ -33,7 +33,7 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-use super::{Control, Roster};
+use super::{Control, Release, Roster};
 use crate::broker::Credentials;
 use crate::herd::Herd;
 use crate::metrics::{MetricId, Metrics};
@@ -42,11 +42,23 @@ use crate::writes::{KINDS, Ledgers};
 
 /// Runs agent `index` until `stop` turns true, on the async-nats version the fleet
 /// chose.
-pub(super) async fn run(ctx: Arc<AgentEnv>, index: usize, stop: watch::Receiver<bool>) {
+pub(super) async fn run(
+    ctx: Arc<AgentEnv>,
+    index: usize,
+    stop: watch::Receiver<bool>,
+    start: Start,
+) {
     match ctx.fleet.async_nats {
-        AsyncNats::V0_51 => v051::sim::run(ctx, index, stop).await,
-        AsyncNats::V0_50 => v050::sim::run(ctx, index, stop).await,
+        AsyncNats::V0_51 => v051::sim::run(ctx, index, stop, start).await,
+        AsyncNats::V0_50 => v050::sim::run(ctx, index, stop, start).await,
     }
+}
+
+/// How an agent's `start` step releases it: when it may connect, and the step whose
+/// phase its `connect_attempt_at` and `fire_skew` belong to.
+pub(crate) struct Start {
+    pub phase: usize,
+    pub release: Release,
 }
 
 /// Where the agents connect.
@@ -90,11 +102,20 @@ pub struct CreateCounters {
     pub completed: AtomicU64,
 }
 
+/// The metric of how sharply a herd fired: each agent's first connect attempt (of a
+/// start, or after a herd trigger) minus the instant it was meant for (docs/measurements.md).
+pub const FIRE_SKEW: &str = "fire_skew";
+/// A herd's agents whose last reconnect attempt came before the broker was reachable
+/// again and none after: how early (an HdrHistogram takes no negative skew).
+pub const FIRE_SKEW_EARLY: &str = "fire_skew_early";
+
 /// Metric ids agents record into, registered once per run.
 pub(super) struct MetricIds {
     /// When the agent's first connect attempt began, since [`AgentEnv::epoch`]: its
     /// spread (max - min) over an all-at-once start is how sharp a herd fleetsim fires.
     pub connect_attempt_at: MetricId,
+    /// The first connect attempt minus the instant the start step meant it for.
+    pub fire_skew: MetricId,
     pub connect: MetricId,
     pub kv_bind: MetricId,
     pub consumer_create: Vec<MetricId>,
@@ -126,6 +147,7 @@ impl MetricIds {
     pub fn register(metrics: &Metrics, profile: &Profile) -> Self {
         MetricIds {
             connect_attempt_at: metrics.metric("connect_attempt_at"),
+            fire_skew: metrics.metric(FIRE_SKEW),
             connect: metrics.metric("connect"),
             kv_bind: metrics.metric("kv_bind"),
             consumer_create: profile

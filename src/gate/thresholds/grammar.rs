@@ -19,9 +19,11 @@ use crate::writes::KINDS as WRITE_KINDS;
 
 /// Latency metrics every run may record, by exact name (`summary.csv`'s `metric` column).
 /// A metric added to the fleet must be added here to be usable in a threshold.
-pub const LATENCY_METRICS: [&str; 10] = [
+pub const LATENCY_METRICS: [&str; 12] = [
     "connect",
     "connect_attempt_at",
+    "fire_skew",
+    "fire_skew_early",
     "kv_bind",
     "sync",
     "ready",

@@ -10,23 +10,40 @@ use tokio::sync::mpsc;
 
 use super::{Agent, AgentEnv, ConnEvent};
 use crate::fleet::Roster;
+use crate::herd::Herd;
 use crate::nats_failure::FailureKind;
 use crate::plan::{Backoff, SplayPlacement};
 
 impl Agent<'_> {
     /// Connects, retrying with the fleet's reconnect backoff until it succeeds or the run
-    /// stops the agent (the real agent uses `retry_on_initial_connect`).
-    pub(super) async fn connect(&self, events: mpsc::UnboundedSender<ConnEvent>) -> nats::Client {
+    /// stops the agent (the real agent uses `retry_on_initial_connect`). The first
+    /// attempt uses the options `prepared` before the release and records when it began
+    /// (`connect_attempt_at`, `fire_skew`) just before async-nats is called.
+    pub(super) async fn connect(
+        &self,
+        events: mpsc::UnboundedSender<ConnEvent>,
+        prepared: nats::ConnectOptions,
+        first: FirstAttempt,
+    ) -> nats::Client {
         let mut attempts: usize = 0;
+        let mut prepared = Some(prepared);
         let delays = ReconnectDelays::new(self.ctx, self.index, Duration::ZERO);
         loop {
             attempts += 1;
-            tokio::time::sleep(delays.delay(attempts)).await;
-            match self
-                .connect_options(events.clone())
-                .connect(self.ctx.connection.url.as_str())
-                .await
-            {
+            // Asked even when it is zero (the first attempt): the jitter's random numbers
+            // stay the same sequence.
+            let wait = delays.delay(attempts);
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            let options = match prepared.take() {
+                Some(options) => options,
+                None => self.connect_options(events.clone()),
+            };
+            if attempts == 1 {
+                first.record(self.ctx, self.index);
+            }
+            match options.connect(self.ctx.connection.url.as_str()).await {
                 Ok(client) => return client,
                 Err(e) => {
                     let message = e.to_string();
@@ -41,7 +58,10 @@ impl Agent<'_> {
         }
     }
 
-    fn connect_options(&self, events: mpsc::UnboundedSender<ConnEvent>) -> nats::ConnectOptions {
+    pub(super) fn connect_options(
+        &self,
+        events: mpsc::UnboundedSender<ConnEvent>,
+    ) -> nats::ConnectOptions {
         let roster = self.ctx.roster.clone();
         let index = self.index;
         let splay = match self.placement() {
@@ -86,6 +106,25 @@ impl Agent<'_> {
     }
 }
 
+/// The instant a start step meant an agent's first connect attempt for, and the step.
+pub(super) struct FirstAttempt {
+    pub phase: usize,
+    pub intended: Instant,
+}
+
+impl FirstAttempt {
+    /// The first attempt begins now: records when (`connect_attempt_at`, since the
+    /// fleet was made) and how late (`fire_skew`).
+    fn record(&self, ctx: &AgentEnv, index: usize) {
+        let now = Instant::now();
+        let metrics = &ctx.metrics;
+        let since_epoch = now.saturating_duration_since(ctx.epoch);
+        metrics.record_in(self.phase, index, ctx.ids.connect_attempt_at, since_epoch);
+        let skew = now.saturating_duration_since(self.intended);
+        metrics.record_in(self.phase, index, ctx.ids.fire_skew, skew);
+    }
+}
+
 /// The delay before reconnect attempt `attempts` (1-based, as async-nats counts: the
 /// counter goes up before each try and resets on success), for `backoff`; `unit` is a
 /// uniform random number in [0, 1) for the jitter.
@@ -118,6 +157,8 @@ struct ReconnectDelays {
     splay: Duration,
     /// Whether the agent has been connected yet (its connect count in the roster).
     roster: Arc<Roster>,
+    /// Where reconnect attempts are noted, for the herd's `fire_skew`.
+    herd: Arc<Herd>,
     index: usize,
     splay_until: std::sync::Mutex<Option<Instant>>,
     /// Seeds the jitter: deterministic per run and agent.
@@ -130,6 +171,7 @@ impl ReconnectDelays {
             backoff: ctx.fleet.reconnect,
             splay,
             roster: ctx.roster.clone(),
+            herd: ctx.herd.clone(),
             index,
             splay_until: std::sync::Mutex::new(None),
             rng: std::sync::Mutex::new(rand::rngs::SmallRng::seed_from_u64(
@@ -148,17 +190,26 @@ impl ReconnectDelays {
             return Duration::ZERO;
         }
         let backoff = reconnect_delay(&self.backoff, attempts, unit);
-        if self.splay.is_zero() || never_connected {
+        if never_connected {
             return backoff;
         }
-        let mut until = self.splay_until.lock().expect("splay lock");
-        if attempts <= 1 || until.is_none() {
-            *until = Some(Instant::now() + self.splay);
-        }
-        let left = until.map_or(Duration::ZERO, |u| {
-            u.saturating_duration_since(Instant::now())
-        });
-        backoff.max(left)
+        let delay = if self.splay.is_zero() {
+            backoff
+        } else {
+            let mut until = self.splay_until.lock().expect("splay lock");
+            if attempts <= 1 || until.is_none() {
+                *until = Some(Instant::now() + self.splay);
+            }
+            let left = until.map_or(Duration::ZERO, |u| {
+                u.saturating_duration_since(Instant::now())
+            });
+            backoff.max(left)
+        };
+        // async-nats asks just before it sleeps `delay` and tries: that is when this
+        // reconnect attempt begins.
+        self.herd
+            .reconnect_attempt(self.index, Instant::now() + delay);
+        delay
     }
 }
 

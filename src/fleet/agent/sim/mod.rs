@@ -29,7 +29,7 @@ use nats::jetstream;
 use tokio::sync::{mpsc, watch};
 
 use super::nats;
-use crate::fleet::agent::AgentEnv;
+use crate::fleet::agent::{AgentEnv, Start};
 use crate::fleet::{AgentState, splay};
 use crate::nats_failure::FailureKind;
 use crate::plan::{ConsumerKind, SplayPlacement};
@@ -98,7 +98,12 @@ struct Session {
 /// One `select!` loop polls everything the agent has: the cold-start setup or a re-sync
 /// (at most one at a time), the consumers opened so far, connection events, the fleet's
 /// `client_reconnect` signal and the stop signal.
-pub(crate) async fn run(ctx: Arc<AgentEnv>, index: usize, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn run(
+    ctx: Arc<AgentEnv>,
+    index: usize,
+    mut stop: watch::Receiver<bool>,
+    start: Start,
+) {
     let agent = Agent::new(&ctx, index);
     let (opened_tx, mut opened_rx) = mpsc::unbounded_channel::<Handed>();
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<ConnEvent>();
@@ -120,7 +125,12 @@ pub(crate) async fn run(ctx: Arc<AgentEnv>, index: usize, mut stop: watch::Recei
     // discarded unseen, as if the consumer were gone.
     let mut dropped: u64 = 0;
 
-    let mut setup = Some(Box::pin(agent.setup(opened_tx.clone(), events_tx, &board)));
+    let mut setup = Some(Box::pin(agent.setup(
+        opened_tx.clone(),
+        events_tx,
+        &board,
+        start,
+    )));
     let mut resync: Option<futures::future::BoxFuture<'_, Result<(), AgentFailure>>> = None;
     let mut session: Option<Session> = None;
     let mut disconnected_at: Option<Instant> = None;
@@ -323,13 +333,16 @@ impl<'a> Agent<'a> {
 
     /// Connect, then the profile's cold-start tasks (consumers, reads, subscriptions)
     /// and its periodic publishes. Returns the session, or the reason the agent failed.
+    ///
+    /// The connect options are built before the agent waits for its release, so that
+    /// between the release and the first attempt nothing runs but async-nats' connect.
     async fn setup(
         &self,
         handed: mpsc::UnboundedSender<Handed>,
         events: mpsc::UnboundedSender<ConnEvent>,
         board: &DeliveryBoard,
+        start: Start,
     ) -> Result<Session, AgentFailure> {
-        let started = Instant::now();
         let metrics = &self.ctx.metrics;
         let cold_splay = self
             .ctx
@@ -337,19 +350,19 @@ impl<'a> Agent<'a> {
             .splay
             .filter(|s| s.on_start)
             .map(|s| (s.placement, self.splay()));
+        let prepared = self.connect_options(events.clone());
+        let intended = start.release.wait().await;
+        let started = Instant::now();
         if let Some((SplayPlacement::ReconnectDelay, delay)) = cold_splay {
             tokio::time::sleep(delay).await;
         }
-        if self.ctx.roster.cell(self.index).connects() == 0 {
-            metrics.record(
-                self.index,
-                self.ctx.ids.connect_attempt_at,
-                self.ctx.epoch.elapsed(),
-            );
-        }
+        let first = connect::FirstAttempt {
+            phase: start.phase,
+            intended,
+        };
         // Each step's future is boxed while it runs: the setup future itself would
         // otherwise be as large as the largest of them for the agent's whole setup.
-        let client = Box::pin(self.connect(events)).await;
+        let client = Box::pin(self.connect(events, prepared, first)).await;
         metrics.record(self.index, self.ctx.ids.connect, started.elapsed());
         if let Some((SplayPlacement::ReopenWatches | SplayPlacement::BeforeGets, delay)) =
             cold_splay
