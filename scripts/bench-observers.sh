@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Benchmark: what fleetsim's observers cost, fleetsim and the broker. One scenario
-# (scenarios/bench-idle.toml's fleet: kanade agents started at 200/s, then holds),
+# (scenarios/bench-observers.toml: kanade agents started at 200/s, a 5 s settle, a 20 s hold),
 # run with every observer on, and with each of the API tap, the 100 ms time series and
 # the progress line turned off ([observe]), and with all three off; ROUNDS rounds,
 # interleaved. The broker sampler stays on in every run: it is what reads both
 # processes' CPU (/proc) into counts.csv. Per run: fleetsim's and the broker's CPU per
 # agent during the cold start (1:start + wait_ready) and per agent per minute during
-# the 60 s hold. Writes results/bench/observers.csv and prints it.
+# the 20 s hold. Writes results/bench/observers.csv and prints it.
 #
 #   ./scripts/bench-observers.sh                 # 1000 agents, 2 rounds
 #   AGENTS=300 ROUNDS=1 ./scripts/bench-observers.sh
@@ -33,7 +33,7 @@ for c in $configs; do
     no-progress) table=$'[observe]\nprogress = false\n' ;;
     minimal) table=$'[observe]\napi_tap = false\ntimeseries = false\nprogress = false\n' ;;
   esac
-  { cat scenarios/bench-idle.toml; printf '\n%s' "$table"; } > "$work/$c.toml"
+  { cat scenarios/bench-observers.toml; printf '\n%s' "$table"; } > "$work/$c.toml"
 done
 csv="$out_dir/observers.csv"
 echo "date,agents,config,round,status,fleetsim_cold_start_cpu_ms_per_agent,broker_cold_start_cpu_ms_per_agent,fleetsim_idle_cpu_ms_per_agent_per_min,broker_idle_cpu_ms_per_agent_per_min" > "$csv"

@@ -85,7 +85,7 @@ def samples(side):
         out = subprocess.run(["perf", "report", "-i", f"{work}/{side}.data", "--stdio",
                               "--sort", "comm", "-g", "none", "--no-children"],
                              capture_output=True, text=True).stdout
-        m = re.search(r"# Samples: (\d+)", out) or re.search(r"Samples: ([\d.]+[KM]?)", out)
+        m = re.search(r"# Samples: ([\d.]+[KM]?)", out)
         return m.group(1) if m else "?"
     except Exception:
         return "?"
@@ -96,7 +96,8 @@ print(f"`./scripts/bench-profile.sh` (AGENTS={agents}), {datetime.date.today().i
       f"(async-nats 0.51, `scenarios/bench-cold-start-051.toml`), by fleetsim with every "
       f"measurement on, then by `examples/bare_agents` (the profile's async-nats calls "
       f"only), each with its own embedded nats-server (perf follows it as a child). "
-      f"Percentages are of each recording's samples.\n")
+      f"Percentages are of each recording's samples (summed from perf's per-function "
+      f"rows, each rounded to 0.01 %, so a column may add up to a little over 100 %).\n")
 for side, title in [("fleetsim", "fleetsim"), ("bare", "bare_agents")]:
     rows = parse(f"{work}/{side}.txt")
     by_comm = collections.Counter()
