@@ -15,11 +15,12 @@
 //!   external one it is pointed at (`Broker`), with TLS and auth when asked; its
 //!   monitoring endpoints and sampler; the credentials every connection presents
 //!   (`broker::url`); the API audit that records every JetStream API request
-//!   (`broker::audit`, `api.csv`).
+//!   (`broker::audit`, `api.csv`); the embedded broker's CPU time from `/proc`
+//!   (`broker::cpu`) and its CPU quota cgroup (`broker::cgroup`).
 //! - [`provision`]: creates the profile's buckets and streams and EXEC, and seeds keys.
 //! - [`proxy`]: the fault proxy between agents and broker that cuts every connection at
 //!   once, in this process or as its own (`fleetsim proxy`), and `AgentProxy`, the one a
-//!   run puts in front of its broker.
+//!   run puts in front of its broker; `proxy::link` shapes what it forwards (latency).
 //!
 //! **The fleet and its steps**
 //! - `fleet`: the simulated agents (`fleet::agent`: what they share; `fleet::agent::sim`:
@@ -52,8 +53,9 @@
 //! **The gate**
 //! - [`gate`]: what decides pass or fail: [`thresholds`] (`[thresholds]` checks,
 //!   `thresholds.csv`), [`gate::compare`] (`fleetsim compare`: a run against a baseline,
-//!   ratio by ratio), [`junit`] (JUnit XML for CI systems), and a run's outcome as a CI
-//!   gate reads it.
+//!   ratio by ratio), [`gate::same_runner`] (`fleetsim gate`: a reference and a
+//!   candidate interleaved on one runner, judged figure by figure, `gate.csv`), [`junit`]
+//!   (JUnit XML for CI systems), and a run's outcome as a CI gate reads it.
 //!
 //! **Experiments**
 //! - [`ab`]: runs an A/B scenario's variants interleaved into one directory.

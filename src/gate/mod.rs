@@ -4,6 +4,9 @@
 //!   directory (`thresholds.csv`).
 //! - [`compare`]: `fleetsim compare RUN --baseline DIR`, a run against a committed
 //!   baseline, ratio by ratio.
+//! - [`same_runner`]: `fleetsim gate`, a reference and a candidate interleaved on one
+//!   runner and judged figure by figure (exact counts equal, measured figures against an
+//!   effect size with 95 % confidence).
 //! - [`junit`]: JUnit XML of thresholds and comparisons.
 //! - this module: the outcome of `fleetsim run` as a CI gate reads it: how the run
 //!   ended, every threshold's outcome (per variant and repeat in an A/B run) and the key
