@@ -4,7 +4,7 @@
 # smallest change it detects, and whether known, injected changes are flagged while
 # identical sides pass.
 #
-# Gates run, one after another (each about 3.5 minutes on 2 cores):
+# Gates run, one after another (each about 190 s on 2 cores):
 #   aa-1, aa-2        the gate scenario against itself (A/A): must pass; their intervals
 #                     measure how wide the gate's 95% CI is at the default repeats
 #   extra-consumer    the candidate's agents open one more watch (kanade + 1 consumer):
@@ -26,6 +26,8 @@
 # ([gate] effects), the smallest change detected (effect + 1.43 x half-width: a true
 # change that large puts the interval's lower end above the effect size in 80% of
 # gates; for an exact count, any change), and each gate's verdict and measured change.
+# results/bench/gate-power-gates.csv: per gate its exit code and wall time, and the
+# reference's and the candidate's value of every measured figure (and failed count).
 #
 #   ./scripts/bench-gate-power.sh
 #   ONLY="aa-1 extra-consumer" ./scripts/bench-gate-power.sh   # a subset
@@ -197,9 +199,30 @@ with open(out, "w", newline="") as f:
                 ch = r["change"]
                 row += [r["verdict"], f"{float(ch) * 100:.1f}" if ch else ""]
         w.writerow(row)
-for g in gates:
-    rc = open(f"{work}/{g}.rc").read().strip() if os.path.exists(f"{work}/{g}.rc") else "?"
-    print(f"{g}: exit {rc}", file=sys.stderr)
+# Per gate: its exit code and wall time, and each measured figure's values (and every
+# failed count): the figures the docs quote.
+import json
+def secs(stamp):
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+with open(out.replace(".csv", "-gates.csv"), "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["gate", "exit", "wall_secs", "phase", "figure", "kind", "reference",
+                "candidate", "change_pct", "ci_low_pct", "ci_high_pct", "verdict"])
+    for g in gates:
+        rc = open(f"{work}/{g}.rc").read().strip() if os.path.exists(f"{work}/{g}.rc") else "?"
+        print(f"{g}: exit {rc}", file=sys.stderr)
+        d = gate_dir(g)
+        wall = ""
+        if d and os.path.exists(d + "manifest.json"):
+            m = json.load(open(d + "manifest.json"))
+            if m.get("started_at") and m.get("ended_at"):
+                wall = f"{(secs(m['ended_at']) - secs(m['started_at'])).total_seconds():.0f}"
+        pct = lambda x: f"{float(x) * 100:.1f}" if x else ""
+        for (phase, figure), r in gate_rows(g).items():
+            if r["kind"] in ("exact", "stable") and r["verdict"] != "fail":
+                continue
+            w.writerow([g, rc, wall, phase, figure, r["kind"], r["reference"], r["candidate"],
+                        pct(r["change"]), pct(r["ci_low"]), pct(r["ci_high"]), r["verdict"]])
 PY
-echo "wrote $out_dir/gate-power.csv (gates kept in $work)" >&2
+echo "wrote $out_dir/gate-power.csv and $out_dir/gate-power-gates.csv (gates kept in $work)" >&2
 column -s, -t < "$out_dir/gate-power.csv" | cut -c1-220

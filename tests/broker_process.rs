@@ -26,6 +26,15 @@ fn options() -> EmbeddedOptions {
 }
 
 /// `Cpus_allowed_list` of every thread of process `pid`, as the kernel reports it.
+/// The error of a launch that must fail before the broker runs; `what` names the broker
+/// in the panic if it started.
+async fn launch_error(how: EmbeddedLaunch, what: &str) -> String {
+    match EmbeddedBroker::launch(options(), EmbeddedSecurity::default(), how).await {
+        Ok(_) => panic!("{what} started"),
+        Err(e) => e.to_string(),
+    }
+}
+
 fn cpus_allowed(pid: u32) -> Vec<String> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the server's threads");
     tasks
@@ -84,10 +93,7 @@ async fn a_cpu_fleetsim_may_not_use_is_an_error_naming_it() {
         cpus,
         cpu_quota: None,
     };
-    let Err(e) = EmbeddedBroker::launch(options(), EmbeddedSecurity::default(), how).await else {
-        panic!("a broker pinned to CPU 1023 started");
-    };
-    let message = e.to_string();
+    let message = launch_error(how, "a broker pinned to CPU 1023").await;
     assert!(
         message.starts_with(
             "[broker] cpus = \"0,1023\": CPU 1023 not among those fleetsim may use here"
@@ -308,10 +314,7 @@ async fn a_cpu_quota_above_the_cpus_it_may_use_is_an_error_naming_it() {
         cpus: None,
         cpu_quota: fleetsim::plan::CpuQuota::from_hundredths_of_percent(102_400 * 100),
     };
-    let Err(e) = EmbeddedBroker::launch(options(), EmbeddedSecurity::default(), how).await else {
-        panic!("a broker with a quota of 1024 CPUs started");
-    };
-    let message = e.to_string();
+    let message = launch_error(how, "a broker with a quota of 1024 CPUs").await;
     assert!(
         message.starts_with(
             "[broker] cpu_quota = \"102400%\": more than the CPUs fleetsim may use here"

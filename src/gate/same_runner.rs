@@ -48,7 +48,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -265,6 +265,50 @@ impl GateDecision {
         ));
         text
     }
+
+    /// One JUnit test case per judged figure: a failure for `fail`, skipped (with the
+    /// reason) for `inconclusive` and `skipped`.
+    pub fn junit_suite(&self, scenario: &str) -> super::junit::Suite {
+        use super::junit::{Case, Status, Suite};
+        let cases = self
+            .rows
+            .iter()
+            .map(|r| Case {
+                name: format!("{} ({})", r.figure, r.phase),
+                classname: format!("fleetsim.gate.{scenario}"),
+                time: 0.0,
+                status: match r.verdict {
+                    Verdict::Pass => Status::Passed,
+                    Verdict::Fail => Status::Failed {
+                        message: format!("{} ({}): {}", r.figure, r.phase, r.note),
+                        details: format!(
+                            "reference {}, candidate {}",
+                            r.reference.map_or("-".to_string(), show),
+                            r.candidate.map_or("-".to_string(), show)
+                        ),
+                    },
+                    Verdict::Inconclusive | Verdict::Skipped => Status::Skipped {
+                        message: format!("{}: {}", r.verdict.as_str(), r.note),
+                    },
+                },
+                output: r.note.clone(),
+            })
+            .collect();
+        Suite {
+            name: format!("fleetsim gate {scenario}"),
+            time: 0.0,
+            cases,
+        }
+    }
+
+    /// 0 pass, 1 fail, 4 inconclusive (documented in docs/exit-codes.md).
+    pub fn exit_code(&self) -> u8 {
+        match self.verdict {
+            Verdict::Pass | Verdict::Skipped => 0,
+            Verdict::Fail => 1,
+            Verdict::Inconclusive => 4,
+        }
+    }
 }
 
 /// The names of the gate's two sides, in run order.
@@ -348,12 +392,6 @@ pub struct GateReport {
     pub decision: GateDecision,
 }
 
-impl GateReport {
-    pub fn dir(&self) -> &PathBuf {
-        &self.ab.dir
-    }
-}
-
 /// Runs the gate plan (see [`gate_plan`]) as an A/B run, decides, and writes `gate.csv`
 /// into its directory. `shutdown` (Ctrl-C) stops it like an A/B run; what was measured
 /// is judged all the same (and the interrupted run fails the gate).
@@ -367,52 +405,6 @@ pub async fn run_gate(
     let decision = decide(&ab, &settings);
     crate::results::write_file(&ab.dir, &decision.rows)?;
     Ok(GateReport { ab, decision })
-}
-
-impl GateDecision {
-    /// One JUnit test case per judged figure: a failure for `fail`, skipped (with the
-    /// reason) for `inconclusive` and `skipped`.
-    pub fn junit_suite(&self, scenario: &str) -> super::junit::Suite {
-        use super::junit::{Case, Status, Suite};
-        let cases = self
-            .rows
-            .iter()
-            .map(|r| Case {
-                name: format!("{} ({})", r.figure, r.phase),
-                classname: format!("fleetsim.gate.{scenario}"),
-                time: 0.0,
-                status: match r.verdict {
-                    Verdict::Pass => Status::Passed,
-                    Verdict::Fail => Status::Failed {
-                        message: format!("{} ({}): {}", r.figure, r.phase, r.note),
-                        details: format!(
-                            "reference {}, candidate {}",
-                            r.reference.map_or("-".to_string(), show),
-                            r.candidate.map_or("-".to_string(), show)
-                        ),
-                    },
-                    Verdict::Inconclusive | Verdict::Skipped => Status::Skipped {
-                        message: format!("{}: {}", r.verdict.as_str(), r.note),
-                    },
-                },
-                output: r.note.clone(),
-            })
-            .collect();
-        Suite {
-            name: format!("fleetsim gate {scenario}"),
-            time: 0.0,
-            cases,
-        }
-    }
-
-    /// 0 pass, 1 fail, 4 inconclusive (documented in docs/exit-codes.md).
-    pub fn exit_code(&self) -> u8 {
-        match self.verdict {
-            Verdict::Pass | Verdict::Skipped => 0,
-            Verdict::Fail => 1,
-            Verdict::Inconclusive => 4,
-        }
-    }
 }
 
 /// Judges the A/B run `ab` of two variants (the first the reference, the second the
@@ -956,6 +948,25 @@ mod tests {
             .collect()
     }
 
+    /// A `[gate] figures` entry of a scenario whose one step is `1:start`, effect 20 %.
+    fn start_figure(text: &str) -> GateFigure {
+        let known = Known {
+            consumers: Vec::new(),
+            phases: vec!["0:setup".to_string(), "1:start".to_string()],
+        };
+        GateFigure::parse(text, 0.2, &known).expect("parses")
+    }
+
+    /// One audited run per value, each with `name` = that value in `1:start`.
+    fn start_runs(name: &str, values: &[f64]) -> Vec<RunCounts> {
+        audited(
+            values
+                .iter()
+                .map(|v| vec![count("1:start", name, *v, false)])
+                .collect(),
+        )
+    }
+
     fn count(phase: &str, figure: &str, value: f64, exact: bool) -> CountRow {
         CountRow {
             phase: phase.to_string(),
@@ -1116,34 +1127,20 @@ mod tests {
 
     #[test]
     fn a_throughput_that_fell_to_nothing_fails_and_a_zero_reference_is_not_a_ratio() {
-        let known = Known {
-            consumers: Vec::new(),
-            phases: vec!["0:setup".to_string(), "1:start".to_string()],
-        };
-        let runs = |name: &str, values: &[f64]| -> Vec<RunCounts> {
-            audited(
-                values
-                    .iter()
-                    .map(|v| vec![count("1:start", name, *v, false)])
-                    .collect(),
-            )
-        };
-        let rate =
-            GateFigure::parse("count[1:start].api.rate_per_sec", 0.2, &known).expect("parses");
+        let rate = start_figure("count[1:start].api.rate_per_sec");
         let rows = capacity_rows(
             &rate,
             "api.rate_per_sec",
-            &runs("api.rate_per_sec", &[2000.0, 2100.0, 1900.0]),
-            &runs("api.rate_per_sec", &[1000.0, 0.0, 950.0]),
+            &start_runs("api.rate_per_sec", &[2000.0, 2100.0, 1900.0]),
+            &start_runs("api.rate_per_sec", &[1000.0, 0.0, 950.0]),
         );
         assert_eq!(rows[0].verdict, Verdict::Fail, "{:?}", rows[0]);
-        let cpu = GateFigure::parse("count[1:start].broker.cpu_ms_per_agent", 0.2, &known)
-            .expect("parses");
+        let cpu = start_figure("count[1:start].broker.cpu_ms_per_agent");
         let rows = capacity_rows(
             &cpu,
             "broker.cpu_ms_per_agent",
-            &runs("broker.cpu_ms_per_agent", &[0.0, 0.0, 0.0]),
-            &runs("broker.cpu_ms_per_agent", &[1.0, 1.0, 1.0]),
+            &start_runs("broker.cpu_ms_per_agent", &[0.0, 0.0, 0.0]),
+            &start_runs("broker.cpu_ms_per_agent", &[1.0, 1.0, 1.0]),
         );
         assert_eq!(rows[0].verdict, Verdict::Inconclusive, "{:?}", rows[0]);
     }
@@ -1165,21 +1162,8 @@ mod tests {
 
     #[test]
     fn a_capacity_figure_is_judged_on_its_runs() {
-        let known = Known {
-            consumers: Vec::new(),
-            phases: vec!["0:setup".to_string(), "1:start".to_string()],
-        };
-        let figure = GateFigure::parse("count[1:start].broker.cpu_ms_per_agent", 0.2, &known)
-            .expect("parses");
-        let runs = |name: &str, values: &[f64]| -> Vec<RunCounts> {
-            audited(
-                values
-                    .iter()
-                    .map(|v| vec![count("1:start", name, *v, false)])
-                    .collect(),
-            )
-        };
-        let side = |values: &[f64]| runs("broker.cpu_ms_per_agent", values);
+        let figure = start_figure("count[1:start].broker.cpu_ms_per_agent");
+        let side = |values: &[f64]| start_runs("broker.cpu_ms_per_agent", values);
         let same = capacity_rows(
             &figure,
             "broker.cpu_ms_per_agent",
@@ -1195,13 +1179,12 @@ mod tests {
         );
         assert_eq!(doubled[0].verdict, Verdict::Fail, "{:?}", doubled[0]);
         // A throughput that halved is worse, not better.
-        let rate =
-            GateFigure::parse("count[1:start].api.rate_per_sec", 0.2, &known).expect("parses");
+        let rate = start_figure("count[1:start].api.rate_per_sec");
         let halved = capacity_rows(
             &rate,
             "api.rate_per_sec",
-            &runs("api.rate_per_sec", &[2000.0, 2100.0, 1900.0]),
-            &runs("api.rate_per_sec", &[1000.0, 1050.0, 950.0]),
+            &start_runs("api.rate_per_sec", &[2000.0, 2100.0, 1900.0]),
+            &start_runs("api.rate_per_sec", &[1000.0, 1050.0, 950.0]),
         );
         assert_eq!(halved[0].verdict, Verdict::Fail, "{:?}", halved[0]);
         assert!(halved[0].change.is_some_and(|c| c > 0.9));

@@ -16,6 +16,7 @@
 //! (this file), the probe writes ([`probe`]), and the step that fires a trigger and
 //! measures the recovery ([`step`], with its [`HerdRecord`]).
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -44,7 +45,7 @@ pub struct Herd {
     /// Per agent, when its reconnect attempts since the herd began started (the last
     /// [`ATTEMPTS_KEPT`]): the herd's `fire_skew` is read from them once the step knows
     /// when the broker was reachable again.
-    attempts: Vec<Mutex<Vec<Instant>>>,
+    attempts: Vec<Mutex<VecDeque<Instant>>>,
 }
 
 /// Reconnect attempts kept per agent and herd. Only the first at or after the instant
@@ -73,7 +74,7 @@ impl Herd {
             recovered_after_us: (0..agents).map(|_| AtomicU64::new(0)).collect(),
             changed: Notify::new(),
             reprobe: Mutex::new(None),
-            attempts: (0..agents).map(|_| Mutex::new(Vec::new())).collect(),
+            attempts: (0..agents).map(|_| Mutex::new(VecDeque::new())).collect(),
         }
     }
 
@@ -85,9 +86,9 @@ impl Herd {
         };
         let mut attempts = attempts.lock().expect("herd attempts lock");
         if attempts.len() >= ATTEMPTS_KEPT {
-            attempts.remove(0);
+            attempts.pop_front();
         }
-        attempts.push(at);
+        attempts.push_back(at);
     }
 
     /// Each of `agents`' first reconnect attempt since the herd began that came at or
