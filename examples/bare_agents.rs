@@ -65,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
         default_max_consumers: plan.broker.default_max_consumers,
         lame_duck_duration: plan.broker.lame_duck_duration,
         lame_duck_grace_period: plan.broker.lame_duck_grace_period,
+        keepalive: plan.broker.keepalive,
     })
     .await?;
     let url = broker.url();

@@ -42,7 +42,12 @@ pub fn pc_id(index: usize) -> String {
 
 /// The group agent `index` belongs to, e.g. `g-003`.
 pub fn group_id(index: usize, groups: usize) -> String {
-    format!("g-{:03}", index % groups.max(1))
+    format!("g-{:03}", group_of(index, groups))
+}
+
+/// The number of the group agent `index` belongs to.
+pub fn group_of(index: usize, groups: usize) -> usize {
+    index % groups.max(1)
 }
 
 /// What provisioning did, for logs and the manifest.

@@ -88,6 +88,7 @@ async fn an_external_broker_counts_the_advisories_through_fleetsim_system_url() 
         default_max_consumers: -1,
         lame_duck_duration: std::time::Duration::from_secs(30),
         lame_duck_grace_period: std::time::Duration::from_secs(1),
+        keepalive: Default::default(),
     })
     .await
     .expect("a broker to stand for the external one");

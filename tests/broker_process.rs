@@ -22,6 +22,7 @@ fn options() -> EmbeddedOptions {
         default_max_consumers: -1,
         lame_duck_duration: Duration::from_secs(30),
         lame_duck_grace_period: Duration::from_secs(1),
+        keepalive: Default::default(),
     }
 }
 

@@ -395,6 +395,7 @@ pub async fn own_broker() -> fleetsim::broker::embedded::EmbeddedBroker {
         default_max_consumers: -1,
         lame_duck_duration: std::time::Duration::from_secs(30),
         lame_duck_grace_period: std::time::Duration::from_secs(1),
+        keepalive: Default::default(),
     })
     .await
     .expect("a broker the test owns")

@@ -481,7 +481,7 @@ async fn a_proxy_process_delays_both_directions_and_still_cuts() {
     assert!(took >= 2 * latency, "a round trip took {took:?}");
 
     let dropped = child
-        .cut(Duration::from_millis(50), || {})
+        .cut(Duration::from_millis(50), &fleetsim::plan::Hits::All, || {})
         .await
         .expect("cut");
     assert_eq!(dropped, 1);

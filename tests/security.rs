@@ -161,6 +161,7 @@ async fn token_broker() -> (EmbeddedBroker, String, PathBuf) {
             default_max_consumers: -1,
             lame_duck_duration: Duration::from_secs(30),
             lame_duck_grace_period: Duration::from_secs(1),
+            keepalive: Default::default(),
         },
         EmbeddedSecurity {
             tls: true,

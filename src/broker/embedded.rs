@@ -32,7 +32,7 @@ use super::cpu::BrokerProcess;
 
 use super::url::{Auth, Credentials};
 use super::{BrokerError, BrokerInfo, BrokerLimits, monitor};
-use crate::plan::{AuthMode, CpuList, CpuQuota};
+use crate::plan::{AuthMode, CpuList, CpuQuota, ServerKeepalive};
 
 /// How long a started server gets to report `/healthz` ok.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(30);
@@ -101,6 +101,8 @@ pub struct EmbeddedOptions {
     pub default_max_consumers: i64,
     pub lame_duck_duration: Duration,
     pub lame_duck_grace_period: Duration,
+    /// When the server drops a client it does not hear from or cannot write to.
+    pub keepalive: ServerKeepalive,
 }
 
 /// How the embedded broker's clients connect: over TLS or plain TCP, and with which kind
@@ -454,6 +456,19 @@ impl EmbeddedBroker {
             ldd = o.lame_duck_duration.as_millis(),
             ldg = o.lame_duck_grace_period.as_millis(),
         );
+        let k = &o.keepalive;
+        let ms = |d: Duration| format!("\"{}ms\"", d.as_millis());
+        for (key, value) in [
+            ("ping_interval", k.ping_interval.map(ms)),
+            ("ping_max", k.ping_max.map(|n| n.to_string())),
+            ("write_deadline", k.write_deadline.map(ms)),
+            ("max_pending", k.max_pending.map(|n| n.to_string())),
+            ("max_payload", k.max_payload.map(|n| n.to_string())),
+        ] {
+            if let Some(value) = value {
+                text.push_str(&format!("{key}: {value}\n"));
+            }
+        }
         if self.security.tls {
             let path = |name: &str| self.dir.path().join(name).display().to_string();
             text.push_str(&format!(

@@ -139,6 +139,7 @@ impl Broker {
                         default_max_consumers: plan.broker.default_max_consumers,
                         lame_duck_duration: plan.broker.lame_duck_duration,
                         lame_duck_grace_period: plan.broker.lame_duck_grace_period,
+                        keepalive: plan.broker.keepalive,
                     },
                     EmbeddedSecurity {
                         tls: plan.broker.tls,

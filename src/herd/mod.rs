@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc};
 
+use crate::plan::Hits;
+
 mod probe;
 mod step;
 
@@ -46,7 +48,19 @@ pub struct Herd {
     /// [`ATTEMPTS_KEPT`]): the herd's `fire_skew` is read from them once the step knows
     /// when the broker was reachable again.
     attempts: Vec<Mutex<VecDeque<Instant>>>,
+    /// Which agents the current herd's fault hit (a partial network cut spares some).
+    hits: Mutex<Hits>,
+    /// Origin of the µs counts below.
+    epoch: Instant,
+    /// When the current herd began, µs since `epoch`.
+    began_us: AtomicU64,
+    /// Per agent, its client's first Disconnected event since the herd began (µs since
+    /// `epoch`; [`NOT_YET`] until then): how long the fault took to be noticed.
+    disconnected_us: Vec<AtomicU64>,
 }
+
+/// No Disconnected event yet in this herd.
+const NOT_YET: u64 = u64::MAX;
 
 /// Reconnect attempts kept per agent and herd. Only the first at or after the instant
 /// the broker was back matters, and an outage long enough to overflow this (at
@@ -75,6 +89,10 @@ impl Herd {
             changed: Notify::new(),
             reprobe: Mutex::new(None),
             attempts: (0..agents).map(|_| Mutex::new(VecDeque::new())).collect(),
+            hits: Mutex::new(Hits::All),
+            epoch: Instant::now(),
+            began_us: AtomicU64::new(0),
+            disconnected_us: (0..agents).map(|_| AtomicU64::new(NOT_YET)).collect(),
         }
     }
 
@@ -106,10 +124,38 @@ impl Herd {
         skews
     }
 
-    /// Starts a new herd: the trigger fires now. Returns its probe generation.
-    /// Also returns the receiver of re-probe requests for this herd.
-    pub fn begin(&self) -> (u64, mpsc::UnboundedReceiver<usize>) {
+    /// Agent `agent`'s client reported its connection lost (async-nats' Disconnected
+    /// event): the first time in a herd is when it noticed the fault.
+    pub fn on_disconnected(&self, agent: usize) {
+        if let Some(at) = self.disconnected_us.get(agent) {
+            let now = self.epoch.elapsed().as_micros() as u64;
+            let _ = at.compare_exchange(NOT_YET, now, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+
+    /// How long after the herd began each of `agents` noticed it (its first Disconnected
+    /// event since), for those that did.
+    pub fn detections(&self, agents: &[usize]) -> Vec<(usize, Duration)> {
+        let began = self.began_us.load(Ordering::Acquire);
+        agents
+            .iter()
+            .filter_map(|&a| match self.disconnected_us[a].load(Ordering::Acquire) {
+                NOT_YET => None,
+                at => Some((a, Duration::from_micros(at.saturating_sub(began)))),
+            })
+            .collect()
+    }
+
+    /// Starts a new herd whose fault hits `hits`: the trigger fires now. Returns its
+    /// probe generation, and the receiver of re-probe requests for this herd.
+    pub fn begin(&self, hits: Hits) -> (u64, mpsc::UnboundedReceiver<usize>) {
         let mut trigger_at = self.trigger_at.lock().expect("herd lock");
+        *self.hits.lock().expect("herd lock") = hits;
+        for at in &self.disconnected_us {
+            at.store(NOT_YET, Ordering::Release);
+        }
+        self.began_us
+            .store(self.epoch.elapsed().as_micros() as u64, Ordering::Release);
         *trigger_at = Some(Instant::now());
         self.recovered.store(0, Ordering::Release);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -132,8 +178,10 @@ impl Herd {
     }
 
     /// Agent `agent` has seen the probe of `generation` on every consumer. Returns the time
-    /// since the trigger the first time it is called for this agent and generation.
-    pub fn agent_recovered(&self, agent: usize, generation: u64) -> Option<Duration> {
+    /// since the trigger the first time it is called for this agent and generation, and
+    /// whether the herd's fault hit it (a partial cut's spared agents report their probe
+    /// latency apart).
+    pub fn agent_recovered(&self, agent: usize, generation: u64) -> Option<(Duration, bool)> {
         // Held across the check so a concurrent `begin` cannot slip between it and the
         // count (this runs once per agent per herd: no contention worth avoiding).
         let trigger_at = self.trigger_at.lock().expect("herd lock");
@@ -148,13 +196,16 @@ impl Herd {
         self.recovered_gen[agent].store(generation, Ordering::Release);
         self.recovered.fetch_add(1, Ordering::AcqRel);
         self.changed.notify_waiters();
-        Some(after)
+        let hit = self.hits.lock().expect("herd lock").hits_agent(agent);
+        Some((after, hit))
     }
 
-    /// Recovery times of the agents recovered from the current herd, sorted.
-    pub fn recovery_times(&self) -> Vec<Duration> {
+    /// Recovery times of `agents` that recovered from the current herd, sorted.
+    pub fn recovery_times(&self, agents: &[usize]) -> Vec<Duration> {
         let g = self.generation();
-        let mut times: Vec<Duration> = (0..self.recovered_gen.len())
+        let mut times: Vec<Duration> = agents
+            .iter()
+            .copied()
             .filter(|&a| g > 0 && self.recovered_gen[a].load(Ordering::Acquire) == g)
             .map(|a| Duration::from_micros(self.recovered_after_us[a].load(Ordering::Acquire)))
             .collect();
@@ -196,12 +247,12 @@ mod tests {
     fn an_agent_recovers_once_per_generation() {
         let herd = Herd::new(2);
         assert_eq!(herd.agent_recovered(0, 1), None, "no herd yet");
-        let (g, _) = herd.begin();
+        let (g, _) = herd.begin(Hits::All);
         assert!(herd.agent_recovered(0, g).is_some());
         assert!(herd.agent_recovered(0, g).is_none(), "counted once");
         assert_eq!(herd.recovered(), 1);
         assert!(herd.is_recovered(0) && !herd.is_recovered(1));
-        let (g2, _) = herd.begin();
+        let (g2, _) = herd.begin(Hits::All);
         assert_eq!(herd.recovered(), 0);
         assert!(!herd.is_recovered(0));
         assert!(
@@ -214,7 +265,7 @@ mod tests {
     #[test]
     fn fire_skew_is_the_first_attempt_from_the_intended_instant() {
         let herd = Herd::new(3);
-        let _ = herd.begin();
+        let _ = herd.begin(Hits::All);
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         // Agent 0 tried while the broker was down, then 30 ms after it was back.
@@ -226,7 +277,7 @@ mod tests {
         let skews = herd.fire_skews(&[0, 1, 2], t0 + ms(100));
         assert_eq!(skews.on_time_or_late, [(0, ms(30))]);
         assert_eq!(skews.early, [(1, ms(90))]);
-        let _ = herd.begin();
+        let _ = herd.begin(Hits::All);
         assert_eq!(
             herd.fire_skews(&[0, 1], t0),
             FireSkews::default(),

@@ -11,7 +11,7 @@ use super::{Herd, ProbePlan};
 use crate::broker::{Broker, BrokerError};
 use crate::fleet::agent::{FIRE_SKEW, FIRE_SKEW_EARLY};
 use crate::fleet::{AgentState, Control};
-use crate::plan::{StopSignal, Trigger};
+use crate::plan::{AfterBlackhole, CutMode, Hits, StopSignal, Trigger};
 use crate::provision::pc_id;
 use crate::proxy::{AgentProxy, CutError};
 use crate::step::StepEnv;
@@ -24,10 +24,18 @@ pub struct HerdRecord {
     pub trigger: String,
     /// When the trigger fired, on the run's clock.
     pub trigger_secs: f64,
-    /// Agents expected to recover: every agent not already failed when it fired.
+    /// Agents expected to recover: every agent the trigger hit that was not already
+    /// failed when it fired.
     pub agents: usize,
     /// Each recovered agent's time from the trigger to its last consumer's probe, sorted.
     pub recovery_times: Vec<Duration>,
+    /// Agents a partial network cut spared (not failed when it fired), and their probe
+    /// latencies, sorted: what the rest of the fleet saw during the event.
+    pub spared: usize,
+    pub spared_times: Vec<Duration>,
+    /// Hit agents whose client noticed the fault (a Disconnected event after it fired):
+    /// a blackhole shorter than the keepalive goes unnoticed.
+    pub detected: usize,
     pub probe_writes: usize,
     pub probe_writes_acked: usize,
     /// Trigger → the broker acknowledged the first probe write (it accepts writes again).
@@ -47,6 +55,15 @@ impl HerdRecord {
             return None;
         }
         self.recovery_times.get(needed - 1).copied()
+    }
+
+    /// The same for the agents a partial cut spared.
+    pub fn spared_time_to(&self, fraction: f64) -> Option<Duration> {
+        if self.spared == 0 {
+            return None;
+        }
+        let needed = ((self.spared as f64) * fraction).ceil().max(1.0) as usize;
+        self.spared_times.get(needed - 1).copied()
     }
 }
 
@@ -80,7 +97,18 @@ pub async fn run_step(
 ) -> HerdRecord {
     let label = &env.label(index);
     let roster = env.roster;
-    let expected = roster.live_agents();
+    let live = roster.live_agents();
+    let hits = match trigger {
+        Trigger::NetworkCut { target, .. } => target.resolve(
+            env.plan.fleet.agents,
+            env.plan.fleet.groups,
+            env.plan.seed ^ index as u64,
+        ),
+        _ => Hits::All,
+    };
+    let (expected, spared): (Vec<usize>, Vec<usize>) =
+        live.iter().partition(|&&a| hits.hits_agent(a));
+    let everyone = &live;
     let connects_before: Vec<u64> = expected
         .iter()
         .map(|&a| roster.cell(a).connects())
@@ -90,19 +118,23 @@ pub async fn run_step(
         env.plan.fleet.agents,
         env.plan.fleet.groups,
     );
-    let (generation, reprobes) = herd.begin();
+    let (generation, reprobes) = herd.begin(hits.clone());
     let fired = Instant::now();
     let deadline = fired + recover_timeout;
-    let all_recovered = herd.wait_recovered(expected.len(), deadline);
+    let all_recovered = herd.wait_recovered(everyone.len(), deadline);
     let probing = probes.run(env.js, generation, reprobes, deadline, all_recovered);
-    info!(step = %label, agents = expected.len(), "herd trigger fires");
+    info!(step = %label, agents = expected.len(), spared = spared.len(), "herd trigger fires");
 
     let mut trigger_error = None;
     // The instant the agents can reach the broker again: their reconnects' `fire_skew`
     // counts from it (docs/measurements.md).
     let mut reachable: Option<Instant> = None;
     let probes_written = match trigger {
-        Trigger::NetworkCut { refuse_for } => {
+        Trigger::NetworkCut {
+            refuse_for,
+            mode: CutMode::Reset,
+            ..
+        } => {
             // The control connection does not go through the proxy: the broker takes
             // the probes while the agents are cut off. They go out once the cut has
             // closed every agent connection: a probe written earlier can still reach
@@ -114,7 +146,7 @@ pub async fn run_step(
             let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
             let cutting = async {
                 let cut = proxy
-                    .cut(*refuse_for, move || {
+                    .cut(*refuse_for, &hits, move || {
                         let _ = closed_tx.send(());
                     })
                     .await;
@@ -132,6 +164,38 @@ pub async fn run_step(
             match cut {
                 Ok(dropped) => info!(step = %label, dropped, "network cut"),
                 Err(e) => trigger_error = Some(TriggerError::from(e)),
+            }
+            written
+        }
+        Trigger::NetworkCut {
+            mode: CutMode::Blackhole { downtime, after },
+            ..
+        } => {
+            // Nothing gets through from now on, so the probes go out at once: an agent
+            // whose connection outlives the hole gets them late through it, one that
+            // noticed gets them after it reconnects.
+            let proxy = triggers
+                .proxy
+                .expect("the scenario parser requires a proxy for network_cut");
+            let holding = async {
+                proxy.blackhole(&hits).await?;
+                info!(step = %label, ?downtime, ?after, "blackhole: nothing gets through");
+                tokio::time::sleep(*downtime).await;
+                if *after == AfterBlackhole::Reset {
+                    let dropped = proxy.cut(Duration::ZERO, &hits, || {}).await?;
+                    info!(step = %label, dropped, "blackhole ends in a reset");
+                }
+                proxy.resume().await?;
+                Ok::<_, CutError>(Instant::now())
+            };
+            let (held, written) = tokio::join!(holding, probing);
+            match held {
+                Ok(lifted) => reachable = Some(lifted),
+                Err(e) => {
+                    // Never leave the fleet in a hole because a step failed.
+                    let _ = proxy.resume().await;
+                    trigger_error = Some(TriggerError::from(e));
+                }
             }
             written
         }
@@ -166,16 +230,21 @@ pub async fn run_step(
     if let Some(intended) = reachable {
         record_fire_skew(env, herd, index, &expected, intended);
     }
+    let detections = herd.detections(&expected);
+    let detect = env.metrics.metric(DETECT);
+    for &(agent, took) in &detections {
+        env.metrics.record_in(index, agent, detect, took);
+    }
     let first_probe_ack = probes_written.first_ack.map(|t| t - fired);
-    let recovered = herd.recovered() >= expected.len();
+    let recovered = herd.recovered() >= everyone.len();
     if recovered && resyncing > 0 {
         env.reasons.push(format!(
             "step {label}: {resyncing} of {} agents delivered the probe but were still \
                  re-syncing after {recover_timeout:?}",
-            expected.len()
+            everyone.len()
         ));
     }
-    let unrecovered: Vec<Unrecovered> = expected
+    let unrecovered: Vec<Unrecovered> = everyone
         .iter()
         .filter(|&&a| !herd.is_recovered(a))
         .map(|&a| Unrecovered {
@@ -188,7 +257,7 @@ pub async fn run_step(
         env.reasons.push(format!(
             "step {label}: {} of {} agents not recovered within {recover_timeout:?}",
             unrecovered.len(),
-            expected.len()
+            everyone.len()
         ));
     }
     if let Some(e) = &trigger_error {
@@ -200,7 +269,10 @@ pub async fn run_step(
         trigger: trigger.kind().to_string(),
         trigger_secs: (fired - env.run_start).as_secs_f64(),
         agents: expected.len(),
-        recovery_times: herd.recovery_times(),
+        recovery_times: herd.recovery_times(&expected),
+        spared: spared.len(),
+        spared_times: herd.recovery_times(&spared),
+        detected: detections.len(),
         probe_writes: probes_written.writes,
         probe_writes_acked: probes_written.acked,
         first_probe_ack,
@@ -213,10 +285,16 @@ pub async fn run_step(
         of = record.agents,
         p50 = ?record.time_to(0.5),
         p100 = ?record.time_to(1.0),
+        detected = record.detected,
+        spared = record.spared,
         "herd recovery"
     );
     record
 }
+
+/// The metric of how long a herd's hit agents took to notice the fault: the trigger to
+/// their client's first Disconnected event (docs/measurements.md).
+pub const DETECT: &str = "detect";
 
 /// Records the herd's `fire_skew` in its phase: each agent's first reconnect attempt at
 /// or after `intended` minus `intended`, and for an agent whose attempts all came
@@ -343,6 +421,9 @@ mod tests {
             trigger_secs: 1.0,
             agents: 4,
             recovery_times: vec![1, 2, 3].into_iter().map(Duration::from_secs).collect(),
+            spared: 0,
+            spared_times: vec![],
+            detected: 4,
             probe_writes: 9,
             probe_writes_acked: 9,
             first_probe_ack: Some(Duration::from_millis(500)),

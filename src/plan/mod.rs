@@ -6,6 +6,7 @@
 //! `--server`, `--herd-command`) are applied to a `Plan`, not to the file, by
 //! [`Overrides::apply`], which checks them against the plan as the parser checks a file.
 
+mod hits;
 mod overrides;
 mod profile;
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use hits::{AgentSet, FaultTarget, Hits};
 pub use overrides::{OverrideError, Overrides, system_url_from_env};
 pub use profile::*;
 
@@ -108,6 +110,10 @@ pub struct BrokerPlan {
     /// Embedded broker's `lame_duck_grace_period`: the wait before it starts closing.
     #[serde(with = "duration_str")]
     pub lame_duck_grace_period: Duration,
+    /// Embedded broker's keepalive and slow-consumer settings; nats-server's defaults
+    /// where unset.
+    #[serde(flatten)]
+    pub keepalive: ServerKeepalive,
     /// A system-account user's URL (`nats://user:password@host:port`) on an external
     /// broker, from `$FLEETSIM_SYSTEM_URL`: the API queue's LIMIT_REACHED advisory is
     /// published in the system account only. Never in a file: it holds credentials.
@@ -457,11 +463,14 @@ pub enum Trigger {
         #[serde(with = "duration_str")]
         downtime: Duration,
     },
-    /// The fault proxy drops every agent connection at one instant and refuses new ones
-    /// for `refuse_for`.
+    /// The fault proxy cuts the `target` agents' connections at one instant: `reset`
+    /// drops them (and refuses new ones for `refuse_for`), `blackhole` keeps them open
+    /// and forwards nothing for a downtime (see [`CutMode`]).
     NetworkCut {
         #[serde(with = "duration_str")]
         refuse_for: Duration,
+        mode: CutMode,
+        target: FaultTarget,
     },
     /// `nats-server --signal ldm=<pid>` to the embedded broker; once it has exited it is
     /// started again on the same ports and store dir.
@@ -486,6 +495,49 @@ impl Trigger {
             Trigger::Command { .. } => "command",
         }
     }
+}
+
+/// The embedded broker's settings that decide when it drops a client it no longer hears
+/// from (`ping_interval`, `ping_max`) or cannot write to (`write_deadline`,
+/// `max_pending`), and the largest message it takes (`max_payload`). `None`: the
+/// server's default (2 m, 2, 10 s, 64 MiB, 1 MiB in nats-server 2.15).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ServerKeepalive {
+    #[serde(serialize_with = "duration_str::serialize_opt")]
+    pub ping_interval: Option<Duration>,
+    pub ping_max: Option<u32>,
+    #[serde(serialize_with = "duration_str::serialize_opt")]
+    pub write_deadline: Option<Duration>,
+    pub max_pending: Option<u64>,
+    pub max_payload: Option<u64>,
+}
+
+/// How a `network_cut` cuts.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum CutMode {
+    /// Every hit connection is closed at once: the agents learn of it in microseconds
+    /// (a switch port that drops, a server host that resets).
+    Reset,
+    /// Every hit connection stays open and the proxy forwards nothing either way for
+    /// `downtime` (a VPN that drops, a NAT entry that expires): each side finds out only
+    /// through its own keepalive. Then the link resumes, or is reset (`after`).
+    Blackhole {
+        #[serde(with = "duration_str")]
+        downtime: Duration,
+        after: AfterBlackhole,
+    },
+}
+
+/// What ends a blackhole.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AfterBlackhole {
+    /// The held connections carry on; what was sent meanwhile arrives late, as TCP
+    /// retransmits it after a real outage.
+    Resume,
+    /// The held connections are closed as the network comes back.
+    Reset,
 }
 
 /// How `broker_restart` stops the server.

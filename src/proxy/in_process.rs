@@ -1,12 +1,17 @@
 //! A TCP fault proxy between the agents and the broker, for network-cut herds.
 //!
-//! Agents connect to the proxy; the proxy forwards bytes to the broker. A *cut* drops every
-//! proxied connection at one instant (as a network event that hits every PC at once
-//! would), and the proxy can then *refuse* new connections for a while: its listener is
-//! closed, so connects fail with "connection refused" until it is bound again on the same
-//! port. Because it is plain TCP it works the same against an external broker. What it
-//! does to the bytes it forwards (a latency) is the link's [`LinkShape`], see
-//! [`crate::proxy::link`].
+//! Agents connect to the proxy; the proxy forwards bytes to the broker. A *cut* drops the
+//! proxied connections it hits at one instant (as a network event that hits every PC at
+//! once would), and the proxy can then *refuse* new connections for a while: its listener
+//! is closed, so connects fail with "connection refused" until it is bound again on the
+//! same port. A *blackhole* keeps the connections it hits open and forwards nothing
+//! either way until it lifts: no reset reaches either side, which find out only through
+//! their keepalives. A fault hits every connection or only some agents' ([`Hits`], the
+//! agent read from each connection's CONNECT, see [`crate::proxy::fault`]). Because it
+//! is plain TCP it works the same against an external broker (except that a blackholed
+//! agent's new connection still completes its TCP handshake with the proxy: its NATS
+//! handshake is what times out). What it does to the bytes it forwards (a latency) is
+//! the link's [`LinkShape`], see [`crate::proxy::link`].
 //!
 //! Cost: each proxied agent holds two sockets in the proxy on top of its own one, so in the
 //! same process a proxied agent costs three file descriptors. `fleetsim proxy` (see
@@ -23,7 +28,8 @@ use tokio::sync::{Mutex, MutexGuard, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-use crate::plan::LinkShape;
+use super::fault::{Faults, Gate};
+use crate::plan::{Hits, LinkShape};
 
 /// A running proxy. Dropping it stops accepting and drops every connection.
 pub struct FaultProxy {
@@ -37,9 +43,8 @@ pub struct FaultProxy {
 }
 
 struct Shared {
-    /// Bumped by every cut; a connection ends when it differs from the generation it
-    /// was accepted in.
-    cut: watch::Sender<u64>,
+    /// The cut counter (a connection hit by a cut ends) and the blackhole in force.
+    faults: watch::Sender<Faults>,
     /// The current generation's liveness channel: every connection holds a clone of
     /// its generation's sender, so a cut knows its connections are all closed when the
     /// receiver sees the last sender go (the "all done" half of mini-redis' shutdown).
@@ -96,9 +101,9 @@ impl FaultProxy {
         upstream: &str,
         link: LinkShape,
     ) -> std::io::Result<FaultProxy> {
-        let (cut, _) = watch::channel(0);
+        let (faults, _) = watch::channel(Faults::default());
         let shared = Arc::new(Shared {
-            cut,
+            faults,
             generation: std::sync::Mutex::new(Generation::new(0)),
             accepted: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -157,11 +162,11 @@ impl FaultProxy {
         self.shared.accepting.load(Ordering::Relaxed)
     }
 
-    /// Drops every proxied connection now. With a non-zero `refuse_for`, new connections
-    /// are refused for that long (the listener is closed), then accepted again. Returns
-    /// how many connections the cut dropped.
-    pub async fn cut(&self, refuse_for: Duration) -> std::io::Result<u64> {
-        let cut = self.begin_cut(!refuse_for.is_zero()).await;
+    /// Drops every proxied connection `hits` names now. With a non-zero `refuse_for`,
+    /// new connections are refused for that long (the listener is closed), then accepted
+    /// again. Returns how many connections the cut dropped.
+    pub async fn cut(&self, refuse_for: Duration, hits: &Hits) -> std::io::Result<u64> {
+        let cut = self.begin_cut(!refuse_for.is_zero(), hits).await;
         let dropped = cut.dropped;
         if !refuse_for.is_zero() {
             tokio::time::sleep(refuse_for).await;
@@ -171,9 +176,9 @@ impl FaultProxy {
     }
 
     /// The first half of a cut: closes the listener if `refuse`, drops every connection
-    /// and returns once all of them are closed (the agents see their connections reset).
-    /// The cut lasts until [`Cut::end`]; another cut waits for it.
-    pub async fn begin_cut(&self, refuse: bool) -> Cut<'_> {
+    /// `hits` names and returns once all of them are closed (the agents see their
+    /// connections reset). The cut lasts until [`Cut::end`]; another cut waits for it.
+    pub async fn begin_cut(&self, refuse: bool, hits: &Hits) -> Cut<'_> {
         let mut acceptor = self.acceptor.lock().await;
         if refuse && let Some(task) = acceptor.take() {
             task.abort();
@@ -186,18 +191,39 @@ impl FaultProxy {
             let next = Generation::new(generation.number + 1);
             // Bumped under the same lock the acceptor reads the generation under: a
             // connection is either in the old generation (and sees this bump) or in the
-            // new one.
-            self.shared.cut.send_replace(next.number);
+            // new one. One the cut does not hit moves to the new generation.
+            self.shared.faults.send_modify(|f| {
+                f.cut = next.number;
+                f.cut_hits = hits.clone();
+            });
             std::mem::replace(&mut *generation, next)
         };
         drop(old.alive);
-        // `None` once every connection of the old generation has ended.
+        // `None` once every connection of the old generation has ended or moved on.
         let _ = old.all_gone.recv().await;
         Cut {
             proxy: self,
             acceptor,
             dropped: self.dropped() - dropped_before,
         }
+    }
+
+    /// Holds every connection `hits` names (and any new one it names) from now until
+    /// [`FaultProxy::resume`]: nothing is forwarded either way, nothing is closed.
+    pub fn blackhole(&self, hits: &Hits) {
+        self.shared
+            .faults
+            .send_modify(|f| f.blackhole = Some(hits.clone()));
+    }
+
+    /// Lifts the blackhole: held connections forward again, what waited goes first.
+    pub fn resume(&self) {
+        self.shared.faults.send_modify(|f| f.blackhole = None);
+    }
+
+    /// Whether a blackhole is in force.
+    pub fn blackholed(&self) -> bool {
+        self.shared.faults.borrow().blackhole.is_some()
     }
 
     fn spawn_acceptor(&self, listener: tokio::net::TcpListener) -> JoinHandle<()> {
@@ -229,33 +255,37 @@ impl Drop for FaultProxy {
         {
             task.abort();
         }
-        self.shared.cut.send_modify(|generation| *generation += 1);
+        self.shared.faults.send_modify(|f| {
+            f.cut += 1;
+            f.cut_hits = Hits::All;
+            f.blackhole = None;
+        });
     }
 }
 
-/// Forwards one agent connection until it ends or a cut ends its `generation`; `_alive`
-/// tells the cut when this connection is closed.
+/// Forwards one agent connection until it ends or a cut that hits it; `alive` tells the
+/// cut when this connection is closed (or has moved to the next generation, spared).
 async fn forward(
     mut client: TcpStream,
     upstream: String,
     link: LinkShape,
     shared: Arc<Shared>,
     generation: u64,
-    _alive: mpsc::Sender<()>,
+    alive: mpsc::Sender<()>,
 ) {
     shared.live.fetch_add(1, Ordering::Relaxed);
-    let mut cut = shared.cut.subscribe();
-    let cut_now = async move {
-        // An error means the proxy is gone: end too.
-        let _ = cut.wait_for(|g| *g != generation).await;
-    };
+    let gate = Gate::new(shared.faults.subscribe());
+    let cut_now = hit_by_a_cut(gate.clone(), shared.clone(), generation, alive);
     tokio::pin!(cut_now);
+    // A hit connection's `alive` sender, kept until it is closed: the cut counts the
+    // drops once every sender is gone.
+    let mut hit = None;
     let server = tokio::select! {
         server = TcpStream::connect(&upstream) => server.map_err(|e| {
             debug!(%upstream, error = %e, "proxy: upstream refused");
         }).ok(),
-        () = &mut cut_now => {
-            shared.dropped.fetch_add(1, Ordering::Relaxed);
+        alive = &mut cut_now => {
+            hit = Some(alive);
             None
         }
     };
@@ -263,15 +293,56 @@ async fn forward(
         let _ = client.set_nodelay(true);
         let _ = server.set_nodelay(true);
         tokio::select! {
-            _ = super::link::forward(&mut client, &mut server, link) => {}
-            () = &mut cut_now => {
-                shared.dropped.fetch_add(1, Ordering::Relaxed);
+            _ = super::link::forward(&mut client, &mut server, link, gate) => {}
+            alive = &mut cut_now => hit = Some(alive),
+        }
+    }
+    if hit.is_some() {
+        shared.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+    // Dropping both streams closes them: the agent sees its connection reset. Then
+    // `hit` (and `cut_now`, holding a spared connection's sender) go.
+    drop(client);
+    shared.live.fetch_sub(1, Ordering::Relaxed);
+    drop(hit);
+}
+
+/// Resolves when a cut hits this connection (or the proxy is gone), handing back its
+/// generation's `alive` sender for the caller to drop once it has counted the drop. A
+/// cut that spares it moves the sender to the cut's new generation, so the cut does not
+/// wait for it.
+async fn hit_by_a_cut(
+    gate: Gate,
+    shared: Arc<Shared>,
+    generation: u64,
+    mut alive: mpsc::Sender<()>,
+) -> mpsc::Sender<()> {
+    let mut faults = gate.faults();
+    let mut seen = generation;
+    loop {
+        let hit = {
+            let f = faults.borrow_and_update();
+            (f.cut != seen).then(|| (f.cut, f.cut_hits.hits(gate.agent())))
+        };
+        match hit {
+            Some((_, true)) => return alive,
+            Some((cut, false)) => {
+                // The cutter swapped the generation under this lock before it let go.
+                seen = cut;
+                alive = shared
+                    .generation
+                    .lock()
+                    .expect("not poisoned")
+                    .alive
+                    .clone();
+            }
+            None => {
+                if faults.changed().await.is_err() {
+                    return alive;
+                }
             }
         }
     }
-    // Dropping both streams closes them: the agent sees its connection reset.
-    drop(client);
-    shared.live.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Binds with SO_REUSEADDR so the same port can be bound again right after a refusal.
@@ -329,7 +400,7 @@ mod tests {
 
         // The cut's two halves, with no clock between them: while it lasts, the
         // listener is closed.
-        let cut = within("the cut's first half", proxy.begin_cut(true)).await;
+        let cut = within("the cut's first half", proxy.begin_cut(true, &Hits::All)).await;
         assert_eq!(cut.dropped, 1, "the cut dropped one connection");
         assert!(!proxy.accepting());
         // The established connection has ended (an end of stream, or a reset).
@@ -358,13 +429,56 @@ mod tests {
 
         // A timed cut is the same two halves with the refusal slept between them: it
         // returns what it dropped once the listener is open again.
-        let dropped = within("a 50 ms cut", proxy.cut(Duration::from_millis(50))).await;
+        let dropped = within(
+            "a 50 ms cut",
+            proxy.cut(Duration::from_millis(50), &Hits::All),
+        )
+        .await;
         assert_eq!(dropped.expect("cut"), 1);
         assert!(proxy.accepting());
         assert_eq!(proxy.dropped(), 2);
         TcpStream::connect(proxy.addr())
             .await
             .expect("accepts after the timed cut");
+    }
+
+    /// A cut that hits one agent drops only its connection (read from its CONNECT) and
+    /// returns without waiting for the spared one, which keeps forwarding; a blackhole
+    /// of that agent then holds its new connection while the other still echoes.
+    #[tokio::test]
+    async fn a_partial_cut_drops_only_the_agents_it_hits() {
+        let upstream = echo_server().await;
+        let listen = "127.0.0.1:0".parse().expect("addr");
+        let proxy = FaultProxy::start(listen, &upstream.to_string(), LinkShape::default())
+            .await
+            .expect("proxy");
+        let addr = proxy.addr();
+        let connect = |agent: usize| async move {
+            let mut conn = TcpStream::connect(addr).await.expect("connect");
+            let line = format!("CONNECT {{\"name\":\"pc-{agent:05}\"}}\r\n");
+            round_trip(&mut conn, line.as_bytes()).await;
+            conn
+        };
+        let (mut hit, mut spared) = (connect(1).await, connect(2).await);
+        let only_1 = Hits::Agents(crate::plan::AgentSet::from_indices([1]));
+        let cut = within("a cut of agent 1", proxy.begin_cut(false, &only_1)).await;
+        assert_eq!(cut.dropped, 1);
+        cut.end().expect("still listening");
+        let mut rest = Vec::new();
+        let _ = within("the hit connection's end", hit.read_to_end(&mut rest)).await;
+        round_trip(&mut spared, b"still here").await;
+        assert_eq!(proxy.live(), 1);
+
+        let mut again = connect(1).await;
+        proxy.blackhole(&only_1);
+        again.write_all(b"held").await.expect("write");
+        round_trip(&mut spared, b"spared").await;
+        proxy.resume();
+        let mut buf = [0u8; 4];
+        within("the held echo", again.read_exact(&mut buf))
+            .await
+            .expect("echo");
+        assert_eq!(&buf, b"held");
     }
 
     /// One echo round trip of `message` on `conn`, and how long it took.
@@ -404,7 +518,7 @@ mod tests {
             );
         }
 
-        let cut = within("the cut's first half", proxy.begin_cut(true)).await;
+        let cut = within("the cut's first half", proxy.begin_cut(true, &Hits::All)).await;
         assert_eq!(cut.dropped, 1, "the cut dropped the delayed connection");
         let mut rest = Vec::new();
         let _ = within("the dropped connection's end", conn.read_to_end(&mut rest)).await;

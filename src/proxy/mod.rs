@@ -3,6 +3,7 @@
 //! [`AgentProxy`] is the one a run puts in front of its broker, whichever it is; both
 //! shape the link as the plan's [`crate::plan::LinkShape`] says ([`link`]).
 
+pub mod fault;
 pub mod in_process;
 pub mod link;
 pub mod process;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::host::{self, HostLimit};
-use crate::plan::{Plan, ProxyMode};
+use crate::plan::{Hits, Plan, ProxyMode};
 use in_process::FaultProxy;
 use process::{ProxyChild, ProxyChildError, upstream_of};
 
@@ -76,20 +77,48 @@ impl AgentProxy {
         }
     }
 
-    /// Drops every agent connection, refuses new ones for `refuse_for`, and returns once
-    /// the proxy accepts again, with how many connections it dropped. `closed` is called
-    /// as soon as every agent connection is closed, before the refusal.
-    pub async fn cut(&self, refuse_for: Duration, closed: impl FnOnce()) -> Result<u64, CutError> {
+    /// Drops every agent connection `hits` names, refuses new ones for `refuse_for`, and
+    /// returns once the proxy accepts again, with how many connections it dropped.
+    /// `closed` is called as soon as every such connection is closed, before the refusal.
+    pub async fn cut(
+        &self,
+        refuse_for: Duration,
+        hits: &Hits,
+        closed: impl FnOnce(),
+    ) -> Result<u64, CutError> {
         match self {
             AgentProxy::InProcess(p) => {
-                let cut = p.begin_cut(!refuse_for.is_zero()).await;
+                let cut = p.begin_cut(!refuse_for.is_zero(), hits).await;
                 let dropped = cut.dropped;
                 closed();
                 tokio::time::sleep(refuse_for).await;
                 cut.end()?;
                 Ok(dropped)
             }
-            AgentProxy::Process(p) => Ok(p.cut(refuse_for, closed).await?),
+            AgentProxy::Process(p) => Ok(p.cut(refuse_for, hits, closed).await?),
+        }
+    }
+
+    /// Holds every agent connection `hits` names, open and silent, until
+    /// [`AgentProxy::resume`].
+    pub async fn blackhole(&self, hits: &Hits) -> Result<(), CutError> {
+        match self {
+            AgentProxy::InProcess(p) => {
+                p.blackhole(hits);
+                Ok(())
+            }
+            AgentProxy::Process(p) => Ok(p.blackhole(hits).await?),
+        }
+    }
+
+    /// Lifts the blackhole.
+    pub async fn resume(&self) -> Result<(), CutError> {
+        match self {
+            AgentProxy::InProcess(p) => {
+                p.resume();
+                Ok(())
+            }
+            AgentProxy::Process(p) => Ok(p.resume().await?),
         }
     }
 

@@ -41,7 +41,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::{Mutex, mpsc};
 use tracing::{info, warn};
 
-use crate::plan::LinkShape;
+use crate::plan::{Hits, LinkShape};
 use crate::proxy::in_process::FaultProxy;
 
 /// What `fleetsim proxy` is asked to do.
@@ -131,12 +131,15 @@ impl Ready {
 /// A control command, parsed.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ControlCommand {
-    Cut { refuse_for: Duration },
+    Cut { refuse_for: Duration, hits: Hits },
+    Blackhole { hits: Hits },
+    Resume,
     Stats,
     Quit,
 }
 
-const COMMANDS: &str = "cut <refuse_ms>, stats, quit";
+const COMMANDS: &str =
+    "cut <refuse_ms> [<agents>|all], blackhole [<agents>|all], resume, stats, quit";
 
 /// One line of the control protocol; `Ok(None)` for a blank line.
 pub fn parse_command(line: &str) -> Result<Option<ControlCommand>, String> {
@@ -144,10 +147,19 @@ pub fn parse_command(line: &str) -> Result<Option<ControlCommand>, String> {
     let Some(word) = words.next() else {
         return Ok(None);
     };
-    let command = match (word, words.next(), words.next()) {
-        ("cut", Some(ms), None) => match ms.parse::<u64>() {
+    let hits = |text: Option<&str>| -> Result<Hits, String> {
+        match text {
+            None => Ok(Hits::All),
+            Some(text) => text
+                .parse()
+                .map_err(|e| format!("which agents: {e}; use all or ranges like 0-299,512")),
+        }
+    };
+    let command = match (word, words.next(), words.next(), words.next()) {
+        ("cut", Some(ms), agents, None) => match ms.parse::<u64>() {
             Ok(ms) => ControlCommand::Cut {
                 refuse_for: Duration::from_millis(ms),
+                hits: hits(agents)?,
             },
             Err(_) => {
                 return Err(format!(
@@ -155,11 +167,15 @@ pub fn parse_command(line: &str) -> Result<Option<ControlCommand>, String> {
                 ));
             }
         },
-        ("cut", None, _) => {
+        ("cut", None, _, _) => {
             return Err("cut takes the refusal in milliseconds: cut <refuse_ms> (0: none)".into());
         }
-        ("stats", None, _) => ControlCommand::Stats,
-        ("quit", None, _) => ControlCommand::Quit,
+        ("blackhole", agents, None, _) => ControlCommand::Blackhole {
+            hits: hits(agents)?,
+        },
+        ("resume", None, _, _) => ControlCommand::Resume,
+        ("stats", None, _, _) => ControlCommand::Stats,
+        ("quit", None, _, _) => ControlCommand::Quit,
         _ => return Err(format!("unknown command {:?}; use {COMMANDS}", line.trim())),
     };
     Ok(Some(command))
@@ -267,8 +283,8 @@ async fn control_connection(
             }
         };
         let sent = match command {
-            ControlCommand::Cut { refuse_for } => {
-                let cut = proxy.begin_cut(!refuse_for.is_zero()).await;
+            ControlCommand::Cut { refuse_for, hits } => {
+                let cut = proxy.begin_cut(!refuse_for.is_zero(), &hits).await;
                 info!(
                     dropped = cut.dropped,
                     refuse_ms = refuse_for.as_millis() as u64,
@@ -284,6 +300,16 @@ async fn control_connection(
                     Ok(()) => reply(&mut writer, &answer).await,
                     Err(e) => Err(e),
                 }
+            }
+            ControlCommand::Blackhole { hits } => {
+                proxy.blackhole(&hits);
+                info!(%hits, "blackhole");
+                reply(&mut writer, "ok blackhole").await
+            }
+            ControlCommand::Resume => {
+                proxy.resume();
+                info!("blackhole lifted");
+                reply(&mut writer, "ok resumed").await
             }
             ControlCommand::Stats => {
                 let stats = format!(
@@ -462,16 +488,17 @@ impl ProxyChild {
         format!("nats://{}", self.ready.listen)
     }
 
-    /// Cuts every connection and refuses new ones for `refuse_for`; returns once the
-    /// proxy accepts again, with how many connections it dropped. `closed` is called
-    /// once the child said every connection is closed, before the refusal.
+    /// Cuts every connection `hits` names and refuses new ones for `refuse_for`; returns
+    /// once the proxy accepts again, with how many connections it dropped. `closed` is
+    /// called once the child said every connection is closed, before the refusal.
     pub async fn cut(
         &self,
         refuse_for: Duration,
+        hits: &Hits,
         closed: impl FnOnce(),
     ) -> Result<u64, ProxyChildError> {
         let mut control = self.control.lock().await;
-        let command = format!("cut {}", refuse_for.as_millis());
+        let command = format!("cut {} {hits}", refuse_for.as_millis());
         control.send(&command).await?;
         let first = control.receive(REPLY_WITHIN).await?;
         let dropped = first
@@ -488,6 +515,31 @@ impl ProxyChild {
             return Err(ProxyChildError::NotAccepting(second));
         }
         Ok(dropped)
+    }
+
+    /// Holds every connection `hits` names until [`ProxyChild::resume`].
+    pub async fn blackhole(&self, hits: &Hits) -> Result<(), ProxyChildError> {
+        self.simple(&format!("blackhole {hits}"), "ok blackhole")
+            .await
+    }
+
+    /// Lifts the blackhole.
+    pub async fn resume(&self) -> Result<(), ProxyChildError> {
+        self.simple("resume", "ok resumed").await
+    }
+
+    /// Sends `command` and expects `expected` back.
+    async fn simple(&self, command: &str, expected: &str) -> Result<(), ProxyChildError> {
+        let mut control = self.control.lock().await;
+        control.send(command).await?;
+        let reply = control.receive(REPLY_WITHIN).await?;
+        if reply != expected {
+            return Err(ProxyChildError::Unexpected {
+                command: command.to_string(),
+                reply,
+            });
+        }
+        Ok(())
     }
 
     /// The `stats` line (`accepted=... dropped=... live=... accepting=...`).

@@ -43,7 +43,7 @@ pub const TIMESERIES_COLUMNS: [&str; 29] = [
 ];
 
 /// Column order of `recovery.csv`.
-pub const RECOVERY_COLUMNS: [&str; 14] = [
+pub const RECOVERY_COLUMNS: [&str; 18] = [
     "step",
     "trigger",
     "trigger_secs",
@@ -58,6 +58,10 @@ pub const RECOVERY_COLUMNS: [&str; 14] = [
     "recovered_99_secs",
     "recovered_100_secs",
     "trigger_error",
+    "detected",
+    "spared",
+    "spared_recovered",
+    "spared_99_secs",
 ];
 
 pub use crate::herd::{HerdRecord, Unrecovered};
@@ -102,6 +106,10 @@ pub fn write_recovery<W: Write>(herds: &[HerdRecord], out: W) -> csv::Result<W> 
         recovered_99_secs: secs(h.time_to(0.99)),
         recovered_100_secs: secs(h.time_to(1.0)),
         trigger_error: h.trigger_error.clone().unwrap_or_default(),
+        detected: Some(h.detected),
+        spared: Some(h.spared),
+        spared_recovered: Some(h.spared_times.len()),
+        spared_99_secs: secs(h.spared_time_to(0.99)),
     });
     write_csv(out, &RECOVERY_COLUMNS, rows)
 }

@@ -237,6 +237,17 @@ pub struct RecoveryRow {
     pub recovered_99_secs: Option<Fixed3>,
     pub recovered_100_secs: Option<Fixed3>,
     pub trigger_error: String,
+    /// Hit agents whose client noticed the fault (empty in files of before it).
+    #[serde(default)]
+    pub detected: Option<usize>,
+    /// Agents a partial network cut spared, how many delivered the probe, and by when
+    /// 99 % of them had.
+    #[serde(default)]
+    pub spared: Option<usize>,
+    #[serde(default)]
+    pub spared_recovered: Option<usize>,
+    #[serde(default)]
+    pub spared_99_secs: Option<Fixed3>,
 }
 csv_file!(RecoveryRow, RECOVERY_FILE, RECOVERY_COLUMNS);
 

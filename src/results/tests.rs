@@ -43,6 +43,7 @@ fn plan() -> Plan {
             cpus: None,
             cpu_quota: None,
             server: None,
+            keepalive: Default::default(),
         },
         fleet: FleetPlan {
             agents: 2,
@@ -289,6 +290,9 @@ fn every_file_reads_back_as_written() {
         trigger_secs: 1.25,
         agents: 2,
         recovery_times: vec![Duration::from_millis(1500)],
+        spared: 1,
+        spared_times: vec![Duration::from_millis(20)],
+        detected: 2,
         probe_writes: 4,
         probe_writes_acked: 3,
         first_probe_ack: Some(Duration::from_millis(700)),

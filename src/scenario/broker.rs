@@ -12,7 +12,7 @@ use super::POSITIVE;
 use super::walk::{self, Ctx, Node};
 use crate::plan::{AuthMode, BrokerPlan, CpuList, CpuQuota};
 
-const BROKER_KEYS: [&str; 15] = [
+const BROKER_KEYS: [&str; 20] = [
     "url",
     "monitor",
     "max_connections",
@@ -28,9 +28,14 @@ const BROKER_KEYS: [&str; 15] = [
     "cpus",
     "cpu_quota",
     "server",
+    "ping_interval",
+    "ping_max",
+    "write_deadline",
+    "max_pending",
+    "max_payload",
 ];
 /// Broker keys that configure the embedded broker only.
-const EMBEDDED_ONLY: [&str; 10] = [
+const EMBEDDED_ONLY: [&str; 15] = [
     "max_connections",
     "request_queue_limit",
     "default_max_consumers",
@@ -41,7 +46,14 @@ const EMBEDDED_ONLY: [&str; 10] = [
     "cpus",
     "cpu_quota",
     "server",
+    "ping_interval",
+    "ping_max",
+    "write_deadline",
+    "max_pending",
+    "max_payload",
 ];
+/// nats-server's own ceiling on `max_payload` (it refuses a config above it).
+const MAX_PAYLOAD_LIMIT: i128 = 64 << 20;
 /// A CPU number must fit the kernel's fixed-size CPU set (`CPU_SETSIZE`).
 const MAX_CPU: usize = 1023;
 const AUTH_MODES: [(&str, AuthMode); 4] = [
@@ -53,6 +65,38 @@ const AUTH_MODES: [(&str, AuthMode); 4] = [
 /// nats-server refuses a config file with a shorter `lame_duck_duration` ("minimum is
 /// 30 seconds"), so this is both the floor and the default.
 const MIN_LAME_DUCK_DURATION: Duration = Duration::from_secs(30);
+
+/// `ping_interval`, `ping_max`, `write_deadline`, `max_pending`, `max_payload`: the
+/// embedded broker's, written into its config as given.
+fn read_keepalive(ctx: &mut Ctx<'_>, node: &Node<'_, '_>, broker: &mut BrokerPlan) {
+    let k = &mut broker.keepalive;
+    k.ping_interval = node.positive_duration(ctx, "ping_interval", "");
+    k.write_deadline = node.positive_duration(ctx, "write_deadline", "");
+    k.ping_max = node
+        .whole(ctx, "ping_max", POSITIVE, 1, u32::MAX.into())
+        .map(|(n, _)| n as u32);
+    k.max_pending = node
+        .whole(
+            ctx,
+            "max_pending",
+            "a positive number of bytes",
+            1,
+            u64::MAX.into(),
+        )
+        .map(|(n, _)| n as u64);
+    let payload = "a positive number of bytes, at most 67108864 (nats-server's limit)";
+    if let Some((n, span)) = node.whole(ctx, "max_payload", payload, 1, MAX_PAYLOAD_LIMIT) {
+        match k.max_pending {
+            Some(pending) if n as u64 > pending => {
+                let message = format!(
+                    "must not exceed max_pending ({pending}): nats-server refuses a larger max_payload"
+                );
+                ctx.report(&span, node.key("max_payload"), message);
+            }
+            _ => k.max_payload = Some(n as u64),
+        }
+    }
+}
 
 pub(super) fn read_broker(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> BrokerPlan {
     let mut broker = BrokerPlan {
@@ -72,6 +116,7 @@ pub(super) fn read_broker(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> BrokerPlan 
         cpus: None,
         cpu_quota: None,
         server: None,
+        keepalive: Default::default(),
     };
     let Some(node) = root.table(ctx, "broker", "a table ([broker])") else {
         return broker;
@@ -175,6 +220,7 @@ pub(super) fn read_broker(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> BrokerPlan 
     if let Some((d, _)) = node.duration(ctx, "lame_duck_grace_period") {
         broker.lame_duck_grace_period = d;
     }
+    read_keepalive(ctx, &node, &mut broker);
     if let Some(value) = node.get("cpus") {
         // A number is refused rather than read as one CPU: `cpus = 2` reads as "two
         // CPUs" (docker's --cpus), which a list of CPU numbers is not.

@@ -280,6 +280,7 @@ fn read_plan(ctx: &mut Ctx<'_>, root: &Node<'_, '_>, origin: &str) -> Plan {
         external_broker: broker.url.is_some() || writes_url(root),
         proxy: fleet.proxy.is_on() || asks_for_proxy(root),
         agents: (fleet.agents > 0).then_some(fleet.agents),
+        groups: (fleet.groups > 0).then_some(fleet.groups),
         profile: fleet.profile.clone(),
         consumers: profile_known
             .then(|| profile.consumers.iter().map(|c| c.name.clone()).collect()),

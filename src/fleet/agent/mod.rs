@@ -139,6 +139,8 @@ pub(super) struct MetricIds {
     pub resync_after_splay: MetricId,
     /// Herd trigger → every consumer delivered the probe.
     pub recovery: MetricId,
+    /// The same, for an agent a partial network cut did not hit.
+    pub recovery_spared: MetricId,
     /// Intended send time → delivered, per kind of write ([`crate::writes::KINDS`]).
     pub delivery: Vec<MetricId>,
 }
@@ -177,6 +179,7 @@ impl MetricIds {
             resync: metrics.metric("resync"),
             resync_after_splay: metrics.metric("resync_after_splay"),
             recovery: metrics.metric("recovery"),
+            recovery_spared: metrics.metric("recovery_spared"),
             delivery: KINDS
                 .iter()
                 .map(|k| metrics.metric(&format!("delivery.{k}")))

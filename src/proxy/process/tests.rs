@@ -22,15 +22,31 @@ fn control_commands_parse_and_mistakes_say_what_is_accepted() {
     assert_eq!(
         parse_command("cut 2000"),
         Ok(Some(ControlCommand::Cut {
-            refuse_for: Duration::from_secs(2)
+            refuse_for: Duration::from_secs(2),
+            hits: Hits::All,
         }))
     );
     assert_eq!(
         parse_command("  cut 0 "),
         Ok(Some(ControlCommand::Cut {
-            refuse_for: Duration::ZERO
+            refuse_for: Duration::ZERO,
+            hits: Hits::All,
         }))
     );
+    assert_eq!(
+        parse_command("cut 0 0-2,7"),
+        Ok(Some(ControlCommand::Cut {
+            refuse_for: Duration::ZERO,
+            hits: "0-2,7".parse().expect("agents"),
+        }))
+    );
+    assert_eq!(
+        parse_command("blackhole all"),
+        Ok(Some(ControlCommand::Blackhole { hits: Hits::All }))
+    );
+    assert_eq!(parse_command("resume"), Ok(Some(ControlCommand::Resume)));
+    let err = parse_command("blackhole 3-x").expect_err("bad agents");
+    assert!(err.contains("use all or ranges"), "{err}");
     assert_eq!(parse_command("stats"), Ok(Some(ControlCommand::Stats)));
     assert_eq!(parse_command("quit"), Ok(Some(ControlCommand::Quit)));
     assert_eq!(parse_command("   "), Ok(None));
@@ -41,7 +57,8 @@ fn control_commands_parse_and_mistakes_say_what_is_accepted() {
     let err = parse_command("restart").expect_err("unknown");
     assert_eq!(
         err,
-        "unknown command \"restart\"; use cut <refuse_ms>, stats, quit"
+        "unknown command \"restart\"; use cut <refuse_ms> [<agents>|all], blackhole \
+         [<agents>|all], resume, stats, quit"
     );
     assert!(parse_command("stats now").is_err());
 }

@@ -6,7 +6,8 @@ use std::ops::Range;
 use std::time::Duration;
 
 use super::Setup;
-use crate::plan::{StepAction, StopSignal, Trigger};
+use super::read_agents;
+use crate::plan::{AfterBlackhole, CutMode, FaultTarget, StepAction, StopSignal, Trigger};
 use crate::scenario::walk::{Ctx, Node};
 
 const DEFAULT_RECOVER_TIMEOUT: Duration = Duration::from_secs(120);
@@ -28,13 +29,7 @@ pub(super) fn read_herd(
     };
     let trigger = match kind {
         "broker_restart" => read_broker_restart(ctx, node),
-        "network_cut" => {
-            let refuse_for = match node.get("refuse_for") {
-                None => Some(Duration::ZERO),
-                Some(_) => node.duration(ctx, "refuse_for").map(|(d, _)| d),
-            };
-            refuse_for.map(|refuse_for| Trigger::NetworkCut { refuse_for })
-        }
+        "network_cut" => read_network_cut(ctx, node, &kind_span, setup),
         "lame_duck" => Some(Trigger::LameDuck),
         "client_reconnect" => Some(Trigger::ClientReconnect),
         _ => read_command(ctx, node, &kind_span),
@@ -63,10 +58,164 @@ pub(super) fn read_herd(
         ctx.report(&kind_span, node.key("kind"), message);
         return None;
     }
+    let (trigger, recover_timeout) = (trigger?, recover_timeout?);
+    if let Trigger::NetworkCut {
+        mode: CutMode::Blackhole { downtime, .. },
+        ..
+    } = &trigger
+        && *downtime >= recover_timeout
+    {
+        let message = format!(
+            "the blackhole ({downtime:?}) outlasts the step's recover_timeout \
+             ({recover_timeout:?}): no agent could recover in time; make recover_timeout \
+             longer than downtime plus the agents' keepalive detection"
+        );
+        node.report_at(ctx, "downtime", message);
+        return None;
+    }
     Some(StepAction::Herd {
-        trigger: trigger?,
-        recover_timeout: recover_timeout?,
+        trigger,
+        recover_timeout,
     })
+}
+
+/// `network_cut`: `mode` (reset, blackhole), `refuse_for` (reset), `downtime` and `after`
+/// (blackhole), and which agents it hits (`fraction`, `groups` or `agents`).
+fn read_network_cut(
+    ctx: &mut Ctx<'_>,
+    node: &Node<'_, '_>,
+    kind_span: &Range<usize>,
+    setup: &Setup,
+) -> Option<Trigger> {
+    const MODES: [(&str, bool); 2] = [("reset", false), ("blackhole", true)];
+    let blackhole = match node.get("mode") {
+        None => Some(false),
+        Some(_) => node.choice(ctx, "mode", "mode", &MODES).map(|(b, _)| b),
+    };
+    let target = read_fault_target(ctx, node, setup);
+    let blackhole = blackhole?;
+    let only = |ctx: &mut Ctx<'_>, key: &str, mode: &str| {
+        if node.get(key).is_some() {
+            let message = format!("{key} only applies to mode = \"{mode}\"");
+            node.report_at(ctx, key, message);
+            true
+        } else {
+            false
+        }
+    };
+    let mut misplaced = false;
+    let mode = if blackhole {
+        misplaced |= only(ctx, "refuse_for", "reset");
+        let downtime = match node.get("downtime") {
+            None => {
+                let message = "required with mode = \"blackhole\": how long nothing gets \
+                               through, such as \"30s\"";
+                node.missing(ctx, "downtime", Some(kind_span.clone()), message);
+                None
+            }
+            Some(_) => {
+                node.positive_duration(ctx, "downtime", ": a blackhole of no time is no fault")
+            }
+        };
+        const AFTER: [(&str, AfterBlackhole); 2] = [
+            ("resume", AfterBlackhole::Resume),
+            ("reset", AfterBlackhole::Reset),
+        ];
+        let after = match node.get("after") {
+            None => Some(AfterBlackhole::Resume),
+            Some(_) => node.choice(ctx, "after", "after", &AFTER).map(|(a, _)| a),
+        };
+        CutMode::Blackhole {
+            downtime: downtime?,
+            after: after?,
+        }
+    } else {
+        misplaced |= only(ctx, "downtime", "blackhole") | only(ctx, "after", "blackhole");
+        CutMode::Reset
+    };
+    if misplaced {
+        return None;
+    }
+    let refuse_for = match node.get("refuse_for") {
+        None => Some(Duration::ZERO),
+        Some(_) => node.duration(ctx, "refuse_for").map(|(d, _)| d),
+    };
+    Some(Trigger::NetworkCut {
+        refuse_for: refuse_for?,
+        mode,
+        target: target?,
+    })
+}
+
+/// Which agents a network step hits: `fraction` (0, 1], `groups` or `agents`, at most
+/// one of them; none: every agent.
+fn read_fault_target(ctx: &mut Ctx<'_>, node: &Node<'_, '_>, setup: &Setup) -> Option<FaultTarget> {
+    let given: Vec<&str> = ["fraction", "groups", "agents"]
+        .into_iter()
+        .filter(|key| node.get(key).is_some())
+        .collect();
+    if given.len() > 1 {
+        let message = format!(
+            "{} name the agents hit twice; keep one of fraction, groups or agents",
+            given.join(" and ")
+        );
+        node.report_at(ctx, given[1], message);
+        return None;
+    }
+    match given.first() {
+        None => Some(FaultTarget::All),
+        Some(&"fraction") => {
+            let (share, span) = node.number(ctx, "fraction", "a share of the fleet such as 0.3")?;
+            if !(share > 0.0 && share <= 1.0) {
+                let message = format!(
+                    "must be above 0 and at most 1 (a share of the fleet, such as 0.3), got {share}"
+                );
+                ctx.report(&span, node.key("fraction"), message);
+                return None;
+            }
+            Some(FaultTarget::Fraction(share))
+        }
+        Some(&"groups") => read_groups(ctx, node, setup).map(FaultTarget::Groups),
+        Some(_) => read_agents(ctx, node, setup).map(FaultTarget::Agents),
+    }
+}
+
+/// `groups`: a non-empty array of group numbers below `[fleet] groups`.
+fn read_groups(ctx: &mut Ctx<'_>, node: &Node<'_, '_>, setup: &Setup) -> Option<Vec<usize>> {
+    let (items, span) = node.array(ctx, "groups", "an array of group numbers, such as [0, 2]")?;
+    if items.is_empty() {
+        let message = "must not be empty; list the group numbers, such as [0, 2]";
+        ctx.report(&span, node.key("groups"), message);
+        return None;
+    }
+    let mut groups = Vec::new();
+    for (i, value) in items.iter().enumerate() {
+        let parsed = match value.get_ref() {
+            toml::de::DeValue::Integer(n) => i128::from_str_radix(n.as_str(), n.radix()).ok(),
+            _ => None,
+        };
+        let path = format!("{}[{}]", node.key("groups"), i + 1);
+        match (parsed, setup.groups) {
+            (Some(n), Some(count)) if n >= 0 && n >= count as i128 => {
+                let message = format!(
+                    "group {n} does not exist; fleet.groups is {count}, so groups run from 0 to {}",
+                    count - 1
+                );
+                ctx.report(&value.span(), path, message);
+                return None;
+            }
+            (Some(n), _) if n >= 0 => groups.push(n as usize),
+            _ => {
+                let message = format!(
+                    "must be a group number (0 or more), got {}",
+                    crate::scenario::walk::describe(value.get_ref())
+                );
+                ctx.report(&value.span(), path, message);
+                return None;
+            }
+        }
+    }
+    Some(groups)
 }
 
 /// `signal` ("kill" or "term") and `downtime`.

@@ -14,9 +14,9 @@ use std::time::Duration;
 use super::walk::{Ctx, Node};
 use crate::plan::{StartPacing, Step, StepAction};
 use herds::read_herd;
-use writes::{read_drop_consumer, read_exec, read_write};
+use writes::{read_agents, read_drop_consumer, read_exec, read_write};
 
-const STEP_KEYS: [&str; 22] = [
+const STEP_KEYS: [&str; 25] = [
     "kind",
     "mode",
     "rate",
@@ -39,6 +39,9 @@ const STEP_KEYS: [&str; 22] = [
     "refuse_for",
     "command",
     "command_timeout",
+    "after",
+    "fraction",
+    "groups",
 ];
 const KINDS: &str = "start, wait_ready, hold, write, exec, drop_consumer, broker_restart, \
      network_cut, lame_duck, client_reconnect, command";
@@ -53,14 +56,14 @@ const HERD_KINDS: [&str; 5] = [
 /// The kinds that send paced writes and reconcile their deliveries.
 const WRITE_KINDS: [&str; 2] = ["write", "exec"];
 /// Keys that belong to some kinds only, and the kinds they belong to.
-const OWNERS: [(&str, &[&str]); 21] = [
-    ("mode", &["start"]),
+const OWNERS: [(&str, &[&str]); 24] = [
+    ("mode", &["start", "network_cut"]),
     ("rate", &["start", "write", "exec"]),
     ("over", &["start"]),
     ("timeout", &["wait_ready"]),
     ("duration", &["hold", "write", "exec"]),
     ("target", &WRITE_KINDS),
-    ("agents", &["write"]),
+    ("agents", &["write", "network_cut"]),
     ("bucket", &["write"]),
     ("key", &["write"]),
     ("count", &WRITE_KINDS),
@@ -71,10 +74,13 @@ const OWNERS: [(&str, &[&str]); 21] = [
     ("consumer", &["drop_consumer"]),
     ("recover_timeout", &HERD_KINDS),
     ("signal", &["broker_restart"]),
-    ("downtime", &["broker_restart"]),
+    ("downtime", &["broker_restart", "network_cut"]),
     ("refuse_for", &["network_cut"]),
     ("command", &["command"]),
     ("command_timeout", &["command"]),
+    ("after", &["network_cut"]),
+    ("fraction", &["network_cut"]),
+    ("groups", &["network_cut"]),
 ];
 const DEFAULT_WAIT_READY: Duration = Duration::from_secs(120);
 
@@ -88,6 +94,9 @@ pub(super) struct Setup {
     /// `[fleet] agents`; `None` when it is missing or wrong (already a problem), so agent
     /// indexes are not checked against it.
     pub(super) agents: Option<usize>,
+    /// `[fleet] groups`, for a network step's `groups` (agent `i` is in group `i %
+    /// groups`); `None` when it is wrong (already a problem).
+    pub(super) groups: Option<usize>,
     /// Name of the profile the fleet runs (`fleet.profile`).
     pub(super) profile: String,
     /// That profile's consumer names; `None` when the profile is unknown (already a

@@ -298,16 +298,20 @@ fn count_over(rate: f64, duration: Duration) -> u64 {
     (count as u64).max(1)
 }
 
-/// `agents` of a `target = "pcs"` write: a non-empty array of agent indexes.
-fn read_agents(ctx: &mut Ctx<'_>, node: &Node<'_, '_>, setup: &Setup) -> Option<Vec<usize>> {
+/// `agents` of a `target = "pcs"` write or a network step: a non-empty array of agent
+/// indexes.
+pub(super) fn read_agents(
+    ctx: &mut Ctx<'_>,
+    node: &Node<'_, '_>,
+    setup: &Setup,
+) -> Option<Vec<usize>> {
     let (items, span) = node.array(
         ctx,
         "agents",
         "an array of 0-based agent indexes, such as [0, 3]",
     )?;
     if items.is_empty() {
-        let message =
-            "must not be empty; list the 0-based indexes of the agents to write to, such as [0, 3]";
+        let message = "must not be empty; list the 0-based indexes of the agents, such as [0, 3]";
         ctx.report(&span, node.key("agents"), message);
         return None;
     }

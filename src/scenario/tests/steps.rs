@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use super::*;
 use crate::plan::{
-    ExecTarget, ProxyMode, StartPacing, Step, StepAction, StopSignal, Trigger, WriteLoad,
-    WriteTarget,
+    CutMode, ExecTarget, FaultTarget, ProxyMode, StartPacing, Step, StepAction, StopSignal,
+    Trigger, WriteLoad, WriteTarget,
 };
 
 #[test]
@@ -71,7 +71,9 @@ command = "docker restart nats"
             ),
             herd(
                 Trigger::NetworkCut {
-                    refuse_for: Duration::ZERO
+                    refuse_for: Duration::ZERO,
+                    mode: CutMode::Reset,
+                    target: FaultTarget::All,
                 },
                 120
             ),
@@ -153,7 +155,9 @@ recover_timeout = "1h"
             ),
             herd(
                 Trigger::NetworkCut {
-                    refuse_for: Duration::from_secs(5)
+                    refuse_for: Duration::from_secs(5),
+                    mode: CutMode::Reset,
+                    target: FaultTarget::All,
                 },
                 30
             ),

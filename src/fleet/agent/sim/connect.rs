@@ -63,6 +63,7 @@ impl Agent<'_> {
         events: mpsc::UnboundedSender<ConnEvent>,
     ) -> nats::ConnectOptions {
         let roster = self.ctx.roster.clone();
+        let herd = self.ctx.herd.clone();
         let index = self.index;
         let splay = match self.placement() {
             Some(SplayPlacement::ReconnectDelay) => self.splay(),
@@ -87,6 +88,7 @@ impl Agent<'_> {
             .reconnect_delay_callback(move |attempts| delays.delay(attempts))
             .event_callback(move |event| {
                 let roster = roster.clone();
+                let herd = herd.clone();
                 let events = events.clone();
                 async move {
                     // Trivial on purpose: async-nats drops events when a callback is slow.
@@ -97,6 +99,7 @@ impl Agent<'_> {
                         }
                         nats::Event::Disconnected => {
                             roster.on_disconnected(index);
+                            herd.on_disconnected(index);
                             let _ = events.send(ConnEvent::Disconnected);
                         }
                         _ => {}

@@ -311,11 +311,18 @@ impl<'a> Agent<'a> {
                     probes.seen |= 1 << slot;
                     let all = (1u64 << self.ctx.profile.consumers.len()) - 1;
                     if probes.seen == all
-                        && let Some(t) = self.ctx.herd.agent_recovered(self.index, generation)
+                        && let Some((t, hit)) =
+                            self.ctx.herd.agent_recovered(self.index, generation)
                     {
-                        self.ctx
-                            .metrics
-                            .record(self.index, self.ctx.ids.recovery, t);
+                        // An agent a partial cut spared reports apart: its probe's
+                        // latency is what the rest of the fleet saw during the event.
+                        let ids = &self.ctx.ids;
+                        let metric = if hit {
+                            ids.recovery
+                        } else {
+                            ids.recovery_spared
+                        };
+                        self.ctx.metrics.record(self.index, metric, t);
                     }
                 }
             }

@@ -1,0 +1,162 @@
+//! Network faults end to end against a real nats-server, through the fault proxy: a
+//! silent cut (blackhole) is noticed only through the agents' keepalive, a reset at
+//! once; a partial cut leaves the agents it spares working.
+//!
+//! The agents' `ping_interval` is 1 s here so the keepalive's verdict comes in seconds.
+//! async-nats (0.51, `MAX_PENDING_PINGS = 2`, not configurable) sends a PING each
+//! interval without a server op and gives up at the third: with nothing arriving from
+//! the fault on, an agent notices between 2 and 3 intervals after it.
+
+mod common;
+
+use common::{Row, float, num, read_csv, run_scenario, summary_row};
+use fleetsim::results::RunStatus;
+
+const AGENTS: u64 = 20;
+const PING_SECS: f64 = 1.0;
+
+/// `AGENTS` kanade agents on async-nats 0.51 behind the in-process proxy, pinging every
+/// second; `cut` is the network_cut's body (after `kind`). Steps: 1 start, 2 wait_ready,
+/// 3 the cut, 4 wait_ready.
+fn cut_scenario(cut: &str) -> String {
+    format!(
+        r#"
+name = "network-fault-test"
+[fleet]
+agents = {AGENTS}
+groups = 4
+catalog_entries = 5
+proxy = true
+async_nats = "0.51"
+ping_interval = "{PING_SECS}s"
+[[steps]]
+kind = "start"
+[[steps]]
+kind = "wait_ready"
+timeout = "60s"
+[[steps]]
+kind = "network_cut"
+{cut}
+recover_timeout = "60s"
+[[steps]]
+kind = "wait_ready"
+timeout = "60s"
+"#
+    )
+}
+
+fn recovery_row(dir: &std::path::Path) -> Row {
+    let recovery = read_csv(dir, "recovery.csv");
+    assert_eq!(recovery.len(), 1, "{recovery:?}");
+    recovery[0].clone()
+}
+
+/// A blackhole longer than the keepalive: no agent notices before two ping intervals,
+/// every one by three (plus the scheduling slack of a loaded 2-core machine), and then
+/// reconnects and recovers once the hole lifts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blackhole_is_noticed_only_through_the_keepalive() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let scenario = cut_scenario("mode = \"blackhole\"\ndowntime = \"6s\"");
+    let report = run_scenario(&scenario, out.path()).await;
+    assert_eq!(report.status, RunStatus::Ok, "{:?}", report.reasons);
+    let row = recovery_row(&report.dir);
+    assert_eq!(row["step"], "3:network_cut");
+    assert_eq!(num(&row, "recovered"), AGENTS, "{row:?}");
+    assert_eq!(
+        num(&row, "detected"),
+        AGENTS,
+        "every agent noticed: {row:?}"
+    );
+    let summary = read_csv(&report.dir, "summary.csv");
+    let detect = summary_row(&summary, "detect", "3:network_cut");
+    assert_eq!(num(detect, "count"), AGENTS);
+    let (first, last) = (float(detect, "min") / 1e3, float(detect, "max") / 1e3);
+    assert!(
+        first >= 2.0 * PING_SECS - 0.1,
+        "an agent noticed the blackhole after {first:.3} s, before two ping intervals"
+    );
+    assert!(
+        last <= 3.0 * PING_SECS + 1.5,
+        "an agent noticed the blackhole only after {last:.3} s, past three ping intervals"
+    );
+    // Nobody got the probes through the hole: the fastest recovery came after it.
+    let fastest = float(summary_row(&summary, "recovery", "3:network_cut"), "min") / 1e3;
+    assert!(
+        fastest >= 6.0,
+        "recovered after {fastest:.3} s, inside the 6 s blackhole"
+    );
+}
+
+/// A reset cut is noticed at once: every agent's Disconnected event comes within a
+/// fraction of one ping interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_cut_is_noticed_at_once() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let report = run_scenario(&cut_scenario("mode = \"reset\""), out.path()).await;
+    assert_eq!(report.status, RunStatus::Ok, "{:?}", report.reasons);
+    let row = recovery_row(&report.dir);
+    assert_eq!(num(&row, "detected"), AGENTS, "{row:?}");
+    let summary = read_csv(&report.dir, "summary.csv");
+    let last = float(summary_row(&summary, "detect", "3:network_cut"), "max") / 1e3;
+    assert!(
+        last < PING_SECS / 2.0,
+        "an agent noticed a reset only after {last:.3} s"
+    );
+}
+
+/// A blackhole shorter than the keepalive goes unnoticed: nobody disconnects, and the
+/// probes written into it arrive through the same connections once it lifts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blackhole_shorter_than_the_keepalive_goes_unnoticed() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let scenario = cut_scenario("mode = \"blackhole\"\ndowntime = \"800ms\"");
+    let report = run_scenario(&scenario, out.path()).await;
+    assert_eq!(report.status, RunStatus::Ok, "{:?}", report.reasons);
+    let row = recovery_row(&report.dir);
+    assert_eq!(num(&row, "recovered"), AGENTS, "{row:?}");
+    assert_eq!(num(&row, "detected"), 0, "nobody noticed: {row:?}");
+    let summary = read_csv(&report.dir, "summary.csv");
+    let fastest = float(summary_row(&summary, "recovery", "3:network_cut"), "min") / 1e3;
+    assert!(fastest >= 0.8, "a probe crossed the hole: {fastest:.3} s");
+    // No agent reconnected: the step's `reconnect` metric has no sample.
+    assert!(
+        summary
+            .iter()
+            .all(|r| !(r["metric"] == "reconnect" && r["phase"] == "3:network_cut")),
+        "an agent reconnected"
+    );
+}
+
+/// A 30 % partial cut: the hit agents reconnect, the spared 70 % keep their
+/// connections and get the probes at once, reported apart (`recovery_spared`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_cut_leaves_the_spared_agents_working() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let scenario = cut_scenario("fraction = 0.3\nrefuse_for = \"2s\"");
+    let report = run_scenario(&scenario, out.path()).await;
+    assert_eq!(report.status, RunStatus::Ok, "{:?}", report.reasons);
+    let row = recovery_row(&report.dir);
+    let hit = (AGENTS as f64 * 0.3).ceil() as u64;
+    assert_eq!(num(&row, "agents"), hit, "{row:?}");
+    assert_eq!(num(&row, "recovered"), hit);
+    assert_eq!(num(&row, "detected"), hit);
+    assert_eq!(num(&row, "spared"), AGENTS - hit);
+    assert_eq!(num(&row, "spared_recovered"), AGENTS - hit);
+    let summary = read_csv(&report.dir, "summary.csv");
+    let phase = "3:network_cut";
+    let hit_fastest = float(summary_row(&summary, "recovery", phase), "min") / 1e3;
+    assert!(
+        hit_fastest >= 2.0,
+        "a hit agent recovered inside the refusal"
+    );
+    let spared = summary_row(&summary, "recovery_spared", phase);
+    assert_eq!(num(spared, "count"), AGENTS - hit);
+    let spared_slowest = float(spared, "max") / 1e3;
+    assert!(
+        spared_slowest < 2.0,
+        "a spared agent got its probe only after {spared_slowest:.3} s: it was cut too"
+    );
+    // Only the hit agents reconnected.
+    assert_eq!(num(summary_row(&summary, "reconnect", phase), "count"), hit);
+}
