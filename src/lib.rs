@@ -18,9 +18,11 @@
 //!   (`broker::audit`, `api.csv`); the embedded broker's CPU time from `/proc`
 //!   (`broker::cpu`) and its CPU quota cgroup (`broker::cgroup`).
 //! - [`provision`]: creates the profile's buckets and streams and EXEC, and seeds keys.
-//! - [`proxy`]: the fault proxy between agents and broker that cuts every connection at
-//!   once, in this process or as its own (`fleetsim proxy`), and `AgentProxy`, the one a
-//!   run puts in front of its broker; `proxy::link` shapes what it forwards (latency).
+//! - [`proxy`]: the fault proxy between agents and broker that cuts (resets or
+//!   blackholes) every connection at once, or only some agents' (`proxy::fault`: the
+//!   faults and which agent a connection carries), in this process or as its own
+//!   (`fleetsim proxy`), and `AgentProxy`, the one a run puts in front of its broker;
+//!   `proxy::link` shapes what it forwards (latency).
 //!
 //! **The fleet and its steps**
 //! - `fleet`: the simulated agents (`fleet::agent`: what they share; `fleet::agent::sim`:
@@ -29,6 +31,7 @@
 //!   (`fleet::pacing`), the splay (`fleet::splay`).
 //! - `herd`: herd steps: the trigger, the probes, the recovery tracker the agents report
 //!   to, and `HerdRecord`.
+//! - `churn`: `churn` steps: single agents flapping at random at a rate, no herd.
 //! - `writes`: `write`/`exec` steps: paced writes, one ledger per write job, the
 //!   reconciliation, and `WriteRecord`.
 //! - `step`: what a step runner is handed (`StepEnv`) and the typed step the samplers
@@ -72,6 +75,7 @@ pub mod broker;
 pub mod provision;
 pub mod proxy;
 // The fleet and its steps.
+pub(crate) mod churn;
 pub(crate) mod error;
 pub(crate) mod fleet;
 pub(crate) mod herd;

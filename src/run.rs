@@ -24,6 +24,7 @@ use tracing::{info, warn};
 use crate::broker::audit::{ApiAudit, ApiRequest};
 use crate::broker::monitor;
 use crate::broker::{Broker, Credentials, redact_url};
+use crate::churn::{self, ChurnRecord};
 use crate::fleet::agent::Connection;
 use crate::fleet::{self, Fleet};
 use crate::herd::{self, HerdRecord, Triggers};
@@ -197,6 +198,7 @@ async fn drive(
     let mut records = Records {
         steps: Vec::new(),
         herds: Vec::new(),
+        churns: Vec::new(),
         writes: WriteSteps::new(fleet.ledgers().clone()),
     };
     let interrupted = {
@@ -284,6 +286,7 @@ async fn drive(
         process: crate::host::process_usage(),
         timeseries,
         herds: records.herds,
+        churns: records.churns,
         writes,
         broker_samples,
         api,
@@ -306,6 +309,7 @@ async fn drive(
 struct Records {
     steps: Vec<StepRecord>,
     herds: Vec<HerdRecord>,
+    churns: Vec<ChurnRecord>,
     writes: WriteSteps,
 }
 
@@ -368,6 +372,19 @@ async fn run_steps(
                     .position(|c| &c.name == consumer)
                     .expect("the scenario parser checks consumer names");
                 fleet.control().drop_consumer(*agent, slot);
+            }
+            StepAction::Churn {
+                duration,
+                percent_per_min,
+                downtime,
+                mode,
+            } => {
+                env.metrics.set_phase(step.index);
+                let proxy = proxy.expect("the scenario parser requires a proxy for churn");
+                let per_sec = percent_per_min / 100.0 * env.plan.fleet.agents as f64 / 60.0;
+                let shape = (per_sec, *duration, *downtime, *mode);
+                let record = churn::run_step(env, proxy, step.index, shape).await;
+                records.churns.push(record);
             }
             StepAction::Herd {
                 trigger,

@@ -160,3 +160,52 @@ async fn a_partial_cut_leaves_the_spared_agents_working() {
     // Only the hit agents reconnected.
     assert_eq!(num(summary_row(&summary, "reconnect", phase), "count"), hit);
 }
+
+/// Churn: single-agent flaps at the configured rate (a seeded Poisson process: 4 a
+/// second over 10 s is 40 expected, a standard deviation of 6.3), each costing its agent
+/// exactly one reconnect, and no herd: never more agents down at once than the rate and
+/// downtime make likely, and every other agent ready throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_flaps_single_agents_at_the_rate() {
+    let out = tempfile::tempdir().expect("tempdir");
+    // 1,200 % of 20 agents a minute: 4 flaps a second.
+    let scenario = cut_scenario("").replace(
+        "kind = \"network_cut\"\n\nrecover_timeout = \"60s\"",
+        "kind = \"churn\"\nrate = \"1200%/min\"\nduration = \"10s\"\ndowntime = \"500ms\"",
+    );
+    assert!(scenario.contains("churn"), "{scenario}");
+    let report = run_scenario(&scenario, out.path()).await;
+    assert_eq!(report.status, RunStatus::Ok, "{:?}", report.reasons);
+    let counts = read_csv(&report.dir, "counts.csv");
+    let total = |figure: &str| -> u64 {
+        let row = counts
+            .iter()
+            .find(|r| r["phase"] == "3:churn" && r["figure"] == figure)
+            .unwrap_or_else(|| panic!("no {figure} in 3:churn: {counts:?}"));
+        num(row, "total")
+    };
+    let flaps = total("churn.flaps_per_agent");
+    assert!(
+        (40 - 20..=40 + 20).contains(&flaps),
+        "{flaps} flaps, expected 40 ± 20"
+    );
+    assert_eq!(
+        total("reconnects_per_agent"),
+        flaps,
+        "each flap is one reconnect of one agent"
+    );
+    // Never a herd: the timeline's connected agents never fell below the fleet minus
+    // the few flapping at once (4 a second, each down for about 0.5 s plus its
+    // reconnect).
+    let timeline = read_csv(&report.dir, "timeseries.csv");
+    let lowest = timeline
+        .iter()
+        .filter(|r| r["step"] == "3:churn")
+        .map(|r| num(r, "connected"))
+        .min()
+        .expect("the churn step has samples");
+    assert!(
+        lowest >= AGENTS - 8,
+        "{lowest} of {AGENTS} connected at once"
+    );
+}

@@ -178,14 +178,14 @@ pub async fn run_step(
                 .proxy
                 .expect("the scenario parser requires a proxy for network_cut");
             let holding = async {
-                proxy.blackhole(&hits).await?;
+                proxy.blackhole(HERD_HOLE, &hits).await?;
                 info!(step = %label, ?downtime, ?after, "blackhole: nothing gets through");
                 tokio::time::sleep(*downtime).await;
                 if *after == AfterBlackhole::Reset {
                     let dropped = proxy.cut(Duration::ZERO, &hits, || {}).await?;
                     info!(step = %label, dropped, "blackhole ends in a reset");
                 }
-                proxy.resume().await?;
+                proxy.resume(HERD_HOLE).await?;
                 Ok::<_, CutError>(Instant::now())
             };
             let (held, written) = tokio::join!(holding, probing);
@@ -193,7 +193,7 @@ pub async fn run_step(
                 Ok(lifted) => reachable = Some(lifted),
                 Err(e) => {
                     // Never leave the fleet in a hole because a step failed.
-                    let _ = proxy.resume().await;
+                    let _ = proxy.resume(HERD_HOLE).await;
                     trigger_error = Some(TriggerError::from(e));
                 }
             }
@@ -291,6 +291,9 @@ pub async fn run_step(
     );
     record
 }
+
+/// The id of a herd's blackhole at the proxy (churn's flaps use their own).
+const HERD_HOLE: u64 = 0;
 
 /// The metric of how long a herd's hit agents took to notice the fault: the trigger to
 /// their client's first Disconnected event (docs/measurements.md).

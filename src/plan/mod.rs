@@ -444,6 +444,16 @@ pub enum StepAction {
     /// Fault injection: agent `agent` stops polling (drops) its consumer `consumer`, so
     /// writes it should receive are missed and the reconciliation must say so.
     DropConsumer { agent: usize, consumer: String },
+    /// Single agents lose the network at random for `duration`: `percent_per_min` of the
+    /// fleet per minute, each for `downtime` (see `churn`).
+    Churn {
+        #[serde(with = "duration_str")]
+        duration: Duration,
+        percent_per_min: f64,
+        #[serde(with = "duration_str")]
+        downtime: Duration,
+        mode: ChurnMode,
+    },
     /// A herd trigger, then probes until every agent's consumers deliver again (or
     /// `recover_timeout` passes: the agents not recovered are counted and listed).
     Herd {
@@ -644,8 +654,19 @@ impl StepAction {
             StepAction::WaitReady { .. } => "wait_ready",
             StepAction::Hold { .. } => "hold",
             StepAction::Herd { trigger, .. } => trigger.kind(),
+            StepAction::Churn { .. } => "churn",
         }
     }
+}
+
+/// How a churn flap takes an agent off the network.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ChurnMode {
+    /// Its connection is dropped; it reconnects once the downtime is over.
+    Reset,
+    /// Its connection is held silent for the downtime, then carries on.
+    Blackhole,
 }
 
 /// How a `start` step releases agents.

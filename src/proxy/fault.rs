@@ -20,13 +20,15 @@ pub struct Faults {
     pub cut: u64,
     /// Whom the latest cut hit.
     pub cut_hits: Hits,
-    /// Connections that forward nothing, either way, while it lasts.
-    pub blackhole: Option<Hits>,
+    /// The blackholes in force, each under the id it was made with: the connections any
+    /// of them hits forward nothing, either way (a herd's hole beside churn's one-agent
+    /// flaps).
+    pub holes: Vec<(u64, Hits)>,
 }
 
 impl Faults {
     fn blackholes(&self, agent: Option<usize>) -> bool {
-        self.blackhole.as_ref().is_some_and(|hits| hits.hits(agent))
+        self.holes.iter().any(|(_, hits)| hits.hits(agent))
     }
 }
 
@@ -147,13 +149,13 @@ mod tests {
         hit.set_agent(1);
         let mut spared = Gate::new(receiver);
         spared.set_agent(2);
-        faults.send_modify(|f| f.blackhole = Some(Hits::Agents(AgentSet::from_indices([1]))));
+        faults.send_modify(|f| f.holes.push((7, Hits::Agents(AgentSet::from_indices([1])))));
         // The spared agent's gate is open now; the hit one's opens when the hole lifts.
         spared.open().await;
         let waiting = tokio::spawn(async move { hit.open().await });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished(), "the hit agent's gate stayed open");
-        faults.send_modify(|f| f.blackhole = None);
+        faults.send_modify(|f| f.holes.clear());
         waiting.await.expect("opens once the blackhole lifts");
     }
 }

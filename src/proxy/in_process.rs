@@ -209,21 +209,26 @@ impl FaultProxy {
     }
 
     /// Holds every connection `hits` names (and any new one it names) from now until
-    /// [`FaultProxy::resume`]: nothing is forwarded either way, nothing is closed.
-    pub fn blackhole(&self, hits: &Hits) {
+    /// [`FaultProxy::resume`] of the same `hole`: nothing is forwarded either way,
+    /// nothing is closed. A hole already open under that id is replaced.
+    pub fn blackhole(&self, hole: u64, hits: &Hits) {
+        self.shared.faults.send_modify(|f| {
+            f.holes.retain(|(id, _)| *id != hole);
+            f.holes.push((hole, hits.clone()));
+        });
+    }
+
+    /// Lifts blackhole `hole`: the connections no other hole holds forward again, what
+    /// waited first.
+    pub fn resume(&self, hole: u64) {
         self.shared
             .faults
-            .send_modify(|f| f.blackhole = Some(hits.clone()));
+            .send_modify(|f| f.holes.retain(|(id, _)| *id != hole));
     }
 
-    /// Lifts the blackhole: held connections forward again, what waited goes first.
-    pub fn resume(&self) {
-        self.shared.faults.send_modify(|f| f.blackhole = None);
-    }
-
-    /// Whether a blackhole is in force.
-    pub fn blackholed(&self) -> bool {
-        self.shared.faults.borrow().blackhole.is_some()
+    /// Blackholes in force.
+    pub fn holes(&self) -> usize {
+        self.shared.faults.borrow().holes.len()
     }
 
     fn spawn_acceptor(&self, listener: tokio::net::TcpListener) -> JoinHandle<()> {
@@ -258,7 +263,7 @@ impl Drop for FaultProxy {
         self.shared.faults.send_modify(|f| {
             f.cut += 1;
             f.cut_hits = Hits::All;
-            f.blackhole = None;
+            f.holes.clear();
         });
     }
 }
@@ -470,10 +475,12 @@ mod tests {
         assert_eq!(proxy.live(), 1);
 
         let mut again = connect(1).await;
-        proxy.blackhole(&only_1);
+        proxy.blackhole(3, &only_1);
+        assert_eq!(proxy.holes(), 1);
         again.write_all(b"held").await.expect("write");
         round_trip(&mut spared, b"spared").await;
-        proxy.resume();
+        proxy.resume(3);
+        assert_eq!(proxy.holes(), 0);
         let mut buf = [0u8; 4];
         within("the held echo", again.read_exact(&mut buf))
             .await

@@ -100,25 +100,25 @@ impl AgentProxy {
     }
 
     /// Holds every agent connection `hits` names, open and silent, until
-    /// [`AgentProxy::resume`].
-    pub async fn blackhole(&self, hits: &Hits) -> Result<(), CutError> {
+    /// [`AgentProxy::resume`] of the same `hole` id.
+    pub async fn blackhole(&self, hole: u64, hits: &Hits) -> Result<(), CutError> {
         match self {
             AgentProxy::InProcess(p) => {
-                p.blackhole(hits);
+                p.blackhole(hole, hits);
                 Ok(())
             }
-            AgentProxy::Process(p) => Ok(p.blackhole(hits).await?),
+            AgentProxy::Process(p) => Ok(p.blackhole(hole, hits).await?),
         }
     }
 
-    /// Lifts the blackhole.
-    pub async fn resume(&self) -> Result<(), CutError> {
+    /// Lifts blackhole `hole`.
+    pub async fn resume(&self, hole: u64) -> Result<(), CutError> {
         match self {
             AgentProxy::InProcess(p) => {
-                p.resume();
+                p.resume(hole);
                 Ok(())
             }
-            AgentProxy::Process(p) => Ok(p.resume().await?),
+            AgentProxy::Process(p) => Ok(p.resume(hole).await?),
         }
     }
 

@@ -39,7 +39,7 @@ use tokio::net::TcpListener;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::{Mutex, mpsc};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::plan::{Hits, LinkShape};
 use crate::proxy::in_process::FaultProxy;
@@ -132,20 +132,24 @@ impl Ready {
 #[derive(Debug, PartialEq, Eq)]
 pub enum ControlCommand {
     Cut { refuse_for: Duration, hits: Hits },
-    Blackhole { hits: Hits },
-    Resume,
+    Blackhole { hole: u64, hits: Hits },
+    Resume { hole: u64 },
     Stats,
     Quit,
 }
 
 const COMMANDS: &str =
-    "cut <refuse_ms> [<agents>|all], blackhole [<agents>|all], resume, stats, quit";
+    "cut <refuse_ms> [<agents>|all], blackhole <id> [<agents>|all], resume <id>, stats, quit";
 
 /// One line of the control protocol; `Ok(None)` for a blank line.
 pub fn parse_command(line: &str) -> Result<Option<ControlCommand>, String> {
     let mut words = line.split_whitespace();
     let Some(word) = words.next() else {
         return Ok(None);
+    };
+    let hole_id = |text: &str| -> Result<u64, String> {
+        text.parse()
+            .map_err(|_| format!("a blackhole's id is a whole number, got {text:?}"))
     };
     let hits = |text: Option<&str>| -> Result<Hits, String> {
         match text {
@@ -170,10 +174,13 @@ pub fn parse_command(line: &str) -> Result<Option<ControlCommand>, String> {
         ("cut", None, _, _) => {
             return Err("cut takes the refusal in milliseconds: cut <refuse_ms> (0: none)".into());
         }
-        ("blackhole", agents, None, _) => ControlCommand::Blackhole {
+        ("blackhole", Some(hole), agents, None) => ControlCommand::Blackhole {
+            hole: hole_id(hole)?,
             hits: hits(agents)?,
         },
-        ("resume", None, _, _) => ControlCommand::Resume,
+        ("resume", Some(hole), None, _) => ControlCommand::Resume {
+            hole: hole_id(hole)?,
+        },
         ("stats", None, _, _) => ControlCommand::Stats,
         ("quit", None, _, _) => ControlCommand::Quit,
         _ => return Err(format!("unknown command {:?}; use {COMMANDS}", line.trim())),
@@ -301,14 +308,14 @@ async fn control_connection(
                     Err(e) => Err(e),
                 }
             }
-            ControlCommand::Blackhole { hits } => {
-                proxy.blackhole(&hits);
-                info!(%hits, "blackhole");
+            ControlCommand::Blackhole { hole, hits } => {
+                proxy.blackhole(hole, &hits);
+                debug!(hole, %hits, "blackhole");
                 reply(&mut writer, "ok blackhole").await
             }
-            ControlCommand::Resume => {
-                proxy.resume();
-                info!("blackhole lifted");
+            ControlCommand::Resume { hole } => {
+                proxy.resume(hole);
+                debug!(hole, "blackhole lifted");
                 reply(&mut writer, "ok resumed").await
             }
             ControlCommand::Stats => {
@@ -517,15 +524,15 @@ impl ProxyChild {
         Ok(dropped)
     }
 
-    /// Holds every connection `hits` names until [`ProxyChild::resume`].
-    pub async fn blackhole(&self, hits: &Hits) -> Result<(), ProxyChildError> {
-        self.simple(&format!("blackhole {hits}"), "ok blackhole")
+    /// Holds every connection `hits` names until [`ProxyChild::resume`] of `hole`.
+    pub async fn blackhole(&self, hole: u64, hits: &Hits) -> Result<(), ProxyChildError> {
+        self.simple(&format!("blackhole {hole} {hits}"), "ok blackhole")
             .await
     }
 
-    /// Lifts the blackhole.
-    pub async fn resume(&self) -> Result<(), ProxyChildError> {
-        self.simple("resume", "ok resumed").await
+    /// Lifts blackhole `hole`.
+    pub async fn resume(&self, hole: u64) -> Result<(), ProxyChildError> {
+        self.simple(&format!("resume {hole}"), "ok resumed").await
     }
 
     /// Sends `command` and expects `expected` back.

@@ -208,6 +208,22 @@ fn phase_counts(record: &RunRecord, phase: &Segment, agents: f64) -> Vec<CountRo
         .map(|h| h.histogram.len())
         .sum();
     out.per_agent("reconnects_per_agent", reconnects, agents, true);
+
+    // Churn: the flaps its schedule made (a flap whose downtime is shorter than the
+    // keepalive, in blackhole mode, costs no reconnect).
+    for c in record
+        .churns
+        .iter()
+        .filter(|c| labels.contains(&c.label.as_str()))
+    {
+        out.per_agent("churn.flaps_per_agent", c.flaps as u64, agents, true);
+        out.per_agent(
+            "churn.agents_flapped_per_agent",
+            c.agents_flapped as u64,
+            agents,
+            true,
+        );
+    }
     out.rows
 }
 

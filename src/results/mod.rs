@@ -125,6 +125,8 @@ pub struct RunRecord<'a> {
     pub timeseries: Vec<Sample>,
     /// One per herd step (`recovery.csv`, `unrecovered.csv`).
     pub herds: Vec<HerdRecord>,
+    /// What each churn step did (`counts.csv`: `churn.flaps`).
+    pub churns: Vec<crate::churn::ChurnRecord>,
     /// One per `write`/`exec` step (`writes.csv`, `reconcile.csv`).
     pub writes: Vec<WriteRecord>,
     /// The broker's monitoring endpoints over time (`broker.csv`).

@@ -127,6 +127,7 @@ fn snapshot() -> Snapshot {
 fn record(plan: &Plan) -> RunRecord<'_> {
     let started_at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     RunRecord {
+        churns: Vec::new(),
         plan,
         scenario_path: Some(Path::new("scenarios/herd.toml")),
         scenario_text: SCENARIO,

@@ -41,11 +41,19 @@ fn control_commands_parse_and_mistakes_say_what_is_accepted() {
         }))
     );
     assert_eq!(
-        parse_command("blackhole all"),
-        Ok(Some(ControlCommand::Blackhole { hits: Hits::All }))
+        parse_command("blackhole 0 all"),
+        Ok(Some(ControlCommand::Blackhole {
+            hole: 0,
+            hits: Hits::All
+        }))
     );
-    assert_eq!(parse_command("resume"), Ok(Some(ControlCommand::Resume)));
-    let err = parse_command("blackhole 3-x").expect_err("bad agents");
+    assert_eq!(
+        parse_command("resume 4"),
+        Ok(Some(ControlCommand::Resume { hole: 4 }))
+    );
+    let err = parse_command("resume").expect_err("no id");
+    assert!(err.contains("unknown command"), "{err}");
+    let err = parse_command("blackhole 1 3-x").expect_err("bad agents");
     assert!(err.contains("use all or ranges"), "{err}");
     assert_eq!(parse_command("stats"), Ok(Some(ControlCommand::Stats)));
     assert_eq!(parse_command("quit"), Ok(Some(ControlCommand::Quit)));
@@ -57,8 +65,8 @@ fn control_commands_parse_and_mistakes_say_what_is_accepted() {
     let err = parse_command("restart").expect_err("unknown");
     assert_eq!(
         err,
-        "unknown command \"restart\"; use cut <refuse_ms> [<agents>|all], blackhole \
-         [<agents>|all], resume, stats, quit"
+        "unknown command \"restart\"; use cut <refuse_ms> [<agents>|all], blackhole <id> \
+         [<agents>|all], resume <id>, stats, quit"
     );
     assert!(parse_command("stats now").is_err());
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use super::Setup;
 use super::read_agents;
-use crate::plan::{AfterBlackhole, CutMode, FaultTarget, StepAction, StopSignal, Trigger};
+use crate::plan::{
+    AfterBlackhole, ChurnMode, CutMode, FaultTarget, StepAction, StopSignal, Trigger,
+};
 use crate::scenario::walk::{Ctx, Node};
 
 const DEFAULT_RECOVER_TIMEOUT: Duration = Duration::from_secs(120);
@@ -77,6 +79,96 @@ pub(super) fn read_herd(
         trigger,
         recover_timeout,
     })
+}
+
+/// `churn`: `rate` (`"2%/min"`, required), `duration` (required), `downtime` (`"5s"`),
+/// `mode` (reset, blackhole); needs the proxy and a start before it.
+pub(crate) fn read_churn(
+    ctx: &mut Ctx<'_>,
+    node: &Node<'_, '_>,
+    kind_span: &Range<usize>,
+    started: bool,
+    setup: &Setup,
+) -> Option<StepAction> {
+    let rate = match node.get("rate") {
+        None => {
+            let message = "required for kind = \"churn\": the share of the fleet that flaps \
+                           per minute, such as \"1%/min\"";
+            node.missing(ctx, "rate", Some(kind_span.clone()), message);
+            None
+        }
+        Some(_) => {
+            let (text, span) = node.string(ctx, "rate")?;
+            match parse_churn_rate(text) {
+                Ok(pct) => Some(pct),
+                Err(message) => {
+                    ctx.report(&span, node.key("rate"), message);
+                    None
+                }
+            }
+        }
+    };
+    let duration = match node.get("duration") {
+        None => {
+            let message = "required for kind = \"churn\": how long agents flap, such as \"60s\"";
+            node.missing(ctx, "duration", Some(kind_span.clone()), message);
+            None
+        }
+        Some(_) => node.positive_duration(ctx, "duration", ""),
+    };
+    let downtime = match node.get("downtime") {
+        None => Some(Duration::from_secs(5)),
+        Some(_) => node.positive_duration(ctx, "downtime", ": a flap of no time is no flap"),
+    };
+    const MODES: [(&str, ChurnMode); 2] = [
+        ("reset", ChurnMode::Reset),
+        ("blackhole", ChurnMode::Blackhole),
+    ];
+    let mode = match node.get("mode") {
+        None => Some(ChurnMode::Reset),
+        Some(_) => node.choice(ctx, "mode", "mode", &MODES).map(|(m, _)| m),
+    };
+    let needs = if !started {
+        Some("churn before any start step; put a step with kind = \"start\" first")
+    } else if !setup.proxy {
+        Some(
+            "churn needs the fault proxy between agents and broker; set proxy = true \
+             (inside fleetsim's process) or proxy = \"process\" (its own process) in [fleet]",
+        )
+    } else {
+        None
+    };
+    if let Some(message) = needs {
+        ctx.report(kind_span, node.key("kind"), message);
+        return None;
+    }
+    Some(StepAction::Churn {
+        duration: duration?,
+        percent_per_min: rate?,
+        downtime: downtime?,
+        mode: mode?,
+    })
+}
+
+/// `"1%/min"` (or `"/h"`, `"/s"`) as percent of the fleet per minute.
+fn parse_churn_rate(text: &str) -> Result<f64, String> {
+    let bad = || {
+        format!(
+            "expected a share of the fleet per time such as \"1%/min\", \"5%/h\" or \"0.5%/s\", got {text:?}"
+        )
+    };
+    let (pct, per) = text.trim().split_once("%/").ok_or_else(bad)?;
+    let pct: f64 = pct.trim().parse().map_err(|_| bad())?;
+    let per_min = match per.trim() {
+        "s" => 60.0,
+        "min" => 1.0,
+        "h" => 1.0 / 60.0,
+        _ => return Err(bad()),
+    };
+    if !(pct.is_finite() && pct > 0.0) {
+        return Err(format!("must be above 0%, got {text:?}"));
+    }
+    Ok(pct * per_min)
 }
 
 /// `network_cut`: `mode` (reset, blackhole), `refuse_for` (reset), `downtime` and `after`

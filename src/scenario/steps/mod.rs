@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::walk::{Ctx, Node};
 use crate::plan::{StartPacing, Step, StepAction};
-use herds::read_herd;
+use herds::{read_churn, read_herd};
 use writes::{read_agents, read_drop_consumer, read_exec, read_write};
 
 const STEP_KEYS: [&str; 25] = [
@@ -44,7 +44,7 @@ const STEP_KEYS: [&str; 25] = [
     "groups",
 ];
 const KINDS: &str = "start, wait_ready, hold, write, exec, drop_consumer, broker_restart, \
-     network_cut, lame_duck, client_reconnect, command";
+     network_cut, lame_duck, client_reconnect, command, churn";
 /// The kinds that trigger a reconnect herd and wait for the fleet to recover.
 const HERD_KINDS: [&str; 5] = [
     "broker_restart",
@@ -57,11 +57,11 @@ const HERD_KINDS: [&str; 5] = [
 const WRITE_KINDS: [&str; 2] = ["write", "exec"];
 /// Keys that belong to some kinds only, and the kinds they belong to.
 const OWNERS: [(&str, &[&str]); 24] = [
-    ("mode", &["start", "network_cut"]),
-    ("rate", &["start", "write", "exec"]),
+    ("mode", &["start", "network_cut", "churn"]),
+    ("rate", &["start", "write", "exec", "churn"]),
     ("over", &["start"]),
     ("timeout", &["wait_ready"]),
-    ("duration", &["hold", "write", "exec"]),
+    ("duration", &["hold", "write", "exec", "churn"]),
     ("target", &WRITE_KINDS),
     ("agents", &["write", "network_cut"]),
     ("bucket", &["write"]),
@@ -74,7 +74,7 @@ const OWNERS: [(&str, &[&str]); 24] = [
     ("consumer", &["drop_consumer"]),
     ("recover_timeout", &HERD_KINDS),
     ("signal", &["broker_restart"]),
-    ("downtime", &["broker_restart", "network_cut"]),
+    ("downtime", &["broker_restart", "network_cut", "churn"]),
     ("refuse_for", &["network_cut"]),
     ("command", &["command"]),
     ("command_timeout", &["command"]),
@@ -150,7 +150,10 @@ fn read_step(
         }
         return None;
     };
-    let known = matches!(kind, "start" | "wait_ready" | "hold" | "drop_consumer");
+    let known = matches!(
+        kind,
+        "start" | "wait_ready" | "hold" | "drop_consumer" | "churn"
+    );
     if !known && !WRITE_KINDS.contains(&kind) && !HERD_KINDS.contains(&kind) {
         let message = format!("unknown step kind {kind:?}; use one of {KINDS}");
         ctx.report(&kind_span, node.key("kind"), message);
@@ -173,6 +176,9 @@ fn read_step(
     let started = first_start.is_some();
     if HERD_KINDS.contains(&kind) {
         return read_herd(ctx, node, kind, kind_span, started, setup);
+    }
+    if kind == "churn" {
+        return read_churn(ctx, node, &kind_span, started, setup);
     }
     if WRITE_KINDS.contains(&kind) || kind == "drop_consumer" {
         let action = match kind {
