@@ -281,6 +281,11 @@ fn read_plan(ctx: &mut Ctx<'_>, root: &Node<'_, '_>, origin: &str) -> Plan {
         proxy: fleet.proxy.is_on() || asks_for_proxy(root),
         agents: (fleet.agents > 0).then_some(fleet.agents),
         groups: (fleet.groups > 0).then_some(fleet.groups),
+        tls: broker.tls
+            || broker
+                .url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("tls://")),
         profile: fleet.profile.clone(),
         consumers: profile_known
             .then(|| profile.consumers.iter().map(|c| c.name.clone()).collect()),

@@ -254,6 +254,17 @@ fn read_fault_target(ctx: &mut Ctx<'_>, node: &Node<'_, '_>, setup: &Setup) -> O
         node.report_at(ctx, given[1], message);
         return None;
     }
+    if let Some(key) = given.first()
+        && setup.tls
+    {
+        let message = format!(
+            "{key} needs plain connections: the fault proxy reads each connection's agent \
+             from its CONNECT, which TLS encrypts; cut the whole fleet (no {key}) or run \
+             without TLS"
+        );
+        node.report_at(ctx, key, message);
+        return None;
+    }
     match given.first() {
         None => Some(FaultTarget::All),
         Some(&"fraction") => {

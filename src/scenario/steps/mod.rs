@@ -94,6 +94,9 @@ pub(super) struct Setup {
     /// `[fleet] agents`; `None` when it is missing or wrong (already a problem), so agent
     /// indexes are not checked against it.
     pub(super) agents: Option<usize>,
+    /// The agents' connections are TLS (`[broker] tls`, or a `tls://` url): the fault
+    /// proxy cannot read which agent a connection carries.
+    pub(super) tls: bool,
     /// `[fleet] groups`, for a network step's `groups` (agent `i` is in group `i %
     /// groups`); `None` when it is wrong (already a problem).
     pub(super) groups: Option<usize>,
