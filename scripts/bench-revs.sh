@@ -46,7 +46,7 @@ for round in $(seq 1 "$rounds"); do
     name="${build%%:*}"
     one="$(mktemp)"
     echo "== round $round, $name build" >&2
-    BENCH_CSV="$one" RATE_AGENTS=0 FLEETSIM_RELEASE_DIR="${build#*:}" ./scripts/bench.sh "${sizes[@]}" >/dev/null
+    BENCH_CSV="$one" REPS=1 RATE_AGENTS=0 FLEETSIM_RELEASE_DIR="${build#*:}" ./scripts/bench.sh "${sizes[@]}" >/dev/null
     header="$(head -n 1 "$one")"
     tail -n +2 "$one" | sed "s/^/$name-${sha:0:12},$round,/;" | sed "s/^new-${sha:0:12}/new-$(git rev-parse --short=12 HEAD)+tree/" >> "$rows"
     rm -f "$one"
