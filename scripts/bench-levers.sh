@@ -55,6 +55,7 @@ describe() {
 decision() {
   case "$1" in
     workers) echo "dropped: no code to revert (the runtime keeps one worker per core; FLEETSIM_WORKER_THREADS stays as a knob for the next measurement). The one clean rep and the median over every rep lean to one worker, but within the run-to-run spread, not in all reps, and with later ready times; one worker would also cap fleetsim at one core where a larger fleet, or a broker on other cores, needs more. Reps 1-2 ran with the block's autogroup at the default share (the -10 was set by hand from rep 3 on; the script now sets it itself); its first attempt (23:07-23:20 UTC) ran beside this session's own build and was thrown away, not recorded." ;;
+    gqi) echo "dropped: nothing to revert (the runtime keeps global_queue_interval(1), the sharp start's setting). tokio's own interval was cheaper in none of the reps, counted or not, as results/bench/revs-sharp-start.csv found before: the sharp start costs no CPU that these runs can see. Two clean reps are fewer than the rule wants, but no rep points the other way." ;;
     *) echo "Not measured in the session that added it: the shared bench lock's queue and other sessions' builds left no clean slot before its deadline. The switch is in place, default unchanged: \`ONLY=$1 ./scripts/bench-levers.sh\`." ;;
   esac
 }
@@ -103,10 +104,10 @@ if [[ "${1:-}" == "--block" ]]; then
   }
   sample_compiles() { # writes the count of samples that saw a rustc to $1 when killed
     local n=0 out="$1"
-    trap 'echo "$n" > "$out"; exit 0' TERM
+    trap 'echo "$n" > "$out" 2> /dev/null; exit 0' TERM
     while true; do
       pgrep -x rustc > /dev/null && n=$((n + 1))
-      echo "$n" > "$out"
+      echo "$n" > "$out" 2> /dev/null
       sleep 1
     done
   }
@@ -418,10 +419,13 @@ if [[ -z "${REPORT_ONLY:-}" ]]; then
     # In a session of its own whose autogroup gets a higher CPU share (nice -10): the
     # scheduler shares the cores between autogroups before nice counts, so a build in
     # another session would otherwise take half the machine from the run however niced.
+    # LOCK_WAIT: give up on the group after that many seconds without the lock.
     local_lock=()
-    [[ -n "$lock" ]] && local_lock=(flock "$lock")
-    "${local_lock[@]}" setsid -w sh -c 'echo -10 > /proc/self/autogroup 2> /dev/null; exec "$@"' sh \
-      "$0" --blocks "$bins" "$rows" "${group[@]}"
+    [[ -n "$lock" ]] && local_lock=(flock ${LOCK_WAIT:+-w "$LOCK_WAIT"} "$lock")
+    if ! "${local_lock[@]}" setsid -w sh -c 'echo -10 > /proc/self/autogroup 2> /dev/null; exec "$@"' sh \
+      "$0" --blocks "$bins" "$rows" "${group[@]}"; then
+      echo "== levers ${group[*]}: no lock within ${LOCK_WAIT:-?} s, or a block failed" >&2
+    fi
     for lever in "${group[@]}"; do
     # After each lever: its rows replace the lever's old ones (other levers' are kept).
     mkdir -p results/bench
