@@ -105,3 +105,10 @@ pub use gate::{junit, thresholds};
 /// The splay's delay function, public for the tests that check each agent waited its own
 /// (the `fleet` module itself is internal).
 pub use fleet::splay;
+
+/// With the cargo feature `mimalloc`: mimalloc is the global allocator of every binary
+/// linking this library (fleetsim and examples/bare_agents.rs alike), for the allocator
+/// lever of scripts/bench-levers.sh.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

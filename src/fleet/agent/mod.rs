@@ -187,3 +187,45 @@ impl MetricIds {
         }
     }
 }
+
+/// An agent environment for tests of the agent's futures (never polled): the fleet of the
+/// 1,000-agent benchmark scenario on `version`.
+#[cfg(test)]
+pub(super) fn test_env(version: AsyncNats) -> Arc<AgentEnv> {
+    let mut plan = crate::scenario::parse_str(
+        include_str!("../../../scenarios/bench-cold-start-051.toml"),
+        "bench-cold-start-051.toml",
+    )
+    .expect("the benchmark scenario parses");
+    plan.fleet.async_nats = version;
+    let connection = Connection {
+        url: "nats://127.0.0.1:4222".to_string(),
+        credentials: Credentials::default(),
+        local_addresses: 1,
+    };
+    super::Fleet::new(&plan, connection, Arc::new(Metrics::new())).env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every agent's task holds its `run` future for the whole run, so its size is memory
+    /// per agent: the large steps inside it (setup, re-sync, opens) are boxed while they
+    /// run. `cargo test --lib agent_futures -- --nocapture` prints the sizes.
+    #[test]
+    fn agent_futures_stay_small() {
+        for (name, version) in AsyncNats::ALL {
+            let env = test_env(version);
+            let (_, stop) = watch::channel(false);
+            let start = Start {
+                phase: 0,
+                release: Release::At(Instant::now()),
+            };
+            let task = run(env, 0, stop, start);
+            let size = std::mem::size_of_val(&task);
+            println!("async-nats {name}: an agent's task future is {size} bytes");
+            assert!(size <= 2048, "async-nats {name}: {size} bytes");
+        }
+    }
+}

@@ -16,6 +16,7 @@
 
 mod calls;
 mod connect;
+mod streams;
 mod tasks;
 mod traffic;
 
@@ -24,7 +25,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
-use futures::stream::{BoxStream, FuturesUnordered, SelectAll};
+use futures::stream::{BoxStream, FuturesUnordered};
 use nats::jetstream;
 use tokio::sync::{mpsc, watch};
 
@@ -36,6 +37,7 @@ use crate::plan::{ConsumerKind, SplayPlacement};
 use crate::provision::{group_id, pc_id};
 use crate::writes::Seen;
 use calls::Stores;
+use streams::Streams;
 use tasks::{DeliveryBoard, Signals, TaskEnv};
 use traffic::Published;
 
@@ -108,10 +110,10 @@ pub(crate) async fn run(
     let (opened_tx, mut opened_rx) = mpsc::unbounded_channel::<Handed>();
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<ConnEvent>();
     let mut reconnect_rx = ctx.control.subscribe_reconnect();
-    let mut watches: SelectAll<DeliveryStream> = SelectAll::new();
-    let mut durables: SelectAll<DeliveryStream> = SelectAll::new();
-    let mut core: SelectAll<BoxStream<'static, bool>> = SelectAll::new();
-    let mut publishes: SelectAll<BoxStream<'static, Published>> = SelectAll::new();
+    let mut watches: Streams<DeliveryStream> = Streams::new();
+    let mut durables: Streams<DeliveryStream> = Streams::new();
+    let mut core: Streams<BoxStream<'static, bool>> = Streams::new();
+    let mut publishes: Streams<BoxStream<'static, Published>> = Streams::new();
     let board = DeliveryBoard::new(ctx.profile.consumers.len());
     // The `[on_command]` calls of the commands received, running beside everything else,
     // and the buckets they have bound.
@@ -167,7 +169,7 @@ pub(crate) async fn run(
                             ctx.roster.set(index, AgentState::Recovering, None);
                         }
                         if agent.placement() == Some(SplayPlacement::ReopenWatches) {
-                            watches = SelectAll::new();
+                            watches = Streams::new();
                         }
                     }
                     ConnEvent::Connected => {
@@ -496,5 +498,33 @@ impl<'a> Agent<'a> {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The setup future lives (boxed) from an agent's spawn until it is ready; its own
+    /// steps (connect, the cold-start tasks) are boxed inside it while they run.
+    /// `cargo test --lib agent_futures -- --nocapture` prints the size.
+    #[test]
+    fn agent_futures_setup_stays_small() {
+        let env = crate::fleet::agent::test_env(crate::plan::AsyncNats::default());
+        let agent = Agent::new(&env, 0);
+        let (handed, _) = mpsc::unbounded_channel();
+        let (events, _) = mpsc::unbounded_channel();
+        let board = DeliveryBoard::new(env.profile.consumers.len());
+        let start = Start {
+            phase: 0,
+            release: crate::fleet::Release::At(Instant::now()),
+        };
+        let setup = agent.setup(handed, events, &board, start);
+        let size = std::mem::size_of_val(&setup);
+        println!(
+            "{}: an agent's setup future is {size} bytes",
+            module_path!()
+        );
+        assert!(size <= 2048, "{size} bytes");
     }
 }

@@ -56,7 +56,7 @@ impl Agent<'_> {
                     start,
                 )
             });
-        futures::stream::select_all(streams).boxed()
+        streams.collect::<super::streams::Streams<_>>().boxed()
     }
 }
 
