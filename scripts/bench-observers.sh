@@ -26,6 +26,7 @@
 #   BUILDS="before=/tmp/old/release after=target/release" ./scripts/bench-observers.sh
 #   AGENTS=300 ROUNDS=1 HOLD=10 ./scripts/bench-observers.sh
 #   BENCH_LOCK=/path/to/lock ./scripts/bench-observers.sh # flock it for each round only
+#   ROUNDS=0 ./scripts/bench-observers.sh                 # only re-summarise observers.csv
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -33,7 +34,7 @@ NATS_SERVER_BIN="$(./scripts/provision-nats.sh | tail -n 1)"
 export NATS_SERVER_BIN
 release="${CARGO_TARGET_DIR:-$root/target}/release"
 builds="${BUILDS:-after=$release}"
-if [[ -z "${BUILDS:-}" ]]; then
+if [[ -z "${BUILDS:-}" && "${ROUNDS:-3}" != 0 ]]; then
   cargo build --release --quiet --bin fleetsim
 fi
 
@@ -139,7 +140,7 @@ def run(binary, config, rnd, build):
 
 
 csv_path = os.path.join(out_dir, "observers.csv")
-ran = {name for name, _ in builds}
+ran = {name for name, _ in builds} if rounds else set()
 kept = []
 if os.path.exists(csv_path):
     with open(csv_path) as f:
