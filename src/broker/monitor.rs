@@ -516,4 +516,76 @@ mod tests {
         .expect_err("404");
         assert!(err.contains("404"), "{err}");
     }
+
+    /// A monitoring port that answers `/varz`, `/jsz` (with the API total `api_total`
+    /// holds) and the consumer walk, counting the walks.
+    fn fake_monitor(
+        api_total: std::sync::Arc<std::sync::atomic::AtomicU64>,
+        walks: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> String {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 512];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&request);
+                let body = if head.starts_with("GET /jsz?consumers=true") {
+                    walks.fetch_add(1, Ordering::SeqCst);
+                    r#"{"account_details":[{"stream_detail":[{"consumer_detail":[{"config":{}},{"config":{"headers_only":true}}]}]}]}"#.to_string()
+                } else if head.starts_with("GET /jsz") {
+                    let total = api_total.load(Ordering::SeqCst);
+                    format!(
+                        r#"{{"server_id":"S1","streams":1,"consumers":2,"api":{{"total":{total},"errors":0}}}}"#
+                    )
+                } else {
+                    r#"{"connections":4,"in_msgs":1,"out_msgs":1,"in_bytes":1,"out_bytes":1}"#
+                        .to_string()
+                };
+                let _ = conn.write_all(format!("HTTP/1.0 200 OK\r\n\r\n{body}").as_bytes());
+            }
+        });
+        base
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_consumer_walk_is_repeated_only_when_the_consumers_may_have_changed() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let api_total = Arc::new(AtomicU64::new(10));
+        let walks = Arc::new(AtomicU64::new(0));
+        let base = fake_monitor(api_total.clone(), walks.clone());
+        let mut counts = StepCounts::default();
+        let first = counts.read(&base).await.expect("counts");
+        assert_eq!(
+            (
+                first.connections,
+                first.consumers,
+                first.consumers_long_lived
+            ),
+            (4, 2, Some(1))
+        );
+        // Nothing moved: the last walk's answer stands.
+        let again = counts.read(&base).await.expect("counts");
+        assert_eq!(again, first);
+        assert_eq!(walks.load(Ordering::SeqCst), 1);
+        // An API request since: a consumer may have been made, so it walks again.
+        api_total.store(11, Ordering::SeqCst);
+        let after = counts.read(&base).await.expect("counts");
+        assert_eq!(after.consumers_long_lived, Some(1));
+        assert_eq!(after.api_total, 11);
+        assert_eq!(walks.load(Ordering::SeqCst), 2);
+        // Another reader has no last walk of its own.
+        StepCounts::default().read(&base).await.expect("counts");
+        assert_eq!(walks.load(Ordering::SeqCst), 3);
+    }
 }
