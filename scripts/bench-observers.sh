@@ -27,6 +27,7 @@
 #   AGENTS=300 ROUNDS=1 HOLD=10 ./scripts/bench-observers.sh
 #   BENCH_LOCK=/path/to/lock ./scripts/bench-observers.sh # flock it for each round only
 #   ROUNDS=0 ./scripts/bench-observers.sh                 # only re-summarise observers.csv
+#   ROUND_FROM=2 ROUNDS=1 BUILDS=... ./scripts/bench-observers.sh # add round 2 to the file
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -141,10 +142,12 @@ def run(binary, config, rnd, build):
 
 csv_path = os.path.join(out_dir, "observers.csv")
 ran = {name for name, _ in builds} if rounds else set()
+first = int(os.environ.get("ROUND_FROM", "1"))
 kept = []
 if os.path.exists(csv_path):
     with open(csv_path) as f:
-        kept = [r for r in csv.DictReader(f) if r.get("build") and r["build"] not in ran]
+        kept = [r for r in csv.DictReader(f) if r.get("build")
+                and (r["build"] not in ran or int(r["round"]) < first)]
 rows = []
 
 
@@ -158,7 +161,7 @@ def save():
     os.replace(csv_path + ".tmp", csv_path)
 
 
-for rnd in range(1, rounds + 1):
+for rnd in range(first, first + rounds):
     order = configs[(rnd - 1) % len(configs):] + configs[:(rnd - 1) % len(configs)]
     pairs = builds if rnd % 2 else builds[::-1]
     lock = open(lock_path, "a") if lock_path else None
