@@ -325,6 +325,7 @@ async fn run_steps(
     mut broker_sampled: Option<watch::Receiver<usize>>,
 ) {
     let mut start_began: Option<Instant> = None;
+    let mut step_counts = monitor::StepCounts::default();
     for step in &env.plan.steps {
         let label = step.label();
         let _ = step_tx.send(StepInfo::of(step));
@@ -405,7 +406,7 @@ async fn run_steps(
         }
         records
             .steps
-            .push(step_record(env, broker, label, began).await);
+            .push(step_record(env, broker, &mut step_counts, label, began).await);
     }
     records.writes.finish(&mut env.reasons).await;
     let _ = step_tx.send(StepInfo::END);
@@ -415,11 +416,12 @@ async fn run_steps(
 async fn step_record(
     env: &StepEnv<'_>,
     broker: &Broker,
+    step_counts: &mut monitor::StepCounts,
     label: String,
     began: Instant,
 ) -> StepRecord {
     let sampled = match broker.monitor_url() {
-        Some(m) => match monitor::broker_counts(&m).await {
+        Some(m) => match step_counts.read(&m).await {
             Ok(c) => Some(c),
             Err(e) => {
                 warn!(error = %e, "broker sample after step failed");

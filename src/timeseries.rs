@@ -2,26 +2,29 @@
 //!
 //! Two sources feed it. The agents' side: the roster's counts by state, the consumer
 //! creates agents issue themselves, and error counts by kind. The broker's side: the
-//! JetStream advisories the server publishes on `$JS.EVENT.ADVISORY.>` (one API audit per
-//! JetStream API request, one CREATED/DELETED per consumer), counted by a subscription
-//! on the control connection. The advisories are the one place async-nats' hidden
-//! consumer recreations show up, so they are what "consumer creates per interval" is
-//! measured from.
+//! JetStream advisories the server publishes on `$JS.EVENT.ADVISORY.API` (one audit per
+//! JetStream API request) and `$JS.EVENT.ADVISORY.CONSUMER.CREATED.>` / `DELETED.>` (one
+//! per consumer), counted by subscriptions on the control connection. The advisories
+//! are the one place async-nats' hidden consumer recreations show up, so they are what
+//! "consumer creates per interval" is measured from.
 //!
 //! Why advisories and not a subscription to `$JS.API.>`: a subscriber on the API subjects
 //! is a responder, so a request made while JetStream is down would time out instead of
 //! failing with "no responders", and the herd under test would change. Advisories are
-//! events, published only while someone listens; listening costs the broker one small
-//! message per API request, which is stated in the README.
+//! events, built and published only while someone listens on their subject: listening
+//! costs the broker one audit message (the request and its response, as JSON) per API
+//! request, and nothing for the advisories not listened to. What that costs, measured:
+//! `scripts/bench-observers.sh` (docs/benchmarks.md).
 //!
 //! A third source, when the broker has a monitoring port: its traffic counters
-//! (`/varz` messages and bytes in and out), read every [`INTERVAL`] by a task of their
-//! own so a slow answer never delays the fleet's row. A row's rates are the counters'
-//! difference since the reading the previous rate used, divided by the time between
-//! the two answers on the run's monotonic clock (`broker_interval_secs`); a row with no
-//! new reading since (the broker is slow or away) has them empty, and the next one
-//! spans both intervals, so the rows' `rate × broker_interval_secs` add up to the
-//! counters' whole difference.
+//! (`/varz` messages and bytes in and out), read by a task of their own (every
+//! [`INTERVAL`] while a step acts, every [`HOLD_TRAFFIC_INTERVAL`] in a hold: see
+//! `TrafficPoll`) so a slow answer never delays the fleet's row. A row's rates are the
+//! counters' difference since the reading the previous rate used, divided by the time
+//! between the two answers on the run's monotonic clock (`broker_interval_secs`); a row
+//! with no new reading since (between two readings of a hold, or the broker is slow or
+//! away) has them empty, and the next one spans both intervals, so the rows'
+//! `rate × broker_interval_secs` add up to the counters' whole difference.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,10 +45,36 @@ use crate::step::StepInfo;
 /// Sampling interval of `timeseries.csv`.
 pub const INTERVAL: Duration = Duration::from_millis(100);
 
-/// Advisory subjects the tap listens to.
-pub const ADVISORY_SUBJECTS: &str = "$JS.EVENT.ADVISORY.>";
+/// The advisories the tap counts, each subscribed to on its own so its counter is known
+/// without reading the subject: the API audits (one per JetStream API request, sorted by
+/// the request they audit) and the consumers created and deleted. Not
+/// `$JS.EVENT.ADVISORY.>`: nats-server builds an advisory's JSON and sends it only while
+/// someone listens on its subject, so a wildcard would have it publish advisories no
+/// column counts (a NAK, a terminated message, a redelivery limit: per message).
+pub const ADVISORY_SUBJECTS: [(&str, Advisory); 3] = [
+    ("$JS.EVENT.ADVISORY.API", Advisory::Audit),
+    (
+        "$JS.EVENT.ADVISORY.CONSUMER.CREATED.>",
+        Advisory::ConsumerCreated,
+    ),
+    (
+        "$JS.EVENT.ADVISORY.CONSUMER.DELETED.>",
+        Advisory::ConsumerDeleted,
+    ),
+];
 /// The API queue overflow advisory (system account).
 pub const API_LIMIT_REACHED: &str = "$JS.EVENT.ADVISORY.API.LIMIT_REACHED";
+
+/// Which advisory a subscription of the tap receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Advisory {
+    /// `$JS.EVENT.ADVISORY.API`: an audit of one API request; its payload names it.
+    Audit,
+    ConsumerCreated,
+    ConsumerDeleted,
+    /// `$JS.EVENT.ADVISORY.API.LIMIT_REACHED`.
+    LimitReached,
+}
 
 /// What the broker's advisories say happened, counted by kind.
 #[derive(Default)]
@@ -65,15 +94,31 @@ impl ApiTap {
     pub async fn start(
         client: &async_nats::Client,
     ) -> Result<Arc<ApiTap>, async_nats::SubscribeError> {
-        let mut sub = client.subscribe(ADVISORY_SUBJECTS).await?;
         let tap = Arc::new(ApiTap::default());
-        let counts = tap.clone();
+        // Every subscription first, so a failed one leaves no task behind.
+        let mut subs = Vec::with_capacity(ADVISORY_SUBJECTS.len());
+        for (subject, kind) in ADVISORY_SUBJECTS {
+            subs.push((client.subscribe(subject).await?, kind));
+        }
+        for (sub, kind) in subs {
+            tap.spawn_counter(sub, kind);
+        }
+        Ok(tap)
+    }
+
+    /// Counts every message of `sub` as `kind` until the subscription ends. A message is
+    /// counted and dropped: nothing of it is kept or logged.
+    fn spawn_counter(
+        self: &Arc<Self>,
+        mut sub: async_nats::Subscriber,
+        kind: Advisory,
+    ) -> JoinHandle<()> {
+        let counts = self.clone();
         tokio::spawn(async move {
             while let Some(msg) = sub.next().await {
-                counts.count(msg.subject.as_str(), &msg.payload);
+                counts.count(kind, &msg.payload);
             }
-        });
-        Ok(tap)
+        })
     }
 
     /// Starts the tap on the control connection and, given a system-account
@@ -115,40 +160,31 @@ impl ApiTap {
         self: &Arc<Self>,
         client: &async_nats::Client,
     ) -> Result<JoinHandle<()>, async_nats::SubscribeError> {
-        let mut sub = client.subscribe(API_LIMIT_REACHED).await?;
-        let counts = self.clone();
-        Ok(tokio::spawn(async move {
-            while let Some(msg) = sub.next().await {
-                counts.count(msg.subject.as_str(), &msg.payload);
-            }
-        }))
+        let sub = client.subscribe(API_LIMIT_REACHED).await?;
+        Ok(self.spawn_counter(sub, Advisory::LimitReached))
     }
 
-    fn count(&self, subject: &str, payload: &[u8]) {
-        let rest = subject
-            .strip_prefix("$JS.EVENT.ADVISORY.")
-            .unwrap_or(subject);
-        let counter = if rest == "API" {
-            // An audit of one API request; its JSON names the request subject.
-            let request = api_request_subject(payload).unwrap_or("");
-            let api = request.strip_prefix("$JS.API.").unwrap_or(request);
-            if api.starts_with("CONSUMER.CREATE.") || api.starts_with("CONSUMER.DURABLE.CREATE.") {
-                &self.consumer_create_requests
-            } else if api.starts_with("CONSUMER.DELETE.") {
-                &self.consumer_delete_requests
-            } else if api.starts_with("STREAM.INFO.") {
-                &self.stream_info_requests
-            } else {
-                &self.other_requests
+    fn count(&self, kind: Advisory, payload: &[u8]) {
+        let counter = match kind {
+            Advisory::Audit => {
+                // An audit of one API request; its JSON names the request subject.
+                let request = api_request_subject(payload).unwrap_or_default();
+                let api = request.strip_prefix(b"$JS.API.").unwrap_or(request);
+                if api.starts_with(b"CONSUMER.CREATE.")
+                    || api.starts_with(b"CONSUMER.DURABLE.CREATE.")
+                {
+                    &self.consumer_create_requests
+                } else if api.starts_with(b"CONSUMER.DELETE.") {
+                    &self.consumer_delete_requests
+                } else if api.starts_with(b"STREAM.INFO.") {
+                    &self.stream_info_requests
+                } else {
+                    &self.other_requests
+                }
             }
-        } else if rest.starts_with("CONSUMER.CREATED.") {
-            &self.consumers_created
-        } else if rest.starts_with("CONSUMER.DELETED.") {
-            &self.consumers_deleted
-        } else if rest.starts_with("API.LIMIT_REACHED") {
-            &self.api_limit_reached
-        } else {
-            return;
+            Advisory::ConsumerCreated => &self.consumers_created,
+            Advisory::ConsumerDeleted => &self.consumers_deleted,
+            Advisory::LimitReached => &self.api_limit_reached,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -167,13 +203,22 @@ impl ApiTap {
     }
 }
 
-/// The `"subject"` field of an API audit advisory, found without parsing the whole JSON
-/// (this runs once per API request of the fleet).
-fn api_request_subject(payload: &[u8]) -> Option<&str> {
-    let text = std::str::from_utf8(payload).ok()?;
-    let start = text.find("\"subject\":\"")? + "\"subject\":\"".len();
-    let end = text[start..].find('"')? + start;
-    Some(&text[start..end])
+/// The `"subject"` field of an API audit advisory, as the bytes between its quotes. This
+/// runs once per API request of the fleet, so it reads the payload only up to that
+/// field (it comes before the request and response the audit carries, most of its
+/// bytes) and neither validates nor copies anything: the caller compares ASCII prefixes.
+fn api_request_subject(payload: &[u8]) -> Option<&[u8]> {
+    const FIELD: &[u8] = b"\"subject\":\"";
+    let mut from = 0;
+    let start = loop {
+        let quote = from + payload[from..].iter().position(|&b| b == b'"')?;
+        if payload[quote..].starts_with(FIELD) {
+            break quote + FIELD.len();
+        }
+        from = quote + 1;
+    };
+    let len = payload[start..].iter().position(|&b| b == b'"')?;
+    Some(&payload[start..start + len])
 }
 
 /// One row of `timeseries.csv`: a state snapshot plus what happened during the interval
@@ -249,7 +294,7 @@ impl Sampler {
         let ctx = fleet;
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
-            let traffic = monitor.map(|m| TrafficPoll::start(m, run_start));
+            let traffic = monitor.map(|m| TrafficPoll::start(m, step.clone()));
             let mut rows = Vec::new();
             let mut ticker = tokio::time::interval_at(run_start.into(), INTERVAL);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -279,25 +324,48 @@ impl Sampler {
     }
 }
 
-/// The broker's traffic counters, read from `/varz` every [`INTERVAL`] by a task of
-/// their own; `latest` is the last answer and when it arrived.
+/// The broker's traffic counters, read from `/varz` by a task of their own; `latest` is
+/// the last answer and when it arrived.
+///
+/// Every [`INTERVAL`] while a step acts, every [`HOLD_TRAFFIC_INTERVAL`] during a hold, and
+/// once as each step begins. Each reading is an HTTP request the broker answers with its
+/// whole `/varz` (a few hundred microseconds of its CPU): ten a second through an idle
+/// hold were the largest share of what the observers cost it. No chart reads these
+/// columns (the report's bandwidth chart reads `broker.csv`), and a hold is idle by
+/// design, so its rows' rates span a second; the rows between have them empty, as after
+/// any gap, and `rate × broker_interval_secs` still adds up to the counters' difference.
 struct TrafficPoll {
     latest: watch::Receiver<Option<(Instant, Traffic)>>,
     task: JoinHandle<()>,
 }
 
+/// How often a hold reads the broker's traffic counters (see `TrafficPoll`).
+pub const HOLD_TRAFFIC_INTERVAL: Duration = Duration::from_secs(1);
+
 impl TrafficPoll {
-    fn start(monitor: String, run_start: Instant) -> TrafficPoll {
+    fn start(monitor: String, mut step: watch::Receiver<StepInfo>) -> TrafficPoll {
         let (tx, latest) = watch::channel(None);
         let task = tokio::spawn(async move {
-            let mut ticker = tokio::time::interval_at(run_start.into(), INTERVAL);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
-                ticker.tick().await;
+                let wait = if step.borrow_and_update().kind == "hold" {
+                    HOLD_TRAFFIC_INTERVAL
+                } else {
+                    INTERVAL
+                };
+                let next = tokio::time::Instant::now() + wait;
                 // A broker that does not answer leaves the last reading: the rows
                 // meanwhile have no rate, the next answer spans the gap.
                 if let Ok(t) = monitor::traffic(&monitor, Duration::from_secs(1)).await {
                     let _ = tx.send(Some((Instant::now(), t)));
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next) => {}
+                    // A new step is read at once, so a short one still has its reading.
+                    changed = step.changed() => {
+                        if changed.is_err() {
+                            tokio::time::sleep_until(next).await;
+                        }
+                    }
                 }
             }
         });
@@ -407,30 +475,52 @@ mod tests {
     #[test]
     fn audits_are_counted_by_the_request_they_audit() {
         let tap = ApiTap::default();
+        // As nats-server writes them: the client's details, then the subject, then the
+        // request and the response, which may themselves name subjects.
         let audit = |s: &str| {
             format!(
-                "{{\"type\":\"io.nats.jetstream.advisory.v1.api_audit\",\"subject\":\"{s}\",\"request\":\"{{}}\"}}"
+                "{{\"type\":\"io.nats.jetstream.advisory.v1.api_audit\",\"client\":{{\"acc\":\"$G\",\"name\":\"pc-00001\"}},\"subject\":\"{s}\",\"request\":\"{{\\\"subject\\\":\\\"$JS.API.STREAM.INFO.x\\\"}}\",\"response\":\"{{}}\"}}"
             )
         };
+        for subject in [
+            "$JS.API.CONSUMER.CREATE.KV_jobs.abc.$KV.jobs.>",
+            "$JS.API.CONSUMER.DURABLE.CREATE.EXEC.agent_replay_pc-00001",
+            "$JS.API.CONSUMER.DELETE.KV_jobs.abc",
+            "$JS.API.STREAM.INFO.KV_jobs",
+            "$JS.API.INFO",
+        ] {
+            tap.count(Advisory::Audit, audit(subject).as_bytes());
+        }
+        // An audit without a subject field is still one request.
         tap.count(
-            "$JS.EVENT.ADVISORY.API",
-            audit("$JS.API.CONSUMER.CREATE.KV_jobs.abc.$KV.jobs.>").as_bytes(),
+            Advisory::Audit,
+            b"{\"type\":\"io.nats.jetstream.advisory.v1.api_audit\"}",
         );
-        tap.count(
-            "$JS.EVENT.ADVISORY.API",
-            audit("$JS.API.CONSUMER.DURABLE.CREATE.EXEC.agent_replay_pc-00001").as_bytes(),
+        tap.count(Advisory::ConsumerCreated, b"{}");
+        tap.count(Advisory::LimitReached, b"{}");
+        assert_eq!(tap.read(), [2, 1, 1, 2, 1, 0, 1]);
+    }
+
+    #[test]
+    fn the_request_subject_is_read_up_to_its_closing_quote() {
+        assert_eq!(
+            api_request_subject(br#"{"id":"x","subject":"$JS.API.INFO","response":"{}"}"#),
+            Some(&b"$JS.API.INFO"[..])
         );
-        tap.count(
-            "$JS.EVENT.ADVISORY.API",
-            audit("$JS.API.CONSUMER.DELETE.KV_jobs.abc").as_bytes(),
+        // A field whose name only ends in "subject" is not it.
+        assert_eq!(
+            api_request_subject(br#"{"no_subject":"a","subject":"b"}"#),
+            Some(&b"b"[..])
         );
-        tap.count(
-            "$JS.EVENT.ADVISORY.API",
-            audit("$JS.API.STREAM.INFO.KV_jobs").as_bytes(),
-        );
-        tap.count("$JS.EVENT.ADVISORY.API", audit("$JS.API.INFO").as_bytes());
-        tap.count("$JS.EVENT.ADVISORY.CONSUMER.CREATED.KV_jobs.abc", b"{}");
-        tap.count("$JS.EVENT.ADVISORY.API.LIMIT_REACHED", b"{}");
-        assert_eq!(tap.read(), [2, 1, 1, 1, 1, 0, 1]);
+        assert_eq!(api_request_subject(br#"{"subject":"unterminated"#), None);
+        assert_eq!(api_request_subject(b""), None);
+    }
+
+    #[test]
+    fn the_tap_listens_only_to_the_advisories_it_counts() {
+        for (subject, _) in ADVISORY_SUBJECTS {
+            assert!(subject.starts_with("$JS.EVENT.ADVISORY."), "{subject}");
+            assert_ne!(subject, "$JS.EVENT.ADVISORY.>");
+        }
     }
 }

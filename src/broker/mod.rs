@@ -268,7 +268,7 @@ impl Broker {
     /// Consumers on the broker now (`None`: no monitoring endpoint, or it did not answer).
     pub async fn consumers(&self) -> Option<u64> {
         let m = self.monitor_url()?;
-        monitor::broker_counts(&m).await.ok().map(|c| c.consumers)
+        monitor::consumers(&m).await.ok()
     }
 
     pub async fn info(&self, client: &async_nats::Client) -> BrokerInfo {

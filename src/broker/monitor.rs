@@ -18,9 +18,20 @@ pub async fn get_json(
     path: &str,
     timeout: Duration,
 ) -> Result<serde_json::Value, BrokerError> {
-    let url = format!("{}{}", base.trim_end_matches('/'), path);
+    get_as(base, path, timeout).await
+}
+
+/// GETs `base` + `path` and deserializes the body into `T`: serde skips the fields `T`
+/// does not name without building them, so a sample allocates only what it keeps. For the
+/// small answers read every tick (`/varz`, `/jsz`, `/healthz`: a few KiB); a large one
+/// goes through [`get_typed`], which never holds the body.
+pub async fn get_as<T: serde::de::DeserializeOwned>(
+    base: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<T, BrokerError> {
     let fail = |message: String| BrokerError::Monitor {
-        url: url.clone(),
+        url: format!("{}{}", base.trim_end_matches('/'), path),
         message,
     };
     let body = tokio::time::timeout(timeout, get(base, path))
@@ -170,23 +181,66 @@ pub struct Rates {
     pub out_bytes_per_sec: f64,
 }
 
-impl Traffic {
-    /// The counters of a `/varz` body; `None` when one is missing (not a nats-server).
-    pub fn from_varz(varz: &serde_json::Value) -> Option<Traffic> {
-        let u = |name: &str| varz.get(name).and_then(serde_json::Value::as_u64);
+/// The figures fleetsim reads of a `/varz` answer (the broker sampler's row, the time
+/// series' traffic); serde skips the rest of it (the server's configuration, most of
+/// its bytes) while parsing. Each is empty when the answer lacks it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+pub struct Varz {
+    pub connections: Option<u64>,
+    pub total_connections: Option<u64>,
+    pub slow_consumers: Option<u64>,
+    pub mem: Option<u64>,
+    pub cpu: Option<f64>,
+    pub in_msgs: Option<u64>,
+    pub out_msgs: Option<u64>,
+    pub in_bytes: Option<u64>,
+    pub out_bytes: Option<u64>,
+    pub start: Option<String>,
+}
+
+impl Varz {
+    /// The traffic counters; `None` when one is missing (not a nats-server).
+    pub fn traffic(&self) -> Option<Traffic> {
         Some(Traffic {
-            in_msgs: u("in_msgs")?,
-            out_msgs: u("out_msgs")?,
-            in_bytes: u("in_bytes")?,
-            out_bytes: u("out_bytes")?,
-            start: varz
-                .get("start")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
+            in_msgs: self.in_msgs?,
+            out_msgs: self.out_msgs?,
+            in_bytes: self.in_bytes?,
+            out_bytes: self.out_bytes?,
+            start: self.start.clone().unwrap_or_default(),
         })
     }
+}
 
+/// The figures fleetsim reads of a `/jsz` answer (without `?consumers`: counts, no
+/// per-consumer walk).
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+pub struct Jsz {
+    /// A new one each time the server starts: counters from another id began at zero.
+    #[serde(default)]
+    pub server_id: String,
+    pub streams: Option<u64>,
+    pub consumers: Option<u64>,
+    #[serde(default)]
+    pub api: JszApi,
+}
+
+/// `/jsz`'s `api`: JetStream API requests since the server started.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+pub struct JszApi {
+    pub total: Option<u64>,
+    pub errors: Option<u64>,
+    /// nats-server leaves it out when 0.
+    pub inflight: Option<u64>,
+}
+
+/// A `/healthz` answer: `status`, and `error` when unhealthy.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+pub struct Healthz {
+    pub status: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Traffic {
     /// The rates from `earlier` to `self`, read `secs` apart. `None` when the broker
     /// restarted in between (another start time, or a counter went down): the
     /// difference would not be this interval's traffic. The interval is rounded to µs
@@ -218,7 +272,7 @@ impl Traffic {
 
 /// Reads the broker's traffic counters from `/varz`.
 pub async fn traffic(base: &str, timeout: Duration) -> Result<Traffic, BrokerError> {
-    get_typed(base, "/varz", timeout).await
+    get_as(base, "/varz", timeout).await
 }
 
 /// Counts the broker reports about itself at one instant.
@@ -238,26 +292,71 @@ pub struct BrokerCounts {
 /// Above this many consumers the per-consumer listing is skipped (it is one big JSON).
 const DETAIL_LIMIT: u64 = 20_000;
 
-/// Reads connection and consumer counts from `/varz` and `/jsz`.
-pub async fn broker_counts(base: &str) -> Result<BrokerCounts, BrokerError> {
-    let timeout = Duration::from_secs(10);
-    let varz = get_json(base, "/varz", timeout).await?;
-    let jsz = get_json(base, "/jsz", timeout).await?;
-    let u = |v: &serde_json::Value, ptr: &str| v.pointer(ptr).and_then(|x| x.as_u64()).unwrap_or(0);
-    let consumers = u(&jsz, "/consumers");
-    let consumers_long_lived = if consumers <= DETAIL_LIMIT {
-        let detail: JszDetail = get_typed(base, "/jsz?consumers=true&config=true", timeout).await?;
-        Some(detail.long_lived())
-    } else {
-        None
-    };
-    Ok(BrokerCounts {
-        connections: u(&varz, "/connections"),
-        consumers,
-        consumers_long_lived,
-        api_total: u(&jsz, "/api/total"),
-        api_errors: u(&jsz, "/api/errors"),
-    })
+/// Consumers on the broker now, from `/jsz`'s count (no per-consumer walk).
+pub async fn consumers(base: &str) -> Result<u64, BrokerError> {
+    let jsz: Jsz = get_as(base, "/jsz", Duration::from_secs(10)).await?;
+    Ok(jsz.consumers.unwrap_or(0))
+}
+
+/// The broker's counts after each step (`steps.csv`), read by one reader through a run.
+///
+/// The long-lived consumer count needs `/jsz?consumers=true&config=true`, which makes
+/// the server walk every consumer and write ~2.3 KiB of JSON for each (16 MiB at 7,000
+/// consumers): the costliest thing fleetsim asks of the broker, and it ran after every
+/// step, inside the step's CPU window. A consumer is created only by a JetStream API
+/// request and removed either by one or by the server reaping it, which changes the
+/// count; so while the server (`server_id`), its API request total and its consumer
+/// count are what they were at the last walk, the set of consumers is the same and the
+/// last walk's answer stands. An idle hold does no walk.
+#[derive(Debug, Default)]
+pub struct StepCounts {
+    /// What the last walk found, and the `/jsz` figures it was read beside.
+    last_walk: Option<(WalkKey, u64)>,
+}
+
+/// What must be unchanged for the set of consumers to be the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct WalkKey {
+    server_id: String,
+    api_total: u64,
+    consumers: u64,
+}
+
+impl StepCounts {
+    /// Reads connection and consumer counts from `/varz` and `/jsz`, and the long-lived
+    /// consumers from a walk when they may have changed since the last one.
+    pub async fn read(&mut self, base: &str) -> Result<BrokerCounts, BrokerError> {
+        let timeout = Duration::from_secs(10);
+        let varz: Varz = get_as(base, "/varz", timeout).await?;
+        let jsz: Jsz = get_as(base, "/jsz", timeout).await?;
+        let consumers = jsz.consumers.unwrap_or(0);
+        let api_total = jsz.api.total.unwrap_or(0);
+        let key = WalkKey {
+            server_id: jsz.server_id,
+            api_total,
+            consumers,
+        };
+        let consumers_long_lived = match &self.last_walk {
+            Some((last, long_lived)) if *last == key && !key.server_id.is_empty() => {
+                Some(*long_lived)
+            }
+            _ if consumers <= DETAIL_LIMIT => {
+                let detail: JszDetail =
+                    get_typed(base, "/jsz?consumers=true&config=true", timeout).await?;
+                let long_lived = detail.long_lived();
+                self.last_walk = Some((key, long_lived));
+                Some(long_lived)
+            }
+            _ => None,
+        };
+        Ok(BrokerCounts {
+            connections: varz.connections.unwrap_or(0),
+            consumers,
+            consumers_long_lived,
+            api_total,
+            api_errors: jsz.api.errors.unwrap_or(0),
+        })
+    }
 }
 
 /// The part of `/jsz?consumers=true&config=true` that [`broker_counts`] reads; serde
@@ -315,7 +414,9 @@ mod tests {
             "in_msgs": 1_000, "out_msgs": 5_000, "in_bytes": 64_000, "out_bytes": 320_123,
             "connections": 3
         });
-        let earlier = Traffic::from_varz(&varz).expect("counters");
+        let varz: Varz = serde_json::from_value(varz).expect("a /varz");
+        assert_eq!(varz.connections, Some(3));
+        let earlier = varz.traffic().expect("counters");
         assert_eq!(earlier.out_bytes, 320_123);
         let now = Traffic {
             in_msgs: 1_007,
@@ -350,7 +451,9 @@ mod tests {
         };
         assert_eq!(restarted.rates_since(&earlier, 1.0), None);
         assert_eq!(now.rates_since(&earlier, 0.0), None);
-        assert_eq!(Traffic::from_varz(&serde_json::json!({"in_msgs": 1})), None);
+        let partial: Varz =
+            serde_json::from_value(serde_json::json!({"in_msgs": 1})).expect("parses");
+        assert_eq!(partial.traffic(), None);
     }
 
     #[test]
@@ -412,5 +515,77 @@ mod tests {
         )
         .expect_err("404");
         assert!(err.contains("404"), "{err}");
+    }
+
+    /// A monitoring port that answers `/varz`, `/jsz` (with the API total `api_total`
+    /// holds) and the consumer walk, counting the walks.
+    fn fake_monitor(
+        api_total: std::sync::Arc<std::sync::atomic::AtomicU64>,
+        walks: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> String {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 512];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&request);
+                let body = if head.starts_with("GET /jsz?consumers=true") {
+                    walks.fetch_add(1, Ordering::SeqCst);
+                    r#"{"account_details":[{"stream_detail":[{"consumer_detail":[{"config":{}},{"config":{"headers_only":true}}]}]}]}"#.to_string()
+                } else if head.starts_with("GET /jsz") {
+                    let total = api_total.load(Ordering::SeqCst);
+                    format!(
+                        r#"{{"server_id":"S1","streams":1,"consumers":2,"api":{{"total":{total},"errors":0}}}}"#
+                    )
+                } else {
+                    r#"{"connections":4,"in_msgs":1,"out_msgs":1,"in_bytes":1,"out_bytes":1}"#
+                        .to_string()
+                };
+                let _ = conn.write_all(format!("HTTP/1.0 200 OK\r\n\r\n{body}").as_bytes());
+            }
+        });
+        base
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_consumer_walk_is_repeated_only_when_the_consumers_may_have_changed() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let api_total = Arc::new(AtomicU64::new(10));
+        let walks = Arc::new(AtomicU64::new(0));
+        let base = fake_monitor(api_total.clone(), walks.clone());
+        let mut counts = StepCounts::default();
+        let first = counts.read(&base).await.expect("counts");
+        assert_eq!(
+            (
+                first.connections,
+                first.consumers,
+                first.consumers_long_lived
+            ),
+            (4, 2, Some(1))
+        );
+        // Nothing moved: the last walk's answer stands.
+        let again = counts.read(&base).await.expect("counts");
+        assert_eq!(again, first);
+        assert_eq!(walks.load(Ordering::SeqCst), 1);
+        // An API request since: a consumer may have been made, so it walks again.
+        api_total.store(11, Ordering::SeqCst);
+        let after = counts.read(&base).await.expect("counts");
+        assert_eq!(after.consumers_long_lived, Some(1));
+        assert_eq!(after.api_total, 11);
+        assert_eq!(walks.load(Ordering::SeqCst), 2);
+        // Another reader has no last walk of its own.
+        StepCounts::default().read(&base).await.expect("counts");
+        assert_eq!(walks.load(Ordering::SeqCst), 3);
     }
 }

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::cpu::BrokerProcess;
-use super::monitor::{Rates, Traffic, get_json};
+use super::monitor::{Healthz, Jsz, Rates, Traffic, Varz, get_as};
 use crate::step::StepInfo;
 
 /// Sampling interval outside herd steps.
@@ -229,13 +229,15 @@ async fn sample(
     run_start: Instant,
 ) -> (BrokerSample, Option<(Instant, Traffic)>) {
     let t_secs = (run_start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    // Each answer is parsed into the few figures the row keeps (serde skips the rest
+    // without building it): a sample allocates its row and nothing else of note.
     let (healthz, (varz, varz_at), jsz) = tokio::join!(
-        get_json(monitor, "/healthz", ANSWER_WITHIN),
+        get_as::<Healthz>(monitor, "/healthz", ANSWER_WITHIN),
         async {
-            let varz = get_json(monitor, "/varz", ANSWER_WITHIN).await;
+            let varz = get_as::<Varz>(monitor, "/varz", ANSWER_WITHIN).await;
             (varz, Instant::now())
         },
-        get_json(monitor, "/jsz", ANSWER_WITHIN),
+        get_as::<Jsz>(monitor, "/jsz", ANSWER_WITHIN),
     );
     let mut traffic = None;
     let mut row = BrokerSample {
@@ -245,35 +247,27 @@ async fn sample(
     };
     let mut errors = Vec::new();
     match healthz {
-        Ok(h) => {
-            row.healthz = h
-                .get("error")
-                .or_else(|| h.get("status"))
-                .and_then(|s| s.as_str())
-                .unwrap_or_default()
-                .to_string();
-        }
+        Ok(h) => row.healthz = h.error.or(h.status).unwrap_or_default(),
         Err(e) => errors.push(e.to_string()),
     }
-    let u = |v: &serde_json::Value, ptr: &str| v.pointer(ptr).and_then(|x| x.as_u64());
     match varz {
         Ok(v) => {
-            row.connections = u(&v, "/connections");
-            row.total_connections = u(&v, "/total_connections");
-            row.slow_consumers = u(&v, "/slow_consumers");
-            row.mem_bytes = u(&v, "/mem");
-            row.cpu_percent = v.pointer("/cpu").and_then(|x| x.as_f64());
-            traffic = Traffic::from_varz(&v).map(|t| (varz_at, t));
+            traffic = v.traffic().map(|t| (varz_at, t));
+            row.connections = v.connections;
+            row.total_connections = v.total_connections;
+            row.slow_consumers = v.slow_consumers;
+            row.mem_bytes = v.mem;
+            row.cpu_percent = v.cpu;
         }
         Err(e) => errors.push(e.to_string()),
     }
     match jsz {
         Ok(j) => {
-            row.streams = u(&j, "/streams");
-            row.consumers = u(&j, "/consumers");
-            row.api_total = u(&j, "/api/total");
-            row.api_errors = u(&j, "/api/errors");
-            row.api_inflight = Some(u(&j, "/api/inflight").unwrap_or(0));
+            row.streams = j.streams;
+            row.consumers = j.consumers;
+            row.api_total = j.api.total;
+            row.api_errors = j.api.errors;
+            row.api_inflight = Some(j.api.inflight.unwrap_or(0));
         }
         Err(e) => errors.push(e.to_string()),
     }
