@@ -364,6 +364,19 @@ fn plain(line: &str) -> String {
 
 #[test]
 fn ctrl_c_during_a_run_stops_the_proxy_process_too() {
+    interrupt_a_run(libc::SIGINT, "Ctrl-C");
+}
+
+/// SIGTERM (a CI runner cancelling the job, `docker stop`, `kill`) is an interrupt too:
+/// the run stops its proxy and broker and exits 1, leaving no process behind.
+#[test]
+fn sigterm_during_a_run_stops_it_as_ctrl_c_does() {
+    interrupt_a_run(libc::SIGTERM, "SIGTERM");
+}
+
+/// Sends `signal` to a `fleetsim run` once its fleet is up; checks that it exits 1 and
+/// stops its proxy process.
+fn interrupt_a_run(signal: libc::c_int, name: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("small.toml");
     std::fs::write(&file, SMALL).expect("write scenario");
@@ -394,15 +407,16 @@ fn ctrl_c_during_a_run_stops_the_proxy_process_too() {
     let pid = proxy_pid.expect("the run logged its proxy process");
     let proxy = Proc::of(pid).filter(Proc::running);
     let proxy = proxy.expect("the proxy runs during the run");
-    // SAFETY: sends SIGINT to the child we started, by its pid.
-    let sent = unsafe { libc::kill(run.id() as libc::pid_t, libc::SIGINT) };
+    // SAFETY: sends `signal` to the child we started, by its pid.
+    let sent = unsafe { libc::kill(run.id() as libc::pid_t, signal) };
     assert_eq!(sent, 0);
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut rest = Vec::new();
-    while let Some(line) = log.next_before(deadline, "fleetsim run's log after Ctrl-C") {
+    let after = format!("fleetsim run's log after {name}");
+    while let Some(line) = log.next_before(deadline, &after) {
         rest.push(plain(&line));
     }
-    let status = wait_within(&mut run, WITHIN, "fleetsim run after Ctrl-C");
+    let status = wait_within(&mut run, WITHIN, &after);
     assert_eq!(status.code(), Some(1), "interrupted: {rest:?}");
     assert!(
         rest.iter()

@@ -14,8 +14,8 @@ use tokio::runtime::Runtime;
 use args::OutputFlags;
 
 /// The multi-thread runtime every async command runs on, and a future that resolves on
-/// the first Ctrl-C (never, if the signal cannot be listened for): the `shutdown` the
-/// library's entry points take.
+/// the first Ctrl-C or SIGTERM ([`interrupted`]): the `shutdown` the library's entry
+/// points take.
 ///
 /// Three environment variables change the runtime for benchmarks of fleetsim's own cost
 /// (scripts/bench-levers.sh; results/bench/levers.md says what each measured). They change
@@ -28,12 +28,31 @@ pub fn runtime() -> std::io::Result<(Runtime, impl Future<Output = ()>)> {
     let tuning = RuntimeTuning::from_env(|name| std::env::var(name).ok())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let runtime = tuning.builder().enable_all().build()?;
+    Ok((runtime, interrupted()))
+}
+
+/// Resolves on the first Ctrl-C (SIGINT) or SIGTERM: a CI runner cancelling a job, a
+/// container stopping and `kill` send SIGTERM, and a run must stop its broker and proxy
+/// and write what it measured then too, not leave an orphaned nats-server behind. A signal
+/// that cannot be listened for never resolves.
+async fn interrupted() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
     };
-    Ok((runtime, ctrl_c))
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
 }
 
 /// The runtime's flavour and tuning (see [`runtime`]).
