@@ -50,21 +50,23 @@ impl HerdRecord {
     /// Time from the trigger until `fraction` of [`HerdRecord::agents`] had recovered;
     /// `None` if that many never did.
     pub fn time_to(&self, fraction: f64) -> Option<Duration> {
-        let needed = ((self.agents as f64) * fraction).ceil().max(1.0) as usize;
-        if self.agents == 0 {
-            return None;
-        }
-        self.recovery_times.get(needed - 1).copied()
+        time_to_share(&self.recovery_times, self.agents, fraction)
     }
 
     /// The same for the agents a partial cut spared.
     pub fn spared_time_to(&self, fraction: f64) -> Option<Duration> {
-        if self.spared == 0 {
-            return None;
-        }
-        let needed = ((self.spared as f64) * fraction).ceil().max(1.0) as usize;
-        self.spared_times.get(needed - 1).copied()
+        time_to_share(&self.spared_times, self.spared, fraction)
     }
+}
+
+/// The time by which `fraction` of `of` agents had recovered, from their sorted `times`;
+/// `None` if that many never did (or there were none).
+fn time_to_share(times: &[Duration], of: usize, fraction: f64) -> Option<Duration> {
+    if of == 0 {
+        return None;
+    }
+    let needed = ((of as f64) * fraction).ceil().max(1.0) as usize;
+    times.get(needed - 1).copied()
 }
 
 /// An agent that had not recovered when the herd step's timeout passed.

@@ -77,10 +77,6 @@ impl Hits {
     pub fn hits_agent(&self, index: usize) -> bool {
         self.hits(Some(index))
     }
-
-    pub fn is_all(&self) -> bool {
-        matches!(self, Hits::All)
-    }
 }
 
 impl fmt::Display for Hits {

@@ -123,13 +123,12 @@ pub async fn delay_line<R, W>(
     mut from: R,
     mut to: W,
     latency: Duration,
-    direction: Direction,
+    mut direction: Direction,
 ) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut direction = direction;
     let mut gate = direction.gate.clone();
     // Bytes, not chunks, are what the budget counts: many small messages in flight
     // cost little, one big one is held back only past MAX_IN_FLIGHT.
