@@ -4,7 +4,9 @@
 #
 # 1. The whole fleet cut as a reset (scenarios/network-cut-herd.toml) and as a silent
 #    blackhole of 200 s with async-nats' default keepalive (scenarios/blackhole-herd.toml):
-#    how long each agent took to notice (`detect` p50/p99), how many did, and recovery.
+#    how long each agent took to notice (`detect` p50/p99), how many did, and recovery;
+#    the peak of what the broker held that no agent did (broker.csv's
+#    `stale_connections` and `double_held_consumers` during the step).
 # 2. A 30 % partial cut (scenarios/partial-cut.toml): the hit agents' recovery beside the
 #    spared agents' probe latency.
 # 3. The splay decision: churn only, splay off vs on (scenarios/splay-cost-churn.toml, an
@@ -31,7 +33,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$out_dir"
 csv="${BENCH_CSV:-$out_dir/faults.csv}"
-echo "date,part,scenario,variant,agents,status,hit,detected,detect_p50_ms,detect_p99_ms,recovery_p50_ms,recovery_p99_ms,spared,spared_p99_ms,flaps,reconnect_p50_ms,reconnect_p99_ms,resync_p50_ms,resync_p99_ms" > "$csv"
+echo "date,part,scenario,variant,agents,status,hit,detected,detect_p50_ms,detect_p99_ms,recovery_p50_ms,recovery_p99_ms,spared,spared_p99_ms,flaps,reconnect_p50_ms,reconnect_p99_ms,resync_p50_ms,resync_p99_ms,stale_connections_max,double_held_consumers_max" > "$csv"
 
 # part scenario: runs it, appends its row(s).
 run() {
@@ -52,6 +54,10 @@ def rows(name):
     path = os.path.join(d, name)
     return list(csv.DictReader(open(path))) if os.path.exists(path) else []
 summary, recovery, counts = rows("summary.csv"), rows("recovery.csv"), rows("counts.csv")
+broker = rows("broker.csv")  # a single run's; an A/B directory keeps them per run
+def broker_max(phase, col):
+    values = [int(r[col]) for r in broker if r["step"] == phase and r.get(col)]
+    return max(values) if values else ""
 # An A/B directory has a `variant` column; a single run has none.
 variants = sorted({r.get("variant", "") for r in summary}) or [""]
 def fault_phase(variant):
@@ -78,6 +84,7 @@ for variant in variants:
         flaps or "",
         stat(variant, phase, "reconnect", "p50"), stat(variant, phase, "reconnect", "p99"),
         stat(variant, phase, "resync", "p50"), stat(variant, phase, "resync", "p99"),
+        broker_max(phase, "stale_connections"), broker_max(phase, "double_held_consumers"),
     ]))
 PY
 }

@@ -22,7 +22,7 @@ use futures::stream::FuturesUnordered;
 use rand::{RngExt, SeedableRng};
 use tracing::{info, warn};
 
-use crate::plan::{AgentSet, ChurnMode, Hits};
+use crate::plan::{AgentSet, ChurnMode, Held, Hits};
 use crate::proxy::{AgentProxy, CutError};
 use crate::step::StepEnv;
 
@@ -140,7 +140,7 @@ async fn flap(
     let hits = Hits::Agents(AgentSet::from_indices([agent]));
     let result = async {
         // The hole first: a reset agent's reconnect must find the network still down.
-        proxy.blackhole(hole, &hits).await?;
+        proxy.blackhole(hole, &hits, Held::Both).await?;
         if mode == ChurnMode::Reset {
             proxy.cut(Duration::ZERO, &hits, || {}).await?;
         }

@@ -23,6 +23,7 @@ use tracing::{info, warn};
 
 use crate::broker::audit::{ApiAudit, ApiRequest};
 use crate::broker::monitor;
+use crate::broker::sampler::FleetOnBroker;
 use crate::broker::{Broker, Credentials, redact_url};
 use crate::churn::{self, ChurnRecord};
 use crate::fleet::agent::Connection;
@@ -175,13 +176,26 @@ async fn drive(
     };
     let mut fleet = Fleet::new(plan, connection, metrics.clone());
     let roster = fleet.roster().clone();
+    // What the broker holds before any agent connects, so its samples can say what it
+    // holds that no agent does (stale connections, double-held consumers).
+    let fleet_on_broker = match (broker.connections().await, broker.consumers().await) {
+        (Some(connections_before), Some(consumers_before)) if plan.observe.broker => {
+            Some(FleetOnBroker {
+                roster: roster.clone(),
+                connections_before,
+                consumers_expected: consumers_before
+                    + (plan.fleet.agents * plan.profile.consumers.len()) as u64,
+            })
+        }
+        _ => None,
+    };
     let run_start = Instant::now();
     let run_start_wall = SystemTime::now();
     let (step_tx, step_rx) = watch::channel(StepInfo::SETUP);
     let observers = Observers::start(
         &fleet,
         broker,
-        &metrics,
+        fleet_on_broker,
         step_rx,
         listeners,
         run_start,

@@ -36,6 +36,7 @@ use tokio::task::JoinHandle;
 use tracing::warn;
 
 use crate::broker::monitor::{self, Traffic};
+use crate::broker::sampler::Overlap;
 use crate::fleet::Roster;
 use crate::fleet::agent::CreateCounters;
 use crate::herd::Herd;
@@ -263,6 +264,14 @@ pub struct Sample {
     /// The seconds those rates divide by: from the `/varz` answer the previous rate
     /// used to this one, on the run's monotonic clock, rounded to µs.
     pub broker_interval_secs: Option<f64>,
+    /// The broker's last sample (`broker.csv`, every 250 ms in a herd step, every second
+    /// otherwise): client connections it holds that no agent believes it has, and
+    /// consumers above the fleet's footprint (see `BrokerSample`). Empty without a
+    /// monitoring port or before the first sample.
+    #[serde(default)]
+    pub stale_connections: Option<u64>,
+    #[serde(default)]
+    pub double_held_consumers: Option<u64>,
     /// `begin` on the first sample of a step (set when written), else empty.
     pub step_marker: String,
 }
@@ -283,11 +292,13 @@ pub struct Sampler {
 impl Sampler {
     /// Samples every [`INTERVAL`] from `run_start` until finished. `step` names the step
     /// running (updated by the runner); `monitor`, the broker's monitoring URL, adds its
-    /// traffic.
+    /// traffic; `overlap`, the broker sampler's last figures, its stale connections and
+    /// double-held consumers.
     pub fn start(
         fleet: FleetGauges,
         tap: Option<Arc<ApiTap>>,
         monitor: Option<String>,
+        overlap: Option<watch::Receiver<Overlap>>,
         step: watch::Receiver<StepInfo>,
         run_start: Instant,
     ) -> Sampler {
@@ -304,11 +315,11 @@ impl Sampler {
                     _ = ticker.tick() => {}
                     _ = stopped.changed() => break,
                 }
-                let now = Totals::read(&ctx, tap.as_deref(), traffic.as_ref());
+                let now = Totals::read(&ctx, tap.as_deref(), traffic.as_ref(), overlap.as_ref());
                 rows.push(sample(&ctx, &step, run_start, &now, &last));
                 last = now.keep_reading(last);
             }
-            let now = Totals::read(&ctx, tap.as_deref(), traffic.as_ref());
+            let now = Totals::read(&ctx, tap.as_deref(), traffic.as_ref(), overlap.as_ref());
             rows.push(sample(&ctx, &step, run_start, &now, &last));
             if let Some(poll) = traffic {
                 poll.task.abort();
@@ -390,11 +401,19 @@ struct Totals {
     errors: [u64; 5],
     /// The broker's latest traffic reading and when its answer arrived.
     traffic: Option<(Instant, Traffic)>,
+    /// The broker sampler's last stale connections and double-held consumers.
+    overlap: Overlap,
 }
 
 impl Totals {
-    fn read(ctx: &FleetGauges, tap: Option<&ApiTap>, traffic: Option<&TrafficPoll>) -> Totals {
+    fn read(
+        ctx: &FleetGauges,
+        tap: Option<&ApiTap>,
+        traffic: Option<&TrafficPoll>,
+        overlap: Option<&watch::Receiver<Overlap>>,
+    ) -> Totals {
         Totals {
+            overlap: overlap.map(|o| *o.borrow()).unwrap_or_default(),
             creates_started: ctx.creates.started.load(Ordering::Relaxed),
             creates_completed: ctx.creates.completed.load(Ordering::Relaxed),
             api: tap.map(ApiTap::read).unwrap_or_default(),
@@ -464,6 +483,8 @@ fn sample(
         broker_in_bytes_per_sec: rates.map(|r| r.in_bytes_per_sec),
         broker_out_bytes_per_sec: rates.map(|r| r.out_bytes_per_sec),
         broker_interval_secs: rates.map(|r| r.interval_secs),
+        stale_connections: now.overlap.stale_connections,
+        double_held_consumers: now.overlap.double_held_consumers,
         step_marker: String::new(),
     }
 }

@@ -86,6 +86,33 @@ async fn a_blackhole_is_noticed_only_through_the_keepalive() {
         fastest >= 6.0,
         "recovered after {fastest:.3} s, inside the 6 s blackhole"
     );
+    // The server pings every 2 minutes (its default): through the hole it still holds
+    // every agent's old connection after the agents gave them up, and counts say so.
+    let broker = read_csv(&report.dir, "broker.csv");
+    let stale_max = broker
+        .iter()
+        .filter(|r| r["step"] == "3:network_cut" && !r["stale_connections"].is_empty())
+        .map(|r| num(r, "stale_connections"))
+        .max();
+    assert!(
+        stale_max.is_some_and(|m| m >= AGENTS),
+        "the broker's stale connections during the blackhole peaked at {stale_max:?}, \
+         fewer than the {AGENTS} agents that gave theirs up"
+    );
+    // As the cut began, every agent still believed in its connection: none stale (the
+    // step's first sample is taken as it begins; nobody notices a blackhole for 2 s).
+    let first = broker
+        .iter()
+        .find(|r| r["step"] == "3:network_cut")
+        .expect("a sample of the cut");
+    assert_eq!(num(first, "stale_connections"), 0, "{first:?}");
+    let timeseries = read_csv(&report.dir, "timeseries.csv");
+    assert!(
+        timeseries.iter().any(|r| r["stale_connections"]
+            .parse::<u64>()
+            .is_ok_and(|n| n >= AGENTS)),
+        "timeseries.csv never showed the stale connections"
+    );
 }
 
 /// A reset cut is noticed at once: every agent's Disconnected event comes within a
@@ -208,4 +235,144 @@ async fn churn_flaps_single_agents_at_the_rate() {
         lowest >= AGENTS - 8,
         "{lowest} of {AGENTS} connected at once"
     );
+}
+
+/// `max_reconnects` with nats.go's fixed wait: behind a cut that refuses every
+/// connection for longer than the attempts last, async-nats gives up and closes each
+/// client, and every agent ends `failed`, saying why, instead of hanging on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_that_run_out_of_reconnect_attempts_end_failed_saying_why() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let scenario = cut_scenario("mode = \"reset\"\nrefuse_for = \"8s\"")
+        .replace("recover_timeout = \"60s\"", "recover_timeout = \"20s\"")
+        .replace(
+        "ping_interval = \"1s\"",
+        "ping_interval = \"1s\"\nmax_reconnects = 3\nreconnect_wait = \"300ms\"\nreconnect_wait_jitter = \"100ms\"",
+    );
+    let report = run_scenario(&scenario, out.path()).await;
+    assert_ne!(report.status, RunStatus::Ok, "{:?}", report.reasons);
+    let agents = read_csv(&report.dir, "agents.csv");
+    assert_eq!(agents.len() as u64, AGENTS);
+    for agent in &agents {
+        assert_eq!(agent["state"], "failed", "{agent:?}");
+        assert!(
+            agent["reason"].contains("max_reconnects"),
+            "{}: {}",
+            agent["pc"],
+            agent["reason"]
+        );
+    }
+    let row = recovery_row(&report.dir);
+    assert_eq!(num(&row, "recovered"), 0, "{row:?}");
+}
+
+/// A bandwidth cap shows in delivery latency: a 64 KiB value through a link that carries
+/// 256 KiB/s each way cannot arrive sooner than a quarter second after it was written
+/// (a lower bound only: the machine adds its own), while the cold start, small
+/// messages, still completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bandwidth_cap_shows_in_delivery_latency() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let scenario = r#"
+name = "slow-link-test"
+[fleet]
+agents = 4
+groups = 1
+catalog_entries = 2
+proxy = true
+link_bandwidth = "256KiB/s"
+link_jitter = "5ms"
+[[steps]]
+kind = "start"
+[[steps]]
+kind = "wait_ready"
+timeout = "60s"
+[[steps]]
+kind = "write"
+target = "pc_each"
+rate = 2
+count = 4
+value_size = 65536
+drain_timeout = "30s"
+"#;
+    let report = run_scenario(scenario, out.path()).await;
+    assert_eq!(report.status, RunStatus::Ok, "{:?}", report.reasons);
+    let summary = read_csv(&report.dir, "summary.csv");
+    let delivery = summary_row(&summary, "delivery.pc", "3:write");
+    assert_eq!(num(delivery, "count"), 4);
+    let fastest = float(delivery, "min");
+    assert!(
+        fastest >= 250.0,
+        "a 64 KiB write arrived in {fastest} ms through a 256 KiB/s link"
+    );
+}
+
+/// An agent stops reading its socket (`mode = "stop_reading"`) while 256 KiB writes to
+/// its key stream to its KV watch: JetStream's flow control holds the deliveries back
+/// (the server waits for the stalled agent's flow-control reply), so its socket never
+/// fills and the broker never flags it a slow consumer; when it reads again its watch
+/// resumes from the stream, where the bucket kept only the newest value of its key: the
+/// writes between are `superseded`, every write is accounted for, none missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_behind_a_stalled_socket_is_held_back_not_flagged_and_reconciled() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let scenario = r#"
+name = "stalled-watch-test"
+[broker]
+write_deadline = "1s"
+[fleet]
+agents = 3
+groups = 1
+catalog_entries = 2
+proxy = true
+async_nats = "0.51"
+[[steps]]
+kind = "start"
+[[steps]]
+kind = "wait_ready"
+timeout = "60s"
+[[steps]]
+kind = "write"
+target = "pcs"
+agents = [0]
+rate = 10
+count = 40
+value_size = 262144
+drain_timeout = "20s"
+background = true
+[[steps]]
+kind = "network_cut"
+mode = "stop_reading"
+agents = [0]
+downtime = "6s"
+recover_timeout = "60s"
+[[steps]]
+kind = "wait_ready"
+timeout = "60s"
+"#;
+    let report = run_scenario(scenario, out.path()).await;
+    assert_eq!(report.status, RunStatus::Ok, "{:?}", report.reasons);
+    assert_eq!(slow_consumers_flagged(&report.dir), 0);
+    let reconcile = read_csv(&report.dir, "reconcile.csv");
+    let row = reconcile
+        .iter()
+        .find(|r| r["pc"] == "pc-00000")
+        .expect("a reconcile.csv row for pc-00000");
+    assert_eq!(num(row, "expected"), 40, "{row:?}");
+    assert_eq!(num(row, "missed"), 0, "{row:?}");
+    assert_eq!(num(row, "received") + num(row, "superseded"), 40, "{row:?}");
+    assert!(
+        num(row, "received") >= 1,
+        "its newest value arrived: {row:?}"
+    );
+}
+
+/// The broker's slow-consumer count over the run (broker.csv's counter, last - first).
+fn slow_consumers_flagged(dir: &std::path::Path) -> u64 {
+    let counts: Vec<u64> = read_csv(dir, "broker.csv")
+        .iter()
+        .filter(|r| !r["slow_consumers"].is_empty())
+        .map(|r| num(r, "slow_consumers"))
+        .collect();
+    counts.last().copied().unwrap_or(0) - counts.first().copied().unwrap_or(0)
 }

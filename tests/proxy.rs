@@ -138,6 +138,15 @@ fn proxy_by_hand_announces_its_ports_cuts_on_command_and_quits() {
         control.receive(),
         "ok accepted=1 dropped=1 live=0 accepting=true"
     );
+    // Holes, both ways and one way, are made and lifted by id.
+    control.send("blackhole 1 0-2");
+    assert_eq!(control.receive(), "ok blackhole");
+    control.send("stop_reading 2 all");
+    assert_eq!(control.receive(), "ok blackhole");
+    control.send("resume 2");
+    assert_eq!(control.receive(), "ok resumed");
+    control.send("resume 1");
+    assert_eq!(control.receive(), "ok resumed");
     control.send("quit");
     assert_eq!(control.receive(), "ok bye");
     assert!(wait_within(&mut child, WITHIN, "fleetsim proxy after quit").success());
@@ -472,6 +481,7 @@ async fn a_proxy_process_delays_both_directions_and_still_cuts() {
     let latency = Duration::from_millis(30);
     let link = LinkShape {
         latency: Some(latency),
+        ..LinkShape::default()
     };
     let program = std::path::Path::new(env!("CARGO_BIN_EXE_fleetsim"));
     let child = ProxyChild::spawn(program, &upstream, link)

@@ -271,6 +271,13 @@ impl Broker {
         monitor::consumers(&m).await.ok()
     }
 
+    /// Client connections on the broker now (`None`: no monitoring endpoint, or it did
+    /// not answer).
+    pub async fn connections(&self) -> Option<u64> {
+        let m = self.monitor_url()?;
+        monitor::connections(&m).await.ok()
+    }
+
     pub async fn info(&self, client: &async_nats::Client) -> BrokerInfo {
         match self {
             Broker::Embedded(b) => b.info(),

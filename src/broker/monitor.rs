@@ -298,6 +298,12 @@ pub async fn consumers(base: &str) -> Result<u64, BrokerError> {
     Ok(jsz.consumers.unwrap_or(0))
 }
 
+/// Client connections the broker holds now, from `/varz`.
+pub async fn connections(base: &str) -> Result<u64, BrokerError> {
+    let varz: Varz = get_as(base, "/varz", Duration::from_secs(10)).await?;
+    Ok(varz.connections.unwrap_or(0))
+}
+
 /// The broker's counts after each step (`steps.csv`), read by one reader through a run.
 ///
 /// The long-lived consumer count needs `/jsz?consumers=true&config=true`, which makes

@@ -13,6 +13,7 @@
 //! request's departure, which may wait behind a busy server). That time is written as
 //! `interval_secs`, so `rate × interval_secs` gives the difference back.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use super::cpu::BrokerProcess;
 use super::monitor::{Healthz, Jsz, Rates, Traffic, Varz, get_as};
+use crate::fleet::Roster;
 use crate::step::StepInfo;
 
 /// Sampling interval outside herd steps.
@@ -78,6 +80,24 @@ pub struct BrokerSample {
     /// CPU seconds fleetsim's own process has used since it started, read beside
     /// `cpu_secs`: the load generator's cost on the same machine.
     pub fleetsim_cpu_secs: Option<f64>,
+    /// Agents whose client believed itself connected (its last connection event was
+    /// Connected), read as `/varz` answered. Empty when the sample has no fleet to
+    /// read (see [`FleetOnBroker`]).
+    #[serde(default)]
+    pub agents_connected: Option<u64>,
+    /// Client connections the broker holds that no agent believes it has: `connections`
+    /// minus the connections it held before the fleet started (fleetsim's own) minus
+    /// `agents_connected`, floored at 0. After a silent cut, the connections the server
+    /// has not yet found dead (its pings unanswered) beside the agents' new ones.
+    #[serde(default)]
+    pub stale_connections: Option<u64>,
+    /// Consumers the broker holds above the fleet's footprint (those it held before the
+    /// fleet started plus every agent's long-lived ones), floored at 0: after a silent
+    /// cut, the old ephemeral consumers not yet reaped beside the ones the agents
+    /// recreated on their new connections. Agents that never set up leave the footprint
+    /// smaller than expected, so this can only undercount.
+    #[serde(default)]
+    pub double_held_consumers: Option<u64>,
 }
 
 impl BrokerSample {
@@ -107,6 +127,9 @@ impl BrokerSample {
             "out_bytes_per_sec" => self.out_bytes_per_sec,
             "cpu_secs" => self.cpu_secs,
             "fleetsim_cpu_secs" => self.fleetsim_cpu_secs,
+            "agents_connected" => count(self.agents_connected),
+            "stale_connections" => count(self.stale_connections),
+            "double_held_consumers" => count(self.double_held_consumers),
             _ => None,
         }
     }
@@ -127,25 +150,66 @@ impl BrokerSample {
     }
 }
 
+/// What the broker's counts are held against to find what it holds that no agent
+/// does: the fleet's own view of its connections, and the broker's counts before it.
+#[derive(Clone)]
+pub struct FleetOnBroker {
+    pub roster: Arc<Roster>,
+    /// Client connections the broker held before any agent connected: fleetsim's own
+    /// (control, system account) and, on an external broker, anyone else's.
+    pub connections_before: u64,
+    /// The consumers the broker holds with every agent set up: those it held before
+    /// the fleet started plus each agent's long-lived ones (the profile's consumers).
+    pub consumers_expected: u64,
+}
+
+impl FleetOnBroker {
+    /// Fills `agents_connected`, `stale_connections` and `double_held_consumers` of
+    /// `row` from the broker's counts it carries.
+    fn fill(&self, row: &mut BrokerSample) {
+        let connected = self.roster.connected() as u64;
+        row.agents_connected = Some(connected);
+        row.stale_connections = row.connections.map(|c| {
+            c.saturating_sub(self.connections_before)
+                .saturating_sub(connected)
+        });
+        row.double_held_consumers = row
+            .consumers
+            .map(|c| c.saturating_sub(self.consumers_expected));
+    }
+}
+
+/// The figures of the broker's last sample that the time series repeats on its rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Overlap {
+    pub stale_connections: Option<u64>,
+    pub double_held_consumers: Option<u64>,
+}
+
 /// A sampler running in the background; [`BrokerSampler::finish`] returns the rows.
 pub struct BrokerSampler {
     stop: watch::Sender<bool>,
     task: JoinHandle<Vec<BrokerSample>>,
     /// The index of the step whose sample began last.
     sampled: watch::Receiver<usize>,
+    /// The last sample's overlap figures.
+    overlap: watch::Receiver<Overlap>,
 }
 
 impl BrokerSampler {
     /// Samples `monitor` (and `process`'s CPU time, for an embedded broker) on the run's
-    /// clock `run_start`, following the steps announced on `step`.
+    /// clock `run_start`, following the steps announced on `step`; with `fleet`, each
+    /// row also says what the broker holds that no agent does.
     pub fn start(
         monitor: String,
         process: Option<BrokerProcess>,
+        fleet: Option<FleetOnBroker>,
         step: watch::Receiver<StepInfo>,
         run_start: Instant,
     ) -> Self {
         let (stop, mut stopped) = watch::channel(false);
         let (sampled, sampled_rx) = watch::channel(0);
+        let (overlap, overlap_rx) = watch::channel(Overlap::default());
         let mut step = step;
         let task = tokio::spawn(async move {
             let mut rows = Vec::new();
@@ -159,6 +223,13 @@ impl BrokerSampler {
                 let cpu = process.as_ref().and_then(BrokerProcess::cpu_secs);
                 let own_cpu = super::cpu::process_cpu_secs(std::process::id());
                 let (mut row, traffic) = sample(&monitor, &info.label(), run_start).await;
+                if let Some(fleet) = &fleet {
+                    fleet.fill(&mut row);
+                    let _ = overlap.send(Overlap {
+                        stale_connections: row.stale_connections,
+                        double_held_consumers: row.double_held_consumers,
+                    });
+                }
                 row.cpu_secs = cpu.map(|(_, s)| (s * 1000.0).round() / 1000.0);
                 row.pid = cpu.map(|(pid, _)| pid);
                 row.fleetsim_cpu_secs = own_cpu.map(|s| (s * 1000.0).round() / 1000.0);
@@ -196,7 +267,14 @@ impl BrokerSampler {
             stop,
             task,
             sampled: sampled_rx,
+            overlap: overlap_rx,
         }
+    }
+
+    /// The last sample's stale connections and double-held consumers, for the time
+    /// series' rows.
+    pub fn overlap(&self) -> watch::Receiver<Overlap> {
+        self.overlap.clone()
     }
 
     /// Told the index of each step as its first sample begins: the runner waits for it

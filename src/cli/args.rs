@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use fleetsim::plan::{LinkShape, Overrides};
+use fleetsim::plan::{LinkShape, Overrides, Stall};
 use fleetsim::{scenario, thresholds};
 
 #[derive(Parser)]
@@ -231,6 +231,19 @@ pub struct ProxyArgs {
     /// scenario's `[fleet] link_latency`. Throughput is not limited.
     #[arg(long, value_name = "DURATION", value_parser = scenario::parse_duration)]
     pub link_latency: Option<Duration>,
+    /// Delay each chunk further by a random part of this (`[fleet] link_jitter`).
+    #[arg(long, value_name = "DURATION", value_parser = scenario::parse_duration)]
+    pub link_jitter: Option<Duration>,
+    /// Cap each direction of each connection at this rate, e.g. 1Mbit/s
+    /// (`[fleet] link_bandwidth`).
+    #[arg(long, value_name = "RATE", value_parser = scenario::parse_bandwidth)]
+    pub link_bandwidth: Option<u64>,
+    /// Stall every connection once per this period (`[fleet] link_stall_every`), for
+    /// `--link-stall-for`.
+    #[arg(long, value_name = "DURATION", value_parser = scenario::parse_duration, requires = "link_stall_for")]
+    pub link_stall_every: Option<Duration>,
+    #[arg(long, value_name = "DURATION", value_parser = scenario::parse_duration, requires = "link_stall_every")]
+    pub link_stall_for: Option<Duration>,
 }
 
 impl ProxyArgs {
@@ -238,6 +251,12 @@ impl ProxyArgs {
     pub fn link(&self) -> LinkShape {
         LinkShape {
             latency: self.link_latency.filter(|d| !d.is_zero()),
+            jitter: self.link_jitter.filter(|d| !d.is_zero()),
+            bandwidth: self.link_bandwidth,
+            stall: self
+                .link_stall_every
+                .zip(self.link_stall_for)
+                .map(|(every, stall_for)| Stall { every, stall_for }),
         }
     }
 }

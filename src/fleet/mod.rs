@@ -213,6 +213,11 @@ impl Fleet {
         &self.env.ledgers
     }
 
+    /// Where the agents record their latencies and errors.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.env.metrics
+    }
+
     pub fn creates(&self) -> &Arc<CreateCounters> {
         &self.env.creates
     }

@@ -170,7 +170,12 @@ pub async fn run_step(
             written
         }
         Trigger::NetworkCut {
-            mode: CutMode::Blackhole { downtime, after },
+            mode:
+                CutMode::Blackhole {
+                    downtime,
+                    after,
+                    held,
+                },
             ..
         } => {
             // Nothing gets through from now on, so the probes go out at once: an agent
@@ -180,8 +185,8 @@ pub async fn run_step(
                 .proxy
                 .expect("the scenario parser requires a proxy for network_cut");
             let holding = async {
-                proxy.blackhole(HERD_HOLE, &hits).await?;
-                info!(step = %label, ?downtime, ?after, "blackhole: nothing gets through");
+                proxy.blackhole(HERD_HOLE, &hits, *held).await?;
+                info!(step = %label, ?downtime, ?after, ?held, "blackhole: nothing gets through");
                 tokio::time::sleep(*downtime).await;
                 if *after == AfterBlackhole::Reset {
                     let dropped = proxy.cut(Duration::ZERO, &hits, || {}).await?;

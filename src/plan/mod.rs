@@ -284,6 +284,10 @@ pub struct FleetPlan {
     pub setup_retries: u32,
     /// The delay before each reconnect attempt.
     pub reconnect: Backoff,
+    /// async-nats `max_reconnects`: consecutive reconnect attempts before the client gives
+    /// up and closes; the agent then ends `failed` ("gave up reconnecting"). `None`
+    /// (async-nats' default, what the real agent ships): it never gives up.
+    pub max_reconnects: Option<usize>,
     /// The startup splay; `None` (the default) is no splay, as the real agent ships.
     pub splay: Option<Splay>,
     /// Whether agents connect through fleetsim's fault proxy (needed by `network_cut`
@@ -340,12 +344,37 @@ pub struct LinkShape {
     /// request/reply round trip through the proxy takes twice this more. `None`: none.
     #[serde(serialize_with = "duration_str::serialize_opt")]
     pub latency: Option<Duration>,
+    /// `[fleet] link_jitter`: each chunk waits a further uniform random part of this
+    /// (toxiproxy's latency toxic's jitter). A TCP stream keeps its order, so a chunk
+    /// never overtakes the one before it: jitter bunches chunks, it does not reorder.
+    #[serde(serialize_with = "duration_str::serialize_opt")]
+    pub jitter: Option<Duration>,
+    /// `[fleet] link_bandwidth`: bytes per second each direction of each connection
+    /// carries (toxiproxy's bandwidth toxic); what comes faster queues in the proxy (up
+    /// to its in-flight limit, then the sender's TCP window fills).
+    pub bandwidth: Option<u64>,
+    /// `[fleet] link_stall_every` / `link_stall_for`: every connection stops forwarding
+    /// in both directions for `for` once every `every`, at a phase of its own, then
+    /// delivers what waited (a Wi-Fi roam, a congested uplink).
+    pub stall: Option<Stall>,
+}
+
+/// A link's periodic stall (see [`LinkShape::stall`]).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Stall {
+    #[serde(with = "duration_str")]
+    pub every: Duration,
+    #[serde(with = "duration_str", rename = "for")]
+    pub stall_for: Duration,
 }
 
 impl LinkShape {
     /// Bytes pass as they come: the proxy can copy them straight through.
     pub fn is_plain(&self) -> bool {
         self.latency.is_none()
+            && self.jitter.is_none()
+            && self.bandwidth.is_none()
+            && self.stall.is_none()
     }
 }
 
@@ -364,6 +393,15 @@ pub enum Backoff {
         #[serde(with = "duration_str")]
         cap: Duration,
         jitter: f64,
+    },
+    /// The Go client's model (nats.go `ReconnectWait`, `ReconnectJitter`): the first
+    /// attempt after a disconnect goes at once, every later one waits `wait` plus a
+    /// uniform random part of `jitter` (nats.go's defaults: 2 s and 100 ms, 1 s with TLS).
+    Fixed {
+        #[serde(with = "duration_str")]
+        wait: Duration,
+        #[serde(with = "duration_str")]
+        jitter: Duration,
     },
 }
 
@@ -536,7 +574,23 @@ pub enum CutMode {
         #[serde(with = "duration_str")]
         downtime: Duration,
         after: AfterBlackhole,
+        /// Both directions, or only the broker's writes to the agent.
+        held: Held,
     },
+}
+
+/// What a blackhole holds of the connections it hits.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Held {
+    /// Both directions: a silent network cut (`mode = "blackhole"`).
+    #[default]
+    Both,
+    /// Only what the broker sends the agent (`mode = "stop_reading"`): the agent stops
+    /// reading its socket (a hung process, a laptop asleep while its TCP stays up) and
+    /// the broker's writes pile up until its `write_deadline` or `max_pending` calls it a
+    /// slow consumer; what the agent sends still arrives.
+    ToAgent,
 }
 
 /// What ends a blackhole.
@@ -642,6 +696,25 @@ pub struct WriteLoad {
     /// of waiting for them; they are reconciled before the run ends. TOML key
     /// `background`, default false.
     pub background: bool,
+    /// What the sender does when the broker does not acknowledge a write (TOML key
+    /// `retry`): give up at once (the default, and a write left unacknowledged fails the
+    /// run), or publish it again until acknowledged, as a backend would.
+    pub retry: WriteRetry,
+}
+
+/// `retry` of a `write` or `exec` step.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteRetry {
+    /// One publish per write: an unacknowledged write fails the run.
+    #[default]
+    Never,
+    /// Publish again after a failed or missing ack (waits of 100 ms doubling to 2 s)
+    /// until acknowledged or until the drain timeout has passed since the write's
+    /// intended time. Latency is still measured from the intended time; what stayed
+    /// unacknowledged is counted (`writes.csv`) and left to `[thresholds]`
+    /// (`writes.unacked`), not a failed run by itself.
+    UntilAcked,
 }
 
 impl StepAction {

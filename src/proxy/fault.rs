@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::watch;
 
-use crate::plan::Hits;
+use crate::plan::{Held, Hits};
 
 /// The faults in force, as every connection sees them.
 #[derive(Debug, Clone, Default)]
@@ -21,14 +21,24 @@ pub struct Faults {
     /// Whom the latest cut hit.
     pub cut_hits: Hits,
     /// The blackholes in force, each under the id it was made with: the connections any
-    /// of them hits forward nothing, either way (a herd's hole beside churn's one-agent
-    /// flaps).
-    pub holes: Vec<(u64, Hits)>,
+    /// of them hits forward nothing, either way, or (a [`Held::ToAgent`] hole) nothing
+    /// the broker sends (a herd's hole beside churn's one-agent flaps).
+    pub holes: Vec<Hole>,
+}
+
+/// One blackhole: its id, whom it hits, and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hole {
+    pub id: u64,
+    pub hits: Hits,
+    pub held: Held,
 }
 
 impl Faults {
-    fn blackholes(&self, agent: Option<usize>) -> bool {
-        self.holes.iter().any(|(_, hits)| hits.hits(agent))
+    fn blackholes(&self, agent: Option<usize>, to_agent: bool) -> bool {
+        self.holes
+            .iter()
+            .any(|h| (to_agent || h.held == Held::Both) && h.hits.hits(agent))
     }
 }
 
@@ -68,12 +78,15 @@ impl Gate {
         self.agent.store(agent, Ordering::Relaxed);
     }
 
-    /// Returns at once unless a blackhole holds this connection; then when it lifts (or
-    /// the proxy is gone).
-    pub async fn open(&mut self) {
+    /// Returns at once unless a blackhole holds this connection's direction (`to_agent`:
+    /// broker to agent); then when it lifts (or the proxy is gone).
+    pub async fn open(&mut self, to_agent: bool) {
         let agent = self.agent();
         // An error means the proxy is gone: the connection is about to end anyway.
-        let _ = self.faults.wait_for(|f| !f.blackholes(agent)).await;
+        let _ = self
+            .faults
+            .wait_for(|f| !f.blackholes(agent, to_agent))
+            .await;
     }
 
     /// The faults' receiver, for the connection's cut watch.
@@ -149,13 +162,41 @@ mod tests {
         hit.set_agent(1);
         let mut spared = Gate::new(receiver);
         spared.set_agent(2);
-        faults.send_modify(|f| f.holes.push((7, Hits::Agents(AgentSet::from_indices([1])))));
+        faults.send_modify(|f| {
+            f.holes.push(Hole {
+                id: 7,
+                hits: Hits::Agents(AgentSet::from_indices([1])),
+                held: Held::Both,
+            })
+        });
         // The spared agent's gate is open now; the hit one's opens when the hole lifts.
-        spared.open().await;
-        let waiting = tokio::spawn(async move { hit.open().await });
+        spared.open(true).await;
+        let waiting = tokio::spawn(async move { hit.open(false).await });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished(), "the hit agent's gate stayed open");
         faults.send_modify(|f| f.holes.clear());
         waiting.await.expect("opens once the blackhole lifts");
+    }
+
+    #[tokio::test]
+    async fn a_one_way_hole_holds_only_what_the_broker_sends() {
+        let (faults, receiver) = watch::channel(Faults::default());
+        let mut gate = Gate::new(receiver);
+        gate.set_agent(3);
+        faults.send_modify(|f| {
+            f.holes.push(Hole {
+                id: 1,
+                hits: Hits::All,
+                held: Held::ToAgent,
+            })
+        });
+        // The agent's own bytes still go up.
+        gate.open(false).await;
+        let mut down = gate.clone();
+        let waiting = tokio::spawn(async move { down.open(true).await });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "the broker's bytes went through");
+        faults.send_modify(|f| f.holes.clear());
+        waiting.await.expect("opens once the hole lifts");
     }
 }

@@ -28,8 +28,8 @@ use tokio::sync::{Mutex, MutexGuard, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-use super::fault::{Faults, Gate};
-use crate::plan::{Hits, LinkShape};
+use super::fault::{Faults, Gate, Hole};
+use crate::plan::{Held, Hits, LinkShape};
 
 /// A running proxy. Dropping it stops accepting and drops every connection.
 pub struct FaultProxy {
@@ -211,10 +211,14 @@ impl FaultProxy {
     /// Holds every connection `hits` names (and any new one it names) from now until
     /// [`FaultProxy::resume`] of the same `hole`: nothing is forwarded either way,
     /// nothing is closed. A hole already open under that id is replaced.
-    pub fn blackhole(&self, hole: u64, hits: &Hits) {
+    pub fn blackhole(&self, hole: u64, hits: &Hits, held: Held) {
         self.shared.faults.send_modify(|f| {
-            f.holes.retain(|(id, _)| *id != hole);
-            f.holes.push((hole, hits.clone()));
+            f.holes.retain(|h| h.id != hole);
+            f.holes.push(Hole {
+                id: hole,
+                hits: hits.clone(),
+                held,
+            });
         });
     }
 
@@ -223,7 +227,7 @@ impl FaultProxy {
     pub fn resume(&self, hole: u64) {
         self.shared
             .faults
-            .send_modify(|f| f.holes.retain(|(id, _)| *id != hole));
+            .send_modify(|f| f.holes.retain(|h| h.id != hole));
     }
 
     /// Blackholes in force.
@@ -475,7 +479,7 @@ mod tests {
         assert_eq!(proxy.live(), 1);
 
         let mut again = connect(1).await;
-        proxy.blackhole(3, &only_1);
+        proxy.blackhole(3, &only_1, Held::Both);
         assert_eq!(proxy.holes(), 1);
         again.write_all(b"held").await.expect("write");
         round_trip(&mut spared, b"spared").await;
@@ -486,6 +490,58 @@ mod tests {
             .await
             .expect("echo");
         assert_eq!(&buf, b"held");
+    }
+
+    /// A one-way hole (`stop_reading`) lets what the agent sends reach the broker and
+    /// holds what the broker sends back until it lifts.
+    #[tokio::test]
+    async fn a_one_way_hole_lets_the_agent_talk_and_holds_the_answer() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let upstream = listener.local_addr().expect("addr");
+        let (heard_tx, heard) = tokio::sync::oneshot::channel::<Vec<u8>>();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut line = vec![0u8; 29];
+            s.read_exact(&mut line).await.expect("the CONNECT line");
+            s.write_all(b"+OK\r\n").await.expect("answer the CONNECT");
+            let mut asked = [0u8; 4];
+            s.read_exact(&mut asked).await.expect("the agent's bytes");
+            let _ = heard_tx.send(asked.to_vec());
+            s.write_all(b"pong").await.expect("answer");
+            // Held open until the test ends.
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest).await;
+        });
+        let listen = "127.0.0.1:0".parse().expect("addr");
+        let proxy = FaultProxy::start(listen, &upstream.to_string(), LinkShape::default())
+            .await
+            .expect("proxy");
+        let mut agent = TcpStream::connect(proxy.addr()).await.expect("connect");
+        agent
+            .write_all(b"CONNECT {\"name\":\"pc-00004\"}\r\n")
+            .await
+            .expect("connect line");
+        let mut ok = [0u8; 5];
+        within("the CONNECT's answer", agent.read_exact(&mut ok))
+            .await
+            .expect("+OK");
+        proxy.blackhole(9, &Hits::All, Held::ToAgent);
+        agent.write_all(b"ping").await.expect("write");
+        let asked = within("the broker hearing the agent", heard)
+            .await
+            .expect("heard");
+        assert_eq!(asked, b"ping");
+        let mut answer = [0u8; 4];
+        let early =
+            tokio::time::timeout(Duration::from_millis(200), agent.read_exact(&mut answer)).await;
+        assert!(early.is_err(), "the broker's answer came through the hole");
+        proxy.resume(9);
+        within("the held answer", agent.read_exact(&mut answer))
+            .await
+            .expect("answer");
+        assert_eq!(&answer, b"pong");
     }
 
     /// One echo round trip of `message` on `conn`, and how long it took.
@@ -509,6 +565,7 @@ mod tests {
         let upstream = echo_server().await;
         let link = LinkShape {
             latency: Some(latency),
+            ..LinkShape::default()
         };
         let listen = "127.0.0.1:0".parse().expect("addr");
         let proxy = FaultProxy::start(listen, &upstream.to_string(), link)

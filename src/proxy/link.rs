@@ -8,17 +8,25 @@
 //! [`MAX_IN_FLIGHT`] per direction), and chunks leave in the order they came. The end of
 //! a stream is queued like a chunk: the far side sees it one latency later, after the
 //! data before it. As `copy_bidirectional` does, an error in either direction ends both.
+//!
+//! The other shapes set each chunk's due instant on the same line ([`Schedule`]): a
+//! jitter adds a random part of itself (never before the previous chunk: TCP keeps
+//! order); a bandwidth cap sends a chunk only once the one before it has gone through at
+//! that rate (and reads at most 10 ms of the rate at once, so a capped link trickles
+//! instead of jumping a 64 KiB chunk at a time); a stall holds every chunk due inside
+//! one of the connection's stall windows until the window ends.
 
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use rand::{RngExt, SeedableRng};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
 use tokio::time::Instant;
 
 use super::fault::{Gate, Identify};
-use crate::plan::LinkShape;
+use crate::plan::{LinkShape, Stall};
 
 /// The most bytes one direction of one connection holds read but not yet written: the
 /// proxy stops reading that direction until some are written. 4 MiB is 160 MB/s at a
@@ -40,17 +48,117 @@ pub(super) async fn forward(
     let (server_read, server_write) = server.split();
     let upstream = Direction::upstream(gate.clone());
     let downstream = Direction::downstream(gate);
-    match link.latency {
-        None => tokio::try_join!(
+    if link.is_plain() {
+        return tokio::try_join!(
             pipe(client_read, server_write, upstream),
             pipe(server_read, client_write, downstream),
         )
-        .map(drop),
-        Some(latency) => tokio::try_join!(
-            delay_line(client_read, server_write, latency, upstream),
-            delay_line(server_read, client_write, latency, downstream),
-        )
-        .map(drop),
+        .map(drop);
+    }
+    // Both directions of a connection stall together: one phase for the connection.
+    let phase = link
+        .stall
+        .map(|s| s.every.mul_f64(rand::rng().random::<f64>()))
+        .unwrap_or_default();
+    let origin = Instant::now();
+    tokio::try_join!(
+        delay_line(
+            client_read,
+            server_write,
+            Schedule::new(link, origin, phase),
+            upstream
+        ),
+        delay_line(
+            server_read,
+            client_write,
+            Schedule::new(link, origin, phase),
+            downstream
+        ),
+    )
+    .map(drop)
+}
+
+/// When each chunk of one direction is due, as the link's shape says.
+pub struct Schedule {
+    latency: Duration,
+    jitter: Duration,
+    bandwidth: Option<u64>,
+    stall: Option<Stall>,
+    /// The connection's stall windows begin at `origin + phase + k × every`.
+    origin: Instant,
+    phase: Duration,
+    /// When the previous chunk finished going through the bandwidth cap, and when it
+    /// was due: the next one is neither sent nor due before them.
+    sent: Instant,
+    last_due: Instant,
+    rng: rand::rngs::SmallRng,
+}
+
+impl Schedule {
+    pub fn new(link: LinkShape, origin: Instant, phase: Duration) -> Schedule {
+        Schedule {
+            latency: link.latency.unwrap_or_default(),
+            jitter: link.jitter.unwrap_or_default(),
+            bandwidth: link.bandwidth.filter(|b| *b > 0),
+            stall: link.stall.filter(|s| !s.every.is_zero()),
+            origin,
+            phase,
+            sent: origin,
+            last_due: origin,
+            rng: rand::rngs::SmallRng::from_rng(&mut rand::rng()),
+        }
+    }
+
+    /// A line that only delays, by `latency`.
+    pub fn latency(latency: Duration) -> Schedule {
+        let link = LinkShape {
+            latency: Some(latency),
+            ..LinkShape::default()
+        };
+        Schedule::new(link, Instant::now(), Duration::ZERO)
+    }
+
+    /// The most one read takes: 10 ms of a capped link's rate (at least 1 KiB), else
+    /// [`CHUNK`].
+    fn chunk(&self) -> usize {
+        match self.bandwidth {
+            Some(bw) => ((bw / 100) as usize).clamp(1 << 10, CHUNK),
+            None => CHUNK,
+        }
+    }
+
+    /// When a chunk of `len` bytes read at `read` is due on the far side.
+    fn due(&mut self, read: Instant, len: usize) -> Instant {
+        let mut at = read;
+        if let Some(bw) = self.bandwidth {
+            let start = self.sent.max(read);
+            self.sent = start + Duration::from_secs_f64(len as f64 / bw as f64);
+            at = self.sent;
+        }
+        at += self.latency;
+        if !self.jitter.is_zero() {
+            at += self.jitter.mul_f64(self.rng.random::<f64>());
+        }
+        at = self.after_stall(at.max(self.last_due));
+        self.last_due = at;
+        at
+    }
+
+    /// `at`, or the end of the stall window it falls in.
+    fn after_stall(&self, at: Instant) -> Instant {
+        let Some(stall) = self.stall else { return at };
+        let first = self.origin + self.phase;
+        if at < first {
+            return at;
+        }
+        let into = at.duration_since(first);
+        let k = (into.as_nanos() / stall.every.as_nanos()) as u32;
+        let window = first + stall.every * k;
+        if at < window + stall.stall_for {
+            window + stall.stall_for
+        } else {
+            at
+        }
     }
 }
 
@@ -59,6 +167,8 @@ pub(super) async fn forward(
 pub struct Direction {
     gate: Gate,
     identify: Option<Identify>,
+    /// Broker to agent (what a one-way hole holds).
+    to_agent: bool,
 }
 
 impl Direction {
@@ -67,6 +177,7 @@ impl Direction {
         Direction {
             gate,
             identify: Some(Identify::default()),
+            to_agent: false,
         }
     }
 
@@ -74,6 +185,7 @@ impl Direction {
         Direction {
             gate,
             identify: None,
+            to_agent: true,
         }
     }
 
@@ -103,26 +215,27 @@ where
 {
     let mut buf = vec![0u8; PIPE_BUFFER];
     loop {
-        direction.gate.open().await;
+        let to_agent = direction.to_agent;
+        direction.gate.open(to_agent).await;
         let n = from.read(&mut buf).await?;
         if n == 0 {
-            direction.gate.open().await;
+            direction.gate.open(to_agent).await;
             return to.shutdown().await;
         }
         direction.read(&buf[..n]);
         // A read that completed as a blackhole began waits it out.
-        direction.gate.open().await;
+        direction.gate.open(to_agent).await;
         to.write_all(&buf[..n]).await?;
     }
 }
 
-/// One direction of a delayed link: copies `from` into `to`, each chunk `latency` after
-/// it was read, and shuts `to` down a latency after `from` ended. A closed gate holds
-/// the writer (the reader stops at [`MAX_IN_FLIGHT`]).
+/// One direction of a shaped link: copies `from` into `to`, each chunk when `schedule`
+/// says it is due, and shuts `to` down once the chunks before the end have gone. A
+/// closed gate holds the writer (the reader stops at [`MAX_IN_FLIGHT`]).
 pub async fn delay_line<R, W>(
     mut from: R,
     mut to: W,
-    latency: Duration,
+    mut schedule: Schedule,
     mut direction: Direction,
 ) -> std::io::Result<()>
 where
@@ -130,6 +243,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut gate = direction.gate.clone();
+    let to_agent = direction.to_agent;
     // Bytes, not chunks, are what the budget counts: many small messages in flight
     // cost little, one big one is held back only past MAX_IN_FLIGHT.
     let budget = Semaphore::new(MAX_IN_FLIGHT);
@@ -137,10 +251,14 @@ where
     let (queue, mut due) = mpsc::unbounded_channel::<(Instant, Option<Bytes>, SemaphorePermit)>();
     let read = async {
         let mut buf = BytesMut::new();
+        let chunk_max = schedule.chunk();
         loop {
-            buf.reserve(CHUNK);
-            let n = from.read_buf(&mut buf).await?;
-            let at = Instant::now() + latency;
+            buf.reserve(chunk_max);
+            let n = (&mut from)
+                .take(chunk_max as u64)
+                .read_buf(&mut buf)
+                .await?;
+            let at = schedule.due(Instant::now(), n);
             let chunk = (n > 0).then(|| buf.split().freeze());
             if let Some(chunk) = &chunk {
                 direction.read(chunk);
@@ -160,7 +278,7 @@ where
             if at > Instant::now() {
                 tokio::time::sleep_until(at).await;
             }
-            gate.open().await;
+            gate.open(to_agent).await;
             match chunk {
                 Some(bytes) => to.write_all(&bytes).await?,
                 None => {
@@ -186,7 +304,7 @@ mod tests {
         let (to, mut reader) = tokio::io::duplex(1 << 16);
         let latency = Duration::from_millis(30);
         let direction = Direction::downstream(Gate::always_open());
-        let line = tokio::spawn(delay_line(from, to, latency, direction));
+        let line = tokio::spawn(delay_line(from, to, Schedule::latency(latency), direction));
         let sent_at = Instant::now();
         for i in 0..100u8 {
             writer.write_all(&[i; 100]).await.expect("write");
@@ -202,5 +320,88 @@ mod tests {
         let expected: Vec<u8> = (0..100u8).flat_map(|i| [i; 100]).collect();
         assert_eq!(got, expected);
         line.await.expect("joins").expect("ends cleanly");
+    }
+
+    fn shape(f: impl FnOnce(&mut LinkShape)) -> LinkShape {
+        let mut link = LinkShape::default();
+        f(&mut link);
+        link
+    }
+
+    #[test]
+    fn a_bandwidth_cap_sends_each_chunk_after_the_one_before_at_the_rate() {
+        let origin = Instant::now();
+        let link = shape(|l| l.bandwidth = Some(1000));
+        let mut s = Schedule::new(link, origin, Duration::ZERO);
+        assert_eq!(s.due(origin, 500), origin + Duration::from_millis(500));
+        // Read at once, but queued behind the first.
+        assert_eq!(s.due(origin, 500), origin + Duration::from_millis(1000));
+        // An idle link sends at once again.
+        let later = origin + Duration::from_secs(5);
+        assert_eq!(s.due(later, 100), later + Duration::from_millis(100));
+        assert_eq!(
+            s.chunk(),
+            1 << 10,
+            "reads 10 ms of the rate, at least 1 KiB"
+        );
+    }
+
+    #[test]
+    fn jitter_adds_at_most_itself_and_never_reorders() {
+        let origin = Instant::now();
+        let (latency, jitter) = (Duration::from_millis(20), Duration::from_millis(50));
+        let link = shape(|l| {
+            l.latency = Some(latency);
+            l.jitter = Some(jitter);
+        });
+        let mut s = Schedule::new(link, origin, Duration::ZERO);
+        let mut last = origin;
+        let mut spread = Duration::ZERO;
+        for i in 0..200u64 {
+            let read = origin + Duration::from_millis(i);
+            let due = s.due(read, 10);
+            assert!(due >= read + latency, "chunk {i} due before the latency");
+            assert!(due >= last, "chunk {i} overtook the one before it");
+            last = due;
+            spread = spread.max(due - read - latency);
+        }
+        assert!(
+            spread <= jitter,
+            "a chunk waited {spread:?} past the latency"
+        );
+        assert!(spread > Duration::ZERO, "no jitter at all in 200 chunks");
+    }
+
+    #[test]
+    fn a_chunk_due_inside_a_stall_waits_for_its_end() {
+        let origin = Instant::now();
+        let ms = Duration::from_millis;
+        let link = shape(|l| {
+            l.stall = Some(Stall {
+                every: ms(10_000),
+                stall_for: ms(2_000),
+            })
+        });
+        let mut s = Schedule::new(link, origin, ms(1_000));
+        assert_eq!(
+            s.due(origin + ms(500), 1),
+            origin + ms(500),
+            "before the first window"
+        );
+        assert_eq!(
+            s.due(origin + ms(1_500), 1),
+            origin + ms(3_000),
+            "inside the first"
+        );
+        assert_eq!(
+            s.due(origin + ms(3_500), 1),
+            origin + ms(3_500),
+            "between windows"
+        );
+        assert_eq!(
+            s.due(origin + ms(11_200), 1),
+            origin + ms(13_000),
+            "inside the second"
+        );
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::host::{self, HostLimit};
-use crate::plan::{Hits, Plan, ProxyMode};
+use crate::plan::{Held, Hits, Plan, ProxyMode};
 use in_process::FaultProxy;
 use process::{ProxyChild, ProxyChildError, upstream_of};
 
@@ -101,13 +101,13 @@ impl AgentProxy {
 
     /// Holds every agent connection `hits` names, open and silent, until
     /// [`AgentProxy::resume`] of the same `hole` id.
-    pub async fn blackhole(&self, hole: u64, hits: &Hits) -> Result<(), CutError> {
+    pub async fn blackhole(&self, hole: u64, hits: &Hits, held: Held) -> Result<(), CutError> {
         match self {
             AgentProxy::InProcess(p) => {
-                p.blackhole(hole, hits);
+                p.blackhole(hole, hits, held);
                 Ok(())
             }
-            AgentProxy::Process(p) => Ok(p.blackhole(hole, hits).await?),
+            AgentProxy::Process(p) => Ok(p.blackhole(hole, hits, held).await?),
         }
     }
 

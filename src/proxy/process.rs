@@ -41,7 +41,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::{Mutex, mpsc};
 use tracing::{debug, info, warn};
 
-use crate::plan::{Hits, LinkShape};
+use crate::plan::{Held, Hits, LinkShape};
 use crate::proxy::in_process::FaultProxy;
 
 /// What `fleetsim proxy` is asked to do.
@@ -63,14 +63,24 @@ pub struct ServeOptions {
 /// link): `--link-latency`, in seconds with every nanosecond, as the scenario's
 /// durations are written (`0.025000000s`).
 pub fn link_args(link: &LinkShape) -> Vec<String> {
+    let secs = |d: Duration| format!("{}.{:09}s", d.as_secs(), d.subsec_nanos());
     let mut args = Vec::new();
+    let mut flag = |name: &str, value: String| {
+        args.push(name.to_string());
+        args.push(value);
+    };
     if let Some(latency) = link.latency {
-        args.push("--link-latency".to_string());
-        args.push(format!(
-            "{}.{:09}s",
-            latency.as_secs(),
-            latency.subsec_nanos()
-        ));
+        flag("--link-latency", secs(latency));
+    }
+    if let Some(jitter) = link.jitter {
+        flag("--link-jitter", secs(jitter));
+    }
+    if let Some(bandwidth) = link.bandwidth {
+        flag("--link-bandwidth", format!("{bandwidth}B/s"));
+    }
+    if let Some(stall) = link.stall {
+        flag("--link-stall-every", secs(stall.every));
+        flag("--link-stall-for", secs(stall.stall_for));
     }
     args
 }
@@ -132,14 +142,14 @@ impl Ready {
 #[derive(Debug, PartialEq, Eq)]
 pub enum ControlCommand {
     Cut { refuse_for: Duration, hits: Hits },
-    Blackhole { hole: u64, hits: Hits },
+    Blackhole { hole: u64, hits: Hits, held: Held },
     Resume { hole: u64 },
     Stats,
     Quit,
 }
 
-const COMMANDS: &str =
-    "cut <refuse_ms> [<agents>|all], blackhole <id> [<agents>|all], resume <id>, stats, quit";
+const COMMANDS: &str = "cut <refuse_ms> [<agents>|all], blackhole <id> [<agents>|all], \
+     stop_reading <id> [<agents>|all], resume <id>, stats, quit";
 
 /// One line of the control protocol; `Ok(None)` for a blank line.
 pub fn parse_command(line: &str) -> Result<Option<ControlCommand>, String> {
@@ -177,6 +187,12 @@ pub fn parse_command(line: &str) -> Result<Option<ControlCommand>, String> {
         ("blackhole", Some(hole), agents, None) => ControlCommand::Blackhole {
             hole: hole_id(hole)?,
             hits: hits(agents)?,
+            held: Held::Both,
+        },
+        ("stop_reading", Some(hole), agents, None) => ControlCommand::Blackhole {
+            hole: hole_id(hole)?,
+            hits: hits(agents)?,
+            held: Held::ToAgent,
         },
         ("resume", Some(hole), None, _) => ControlCommand::Resume {
             hole: hole_id(hole)?,
@@ -308,9 +324,9 @@ async fn control_connection(
                     Err(e) => Err(e),
                 }
             }
-            ControlCommand::Blackhole { hole, hits } => {
-                proxy.blackhole(hole, &hits);
-                debug!(hole, %hits, "blackhole");
+            ControlCommand::Blackhole { hole, hits, held } => {
+                proxy.blackhole(hole, &hits, held);
+                debug!(hole, %hits, ?held, "blackhole");
                 reply(&mut writer, "ok blackhole").await
             }
             ControlCommand::Resume { hole } => {
@@ -525,8 +541,17 @@ impl ProxyChild {
     }
 
     /// Holds every connection `hits` names until [`ProxyChild::resume`] of `hole`.
-    pub async fn blackhole(&self, hole: u64, hits: &Hits) -> Result<(), ProxyChildError> {
-        self.simple(&format!("blackhole {hole} {hits}"), "ok blackhole")
+    pub async fn blackhole(
+        &self,
+        hole: u64,
+        hits: &Hits,
+        held: Held,
+    ) -> Result<(), ProxyChildError> {
+        let command = match held {
+            Held::Both => "blackhole",
+            Held::ToAgent => "stop_reading",
+        };
+        self.simple(&format!("{command} {hole} {hits}"), "ok blackhole")
             .await
     }
 

@@ -286,7 +286,7 @@ const API_KINDS: [&str; 4] = [
     "api_other",
 ];
 
-const TIMELINES: [Spec; 4] = [
+const TIMELINES: [Spec; 5] = [
     Spec {
         name: "fleet",
         file: TIMESERIES_FILE,
@@ -307,6 +307,16 @@ const TIMELINES: [Spec; 4] = [
         lines: &[
             ("consumers", &["consumers"], false),
             ("API in flight", &["api_inflight"], true),
+        ],
+    },
+    Spec {
+        name: "overlap",
+        file: BROKER_FILE,
+        title: "Held by the broker, not by an agent (after a silent cut: until the server's pings find them dead)",
+        axes: ("count", None),
+        lines: &[
+            ("stale connections", &["stale_connections"], false),
+            ("double-held consumers", &["double_held_consumers"], false),
         ],
     },
     Spec {

@@ -60,7 +60,7 @@ pub const RUN_FILES: [&str; 12] = [
 ];
 
 /// Column order of `broker.csv` (the fields of [`crate::broker::sampler::BrokerSample`]).
-pub const BROKER_COLUMNS: [&str; 27] = [
+pub const BROKER_COLUMNS: [&str; 30] = [
     "t_secs",
     "step",
     "ok",
@@ -88,6 +88,9 @@ pub const BROKER_COLUMNS: [&str; 27] = [
     "cpu_secs",
     "pid",
     "fleetsim_cpu_secs",
+    "agents_connected",
+    "stale_connections",
+    "double_held_consumers",
 ];
 
 /// Column order of `gate.csv` (the fields of [`crate::gate::same_runner::GateRow`]).

@@ -10,7 +10,7 @@ use super::write_csv;
 use crate::timeseries::Sample;
 
 /// Column order of `timeseries.csv` (the fields of `timeseries::Sample`).
-pub const TIMESERIES_COLUMNS: [&str; 29] = [
+pub const TIMESERIES_COLUMNS: [&str; 31] = [
     "t_secs",
     "step",
     "connected",
@@ -39,6 +39,8 @@ pub const TIMESERIES_COLUMNS: [&str; 29] = [
     "broker_in_bytes_per_sec",
     "broker_out_bytes_per_sec",
     "broker_interval_secs",
+    "stale_connections",
+    "double_held_consumers",
     "step_marker",
 ];
 

@@ -278,7 +278,8 @@ pub struct UnrecoveredRow {
 csv_file!(UnrecoveredRow, UNRECOVERED_FILE, UNRECOVERED_COLUMNS);
 
 /// `writes.csv`: one kind of write in one write or exec step; the reconciliation
-/// totals (`missed` ... `redelivered`) are the step's, repeated on each kind's row.
+/// totals (`missed` ... `redelivered`) and `retries` are the step's, repeated on each
+/// kind's row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WritesRow {
@@ -286,11 +287,19 @@ pub struct WritesRow {
     pub kind: String,
     pub writes: u64,
     pub acked: u64,
+    /// Publishes beyond each write's first (`retry = "until_acked"`); written since
+    /// that option existed, so an older file reads as 0.
+    #[serde(default)]
+    pub retries: u64,
     pub delivered: u64,
     pub unintended: u64,
     pub fanout_intended: Fixed3,
     pub fanout_total: Fixed3,
     pub missed: u64,
+    /// Writes not received whose key a newer received write replaced (absent before
+    /// it was counted: read as 0, and such writes were in `missed`).
+    #[serde(default)]
+    pub superseded: u64,
     pub duplicates: u64,
     pub stale_replays: u64,
     pub redelivered: u64,
@@ -307,6 +316,8 @@ pub struct ReconcileRow {
     pub expected: u64,
     pub received: u64,
     pub missed: u64,
+    #[serde(default)]
+    pub superseded: u64,
     pub duplicates: u64,
     pub stale_replays: u64,
     pub redelivered: u64,

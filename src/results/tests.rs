@@ -55,6 +55,7 @@ fn plan() -> Plan {
             ping_interval: Duration::from_secs(60),
             setup_retries: 3,
             reconnect: crate::plan::Backoff::AsyncNatsDefault,
+            max_reconnects: None,
             splay: None,
             proxy: crate::plan::ProxyMode::Off,
             link: Default::default(),
@@ -309,6 +310,8 @@ fn every_file_reads_back_as_written() {
         target: "pc".to_string(),
         writes: 10,
         acked: 9,
+        retries: 2,
+        unacked_fails_run: true,
         drained: true,
         reconciliation: crate::writes::Reconciliation {
             per_agent: vec![crate::writes::AgentReconciliation {
@@ -316,6 +319,7 @@ fn every_file_reads_back_as_written() {
                 expected: 9,
                 received: 8,
                 missed: 1,
+                superseded: 0,
                 duplicates: 0,
                 stale_replays: 0,
                 redelivered: 2,
@@ -359,6 +363,8 @@ fn every_file_reads_back_as_written() {
         broker_in_bytes_per_sec: Some(2_560.0),
         broker_out_bytes_per_sec: Some(0.0),
         broker_interval_secs: Some(0.100_013),
+        stale_connections: Some(0),
+        double_held_consumers: None,
         step_marker: String::new(),
     };
     record.timeseries = vec![sample(0.1, "1:start"), sample(0.2, "1:start")];
@@ -486,7 +492,7 @@ fn an_older_run_reads_back_with_the_bandwidth_columns_empty() {
     use crate::results::rows::*;
     let out = tempfile::tempdir().expect("tempdir");
     let dir = RunDir::new(out.path());
-    let old_broker = &BROKER_COLUMNS[..BROKER_COLUMNS.len() - 12];
+    let old_broker = &BROKER_COLUMNS[..BROKER_COLUMNS.len() - 15];
     assert_eq!(old_broker.last(), Some(&"api_inflight"));
     std::fs::write(
         dir.path(BROKER_FILE),
@@ -500,10 +506,13 @@ fn an_older_run_reads_back_with_the_bandwidth_columns_empty() {
     assert_eq!(broker[0].api_total, Some(40));
     assert_eq!((broker[0].in_bytes, broker[0].interval_secs), (None, None));
     assert_eq!((broker[0].cpu_secs, broker[0].pid), (None, None));
+    assert_eq!(broker[0].stale_connections, None);
     let old_series: Vec<&str> = TIMESERIES_COLUMNS
         .iter()
         .copied()
-        .filter(|c| !c.starts_with("broker_"))
+        .filter(|c| {
+            !c.starts_with("broker_") && !["stale_connections", "double_held_consumers"].contains(c)
+        })
         .collect();
     let mut cells = vec!["0"; old_series.len()];
     cells[1] = "1:start";
@@ -517,6 +526,7 @@ fn an_older_run_reads_back_with_the_bandwidth_columns_empty() {
         .rows::<TimeseriesRow>()
         .expect("an older timeseries.csv reads");
     assert_eq!(series[0].broker_out_bytes_per_sec, None);
+    assert_eq!(series[0].stale_connections, None);
 }
 
 #[test]

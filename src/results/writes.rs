@@ -8,28 +8,31 @@ use super::write_csv;
 use crate::provision::pc_id;
 use crate::writes::WriteRecord;
 
-pub const WRITES_COLUMNS: [&str; 13] = [
+pub const WRITES_COLUMNS: [&str; 15] = [
     "step",
     "kind",
     "writes",
     "acked",
+    "retries",
     "delivered",
     "unintended",
     "fanout_intended",
     "fanout_total",
     "missed",
+    "superseded",
     "duplicates",
     "stale_replays",
     "redelivered",
     "drained",
 ];
 
-pub const RECONCILE_COLUMNS: [&str; 9] = [
+pub const RECONCILE_COLUMNS: [&str; 10] = [
     "step",
     "pc",
     "expected",
     "received",
     "missed",
+    "superseded",
     "duplicates",
     "stale_replays",
     "redelivered",
@@ -44,8 +47,9 @@ pub fn write_fanout<W: Write>(records: &[WriteRecord], out: W) -> csv::Result<W>
         let sum = |f: fn(&crate::writes::AgentReconciliation) -> u64| -> u64 {
             r.per_agent.iter().map(f).sum()
         };
-        let (missed, dups, stale, redelivered) = (
+        let (missed, superseded, dups, stale, redelivered) = (
             sum(|a| a.missed),
+            sum(|a| a.superseded),
             sum(|a| a.duplicates),
             sum(|a| a.stale_replays),
             sum(|a| a.redelivered),
@@ -55,11 +59,13 @@ pub fn write_fanout<W: Write>(records: &[WriteRecord], out: W) -> csv::Result<W>
             kind: k.kind.to_string(),
             writes: k.writes,
             acked: k.acked,
+            retries: w.retries,
             delivered: k.delivered,
             unintended: k.unintended,
             fanout_intended: Fixed3(k.intended_ratio()),
             fanout_total: Fixed3(k.total_ratio()),
             missed,
+            superseded,
             duplicates: dups,
             stale_replays: stale,
             redelivered,
@@ -82,6 +88,7 @@ pub fn write_reconcile<W: Write>(records: &[WriteRecord], out: W) -> csv::Result
                 expected: a.expected,
                 received: a.received,
                 missed: a.missed,
+                superseded: a.superseded,
                 duplicates: a.duplicates,
                 stale_replays: a.stale_replays,
                 redelivered: a.redelivered,

@@ -11,10 +11,9 @@ use tokio::task::JoinHandle;
 
 use super::RunOptions;
 use crate::broker::Broker;
-use crate::broker::sampler::{BrokerSample, BrokerSampler};
+use crate::broker::sampler::{BrokerSample, BrokerSampler, FleetOnBroker};
 use crate::error::RunError;
 use crate::fleet::{Fleet, Roster};
-use crate::metrics::Metrics;
 use crate::plan::{Observe, Plan};
 use crate::progress::Progress;
 use crate::provision::{group_id, pc_id};
@@ -72,7 +71,7 @@ impl Observers {
     pub fn start(
         fleet: &Fleet,
         broker: &Broker,
-        metrics: &Arc<Metrics>,
+        fleet_on_broker: Option<FleetOnBroker>,
         step: watch::Receiver<StepInfo>,
         (tap, system): ApiListeners,
         run_start: Instant,
@@ -82,19 +81,26 @@ impl Observers {
             roster: fleet.roster().clone(),
             herd: fleet.herd().clone(),
             creates: fleet.creates().clone(),
-            metrics: metrics.clone(),
+            metrics: fleet.metrics().clone(),
         };
+        let broker_sampler = broker.monitor_url().filter(|_| observe.broker).map(|m| {
+            BrokerSampler::start(
+                m,
+                broker.process(),
+                fleet_on_broker,
+                step.clone(),
+                run_start,
+            )
+        });
+        let overlap = broker_sampler.as_ref().map(BrokerSampler::overlap);
         Observers {
-            broker_sampler: broker
-                .monitor_url()
-                .filter(|_| observe.broker)
-                .map(|m| BrokerSampler::start(m, broker.process(), step.clone(), run_start)),
             progress: observe
                 .progress
                 .then(|| Progress::start(fleet.roster().clone(), step.clone())),
-            sampler: observe
-                .timeseries
-                .then(|| Sampler::start(gauges, tap, broker.monitor_url(), step, run_start)),
+            sampler: observe.timeseries.then(|| {
+                Sampler::start(gauges, tap, broker.monitor_url(), overlap, step, run_start)
+            }),
+            broker_sampler,
             system,
         }
     }

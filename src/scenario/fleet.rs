@@ -10,10 +10,10 @@ use super::walk::{self, Ctx, Node};
 use super::{NON_NEGATIVE, POSITIVE};
 use crate::plan::{
     AsyncNats, Backoff, ClientOptions, FleetPlan, LinkShape, Profile, ProxyMode, Splay,
-    SplayPlacement,
+    SplayPlacement, Stall,
 };
 
-const FLEET_KEYS: [&str; 19] = [
+const FLEET_KEYS: [&str; 26] = [
     "agents",
     "groups",
     "profile",
@@ -26,11 +26,18 @@ const FLEET_KEYS: [&str; 19] = [
     "reconnect_base",
     "reconnect_cap",
     "reconnect_jitter",
+    "reconnect_wait",
+    "reconnect_wait_jitter",
+    "max_reconnects",
     "splay",
     "splay_placement",
     "splay_on_start",
     "proxy",
     "link_latency",
+    "link_jitter",
+    "link_bandwidth",
+    "link_stall_every",
+    "link_stall_for",
     "read_buffer_capacity",
     "exec_ack_wait",
 ];
@@ -100,6 +107,7 @@ pub(super) fn read_fleet(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> ReadFleet {
         ping_interval: DEFAULT_PING_INTERVAL,
         setup_retries: 3,
         reconnect: Backoff::AsyncNatsDefault,
+        max_reconnects: None,
         splay: None,
         proxy: ProxyMode::Off,
         link: LinkShape::default(),
@@ -154,6 +162,18 @@ pub(super) fn read_fleet(ctx: &mut Ctx<'_>, root: &Node<'_, '_>) -> ReadFleet {
         fleet.setup_retries = n as u32;
     }
     client.reconnect = read_backoff(ctx, &node, "reconnect_");
+    if let Some(fixed) = read_fixed_wait(ctx, &node) {
+        client.reconnect = Some(fixed);
+    }
+    if let Some((n, _)) = node.whole(
+        ctx,
+        "max_reconnects",
+        "a positive whole number of attempts (leave it out to never give up, as async-nats and the real agent do)",
+        1,
+        u32::MAX.into(),
+    ) {
+        fleet.max_reconnects = Some(n as usize);
+    }
     fleet.splay = read_splay(ctx, &node);
     if let Some(proxy) = read_proxy(ctx, &node) {
         fleet.proxy = proxy;
@@ -192,36 +212,138 @@ fn read_proxy(ctx: &mut Ctx<'_>, node: &Node<'_, '_>) -> Option<ProxyMode> {
     mode
 }
 
-/// `link_latency`: what the fault proxy does to the bytes it forwards. The proxy must be
-/// asked for: a latency without it would be silently not applied, so it is refused as
+/// The `link_*` keys: what the fault proxy does to the bytes it forwards. The proxy must
+/// be asked for: a shape without it would be silently not applied, so it is refused as
 /// `network_cut` is, rather than the proxy turned on behind the user's back (which
 /// changes the fleet's open files, see docs/fault-proxy.md).
 fn read_link(ctx: &mut Ctx<'_>, node: &Node<'_, '_>) -> LinkShape {
     let mut link = LinkShape::default();
-    let Some((latency, span)) = node.duration(ctx, "link_latency") else {
-        return link;
-    };
-    if latency > MAX_LINK_LATENCY {
-        let message = format!(
-            "must be at most 10s, got {latency:?}; it is the one-way delay of the link \
-             (\"25ms\"; \"0s\" is none)"
-        );
-        ctx.report(&span, node.key("link_latency"), message);
-        return link;
-    }
     // A `proxy` with a wrong value is already a problem of its own.
     let proxy_asked = node
         .get("proxy")
         .is_some_and(|p| !matches!(p.get_ref(), DeValue::Boolean(false)));
-    if !latency.is_zero() && !proxy_asked {
-        let message = "link_latency needs the fault proxy between agents and broker, which \
-                       adds the delay; set proxy = true (inside fleetsim's process) or \
-                       proxy = \"process\" (its own process) in [fleet]";
-        ctx.report(&span, node.key("link_latency"), message);
-        return link;
+    let mut needs_proxy = |ctx: &mut Ctx<'_>, key: &str, span: &std::ops::Range<usize>| {
+        if proxy_asked {
+            return true;
+        }
+        let message = format!(
+            "{key} needs the fault proxy between agents and broker, which shapes the \
+             link; set proxy = true (inside fleetsim's process) or proxy = \"process\" \
+             (its own process) in [fleet]"
+        );
+        ctx.report(span, node.key(key), message);
+        false
+    };
+    for (key, what) in [
+        (
+            "link_latency",
+            "the one-way delay of the link (\"25ms\"; \"0s\" is none)",
+        ),
+        (
+            "link_jitter",
+            "the most a chunk waits past link_latency (\"10ms\"; \"0s\" is none)",
+        ),
+    ] {
+        let Some((d, span)) = node.duration(ctx, key) else {
+            continue;
+        };
+        if d > MAX_LINK_LATENCY {
+            let message = format!("must be at most 10s, got {d:?}; it is {what}");
+            ctx.report(&span, node.key(key), message);
+        } else if !d.is_zero() && needs_proxy(ctx, key, &span) {
+            match key {
+                "link_latency" => link.latency = Some(d),
+                _ => link.jitter = Some(d),
+            }
+        }
     }
-    link.latency = (!latency.is_zero()).then_some(latency);
+    if let Some((text, span)) = node.string(ctx, "link_bandwidth") {
+        match parse_bandwidth(text) {
+            Ok(bw) if needs_proxy(ctx, "link_bandwidth", &span) => link.bandwidth = Some(bw),
+            Ok(_) => {}
+            Err(why) => ctx.report(&span, node.key("link_bandwidth"), why),
+        }
+    }
+    link.stall = read_stall(ctx, node, &mut needs_proxy);
     link
+}
+
+/// `link_stall_every` and `link_stall_for`, given together, the stall shorter than the
+/// period.
+fn read_stall(
+    ctx: &mut Ctx<'_>,
+    node: &Node<'_, '_>,
+    needs_proxy: &mut impl FnMut(&mut Ctx<'_>, &str, &std::ops::Range<usize>) -> bool,
+) -> Option<Stall> {
+    let every = node
+        .get("link_stall_every")
+        .map(|_| node.positive_duration(ctx, "link_stall_every", ""));
+    let stall_for = node
+        .get("link_stall_for")
+        .map(|_| node.positive_duration(ctx, "link_stall_for", ""));
+    match (every, stall_for) {
+        (None, None) => None,
+        (Some(Some(every)), Some(Some(stall_for))) => {
+            let span = node.get("link_stall_for").expect("given").span();
+            if stall_for >= every {
+                let message = format!(
+                    "must be shorter than link_stall_every ({every:?}), got {stall_for:?}: \
+                     a link stalled for the whole period never forwards (use a network_cut)"
+                );
+                ctx.report(&span, node.key("link_stall_for"), message);
+                return None;
+            }
+            needs_proxy(ctx, "link_stall_for", &span).then_some(Stall { every, stall_for })
+        }
+        (Some(_), Some(_)) => None,
+        (Some(_), None) | (None, Some(_)) => {
+            let (given, missing) = if node.get("link_stall_every").is_some() {
+                ("link_stall_every", "link_stall_for")
+            } else {
+                ("link_stall_for", "link_stall_every")
+            };
+            let message = format!(
+                "{given} needs {missing}: a stall is how long (link_stall_for = \"2s\") once \
+                 every period (link_stall_every = \"30s\")"
+            );
+            node.report_at(ctx, given, &message);
+            None
+        }
+    }
+}
+
+/// A bandwidth as `link_bandwidth` writes it: a number and a unit per second, in bits
+/// (`kbit/s`, `Mbit/s`, `Gbit/s`, decimal) or bytes (`B/s`, `KB/s`, `MB/s` decimal;
+/// `KiB/s`, `MiB/s` binary); returns bytes per second.
+pub fn parse_bandwidth(text: &str) -> Result<u64, String> {
+    let help = "expected a rate such as \"1Mbit/s\", \"256kbit/s\", \"512KiB/s\" or \"2MB/s\"";
+    let t = text.trim();
+    let Some(unit_at) = t.find(|c: char| !(c.is_ascii_digit() || c == '.')) else {
+        return Err(format!("{help}, got \"{text}\" (no unit)"));
+    };
+    let (number, unit) = t.split_at(unit_at);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{help}, got \"{text}\""))?;
+    let bytes_per_unit = match unit.trim() {
+        "bit/s" => 1.0 / 8.0,
+        "kbit/s" => 1e3 / 8.0,
+        "Mbit/s" => 1e6 / 8.0,
+        "Gbit/s" => 1e9 / 8.0,
+        "B/s" => 1.0,
+        "KB/s" | "kB/s" => 1e3,
+        "MB/s" => 1e6,
+        "KiB/s" => 1024.0,
+        "MiB/s" => 1024.0 * 1024.0,
+        other => return Err(format!("{help}, got unit \"{other}\"")),
+    };
+    let bytes = value * bytes_per_unit;
+    if !bytes.is_finite() || bytes < 1.0 {
+        return Err(format!(
+            "must be at least 1 byte per second, got \"{text}\""
+        ));
+    }
+    Ok(bytes.round() as u64)
 }
 
 /// `<prefix>base`, `<prefix>cap`, `<prefix>jitter` (`[fleet]`'s `reconnect_base`, …,
@@ -274,6 +396,42 @@ pub(super) fn read_backoff(
         cap,
         jitter,
     })
+}
+
+/// `reconnect_wait` and `reconnect_wait_jitter`: the Go client's fixed wait with jitter
+/// ([`Backoff::Fixed`]), instead of an exponential backoff (`reconnect_base`, ...), with
+/// which it cannot be combined.
+fn read_fixed_wait(ctx: &mut Ctx<'_>, node: &Node<'_, '_>) -> Option<Backoff> {
+    let given = ["reconnect_wait", "reconnect_wait_jitter"].map(|k| node.get(k).is_some());
+    if !given.iter().any(|g| *g) {
+        return None;
+    }
+    let wait = match node.get("reconnect_wait") {
+        Some(_) => node.positive_duration(ctx, "reconnect_wait", " (nats.go's default: \"2s\")"),
+        None => {
+            let span = node.get("reconnect_wait_jitter").expect("given").span();
+            let message = "reconnect_wait_jitter needs reconnect_wait, the fixed wait it is added to (nats.go: reconnect_wait = \"2s\", reconnect_wait_jitter = \"100ms\")";
+            ctx.report(&span, node.key("reconnect_wait_jitter"), message);
+            None
+        }
+    }?;
+    let jitter = match node.duration(ctx, "reconnect_wait_jitter") {
+        Some((d, _)) => d,
+        None => Duration::ZERO,
+    };
+    if let Some(other) = ["reconnect_base", "reconnect_cap", "reconnect_jitter"]
+        .into_iter()
+        .find(|k| node.get(k).is_some())
+    {
+        let span = node.get("reconnect_wait").expect("given").span();
+        let message = format!(
+            "reconnect_wait (a fixed wait, nats.go's model) and {other} (an exponential \
+             backoff) cannot both be given: keep one model"
+        );
+        ctx.report(&span, node.key("reconnect_wait"), message);
+        return None;
+    }
+    Some(Backoff::Fixed { wait, jitter })
 }
 
 /// `splay` and the keys that only apply with it: `splay_placement`, `splay_on_start`.

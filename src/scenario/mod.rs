@@ -181,6 +181,8 @@ pub fn parse_str(text: &str, origin: &str) -> Result<Plan, ScenarioError> {
     }
 }
 
+pub use fleet::parse_bandwidth;
+
 /// Parses `"500ms"`, `"10s"`, `"1.5s"`, `"2m"`, `"1h"`, `"0s"`: a non-negative decimal
 /// number and one of the units `ms`, `s`, `m`, `h`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -118,15 +118,28 @@ impl Ledger {
                         }
                 })
                 .collect();
-            let missed = expected
-                .iter()
-                .filter(|w| !a.counts.contains_key(&w.id))
-                .count() as u64;
+            // Newest first: a write not received whose key a later write the agent did
+            // receive has replaced was superseded (a KV bucket keeping one value per key
+            // has dropped it; the agent holds the newer value), else missed.
+            let (mut missed, mut superseded) = (0u64, 0u64);
+            let mut newer_received: Vec<u64> = Vec::new();
+            for w in expected.iter().rev() {
+                if a.counts.contains_key(&w.id) {
+                    if let Some(key) = w.key {
+                        newer_received.push(key);
+                    }
+                } else if w.key.is_some_and(|k| newer_received.contains(&k)) {
+                    superseded += 1;
+                } else {
+                    missed += 1;
+                }
+            }
             per_agent.push(AgentReconciliation {
                 agent,
                 expected: expected.len() as u64,
-                received: expected.len() as u64 - missed,
+                received: expected.len() as u64 - missed - superseded,
                 missed,
+                superseded,
                 duplicates: a.duplicates,
                 stale_replays: a.stale,
                 redelivered: a.redelivered,
@@ -199,7 +212,12 @@ pub struct AgentReconciliation {
     pub agent: usize,
     pub expected: u64,
     pub received: u64,
+    /// Expected, not received, and no newer value of its key received either.
     pub missed: u64,
+    /// Expected and not received, but a later write to the same KV key was: after a
+    /// gap (a reconnect, a slow consumer closed) a watch resumes from the stream, and a
+    /// bucket that keeps one value per key no longer has the older ones.
+    pub superseded: u64,
     pub duplicates: u64,
     pub stale_replays: u64,
     pub redelivered: u64,
@@ -265,6 +283,7 @@ mod tests {
                 kind: 4,
                 recipients: Recipients::All,
                 acked: true,
+                key: Some(id),
             })
             .collect();
         let r = ledger.reconcile(&writes, &[0, 1], |_| 0);
@@ -292,5 +311,32 @@ mod tests {
         ledgers.close(&next);
         assert_eq!(ledgers.record(0, &seen(23, "jobs.a")), None, "closed");
         assert_eq!(ledgers.record(0, &seen(6, "pcs.a")), Some(3));
+    }
+
+    #[test]
+    fn a_missed_write_whose_key_got_a_newer_value_that_arrived_is_superseded() {
+        let ledger = Ledger::new(1, 1..6, 3);
+        let key = crate::writes::key_of("$KV.agent_config.pcs.pc-00000");
+        let write = |id: u64, key: Option<u64>| SentWrite {
+            id,
+            kind: 0,
+            recipients: Recipients::Agent(0),
+            acked: true,
+            key,
+        };
+        // Writes 1-4 to one key, 5 an exec command; the agent got only 4.
+        let writes: Vec<SentWrite> = (1..5)
+            .map(|id| write(id, Some(key)))
+            .chain([write(5, None)])
+            .collect();
+        assert!(ledger.record(0, &seen(4, "pcs.pc-00000")));
+        let r = ledger.reconcile(&writes, &[0], |_| 0);
+        let a = &r.per_agent[0];
+        assert_eq!((a.expected, a.received), (5, 1));
+        assert_eq!(a.superseded, 3, "1-3 were replaced by 4, which arrived");
+        assert_eq!(
+            a.missed, 1,
+            "the command has no newer value to stand for it"
+        );
     }
 }

@@ -128,6 +128,17 @@ pub struct SentWrite {
     pub kind: usize,
     pub recipients: Recipients,
     pub acked: bool,
+    /// The KV key it wrote (a hash of its subject); `None` for an `exec` command, a
+    /// stream message no later one replaces.
+    pub key: Option<u64>,
+}
+
+/// The key a KV write's subject names, as [`SentWrite::key`] holds it.
+pub fn key_of(subject: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    subject.hash(&mut h);
+    h.finish()
 }
 
 /// One write as an agent saw it.

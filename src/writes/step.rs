@@ -7,6 +7,7 @@
 //! however many steps run before they arrive.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use rand::{RngExt, SeedableRng};
@@ -14,11 +15,14 @@ use tokio::task::JoinSet;
 use tracing::info;
 
 use super::{
-    Ledger, Ledgers, Recipients, Reconciliation, SentWrite, classify_kv, kind_index, write_value,
+    Ledger, Ledgers, Recipients, Reconciliation, SentWrite, classify_kv, key_of, kind_index,
+    write_value,
 };
 use crate::fleet::pacing::paced;
 use crate::metrics::Metrics;
-use crate::plan::{ConsumerKind, ExecTarget, FleetPlan, KeyTemplate, WriteLoad, WriteTarget};
+use crate::plan::{
+    ConsumerKind, ExecTarget, FleetPlan, KeyTemplate, WriteLoad, WriteRetry, WriteTarget,
+};
 use crate::provision::{group_id, pc_id};
 use crate::step::StepEnv;
 
@@ -36,6 +40,11 @@ pub struct WriteRecord {
     pub target: String,
     pub writes: u64,
     pub acked: u64,
+    /// Publishes beyond each write's first (`retry = "until_acked"`; 0 otherwise).
+    pub retries: u64,
+    /// Whether a write left unacknowledged fails the run (`retry = "never"`, the
+    /// default) or is only counted, for `[thresholds]` to judge (`"until_acked"`).
+    pub unacked_fails_run: bool,
     /// Deliveries still outstanding when the drain timeout passed.
     pub drained: bool,
     pub reconciliation: Reconciliation,
@@ -45,7 +54,7 @@ impl WriteRecord {
     /// Why this step failed the run, if it did.
     fn reasons(&self) -> Vec<String> {
         let mut reasons = Vec::new();
-        if self.acked < self.writes {
+        if self.acked < self.writes && self.unacked_fails_run {
             reasons.push(format!(
                 "step {}: {} of {} writes not acknowledged",
                 self.label,
@@ -186,6 +195,41 @@ fn finish_one(record: WriteRecord, done: &mut Vec<WriteRecord>, reasons: &mut Ve
     done.push(record);
 }
 
+/// `retry = "until_acked"`: the wait before a write's first retry, doubled after each
+/// failed one up to [`RETRY_MAX_WAIT`] (a backend's client retrying a KV put).
+const RETRY_FIRST_WAIT: Duration = Duration::from_millis(100);
+const RETRY_MAX_WAIT: Duration = Duration::from_secs(2);
+
+/// `retry = "until_acked"`: how long one attempt waits for its ack.
+const RETRY_ACK_WAIT: Duration = Duration::from_secs(5);
+
+/// Calls `publish` until it reports an ack, waiting [`RETRY_FIRST_WAIT`] doubling to
+/// [`RETRY_MAX_WAIT`] between attempts, while the next attempt would still begin before
+/// `give_up`; counts each attempt after the first in `retries`. Whether the write was
+/// acknowledged.
+async fn until_acked<F, Fut>(
+    give_up: tokio::time::Instant,
+    mut publish: F,
+    retries: &AtomicU64,
+) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let mut wait = RETRY_FIRST_WAIT;
+    loop {
+        if publish().await {
+            return true;
+        }
+        if tokio::time::Instant::now() + wait > give_up {
+            return false;
+        }
+        retries.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(RETRY_MAX_WAIT);
+    }
+}
+
 /// What one `write` or `exec` step sends: owned, so the step can run in the background.
 struct WriteJob {
     label: String,
@@ -299,15 +343,42 @@ impl WriteJob {
         let start = tokio::time::Instant::now();
         let start_wall = SystemTime::now();
         let size = self.load.value_size;
+        let (retry, drain_timeout) = (self.load.retry, self.load.drain_timeout);
+        let retries = Arc::new(AtomicU64::new(0));
         let latencies = paced(start, self.load.rate, self.load.count, |i, at| {
             let (subject, _, _) = &planned[i as usize];
             let value = write_value(self.first_id + i, start_wall + (at - start), size);
             let js = self.js.clone();
             let subject = subject.clone();
+            let retries = retries.clone();
+            // The same value every time: a retried write is the same write, and one
+            // whose first ack was lost rather than refused arrives twice (counted as a
+            // duplicate by the reconciliation).
+            let publish = move || {
+                let (js, subject, value) = (js.clone(), subject.clone(), value.clone());
+                async move {
+                    let acked = async {
+                        match js.publish(subject, value).await {
+                            Ok(ack) => ack.await.is_ok(),
+                            Err(_) => false,
+                        }
+                    };
+                    match retry {
+                        WriteRetry::Never => acked.await,
+                        // A write retried is not left waiting on the control
+                        // connection's 30 s request timeout.
+                        WriteRetry::UntilAcked => tokio::time::timeout(RETRY_ACK_WAIT, acked)
+                            .await
+                            .unwrap_or(false),
+                    }
+                }
+            };
             async move {
-                match js.publish(subject, value).await {
-                    Ok(ack) => ack.await.is_ok(),
-                    Err(_) => false,
+                match retry {
+                    WriteRetry::Never => publish().await,
+                    WriteRetry::UntilAcked => {
+                        until_acked(at + drain_timeout, publish, &retries).await
+                    }
                 }
             }
         })
@@ -316,7 +387,10 @@ impl WriteJob {
         // drain waits for those unintended deliveries too, or the fan-out is undercounted.
         let watched_whole = &self.watched_whole;
         let mut sent = Vec::with_capacity(planned.len());
-        for (i, ((_, recipients, kind), latency)) in planned.iter().zip(&latencies).enumerate() {
+        let is_kv = matches!(self.target, Target::Kv(_));
+        for (i, ((subject, recipients, kind), latency)) in
+            planned.iter().zip(&latencies).enumerate()
+        {
             if let Some(l) = latency {
                 metrics.record_in(self.phase, i, ack_metric, *l);
             }
@@ -325,6 +399,7 @@ impl WriteJob {
                 kind: *kind,
                 recipients: *recipients,
                 acked: latency.is_some(),
+                key: is_kv.then(|| key_of(subject)),
             });
         }
         // Wait until every expected delivery arrived, or the drain timeout.
@@ -361,6 +436,8 @@ impl WriteJob {
             target,
             writes: sent.len() as u64,
             acked: sent.iter().filter(|w| w.acked).count() as u64,
+            retries: retries.load(Ordering::Relaxed),
+            unacked_fails_run: retry == WriteRetry::Never,
             drained,
             reconciliation,
         }
@@ -424,5 +501,34 @@ mod tests {
             key_write("jobs", &key("job-0001"), 0, 5, 2).2,
             kind_index("jobs")
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_is_published_again_until_acked_within_its_deadline() {
+        let retries = AtomicU64::new(0);
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let start = tokio::time::Instant::now();
+        // Refused three times, then acknowledged.
+        let acked = until_acked(
+            start + Duration::from_secs(10),
+            || async { attempts.fetch_add(1, Ordering::Relaxed) >= 3 },
+            &retries,
+        )
+        .await;
+        assert!(acked);
+        assert_eq!(retries.load(Ordering::Relaxed), 3);
+        // Waits of 100, 200 and 400 ms between the four attempts.
+        assert_eq!(start.elapsed(), Duration::from_millis(700));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_never_acked_gives_up_at_its_deadline_and_says_so() {
+        let retries = AtomicU64::new(0);
+        let start = tokio::time::Instant::now();
+        let acked = until_acked(start + Duration::from_secs(5), || async { false }, &retries).await;
+        assert!(!acked);
+        // 0.1 + 0.2 + 0.4 + 0.8 + 1.6 = 3.1 s; the next wait (2 s) would pass 5 s.
+        assert_eq!(retries.load(Ordering::Relaxed), 5);
+        assert!(start.elapsed() <= Duration::from_secs(5));
     }
 }

@@ -363,9 +363,11 @@ fn writes(
     }
     let total = match field {
         "missed" => |r: &WritesRow| r.missed,
+        "superseded" => |r: &WritesRow| r.superseded,
         "duplicates" => |r: &WritesRow| r.duplicates,
         "stale_replays" => |r: &WritesRow| r.stale_replays,
         "redelivered" => |r: &WritesRow| r.redelivered,
+        "retries" => |r: &WritesRow| r.retries,
         _ => return Values::Absent(format!("no {field} column in {WRITES_FILE}")),
     };
     // The reconciliation totals are the step's, repeated on each of its kind rows.

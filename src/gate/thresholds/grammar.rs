@@ -51,16 +51,24 @@ pub const ERROR_FIELDS: [&str; 6] = [
     "other",
 ];
 pub const FANOUT_FIELDS: [&str; 3] = ["ratio", "intended", "unintended"];
-pub const WRITES_FIELDS: [&str; 5] = [
+pub const WRITES_FIELDS: [&str; 7] = [
     "missed",
+    "superseded",
     "duplicates",
     "stale_replays",
     "redelivered",
     "unacked",
+    "retries",
 ];
 /// Counters of `broker.csv` (their increase over the run) and gauges (their maximum).
 pub const BROKER_COUNTERS: [&str; 3] = ["api_errors", "api_total", "slow_consumers"];
-pub const BROKER_GAUGES: [&str; 3] = ["connections", "consumers", "api_inflight"];
+pub const BROKER_GAUGES: [&str; 5] = [
+    "connections",
+    "consumers",
+    "api_inflight",
+    "stale_connections",
+    "double_held_consumers",
+];
 /// Advisories counted in `timeseries.csv`: `api_limit_reached`, the JetStream API queue
 /// overflowing (nats-server dropped queued requests). Measured only where the run
 /// listened in the system account (`manifest.json`: `broker.api_limit_reached_counted`).

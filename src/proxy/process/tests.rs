@@ -44,7 +44,16 @@ fn control_commands_parse_and_mistakes_say_what_is_accepted() {
         parse_command("blackhole 0 all"),
         Ok(Some(ControlCommand::Blackhole {
             hole: 0,
-            hits: Hits::All
+            hits: Hits::All,
+            held: Held::Both,
+        }))
+    );
+    assert_eq!(
+        parse_command("stop_reading 5 3-4"),
+        Ok(Some(ControlCommand::Blackhole {
+            hole: 5,
+            hits: "3-4".parse().expect("agents"),
+            held: Held::ToAgent,
         }))
     );
     assert_eq!(
@@ -66,7 +75,7 @@ fn control_commands_parse_and_mistakes_say_what_is_accepted() {
     assert_eq!(
         err,
         "unknown command \"restart\"; use cut <refuse_ms> [<agents>|all], blackhole <id> \
-         [<agents>|all], resume <id>, stats, quit"
+         [<agents>|all], stop_reading <id> [<agents>|all], resume <id>, stats, quit"
     );
     assert!(parse_command("stats now").is_err());
 }
@@ -223,7 +232,34 @@ fn link_args_carry_the_latency_exactly() {
     let latency = Duration::new(1, 500_001);
     let args = link_args(&LinkShape {
         latency: Some(latency),
+        ..LinkShape::default()
     });
     assert_eq!(args, ["--link-latency", "1.000500001s"]);
     assert_eq!(crate::scenario::parse_duration(&args[1]), Ok(latency));
+}
+
+#[test]
+fn link_args_carry_every_shape_back_to_the_same_values() {
+    let link = LinkShape {
+        latency: Some(Duration::from_millis(40)),
+        jitter: Some(Duration::from_millis(20)),
+        bandwidth: Some(250_000),
+        stall: Some(crate::plan::Stall {
+            every: Duration::from_secs(60),
+            stall_for: Duration::from_secs(2),
+        }),
+    };
+    let args = link_args(&link);
+    let value = |flag: &str| {
+        let at = args.iter().position(|a| a == flag).expect(flag);
+        args[at + 1].clone()
+    };
+    let d = |flag: &str| crate::scenario::parse_duration(&value(flag)).expect(flag);
+    assert_eq!(Some(d("--link-jitter")), link.jitter);
+    assert_eq!(
+        crate::scenario::parse_bandwidth(&value("--link-bandwidth")),
+        Ok(250_000)
+    );
+    assert_eq!(d("--link-stall-every"), Duration::from_secs(60));
+    assert_eq!(d("--link-stall-for"), Duration::from_secs(2));
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::Setup;
 use super::read_agents;
 use crate::plan::{
-    AfterBlackhole, ChurnMode, CutMode, FaultTarget, StepAction, StopSignal, Trigger,
+    AfterBlackhole, ChurnMode, CutMode, FaultTarget, Held, StepAction, StopSignal, Trigger,
 };
 use crate::scenario::walk::{Ctx, Node};
 
@@ -179,13 +179,18 @@ fn read_network_cut(
     kind_span: &Range<usize>,
     setup: &Setup,
 ) -> Option<Trigger> {
-    const MODES: [(&str, bool); 2] = [("reset", false), ("blackhole", true)];
-    let blackhole = match node.get("mode") {
-        None => Some(false),
-        Some(_) => node.choice(ctx, "mode", "mode", &MODES).map(|(b, _)| b),
+    // The blackhole modes, with what they hold; `None` is a reset.
+    const MODES: [(&str, Option<Held>); 3] = [
+        ("reset", None),
+        ("blackhole", Some(Held::Both)),
+        ("stop_reading", Some(Held::ToAgent)),
+    ];
+    let held = match node.get("mode") {
+        None => Some(None),
+        Some(_) => node.choice(ctx, "mode", "mode", &MODES).map(|(h, _)| h),
     };
     let target = read_fault_target(ctx, node, setup);
-    let blackhole = blackhole?;
+    let held = held?;
     let only = |ctx: &mut Ctx<'_>, key: &str, mode: &str| {
         if node.get(key).is_some() {
             let message = format!("{key} only applies to mode = \"{mode}\"");
@@ -196,12 +201,12 @@ fn read_network_cut(
         }
     };
     let mut misplaced = false;
-    let mode = if blackhole {
+    let mode = if let Some(held) = held {
         misplaced |= only(ctx, "refuse_for", "reset");
         let downtime = match node.get("downtime") {
             None => {
-                let message = "required with mode = \"blackhole\": how long nothing gets \
-                               through, such as \"30s\"";
+                let message = "required with mode = \"blackhole\" or \"stop_reading\": how \
+                               long nothing gets through, such as \"30s\"";
                 node.missing(ctx, "downtime", Some(kind_span.clone()), message);
                 None
             }
@@ -220,6 +225,7 @@ fn read_network_cut(
         CutMode::Blackhole {
             downtime: downtime?,
             after: after?,
+            held,
         }
     } else {
         misplaced |= only(ctx, "downtime", "blackhole") | only(ctx, "after", "blackhole");

@@ -16,7 +16,7 @@ use crate::plan::{StartPacing, Step, StepAction};
 use herds::{read_churn, read_herd};
 use writes::{read_agents, read_drop_consumer, read_exec, read_write};
 
-const STEP_KEYS: [&str; 25] = [
+const STEP_KEYS: [&str; 26] = [
     "kind",
     "mode",
     "rate",
@@ -31,6 +31,7 @@ const STEP_KEYS: [&str; 25] = [
     "value_size",
     "drain_timeout",
     "background",
+    "retry",
     "agent",
     "consumer",
     "recover_timeout",
@@ -56,7 +57,7 @@ const HERD_KINDS: [&str; 5] = [
 /// The kinds that send paced writes and reconcile their deliveries.
 const WRITE_KINDS: [&str; 2] = ["write", "exec"];
 /// Keys that belong to some kinds only, and the kinds they belong to.
-const OWNERS: [(&str, &[&str]); 24] = [
+const OWNERS: [(&str, &[&str]); 25] = [
     ("mode", &["start", "network_cut", "churn"]),
     ("rate", &["start", "write", "exec", "churn"]),
     ("over", &["start"]),
@@ -70,6 +71,7 @@ const OWNERS: [(&str, &[&str]); 24] = [
     ("value_size", &WRITE_KINDS),
     ("drain_timeout", &WRITE_KINDS),
     ("background", &WRITE_KINDS),
+    ("retry", &WRITE_KINDS),
     ("agent", &["drop_consumer"]),
     ("consumer", &["drop_consumer"]),
     ("recover_timeout", &HERD_KINDS),

@@ -5,7 +5,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 use super::Setup;
-use crate::plan::{ExecTarget, KeyTemplate, StepAction, WriteLoad, WriteTarget};
+use crate::plan::{ExecTarget, KeyTemplate, StepAction, WriteLoad, WriteRetry, WriteTarget};
 use crate::scenario::profile::template;
 use crate::scenario::walk::{Ctx, Node, Value, describe, join, names};
 
@@ -215,7 +215,13 @@ fn target<T: Clone>(
     node.choice(ctx, "target", &format!("{kind} target"), targets)
 }
 
-/// `rate`, `count` or `duration`, `value_size`, `drain_timeout`, `background`; `unit` says
+/// `retry`'s values.
+const RETRIES: [(&str, WriteRetry); 2] = [
+    ("never", WriteRetry::Never),
+    ("until_acked", WriteRetry::UntilAcked),
+];
+
+/// `rate`, `count` or `duration`, `value_size`, `drain_timeout`, `background`, `retry`; `unit` says
 /// what `rate` counts.
 fn read_load(ctx: &mut Ctx<'_>, node: &Node<'_, '_>, unit: &str) -> Option<WriteLoad> {
     let what = format!("a positive number ({unit})");
@@ -275,12 +281,19 @@ fn read_load(ctx: &mut Ctx<'_>, node: &Node<'_, '_>, unit: &str) -> Option<Write
         None => Some(false),
         Some(_) => node.boolean(ctx, "background"),
     };
+    let retry = match node.get("retry") {
+        None => Some(WriteRetry::Never),
+        Some(_) => node
+            .choice(ctx, "retry", "write retry", &RETRIES)
+            .map(|(r, _)| r),
+    };
     Some(WriteLoad {
         rate: rate?,
         count: count?,
         value_size: value_size?,
         drain_timeout: drain_timeout?,
         background: background?,
+        retry: retry?,
     })
 }
 

@@ -52,6 +52,34 @@ fn reconnect_backoff() {
         fleet("reconnect_base = \"10s\""),
         exponential(10_000, 10_000, 0.0)
     );
+    // nats.go's model: a fixed wait, with jitter or without.
+    assert_eq!(
+        fleet("reconnect_wait = \"2s\"\nreconnect_wait_jitter = \"100ms\""),
+        Backoff::Fixed {
+            wait: Duration::from_secs(2),
+            jitter: Duration::from_millis(100)
+        }
+    );
+    assert_eq!(
+        fleet("reconnect_wait = \"5s\""),
+        Backoff::Fixed {
+            wait: Duration::from_secs(5),
+            jitter: Duration::ZERO
+        }
+    );
+}
+
+#[test]
+fn max_reconnects_is_unlimited_unless_given() {
+    let fleet = |keys: &str| {
+        plan(&format!(
+            "[fleet]\nagents = 5\n{keys}\n\n[[steps]]\nkind = \"start\"\n"
+        ))
+        .fleet
+        .max_reconnects
+    };
+    assert_eq!(fleet(""), None);
+    assert_eq!(fleet("max_reconnects = 60"), Some(60));
 }
 
 #[test]

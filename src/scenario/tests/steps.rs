@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::*;
 use crate::plan::{
     CutMode, ExecTarget, FaultTarget, ProxyMode, StartPacing, Step, StepAction, StopSignal,
-    Trigger, WriteLoad, WriteTarget,
+    Trigger, WriteLoad, WriteRetry, WriteTarget,
 };
 
 #[test]
@@ -211,6 +211,7 @@ fn load(rate: f64, count: u64) -> WriteLoad {
         value_size: 64,
         drain_timeout: Duration::from_secs(10),
         background: false,
+        retry: WriteRetry::Never,
     }
 }
 
@@ -290,6 +291,7 @@ count = 7
 value_size = 1024
 drain_timeout = "30s"
 background = true
+retry = "until_acked"
 
 [[steps]]
 kind = "write"
@@ -324,6 +326,7 @@ value_size = 1048576
                     value_size: 1024,
                     drain_timeout: Duration::from_secs(30),
                     background: true,
+                    retry: WriteRetry::UntilAcked,
                 },
             },
             // rate × duration
@@ -396,6 +399,7 @@ background = true
                     value_size: 128,
                     drain_timeout: Duration::from_secs(1),
                     background: true,
+                    retry: WriteRetry::Never,
                 },
             },
         ]

@@ -23,7 +23,7 @@ duration = "5 parsecs"
     assert_eq!(
         err.to_string(),
         "quick.toml:4: fleet.agents: must be a positive whole number, got -5\n\
-         quick.toml:9: steps[1].agnets: unknown key; allowed: kind, mode, rate, over, timeout, duration, target, agents, bucket, key, count, value_size, drain_timeout, background, agent, consumer, recover_timeout, signal, downtime, refuse_for, command, command_timeout, after, fraction, groups\n\
+         quick.toml:9: steps[1].agnets: unknown key; allowed: kind, mode, rate, over, timeout, duration, target, agents, bucket, key, count, value_size, drain_timeout, background, retry, agent, consumer, recover_timeout, signal, downtime, refuse_for, command, command_timeout, after, fraction, groups\n\
          quick.toml:13: steps[2].duration: bad duration \"5 parsecs\"; use a number with a unit: 500ms, 10s, 2m, 1h"
     );
     let ScenarioError::Invalid(list) = err else {

@@ -85,6 +85,7 @@ impl Agent<'_> {
             .read_buffer_capacity(self.ctx.fleet.read_buffer_capacity)
             .request_timeout(Some(self.ctx.fleet.request_timeout))
             .ping_interval(self.ctx.fleet.ping_interval)
+            .max_reconnects(self.ctx.fleet.max_reconnects)
             .reconnect_delay_callback(move |attempts| delays.delay(attempts))
             .event_callback(move |event| {
                 let roster = roster.clone();
@@ -101,6 +102,9 @@ impl Agent<'_> {
                             roster.on_disconnected(index);
                             herd.on_disconnected(index);
                             let _ = events.send(ConnEvent::Disconnected);
+                        }
+                        nats::Event::ClientError(nats::ClientError::MaxReconnects) => {
+                            let _ = events.send(ConnEvent::GaveUp);
                         }
                         _ => {}
                     }
@@ -145,6 +149,15 @@ pub fn reconnect_delay(backoff: &Backoff, attempts: usize, unit: f64) -> Duratio
         Backoff::Exponential { base, cap, jitter } => {
             let d = exp(base, attempts.max(1) - 1).min(cap);
             d.mul_f64((1.0 + jitter * (2.0 * unit - 1.0)).max(0.0))
+        }
+        // nats.go's doReconnect with one server: the first pass over the pool tries at
+        // once, each later pass sleeps ReconnectWait + rand(ReconnectJitter).
+        Backoff::Fixed { wait, jitter } => {
+            if attempts <= 1 {
+                Duration::ZERO
+            } else {
+                wait + jitter.mul_f64(unit)
+            }
         }
     }
 }
@@ -242,5 +255,26 @@ mod tests {
         assert_eq!(at(10, 0.5), 1000, "capped");
         assert_eq!(at(1, 0.0), 75, "-25 %");
         assert_eq!(at(1, 1.0), 125, "+25 %");
+    }
+
+    #[test]
+    fn fixed_wait_tries_at_once_then_waits_with_up_to_the_jitter_added() {
+        let b = Backoff::Fixed {
+            wait: Duration::from_secs(2),
+            jitter: Duration::from_millis(100),
+        };
+        let at = |attempts, unit| reconnect_delay(&b, attempts, unit).as_millis();
+        assert_eq!(
+            at(1, 0.9),
+            0,
+            "the first attempt after a disconnect goes at once"
+        );
+        assert_eq!(at(2, 0.0), 2000);
+        assert_eq!(at(2, 0.5), 2050);
+        assert_eq!(
+            at(30, 0.99),
+            2099,
+            "never more than wait + jitter, however many attempts"
+        );
     }
 }

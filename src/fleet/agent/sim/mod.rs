@@ -87,6 +87,8 @@ enum Handed {
 enum ConnEvent {
     Connected,
     Disconnected,
+    /// async-nats gave up reconnecting (`[fleet] max_reconnects`) and closed the client.
+    GaveUp,
 }
 
 /// What a finished setup leaves the agent: the connection and its handles.
@@ -159,6 +161,18 @@ pub(crate) async fn run(
                 }
             }
             Some(event) = events_rx.recv() => {
+                if let ConnEvent::GaveUp = event {
+                    // The client is closed for good: nothing the agent does can work
+                    // again, so it ends here, in a known state.
+                    setup = None;
+                    resync = None;
+                    let reason = format!(
+                        "gave up reconnecting: {} attempts failed ([fleet] max_reconnects), async-nats closed the client",
+                        ctx.fleet.max_reconnects.unwrap_or(0)
+                    );
+                    ctx.roster.set(index, AgentState::Failed, Some(reason));
+                    continue;
+                }
                 let Some(s) = session.as_ref() else { continue };
                 match event {
                     ConnEvent::Disconnected => {
@@ -172,6 +186,7 @@ pub(crate) async fn run(
                             watches = Streams::new();
                         }
                     }
+                    ConnEvent::GaveUp => {}
                     ConnEvent::Connected => {
                         let Some(lost) = disconnected_at.take() else { continue };
                         let metrics = &ctx.metrics;
