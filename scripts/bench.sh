@@ -21,6 +21,12 @@
 # a drift of the machine's speed falls on both sides alike. The paced row runs once per
 # repetition too, so its figures get the same median and spread as the others.
 #
+# At the sizes in MINIMAL_SIZES (default 1000; empty: none) each repetition also runs
+# fleetsim with every observer off (`[observe]` api_tap, broker, timeseries and progress
+# false: the `all_at_once_minimal` rows, and their `minimal/bare` ratios), between the
+# other two: the gap between it and the full row is what measuring costs fleetsim, the
+# gap between it and bare is fleetsim's machinery itself.
+#
 # Writes results/bench/core.csv (one row per run, with its repetition `rep`) and
 # results/bench/core-summary.csv (per start kind and size: the median, min and max over
 # the repetitions of CPU and RSS per agent, wall time to all-ready, ready p99, errors and
@@ -91,15 +97,17 @@ for start, agents in groups:
     # fleetsim/bare within one repetition: the two runs shared the machine's conditions.
     # Only pairs where both runs are `ok`: agents that gave up did less work, so a failed
     # run's CPU per agent is not comparable with a run whose agents all came up.
-    if start == "all_at_once":
+    ratio_of = {"all_at_once": "fleetsim/bare", "all_at_once_minimal": "minimal/bare"}
+    if start in ratio_of:
+        name = ratio_of[start]
         bare = {r.get("rep"): r for r in rows if r["start"] == "bare_all_at_once" and r["agents"] == agents}
         pairs = [(r, bare[r.get("rep")]) for r in rs if r.get("rep") in bare]
         ok = [(f, b) for f, b in pairs if f["status"] == "ok" and b["status"] == "ok"]
-        runs[("fleetsim/bare", agents)] = (len(pairs), len(ok))
+        runs[(name, agents)] = (len(pairs), len(ok))
         for m in ["cpu_ms_per_agent", "rss_kib_per_agent"]:
             s = spread(num(f, m) / num(b, m) for f, b in ok if num(f, m) is not None and num(b, m))
             if s:
-                out.append(("fleetsim/bare", agents, m + "_ratio", *s))
+                out.append((name, agents, m + "_ratio", *s))
 
 def fmt(v):
     if float(v).is_integer() or abs(v) >= 1000:
@@ -118,11 +126,13 @@ heads = ["cpu_ms/agent", "rss_kib/agent", "all_ready_s", "ready_p99_ms", "errors
          "fire_skew_p50_ms", "fire_skew_p99_ms", "attempt_spread_ms"]
 table = [["start", "agents", "runs (ok)"] + heads]
 # Each size's fleetsim row, its bare row and their ratios together, the paced row last.
-order = {"all_at_once": 0, "bare_all_at_once": 1, "fleetsim/bare": 2}
-shown = groups + [("fleetsim/bare", a) for s, a in groups if s == "all_at_once"]
-shown.sort(key=lambda g: (g[0] not in order, int(g[1]), order.get(g[0], 3)))
+order = {"all_at_once": 0, "all_at_once_minimal": 1, "bare_all_at_once": 2, "fleetsim/bare": 3,
+         "minimal/bare": 4}
+ratios = {"all_at_once": "fleetsim/bare", "all_at_once_minimal": "minimal/bare"}
+shown = groups + [(ratios[s], a) for s, a in groups if s in ratios]
+shown.sort(key=lambda g: (g[0] not in order, int(g[1]), order.get(g[0], 5)))
 for start, agents in shown:
-    ms = metrics if start != "fleetsim/bare" else ["cpu_ms_per_agent_ratio", "rss_kib_per_agent_ratio"]
+    ms = metrics if "/" not in start else ["cpu_ms_per_agent_ratio", "rss_kib_per_agent_ratio"]
     got = [cells.get((start, agents, m)) for m in ms]
     total, ok = runs[(start, agents)]
     line = [start, agents, f"{total} ({ok})"] + [f"{fmt(g[1])} ({fmt(g[2])}-{fmt(g[3])})" if g else "" for g in got]
@@ -171,8 +181,15 @@ for knob in "REPS=$reps" "REP_FIRST=$first"; do
   fi
 done
 rate_agents="${RATE_AGENTS:-3000}"
+read -r -a minimal_sizes <<< "${MINIMAL_SIZES-1000}"
 runs="$(mktemp -d)"
 trap 'rm -rf "$runs"' EXIT
+# The cold start with every observer off, for the `all_at_once_minimal` rows.
+minimal_scenario="$runs/bench-cold-start-051-minimal.toml"
+{
+  cat scenarios/bench-cold-start-051.toml
+  printf '\n[observe]\napi_tap = false\nbroker = false\ntimeseries = false\nprogress = false\n'
+} > "$minimal_scenario"
 echo "date,rep,start,agents,status,wall_all_ready_s,ready_p50_ms,ready_p99_ms,errors,cpu_s,cpu_ms_per_agent,peak_rss_mib,rss_kib_per_agent,broker_version,async_nats,fire_skew_p50_ms,fire_skew_p99_ms,connect_attempt_spread_ms" > "$csv"
 
 row() { # rep start-label agents scenario
@@ -237,14 +254,26 @@ print(",".join(str(x) for x in [
 PY
 }
 
+minimal_row() { # rep agents: fleetsim with every observer off, at MINIMAL_SIZES only
+  local n
+  for n in "${minimal_sizes[@]}"; do
+    if [[ "$n" == "$2" ]]; then
+      row "$1" all_at_once_minimal "$2" "$minimal_scenario"
+    fi
+  done
+}
+
 for rep in $(seq "$first" $((first + reps - 1))); do
   for n in "${sizes[@]}"; do
-    # Odd repetitions run fleetsim first, even ones the bare agents first.
+    # Odd repetitions run fleetsim first, even ones the bare agents first; the minimal
+    # run (if any) always between them.
     if (( rep % 2 == 1 )); then
       row "$rep" all_at_once "$n" scenarios/bench-cold-start-051.toml
+      minimal_row "$rep" "$n"
       bare_row "$rep" "$n"
     else
       bare_row "$rep" "$n"
+      minimal_row "$rep" "$n"
       row "$rep" all_at_once "$n" scenarios/bench-cold-start-051.toml
     fi
   done
