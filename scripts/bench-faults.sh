@@ -54,9 +54,10 @@ def rows(name):
     path = os.path.join(d, name)
     return list(csv.DictReader(open(path))) if os.path.exists(path) else []
 summary, recovery, counts = rows("summary.csv"), rows("recovery.csv"), rows("counts.csv")
-broker = rows("broker.csv")  # a single run's; an A/B directory keeps them per run
-def broker_max(phase, col):
-    values = [int(r[col]) for r in broker if r["step"] == phase and r.get(col)]
+broker = rows("broker.csv")  # an A/B directory's has a `variant` column
+def broker_max(variant, phase, col):
+    values = [int(r[col]) for r in broker
+              if r.get("variant", "") == variant and r["step"] == phase and r.get(col)]
     return max(values) if values else ""
 # An A/B directory has a `variant` column; a single run has none.
 variants = sorted({r.get("variant", "") for r in summary}) or [""]
@@ -84,7 +85,8 @@ for variant in variants:
         flaps or "",
         stat(variant, phase, "reconnect", "p50"), stat(variant, phase, "reconnect", "p99"),
         stat(variant, phase, "resync", "p50"), stat(variant, phase, "resync", "p99"),
-        broker_max(phase, "stale_connections"), broker_max(phase, "double_held_consumers"),
+        broker_max(variant, phase, "stale_connections"),
+        broker_max(variant, phase, "double_held_consumers"),
     ]))
 PY
 }

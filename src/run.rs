@@ -178,16 +178,18 @@ async fn drive(
     let roster = fleet.roster().clone();
     // What the broker holds before any agent connects, so its samples can say what it
     // holds that no agent does (stale connections, double-held consumers).
-    let fleet_on_broker = match (broker.connections().await, broker.consumers().await) {
-        (Some(connections_before), Some(consumers_before)) if plan.observe.broker => {
-            Some(FleetOnBroker {
+    let fleet_on_broker = if plan.observe.broker {
+        match (broker.connections().await, broker.consumers().await) {
+            (Some(connections_before), Some(consumers_before)) => Some(FleetOnBroker {
                 roster: roster.clone(),
                 connections_before,
                 consumers_expected: consumers_before
                     + (plan.fleet.agents * plan.profile.consumers.len()) as u64,
-            })
+            }),
+            _ => None,
         }
-        _ => None,
+    } else {
+        None
     };
     let run_start = Instant::now();
     let run_start_wall = SystemTime::now();

@@ -311,8 +311,8 @@ drain_timeout = "30s"
 /// its key stream to its KV watch: JetStream's flow control holds the deliveries back
 /// (the server waits for the stalled agent's flow-control reply), so its socket never
 /// fills and the broker never flags it a slow consumer; when it reads again its watch
-/// resumes from the stream, where the bucket kept only the newest value of its key: the
-/// writes between are `superseded`, every write is accounted for, none missed.
+/// resumes from the stream, where the bucket kept only the newest 5 values of its key:
+/// the older writes are `superseded`, every write is accounted for, none missed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_behind_a_stalled_socket_is_held_back_not_flagged_and_reconciled() {
     let out = tempfile::tempdir().expect("tempdir");

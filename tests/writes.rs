@@ -306,7 +306,8 @@ async fn background_write_samples_stay_in_the_phase_of_their_step() {
 
 /// Writes sent across a broker crash with `retry = "until_acked"`: the sender publishes
 /// each unacknowledged write again, as a backend would, so every write ends acked and
-/// accounted for (delivered, or superseded by a newer value of its key), the run passes,
+/// accounted for (delivered, or superseded: out of its bucket's history, a newer value
+/// of its key delivered), the run passes,
 /// and what a retry cost is in `writes.csv` (`retries`, with any write that arrived
 /// twice counted as a duplicate, never lost). Whether a write needed a retry depends on
 /// the instant of the crash; the retry loop itself is unit-tested in `src/writes/step.rs`.
@@ -337,7 +338,7 @@ kind = "wait_ready"
     assert_eq!(num(&pc, "acked"), 80, "{pc:?}");
     assert_eq!(num(&pc, "missed"), 0, "{pc:?}");
     // A watch recreated after the crash resumes from the stream, where the bucket kept
-    // only each key's newest value: the writes between are superseded, not lost.
+    // only each key's newest 5 values: the writes older than those are superseded.
     assert_eq!(num(&pc, "delivered") + num(&pc, "superseded"), 80, "{pc:?}");
     // The column is there, whatever this run needed.
     let _ = num(&pc, "retries");

@@ -88,14 +88,16 @@ pub struct BrokerSample {
     /// Client connections the broker holds that no agent believes it has: `connections`
     /// minus the connections it held before the fleet started (fleetsim's own) minus
     /// `agents_connected`, floored at 0. After a silent cut, the connections the server
-    /// has not yet found dead (its pings unanswered) beside the agents' new ones.
+    /// has not yet found dead (its pings unanswered) beside the agents' new ones; in a
+    /// start or a reconnect herd also the new connections still in their handshake.
     #[serde(default)]
     pub stale_connections: Option<u64>,
     /// Consumers the broker holds above the fleet's footprint (those it held before the
-    /// fleet started plus every agent's long-lived ones), floored at 0: after a silent
-    /// cut, the old ephemeral consumers not yet reaped beside the ones the agents
-    /// recreated on their new connections. Agents that never set up leave the footprint
-    /// smaller than expected, so this can only undercount.
+    /// fleet started plus every agent's long-lived ones), floored at 0: after a cut, the
+    /// old ephemeral consumers not yet reaped beside the ones the agents recreated on
+    /// their new connections. It also counts the short-lived consumers of a profile's
+    /// key walks (`keys()`) while they live, and agents that never set up make the
+    /// footprint smaller than counted.
     #[serde(default)]
     pub double_held_consumers: Option<u64>,
 }
@@ -164,10 +166,10 @@ pub struct FleetOnBroker {
 }
 
 impl FleetOnBroker {
-    /// Fills `agents_connected`, `stale_connections` and `double_held_consumers` of
-    /// `row` from the broker's counts it carries.
-    fn fill(&self, row: &mut BrokerSample) {
-        let connected = self.roster.connected() as u64;
+    /// Fills `agents_connected` (`connected`, read as `/varz` answered),
+    /// `stale_connections` and `double_held_consumers` of `row` from the broker's counts
+    /// it carries.
+    fn fill(&self, row: &mut BrokerSample, connected: u64) {
         row.agents_connected = Some(connected);
         row.stale_connections = row.connections.map(|c| {
             c.saturating_sub(self.connections_before)
@@ -222,9 +224,11 @@ impl BrokerSampler {
                 // step's boundary (the HTTP answers may take longer).
                 let cpu = process.as_ref().and_then(BrokerProcess::cpu_secs);
                 let own_cpu = super::cpu::process_cpu_secs(std::process::id());
-                let (mut row, traffic) = sample(&monitor, &info.label(), run_start).await;
+                let roster = fleet.as_ref().map(|f| f.roster.as_ref());
+                let (mut row, traffic, connected) =
+                    sample(&monitor, &info.label(), run_start, roster).await;
                 if let Some(fleet) = &fleet {
-                    fleet.fill(&mut row);
+                    fleet.fill(&mut row, connected);
                     let _ = overlap.send(Overlap {
                         stale_connections: row.stale_connections,
                         double_held_consumers: row.double_held_consumers,
@@ -300,20 +304,24 @@ pub async fn wait_sampled(sampled: &mut watch::Receiver<usize>, index: usize) {
 }
 
 /// One row, and the traffic counters it read with the instant their answer arrived
-/// (`None` when `/varz` did not answer or lacked them).
+/// (`None` when `/varz` did not answer or lacked them), and the agents `roster` had
+/// connected at that instant (0 without one).
 async fn sample(
     monitor: &str,
     step: &str,
     run_start: Instant,
-) -> (BrokerSample, Option<(Instant, Traffic)>) {
+    roster: Option<&Roster>,
+) -> (BrokerSample, Option<(Instant, Traffic)>, u64) {
     let t_secs = (run_start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     // Each answer is parsed into the few figures the row keeps (serde skips the rest
     // without building it): a sample allocates its row and nothing else of note.
-    let (healthz, (varz, varz_at), jsz) = tokio::join!(
+    let (healthz, (varz, varz_at, connected), jsz) = tokio::join!(
         get_as::<Healthz>(monitor, "/healthz", ANSWER_WITHIN),
         async {
             let varz = get_as::<Varz>(monitor, "/varz", ANSWER_WITHIN).await;
-            (varz, Instant::now())
+            // The agents' side of `stale_connections`, read beside the broker's count.
+            let connected = roster.map_or(0, |r| r.connected() as u64);
+            (varz, Instant::now(), connected)
         },
         get_as::<Jsz>(monitor, "/jsz", ANSWER_WITHIN),
     );
@@ -351,5 +359,5 @@ async fn sample(
     }
     row.ok = errors.is_empty();
     row.error = errors.join("; ");
-    (row, traffic)
+    (row, traffic, connected)
 }

@@ -247,17 +247,25 @@ pub struct ProxyArgs {
 }
 
 impl ProxyArgs {
-    /// What the proxy does to the bytes it forwards.
-    pub fn link(&self) -> LinkShape {
-        LinkShape {
+    /// What the proxy does to the bytes it forwards, or why the flags cannot shape a
+    /// link (a stall that does not end before its period does).
+    pub fn link(&self) -> Result<LinkShape, String> {
+        let stall = match self.link_stall_every.zip(self.link_stall_for) {
+            Some((every, stall_for)) if stall_for >= every || every.is_zero() => {
+                return Err(format!(
+                    "--link-stall-for ({stall_for:?}) must be shorter than a non-zero \
+                     --link-stall-every ({every:?}): a link stalled for its whole period \
+                     never forwards"
+                ));
+            }
+            other => other.map(|(every, stall_for)| Stall { every, stall_for }),
+        };
+        Ok(LinkShape {
             latency: self.link_latency.filter(|d| !d.is_zero()),
             jitter: self.link_jitter.filter(|d| !d.is_zero()),
             bandwidth: self.link_bandwidth,
-            stall: self
-                .link_stall_every
-                .zip(self.link_stall_for)
-                .map(|(every, stall_for)| Stall { every, stall_for }),
-        }
+            stall,
+        })
     }
 }
 

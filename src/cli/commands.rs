@@ -384,11 +384,18 @@ pub fn report(dir: &Path) -> u8 {
 }
 
 /// `fleetsim proxy`: serves until `quit`, Ctrl-C or (for a child) stdin closing.
-/// Exit 0 when it stopped, 3 when it could not bind.
+/// Exit 0 when it stopped, 2 on flags that cannot shape a link, 3 when it could not bind.
 pub fn proxy(args: ProxyArgs) -> u8 {
     use std::io::Write;
+    let link = match args.link() {
+        Ok(link) => link,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
     let options = fleetsim::proxy::process::ServeOptions {
-        link: args.link(),
+        link,
         listen: args.listen,
         upstream: args.upstream,
         control: args.control,

@@ -344,8 +344,9 @@ pub struct LinkShape {
     /// request/reply round trip through the proxy takes twice this more. `None`: none.
     #[serde(serialize_with = "duration_str::serialize_opt")]
     pub latency: Option<Duration>,
-    /// `[fleet] link_jitter`: each chunk waits a further uniform random part of this
-    /// (toxiproxy's latency toxic's jitter). A TCP stream keeps its order, so a chunk
+    /// `[fleet] link_jitter`: each chunk waits a further uniform random part of this,
+    /// from 0 to the jitter (toxiproxy's latency toxic adds ± its jitter around the
+    /// latency instead). A TCP stream keeps its order, so a chunk
     /// never overtakes the one before it: jitter bunches chunks, it does not reorder.
     #[serde(serialize_with = "duration_str::serialize_opt")]
     pub jitter: Option<Duration>,
@@ -394,9 +395,10 @@ pub enum Backoff {
         cap: Duration,
         jitter: f64,
     },
-    /// The Go client's model (nats.go `ReconnectWait`, `ReconnectJitter`): the first
-    /// attempt after a disconnect goes at once, every later one waits `wait` plus a
-    /// uniform random part of `jitter` (nats.go's defaults: 2 s and 100 ms, 1 s with TLS).
+    /// The Go client's model (nats.go `ReconnectWait`, `ReconnectJitter`): every
+    /// reconnect attempt, the first after a disconnect included, waits `wait` plus a
+    /// uniform random part of `jitter` (nats.go with one server in its pool; its
+    /// defaults: 2 s and 100 ms, 1 s with TLS).
     Fixed {
         #[serde(with = "duration_str")]
         wait: Duration,

@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rand::{RngExt, SeedableRng};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -131,7 +131,8 @@ impl Schedule {
     fn due(&mut self, read: Instant, len: usize) -> Instant {
         let mut at = read;
         if let Some(bw) = self.bandwidth {
-            let start = self.sent.max(read);
+            // Nothing goes through a stall, the cap's own queue included.
+            let start = self.after_stall(self.sent.max(read));
             self.sent = start + Duration::from_secs_f64(len as f64 / bw as f64);
             at = self.sent;
         }
@@ -250,16 +251,15 @@ where
     // Unbounded in chunks, bounded in bytes by the permits the chunks carry.
     let (queue, mut due) = mpsc::unbounded_channel::<(Instant, Option<Bytes>, SemaphorePermit)>();
     let read = async {
-        let mut buf = BytesMut::new();
-        let chunk_max = schedule.chunk();
+        let mut buf = vec![0u8; schedule.chunk()];
         loop {
-            buf.reserve(chunk_max);
-            let n = (&mut from)
-                .take(chunk_max as u64)
-                .read_buf(&mut buf)
-                .await?;
+            let n = from.read(&mut buf).await?;
             let at = schedule.due(Instant::now(), n);
-            let chunk = (n > 0).then(|| buf.split().freeze());
+            // Copied out at its size: a queued chunk holds only its own bytes, which is
+            // what the budget counts (a slice of a shared buffer would pin the buffer's
+            // whole allocation for as long as the chunk waits, in a stall thousands of
+            // them).
+            let chunk = (n > 0).then(|| Bytes::copy_from_slice(&buf[..n]));
             if let Some(chunk) = &chunk {
                 direction.read(chunk);
             }

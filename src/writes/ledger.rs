@@ -5,7 +5,7 @@
 //! none can clear another's records. [`Ledgers`] holds the ledgers of the jobs running
 //! now; an agent hands it each write it receives, and the id picks the ledger.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -118,20 +118,34 @@ impl Ledger {
                         }
                 })
                 .collect();
-            // Newest first: a write not received whose key a later write the agent did
-            // receive has replaced was superseded (a KV bucket keeping one value per key
-            // has dropped it; the agent holds the newer value), else missed.
+            // Newest first: a write not received is superseded when its bucket no longer
+            // keeps it (at least `history` newer writes to its key were acknowledged, so
+            // a watch resuming from the stream cannot be handed it) and a newer value of
+            // its key did reach the agent; else it is missed. Newer is by write id, the
+            // order writes were sent: with `retry = "until_acked"` a retried write can
+            // land in the stream after a newer one, which this does not see.
             let (mut missed, mut superseded) = (0u64, 0u64);
-            let mut newer_received: Vec<u64> = Vec::new();
+            let mut newer_received: HashSet<u64> = HashSet::new();
+            let mut newer_acked: HashMap<u64, u64> = HashMap::new();
             for w in expected.iter().rev() {
-                if a.counts.contains_key(&w.id) {
-                    if let Some(key) = w.key {
-                        newer_received.push(key);
+                let received = a.counts.contains_key(&w.id);
+                match w.key {
+                    Some((key, history)) if !received => {
+                        let dropped = newer_acked.get(&key).copied().unwrap_or(0) >= history;
+                        if dropped && newer_received.contains(&key) {
+                            superseded += 1;
+                        } else {
+                            missed += 1;
+                        }
                     }
-                } else if w.key.is_some_and(|k| newer_received.contains(&k)) {
-                    superseded += 1;
-                } else {
-                    missed += 1;
+                    None if !received => missed += 1,
+                    _ => {}
+                }
+                if let Some((key, _)) = w.key {
+                    *newer_acked.entry(key).or_default() += 1;
+                    if received {
+                        newer_received.insert(key);
+                    }
                 }
             }
             per_agent.push(AgentReconciliation {
@@ -214,9 +228,10 @@ pub struct AgentReconciliation {
     pub received: u64,
     /// Expected, not received, and no newer value of its key received either.
     pub missed: u64,
-    /// Expected and not received, but a later write to the same KV key was: after a
-    /// gap (a reconnect, a slow consumer closed) a watch resumes from the stream, and a
-    /// bucket that keeps one value per key no longer has the older ones.
+    /// Expected and not received, but no longer in its bucket (at least `history` newer
+    /// writes to its key were acknowledged) and a newer value of its key was received:
+    /// after a gap (a reconnect, a stall) a watch resumes from the stream, and the
+    /// bucket no longer has the older values.
     pub superseded: u64,
     pub duplicates: u64,
     pub stale_replays: u64,
@@ -283,7 +298,7 @@ mod tests {
                 kind: 4,
                 recipients: Recipients::All,
                 acked: true,
-                key: Some(id),
+                key: Some((id, 1)),
             })
             .collect();
         let r = ledger.reconcile(&writes, &[0, 1], |_| 0);
@@ -317,26 +332,30 @@ mod tests {
     fn a_missed_write_whose_key_got_a_newer_value_that_arrived_is_superseded() {
         let ledger = Ledger::new(1, 1..6, 3);
         let key = crate::writes::key_of("$KV.agent_config.pcs.pc-00000");
-        let write = |id: u64, key: Option<u64>| SentWrite {
+        let write = |id: u64, key: Option<(u64, u64)>| SentWrite {
             id,
             kind: 0,
             recipients: Recipients::Agent(0),
             acked: true,
             key,
         };
-        // Writes 1-4 to one key, 5 an exec command; the agent got only 4.
+        // Writes 1-4 to one key of a bucket keeping 2 values, 5 an exec command; the
+        // agent got only 4.
         let writes: Vec<SentWrite> = (1..5)
-            .map(|id| write(id, Some(key)))
+            .map(|id| write(id, Some((key, 2))))
             .chain([write(5, None)])
             .collect();
         assert!(ledger.record(0, &seen(4, "pcs.pc-00000")));
         let r = ledger.reconcile(&writes, &[0], |_| 0);
         let a = &r.per_agent[0];
         assert_eq!((a.expected, a.received), (5, 1));
-        assert_eq!(a.superseded, 3, "1-3 were replaced by 4, which arrived");
         assert_eq!(
-            a.missed, 1,
-            "the command has no newer value to stand for it"
+            a.superseded, 2,
+            "1 and 2 are out of the bucket, and 4 arrived"
+        );
+        assert_eq!(
+            a.missed, 2,
+            "3 was still in the bucket; the command has no newer value to stand for it"
         );
     }
 }

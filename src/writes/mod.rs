@@ -128,9 +128,10 @@ pub struct SentWrite {
     pub kind: usize,
     pub recipients: Recipients,
     pub acked: bool,
-    /// The KV key it wrote (a hash of its subject); `None` for an `exec` command, a
-    /// stream message no later one replaces.
-    pub key: Option<u64>,
+    /// The KV key it wrote (a hash of its subject) and how many values of a key its
+    /// bucket keeps (`history`); `None` for an `exec` command, a stream message no later
+    /// one replaces.
+    pub key: Option<(u64, u64)>,
 }
 
 /// The key a KV write's subject names, as [`SentWrite::key`] holds it.

@@ -166,6 +166,13 @@ pub async fn run_step(
                 _ => None,
             })
             .collect(),
+        histories: env
+            .plan
+            .profile
+            .buckets
+            .iter()
+            .map(|b| (format!("$KV.{}.", b.name), b.history.max(1) as u64))
+            .collect(),
         target,
         load,
         first_id,
@@ -242,6 +249,9 @@ struct WriteJob {
     /// `$KV.<bucket>.` of every bucket the profile watches whole: its agents receive
     /// every write to it.
     watched_whole: Vec<String>,
+    /// `$KV.<bucket>.` and its `history` (values kept per key) for every bucket of the
+    /// profile: a write is superseded only once the bucket no longer keeps it.
+    histories: Vec<(String, u64)>,
     target: Target,
     load: WriteLoad,
     first_id: u64,
@@ -388,6 +398,14 @@ impl WriteJob {
         let watched_whole = &self.watched_whole;
         let mut sent = Vec::with_capacity(planned.len());
         let is_kv = matches!(self.target, Target::Kv(_));
+        // How many values of a key a write's bucket keeps (1 if the bucket is unknown:
+        // the strictest reading, a write superseded by any newer one).
+        let history = |subject: &str| {
+            self.histories
+                .iter()
+                .find(|(prefix, _)| subject.starts_with(prefix.as_str()))
+                .map_or(1, |(_, h)| *h)
+        };
         for (i, ((subject, recipients, kind), latency)) in
             planned.iter().zip(&latencies).enumerate()
         {
@@ -399,7 +417,7 @@ impl WriteJob {
                 kind: *kind,
                 recipients: *recipients,
                 acked: latency.is_some(),
-                key: is_kv.then(|| key_of(subject)),
+                key: is_kv.then(|| (key_of(subject), history(subject))),
             });
         }
         // Wait until every expected delivery arrived, or the drain timeout.

@@ -171,8 +171,9 @@ fn parse_churn_rate(text: &str) -> Result<f64, String> {
     Ok(pct * per_min)
 }
 
-/// `network_cut`: `mode` (reset, blackhole), `refuse_for` (reset), `downtime` and `after`
-/// (blackhole), and which agents it hits (`fraction`, `groups` or `agents`).
+/// `network_cut`: `mode` (reset, blackhole, stop_reading), `refuse_for` (reset), `downtime`
+/// and `after` (blackhole, stop_reading), and which agents it hits (`fraction`, `groups`
+/// or `agents`).
 fn read_network_cut(
     ctx: &mut Ctx<'_>,
     node: &Node<'_, '_>,
@@ -180,6 +181,7 @@ fn read_network_cut(
     setup: &Setup,
 ) -> Option<Trigger> {
     // The blackhole modes, with what they hold; `None` is a reset.
+    const BLACKHOLE_MODES: &str = "blackhole\" or \"stop_reading";
     const MODES: [(&str, Option<Held>); 3] = [
         ("reset", None),
         ("blackhole", Some(Held::Both)),
@@ -228,7 +230,7 @@ fn read_network_cut(
             held,
         }
     } else {
-        misplaced |= only(ctx, "downtime", "blackhole") | only(ctx, "after", "blackhole");
+        misplaced |= only(ctx, "downtime", BLACKHOLE_MODES) | only(ctx, "after", BLACKHOLE_MODES);
         CutMode::Reset
     };
     if misplaced {

@@ -150,15 +150,12 @@ pub fn reconnect_delay(backoff: &Backoff, attempts: usize, unit: f64) -> Duratio
             let d = exp(base, attempts.max(1) - 1).min(cap);
             d.mul_f64((1.0 + jitter * (2.0 * unit - 1.0)).max(0.0))
         }
-        // nats.go's doReconnect with one server: the first pass over the pool tries at
-        // once, each later pass sleeps ReconnectWait + rand(ReconnectJitter).
-        Backoff::Fixed { wait, jitter } => {
-            if attempts <= 1 {
-                Duration::ZERO
-            } else {
-                wait + jitter.mul_f64(unit)
-            }
-        }
+        // nats.go's doReconnect: it sleeps ReconnectWait + rand(ReconnectJitter) each
+        // time it has tried every server of its pool, and before the first attempt when
+        // the pool holds one server (`doSleep := i+1 >= len(nc.srvPool)`), as an agent's
+        // does. (A client's very first dial is not a reconnect: `ReconnectDelays` sends
+        // it at once.)
+        Backoff::Fixed { wait, jitter } => wait + jitter.mul_f64(unit),
     }
 }
 
@@ -258,16 +255,16 @@ mod tests {
     }
 
     #[test]
-    fn fixed_wait_tries_at_once_then_waits_with_up_to_the_jitter_added() {
+    fn fixed_wait_waits_before_every_attempt_with_up_to_the_jitter_added() {
         let b = Backoff::Fixed {
             wait: Duration::from_secs(2),
             jitter: Duration::from_millis(100),
         };
         let at = |attempts, unit| reconnect_delay(&b, attempts, unit).as_millis();
         assert_eq!(
-            at(1, 0.9),
-            0,
-            "the first attempt after a disconnect goes at once"
+            at(1, 0.0),
+            2000,
+            "nats.go sleeps before its first reconnect to its one server"
         );
         assert_eq!(at(2, 0.0), 2000);
         assert_eq!(at(2, 0.5), 2050);
