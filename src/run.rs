@@ -177,9 +177,11 @@ async fn drive(
     let mut fleet = Fleet::new(plan, connection, metrics.clone());
     let roster = fleet.roster().clone();
     // What the broker holds before any agent connects, so its samples can say what it
-    // holds that no agent does (stale connections, double-held consumers).
+    // holds that no agent does (stale connections, double-held consumers). Its consumers
+    // are still those counted after provisioning: nothing since (the advisory tap's
+    // subscriptions, the proxy, the audit's capture stream) makes one.
     let fleet_on_broker = if plan.observe.broker {
-        match (broker.connections().await, broker.consumers().await) {
+        match (broker.connections().await, consumers_at_start) {
             (Some(connections_before), Some(consumers_before)) => Some(FleetOnBroker {
                 roster: roster.clone(),
                 connections_before,

@@ -109,7 +109,8 @@ impl Schedule {
         }
     }
 
-    /// A line that only delays, by `latency`.
+    /// A line that only delays, by `latency` (the tests' delay line).
+    #[cfg(test)]
     pub fn latency(latency: Duration) -> Schedule {
         let link = LinkShape {
             latency: Some(latency),

@@ -167,7 +167,7 @@ pub(crate) async fn run(
                     setup = None;
                     resync = None;
                     let reason = format!(
-                        "gave up reconnecting: {} attempts failed ([fleet] max_reconnects), async-nats closed the client",
+                        "gave up reconnecting: {} attempts failed ([fleet] max_reconnects), async-nats closed the client; raise max_reconnects, or leave it out to retry forever as the real agent does",
                         ctx.fleet.max_reconnects.unwrap_or(0)
                     );
                     ctx.roster.set(index, AgentState::Failed, Some(reason));
